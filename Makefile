@@ -1,0 +1,28 @@
+# The two commands of the README:
+#   make run    runs the monitor (against the built-in simulator when there is no accounts.toml)
+#   make test   runs ruff, mypy --strict and the whole test suite
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python scripts/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check monitor web tests scripts
+	$(BIN)/ruff format --check monitor web tests scripts
+	$(BIN)/mypy monitor web
+
+test: lint
+	$(BIN)/pytest

@@ -1,0 +1,115 @@
+"""The `bitget-monitor` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from monitor import __version__
+from monitor.clock import SystemClock
+from monitor.config import load_config
+from monitor.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bitget-monitor", description="Risk monitor for Bitget accounts.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="validate the accounts file and read every account once")
+    check.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
+
+    sim = sub.add_parser("simulate", help="run the Bitget simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8900, help="0 picks a free port")
+    sim.add_argument("--accounts", type=int, default=12, help="how many accounts to generate")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--scenario", type=Path, help="load this scenario file instead of generating accounts")
+    sim.add_argument("--write-accounts", type=Path, help="write an accounts file for the monitor here")
+    sim.add_argument("--tick", type=float, default=1.0, help="seconds between price moves; 0 freezes prices")
+    sim.add_argument("--volatility", type=float, help="standard deviation of one tick's relative move")
+    sim.add_argument("--no-limits", action="store_true", help="switch rate limits off")
+    sim.add_argument("--ip-limit", type=int, default=6000, help="requests per minute per IP")
+    sim.add_argument("--lockout", type=float, default=300.0, help="seconds an IP is blocked after tripping it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "check":
+        return cmd_check(args.config)
+    return cmd_simulate(args)
+
+
+def cmd_check(path: Path) -> int:
+    from monitor.check import check_accounts, render_table
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    async def run() -> int:
+        async with aiohttp.ClientSession() as session:
+            results = await check_accounts(config, session, SystemClock())
+        print(render_table(results))
+        return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+    return asyncio.run(run())
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from monitor.simulator.generate import generate_world, write_accounts_file
+    from monitor.simulator.server import Simulator
+    from monitor.simulator.world import ScenarioError, load_scenario
+
+    try:
+        world = load_scenario(args.scenario, args.seed) if args.scenario else generate_world(args.accounts, args.seed)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.volatility is not None:
+        world.market.volatility = args.volatility
+    sim = Simulator(world, limits=not args.no_limits, ip_per_minute=args.ip_limit, lockout=args.lockout, tick=args.tick)
+
+    async def serve() -> None:
+        runner = web.AppRunner(sim.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, args.host, args.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        url = f"http://{args.host}:{port}"
+        if args.write_accounts:
+            write_accounts_file(world, args.write_accounts, url)
+        print(
+            f"simulator listening on {url} with {len(world.accounts)} accounts"
+            + (f"; accounts file: {args.write_accounts}" if args.write_accounts else ""),
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
+    return EXIT_OK

@@ -1,0 +1,262 @@
+"""Load and validate the accounts file: all of it, or nothing (every error is a ConfigError)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from monitor.config import schema
+from monitor.config.model import AccountConfig, Config, MonitorSettings
+from monitor.errors import ConfigError
+from monitor.exchange.bitget.signing import is_pem, signer_for
+from monitor.secret import Secret
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_KEYS = ("api_key", "api_secret", "passphrase")
+KeyPath = tuple[str | int, ...]
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, substitute ${VAR}s from `env` (default: the process environment) and validate the file."""
+    return _Loader(Path(path), os.environ if env is None else env).load()
+
+
+def format_path(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+class _Loader:
+    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+        self.path = path
+        self.env = env
+        self.source = ""
+        self.warnings: list[str] = []
+
+    def error(self, key: KeyPath, message: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(
+            message, file=str(self.path), line=locate(self.source, key), key=format_path(key) or None, hint=hint
+        )
+
+    def load(self) -> Config:
+        try:
+            self.source = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(
+                "file not found", file=str(self.path), hint="copy accounts.example.toml and fill it in"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the file: {exc}", file=str(self.path)) from None
+        try:
+            raw = tomllib.loads(self.source)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+            raise ConfigError(
+                f"not valid TOML: {exc}", file=str(self.path), line=int(m.group(1)) if m else None
+            ) from None
+        self.reject_unknown(raw, schema.SECTIONS, ())
+        monitor = self.monitor(self.table(raw, "monitor"))
+        channels = self.channels(self.table(raw, "channels"))
+        accounts = self.accounts(raw.get("accounts"))
+        return Config(
+            path=self.path, monitor=monitor, accounts=accounts, channels=channels, warnings=tuple(self.warnings)
+        )
+
+    # -- helpers -----------------------------------------------------------------------------------------
+
+    def table(self, raw: dict[str, Any], name: str) -> dict[str, Any]:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            raise self.error((name,), "expected a table", hint=f"write it as [{name}]")
+        return value
+
+    def reject_unknown(self, table: Mapping[str, Any], known: tuple[str, ...], at: KeyPath) -> None:
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+                raise self.error((*at, key), "unknown key", hint=hint)
+
+    def substitute(self, value: str, key: KeyPath, account: str | None) -> str:
+        def replace(m: re.Match[str]) -> str:
+            var = m.group(1)
+            if var not in self.env:
+                owner = f' for account "{account}"' if account else ""
+                raise self.error(
+                    key,
+                    f"environment variable {var} is not set{owner}",
+                    hint=f"export {var}, or put the value in a file",
+                )
+            return self.env[var]
+
+        return _VAR.sub(replace, value)
+
+    def values(self, section: str, table: Mapping[str, Any], at: KeyPath, account: str | None) -> dict[str, Any]:
+        """Every declared key of a section: substituted, parsed, defaulted; required ones enforced."""
+        settings = schema.section(section)
+        self.reject_unknown(table, tuple(settings), at)
+        out: dict[str, Any] = {}
+        for key, setting in settings.items():
+            if key not in table:
+                if setting.default is None:
+                    if not setting.optional:
+                        raise self.error(at, f"missing required key {key!r}", hint=setting.doc)
+                    out[key] = None
+                    continue
+                raw = setting.default
+            else:
+                raw = table[key]
+                if isinstance(raw, str):
+                    raw = self.substitute(raw, (*at, key), account)
+            try:
+                out[key] = setting.parse(raw)
+            except ValueError as exc:
+                raise self.error((*at, key), str(exc)) from None
+        return out
+
+    # -- sections ----------------------------------------------------------------------------------------
+
+    def monitor(self, table: dict[str, Any]) -> MonitorSettings:
+        v = self.values("monitor", table, ("monitor",), None)
+        database_url = self.env.get("MONITOR_DATABASE_URL") or v["database_url"]
+        return MonitorSettings(
+            database_url=Secret(database_url),
+            poll_interval=v["poll_interval"],
+            bitget_url=v["bitget_url"],
+            request_timeout=v["request_timeout"],
+        )
+
+    def channels(self, table: dict[str, Any]) -> dict[str, tuple[Secret, ...]]:
+        result = {}
+        for name, urls in table.items():
+            at: KeyPath = ("channels", name)
+            if isinstance(urls, str):
+                urls = [urls]
+            if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+                raise self.error(
+                    at,
+                    "expected a list of apprise URLs",
+                    hint='e.g. ops = ["tgram://${TELEGRAM_BOT_TOKEN}/${TELEGRAM_CHAT_ID}"]',
+                )
+            # apprise URLs carry tokens and passwords: they are secrets from here on.
+            result[name] = tuple(Secret(self.substitute(u, at, None)) for u in urls)
+        return result
+
+    def accounts(self, raw: Any) -> tuple[AccountConfig, ...]:
+        if raw is None:
+            raise self.error((), "no accounts configured", hint="add an [[accounts]] table; see accounts.example.toml")
+        if not isinstance(raw, list) or not all(isinstance(a, dict) for a in raw):
+            raise self.error(("accounts",), "expected [[accounts]] tables")
+        accounts: list[AccountConfig] = []
+        seen: dict[str, int] = {}
+        literal: list[str] = []
+        for index, table in enumerate(raw):
+            at: KeyPath = ("accounts", index)
+            name = table.get("name") if isinstance(table.get("name"), str) else None
+            v = self.values("accounts", table, at, name)
+            name = v["name"]
+            if name in seen:
+                raise self.error(
+                    (*at, "name"),
+                    f"duplicate account name {name!r}",
+                    hint=f"accounts[{seen[name]}] already uses it; names must be unique",
+                )
+            seen[name] = index
+            secret, secret_file = self.secret(table, v, at, name)
+            if any(isinstance(table.get(k), str) and not _VAR.search(table[k]) for k in _SECRET_KEYS):
+                literal.append(name)
+            try:
+                key_type = signer_for(secret).kind
+            except ValueError as exc:
+                field = "api_secret_file" if secret_file else "api_secret"
+                raise self.error((*at, field), str(exc)) from None
+            accounts.append(
+                AccountConfig(
+                    name=name,
+                    api_key=Secret(v["api_key"]),
+                    api_secret=secret,
+                    passphrase=Secret(v["passphrase"]),
+                    demo=v["demo"],
+                    products=v["products"],
+                    tags=v["tags"],
+                    key_type=key_type,
+                    secret_file=secret_file,
+                )
+            )
+        if literal:
+            shown = ", ".join(literal[:3]) + (f" and {len(literal) - 3} more" if len(literal) > 3 else "")
+            self.warnings.append(
+                f"{self.path} holds literal secrets for {len(literal)} account(s) ({shown}); "
+                'prefer "${VAR}" from the environment or api_secret_file'
+            )
+            self.check_readable(self.path, "the accounts file (with literal secrets)")
+        return tuple(accounts)
+
+    def secret(self, table: Mapping[str, Any], v: dict[str, Any], at: KeyPath, name: str) -> tuple[Secret, Path | None]:
+        inline, file_name = v["api_secret"], v["api_secret_file"]
+        if (inline is None) == (file_name is None):
+            raise self.error(at, f"account {name!r} needs exactly one of api_secret and api_secret_file")
+        if inline is not None:
+            return Secret(inline), None
+        file = (self.path.parent / file_name).resolve()
+        try:
+            content = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise self.error(
+                (*at, "api_secret_file"),
+                f"cannot read {file}: {exc.strerror}",
+                hint="check the path (relative to the accounts file) and its permissions",
+            ) from None
+        self.check_readable(file, f"account {name!r}: the secrets file")
+        secret = Secret(content if is_pem(Secret(content)) else content.strip())
+        if not secret:
+            raise self.error((*at, "api_secret_file"), f"{file} is empty")
+        return secret, file
+
+    def check_readable(self, file: Path, what: str) -> None:
+        mode = file.stat().st_mode
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            self.warnings.append(f"{what} {file} is readable by other users; chmod 600 {file}")
+
+
+def locate(source: str, path: KeyPath) -> int | None:
+    """The 1-based line of a key (or of its table when the key is absent) in TOML text, if findable.
+
+    Follows `[table]` and `[[array]]` headers; keys inside inline tables are found through their table line.
+    """
+    if not path:
+        return None
+    table: str | None = None
+    index: int | None = None
+    counts: dict[str, int] = {}
+    want_table = path[0] if len(path) > 1 or isinstance(path[0], str) else None
+    want_index = path[1] if len(path) > 1 and isinstance(path[1], int) else None
+    want_key = path[-1] if isinstance(path[-1], str) and len(path) > (1 if want_index is None else 2) else None
+    header_line: int | None = None
+    for number, line in enumerate(source.splitlines(), start=1):
+        stripped = line.strip()
+        if m := re.match(r"^\[\[\s*([\w\-]+)\s*\]\]", stripped):
+            table = m.group(1)
+            counts[table] = counts.get(table, -1) + 1
+            index = counts[table]
+        elif m := re.match(r"^\[\s*([\w\-]+)\s*\]", stripped):
+            table, index = m.group(1), None
+        elif m := re.match(r'^"?([\w\-]+)"?\s*=', stripped):
+            if want_key and table == want_table and index == want_index and m.group(1) == want_key:
+                return number
+            if table is None and len(path) == 1 and m.group(1) == path[0]:
+                return number
+            continue
+        else:
+            continue
+        if table == want_table and index == want_index and header_line is None:
+            header_line = number
+    return header_line

@@ -1,0 +1,62 @@
+"""The loaded configuration: frozen, fully validated, secrets wrapped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from monitor.secret import Secret
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    database_url: Secret  # may carry a database password
+    poll_interval: timedelta
+    bitget_url: str
+    request_timeout: timedelta
+
+    @property
+    def database_display(self) -> str:
+        """The database URL with any password masked, for logs and pages."""
+        return mask_url_password(self.database_url.reveal())
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    name: str
+    api_key: Secret
+    api_secret: Secret  # HMAC secret or PEM private key
+    passphrase: Secret
+    demo: bool
+    products: tuple[str, ...]
+    tags: tuple[str, ...]
+    key_type: str  # "hmac" or "rsa", detected from the secret
+    secret_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    monitor: MonitorSettings
+    accounts: tuple[AccountConfig, ...]
+    channels: dict[str, tuple[Secret, ...]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # things `check` reports: literal secrets, readable secret files
+
+    def account(self, name: str) -> AccountConfig:
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise KeyError(name)
+
+
+def mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,81 @@
+"""Every key the accounts file accepts, declared once, with its parser, default and documentation.
+
+The loader rejects anything not declared here; a test checks that each key is documented in
+accounts.example.toml and the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.config import values
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str  # "monitor", "accounts" or "channels"
+    key: str
+    parse: Callable[[Any], Any]
+    default: Any = None  # None: required (unless `optional`)
+    optional: bool = False
+    doc: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "monitor",
+        "database_url",
+        values.nonempty_text,
+        "sqlite:///monitor.db",
+        doc="SQLAlchemy URL of the database; env MONITOR_DATABASE_URL overrides",
+    ),
+    Setting("monitor", "poll_interval", values.duration, "30s", doc="how often each account is read"),
+    Setting(
+        "monitor",
+        "bitget_url",
+        values.http_url,
+        "https://api.bitget.com",
+        doc="Bitget's REST host, or the simulator, or a proxy",
+    ),
+    Setting(
+        "monitor",
+        "request_timeout",
+        values.duration,
+        "10s",
+        doc="how long one request to Bitget may take before it counts as a timeout",
+    ),
+    Setting("accounts", "name", values.nonempty_text, doc="unique account name, shown everywhere"),
+    Setting("accounts", "api_key", values.nonempty_text, doc="the API key"),
+    Setting(
+        "accounts",
+        "api_secret",
+        values.nonempty_text,
+        optional=True,
+        doc="HMAC secret, or a PEM private key for an RSA (self-generated) key",
+    ),
+    Setting(
+        "accounts",
+        "api_secret_file",
+        values.nonempty_text,
+        optional=True,
+        doc="read the secret or PEM from this file instead (relative to the accounts file)",
+    ),
+    Setting("accounts", "passphrase", values.nonempty_text, doc="the passphrase chosen when creating the key"),
+    Setting("accounts", "demo", values.boolean, False, doc="demo-trading key: sends paptrading: 1"),
+    Setting(
+        "accounts",
+        "products",
+        values.products,
+        ["spot", "USDT-FUTURES"],
+        doc="spot, USDT-FUTURES, COIN-FUTURES, USDC-FUTURES; unified accounts are detected",
+    ),
+    Setting("accounts", "tags", values.text_list, [], doc="free labels for grouping and rule selection"),
+)
+
+SECTIONS = ("monitor", "channels", "accounts")
+
+
+def section(name: str) -> dict[str, Setting]:
+    return {s.key: s for s in SETTINGS if s.section == name}

@@ -1,0 +1,89 @@
+"""Parsers for the value types of the accounts file. Each raises ValueError with a message a user can act on."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from monitor.exchange.bitget.endpoints import FUTURES_PRODUCT_TYPES, SPOT
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(value: Any) -> timedelta:
+    """ "500ms", "30s", "5m", "2h", "1d" or a number of seconds; must be positive."""
+    if isinstance(value, bool):
+        raise ValueError(f'expected a duration like "30s", "5m" or a number of seconds, got {value!r}')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f'expected a duration like "500ms", "30s", "5m", "2h" or a number of seconds, got {value!r}')
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def nonempty_text(value: Any) -> str:
+    result = text(value).strip()
+    if not result:
+        raise ValueError("must not be empty")
+    return result
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def text_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f'expected a list of strings like ["a", "b"], got {value!r}')
+    return tuple(dict.fromkeys(v.strip() for v in value if v.strip()))
+
+
+def http_url(value: Any) -> str:
+    url = nonempty_text(value).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f'expected an http(s) URL like "https://api.bitget.com", got {value!r}')
+    return url
+
+
+_PRODUCTS = {p.lower(): p for p in (SPOT, *FUTURES_PRODUCT_TYPES)}
+_V1_TYPES = {"umcbl", "dmcbl", "cmcbl", "sumcbl", "sdmcbl", "scmcbl"}
+
+
+def products(value: Any) -> tuple[str, ...]:
+    names = text_list(value)
+    if not names:
+        raise ValueError('list at least one product, e.g. ["spot", "USDT-FUTURES"]')
+    result = []
+    for name in names:
+        key = name.lower()
+        if key in _V1_TYPES:
+            raise ValueError(
+                f"{name!r} is a v1 product type, switched off by Bitget on 2025-11-28; use "
+                '"USDT-FUTURES", "COIN-FUTURES" or "USDC-FUTURES"'
+            )
+        if key.startswith("s") and key[1:] in _PRODUCTS:
+            raise ValueError(
+                f"{name!r} (demo coins) was delisted in August 2025; use {_PRODUCTS[key[1:]]!r} with demo = true"
+            )
+        if key not in _PRODUCTS:
+            raise ValueError(f"unknown product {name!r}; choose from {', '.join(_PRODUCTS.values())}")
+        result.append(_PRODUCTS[key])
+    return tuple(dict.fromkeys(result))

@@ -1,0 +1,148 @@
+"""The one error tree of the monitor.
+
+    MonitorError
+    ├── ConfigError                 the accounts file or a secret is wrong; names file, line, key and fix
+    └── ExchangeError               anything that went wrong talking to Bitget; names account, endpoint, code
+        ├── retryable: RateLimited, ExchangeUnavailable, RequestTimeout, ConnectionFailed,
+        │              TimestampExpired, MalformedResponse
+        └── permanent: AuthenticationError, IpNotAllowed, PermissionDenied, WrongEnvironment,
+                       AccountModeMismatch, ApiDecommissioned, RequestRejected
+
+Lower-level errors (aiohttp, json, decimal) are translated into this tree at the client boundary with
+`raise ... from exc`. No message ever contains a secret: errors are built from names, codes and Bitget's
+own `msg`, never from request headers.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class MonitorError(Exception):
+    retryable: ClassVar[bool] = False
+
+
+class ConfigError(MonitorError):
+    """A problem in the accounts file, located as precisely as the file allows."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.key = key
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + ": "
+        text = where + (f"{self.key}: " if self.key else "") + self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class ExchangeError(MonitorError):
+    """An error talking to Bitget for one account and endpoint."""
+
+    fix: ClassVar[str] = "see the message from Bitget"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        account: str | None = None,
+        endpoint: str | None = None,
+        http_status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.message = message
+        self.account = account
+        self.endpoint = endpoint
+        self.http_status = http_status
+        self.code = code
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.account, self.endpoint) if p]
+        detail = []
+        if self.code:
+            detail.append(f"Bitget {self.code}")
+        if self.http_status:
+            detail.append(f"HTTP {self.http_status}")
+        head = ": ".join(parts)
+        tail = f"{' '.join(detail)}: {self.message}" if detail else self.message
+        return f"{head}: {tail}" if head else tail
+
+
+# -- retryable ---------------------------------------------------------------------------------------------
+
+
+class RateLimited(ExchangeError):
+    retryable = True
+    fix = "too many requests; the monitor backs off and retries"
+
+
+class ExchangeUnavailable(ExchangeError):
+    retryable = True
+    fix = "Bitget is having trouble (often during its Tue-Thu releases); retried with backoff"
+
+
+class RequestTimeout(ExchangeError):
+    retryable = True
+    fix = "Bitget did not answer in time; retried. Raise request_timeout if it persists"
+
+
+class ConnectionFailed(ExchangeError):
+    retryable = True
+    fix = "cannot connect to bitget_url; check the network, DNS or proxy"
+
+
+class TimestampExpired(ExchangeError):
+    retryable = True
+    fix = "this machine's clock is more than 30 s off Bitget's; the offset is re-measured. Run NTP"
+
+
+class MalformedResponse(ExchangeError):
+    retryable = True
+    fix = "Bitget sent a response the monitor cannot read; retried. Report it if it persists"
+
+
+# -- permanent ---------------------------------------------------------------------------------------------
+
+
+class AuthenticationError(ExchangeError):
+    fix = "check api_key, api_secret and passphrase for this account"
+
+
+class IpNotAllowed(ExchangeError):
+    fix = "the key is bound to other IP addresses; add this host's public IP to the key on Bitget"
+
+
+class PermissionDenied(ExchangeError):
+    fix = "give the key read permission on Bitget (read-only is all the monitor needs)"
+
+
+class WrongEnvironment(ExchangeError):
+    fix = "demo/live mismatch: set demo = true for a demo-trading key, false for a live key"
+
+
+class AccountModeMismatch(ExchangeError):
+    fix = "classic/unified account mismatch; the monitor switches endpoint family by itself"
+
+
+class ApiDecommissioned(ExchangeError):
+    fix = "a v1 endpoint was used; v1 was switched off on 2025-11-28"
+
+
+class RequestRejected(ExchangeError):
+    fix = "Bitget rejected the request; see its message"

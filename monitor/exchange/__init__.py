@@ -1,0 +1,1 @@
+"""Talking to exchanges. Wire formats stay inside; domain objects come out."""

@@ -1,0 +1,236 @@
+"""An async Bitget client for one account, on a shared aiohttp session.
+
+The session is a constructor argument (one per application); tests and the demo point `base_url` at the
+simulator on loopback. Every lower-level failure leaves this module as a `monitor.errors.ExchangeError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from monitor import errors
+from monitor.clock import Clock, epoch_ms
+from monitor.domain import (
+    AccountMode,
+    FuturesAccount,
+    KeyInfo,
+    Position,
+    SpotAsset,
+    UnifiedAccount,
+)
+from monitor.exchange.bitget import endpoints as ep
+from monitor.exchange.bitget import parse
+from monitor.exchange.bitget.codes import CODES, classify
+from monitor.exchange.bitget.signing import encode_query, prehash, signer_for
+from monitor.secret import Secret
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+REMAINING_HEADER = "x-mbx-used-remain-limit"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: Secret
+    secret: Secret  # HMAC secret or PEM private key
+    passphrase: Secret
+    demo: bool = False
+
+
+class ServerClock:
+    """Our estimate of Bitget's clock, shared by every account on one base URL.
+
+    Bitget rejects timestamps more than 30 s off its own clock (40008), so the offset is measured from the
+    unsigned `/api/v2/public/time` and re-measured after a 40008.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.offset_ms = 0
+        self.measured = False
+        self._lock = asyncio.Lock()
+
+    def timestamp_ms(self) -> int:
+        return epoch_ms(self.clock.now()) + self.offset_ms
+
+    async def measure(self, fetch: Callable[[], Any]) -> int:
+        """Set the offset from one round trip (`fetch` returns the server time in ms) and return it."""
+        async with self._lock:
+            sent = epoch_ms(self.clock.now())
+            server_ms = await fetch()
+            received = epoch_ms(self.clock.now())
+            self.offset_ms = server_ms - (sent + received) // 2
+            self.measured = True
+            if abs(self.offset_ms) > 1000:
+                log.info("clock offset to Bitget is %+d ms; compensating", self.offset_ms)
+            return self.offset_ms
+
+
+class BitgetClient:
+    """One account's signed view of Bitget."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        account: str,
+        credentials: Credentials,
+        server_clock: ServerClock,
+        *,
+        timeout: float = 10.0,
+        mode: AccountMode | None = None,
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.account = account
+        self.credentials = credentials
+        self.server_clock = server_clock
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.mode = mode
+        self.requests = 0  # requests sent, for the poll record
+        self.remaining: dict[str, int] = {}  # last x-mbx-used-remain-limit per endpoint path
+        self._signer = signer_for(credentials.secret)
+
+    def __repr__(self) -> str:
+        return f"BitgetClient(account={self.account!r}, base_url={self.base_url!r})"
+
+    @property
+    def key_type(self) -> str:
+        return self._signer.kind
+
+    # -- transport ---------------------------------------------------------------------------------------
+
+    async def request(self, endpoint: ep.Endpoint, params: Mapping[str, str] | None = None) -> Any:
+        """GET an endpoint and return the envelope's `data`, or raise an ExchangeError."""
+        try:
+            return await self._request_once(endpoint, params or {})
+        except errors.TimestampExpired:
+            if not endpoint.signed:
+                raise
+            log.warning("%s: Bitget says our timestamp expired; re-measuring the clock offset", self.account)
+            await self.sync_time()
+            return await self._request_once(endpoint, params or {})
+
+    async def sync_time(self) -> int:
+        """Measure the offset to Bitget's clock (shared with every account on this host)."""
+
+        async def fetch() -> int:
+            data = await self._request_once(ep.SERVER_TIME, {})
+            return self._parsed(ep.SERVER_TIME, parse.server_time, data)
+
+        return await self.server_clock.measure(fetch)
+
+    async def _request_once(self, endpoint: ep.Endpoint, params: Mapping[str, str]) -> Any:
+        signed_query, sent_query = encode_query(params)
+        url = URL(self.base_url + endpoint.path + (f"?{sent_query}" if sent_query else ""), encoded=True)
+        headers = {"Content-Type": "application/json", "locale": "en-US"}
+        if endpoint.signed:
+            headers.update(self._auth_headers(endpoint.path, signed_query))
+        self.requests += 1
+        try:
+            async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
+                status = response.status
+                remaining = response.headers.get(REMAINING_HEADER)
+                text = await response.text()
+        except TimeoutError as exc:
+            raise self._error(errors.RequestTimeout, "no answer within the request timeout", endpoint) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise self._error(errors.MalformedResponse, f"truncated response body ({exc})", endpoint) from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise self._error(errors.ConnectionFailed, f"connection failed: {exc}", endpoint) from exc
+        if remaining is not None and remaining.isdigit():
+            self.remaining[endpoint.path] = int(remaining)
+        return self._unwrap(endpoint, status, text)
+
+    def _auth_headers(self, path: str, signed_query: str) -> dict[str, str]:
+        timestamp = str(self.server_clock.timestamp_ms())
+        message = prehash(timestamp, "GET", path, signed_query)
+        headers = {
+            "ACCESS-KEY": self.credentials.api_key.reveal(),
+            "ACCESS-SIGN": self._signer.sign(message),
+            "ACCESS-TIMESTAMP": timestamp,
+            "ACCESS-PASSPHRASE": self.credentials.passphrase.reveal(),
+        }
+        if self.credentials.demo:
+            headers["paptrading"] = "1"
+        return headers
+
+    def _unwrap(self, endpoint: ep.Endpoint, status: int, text: str) -> Any:
+        try:
+            code, msg, data = parse.envelope(parse.loads(text))
+        except (ValueError, parse.BadField):
+            if status == 429:
+                raise self._error(errors.RateLimited, "Too Many Requests", endpoint, status, "429") from None
+            if status >= 500:
+                raise self._error(
+                    errors.ExchangeUnavailable, f"HTTP {status} without a Bitget body", endpoint, status
+                ) from None
+            snippet = " ".join(text[:80].split())
+            raise self._error(
+                errors.MalformedResponse, f"response is not Bitget JSON: {snippet!r}", endpoint, status
+            ) from None
+        if parse.is_success(code) and status < 400:
+            return data
+        known = CODES.get(code)
+        message = msg or (known.msg if known else f"HTTP {status}")
+        raise self._error(classify(code, status), message, endpoint, status, code)
+
+    def _error(
+        self,
+        kind: type[errors.ExchangeError],
+        message: str,
+        endpoint: ep.Endpoint,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> errors.ExchangeError:
+        return kind(message, account=self.account, endpoint=endpoint.path, http_status=status, code=code)
+
+    def _parsed(self, endpoint: ep.Endpoint, parser: Callable[[Any], T], data: Any) -> T:
+        try:
+            return parser(data)
+        except parse.BadField as exc:
+            raise parse.malformed(exc, account=self.account, endpoint=endpoint.path) from None
+
+    async def _get(self, endpoint: ep.Endpoint, parser: Callable[[Any], T], **params: str) -> T:
+        return self._parsed(endpoint, parser, await self.request(endpoint, params))
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    async def key_info(self) -> KeyInfo:
+        return await self._get(ep.ACCOUNT_INFO, parse.key_info)
+
+    async def account_mode(self) -> AccountMode:
+        """Classic or unified, asked once and remembered."""
+        if self.mode is None:
+            try:
+                await self._get(ep.UNIFIED_SETTINGS, parse.unified_settings)
+                self.mode = AccountMode.UNIFIED
+            except errors.AccountModeMismatch:
+                self.mode = AccountMode.CLASSIC
+        return self.mode
+
+    async def spot_assets(self) -> tuple[SpotAsset, ...]:
+        return await self._get(ep.SPOT_ASSETS, parse.spot_assets)
+
+    async def futures_accounts(self, product_type: str) -> tuple[FuturesAccount, ...]:
+        return await self._get(
+            ep.MIX_ACCOUNTS, lambda d: parse.futures_accounts(d, product_type), productType=product_type
+        )
+
+    async def positions(self, product_type: str) -> tuple[Position, ...]:
+        return await self._get(ep.ALL_POSITIONS, lambda d: parse.positions(d, product_type), productType=product_type)
+
+    async def unified_account(self) -> UnifiedAccount:
+        return await self._get(ep.UNIFIED_ASSETS, parse.unified_account)
+
+    async def unified_positions(self, category: str) -> tuple[Position, ...]:
+        return await self._get(ep.UNIFIED_POSITIONS, parse.unified_positions, category=category)

@@ -1,0 +1,323 @@
+"""The simulator's HTTP face: Bitget's endpoints, checked and limited as Bitget does, plus `/_sim/`.
+
+Checks run in Bitget's order: path (v1 decommissioned, unknown), the per-IP budget, then for signed
+endpoints key, signature presence, timestamp, passphrase, signature, IP binding, environment, permission,
+the per-account endpoint budget and the account mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from monitor.clock import Clock, SystemClock, epoch_ms
+from monitor.exchange.bitget import endpoints as ep
+from monitor.exchange.bitget.codes import CODES
+from monitor.exchange.bitget.signing import prehash
+from monitor.simulator import render
+from monitor.simulator.limits import IpLimiter, SlidingWindow
+from monitor.simulator.market import SimAccount
+from monitor.simulator.world import World
+
+log = logging.getLogger(__name__)
+
+TIMESTAMP_WINDOW_MS = 30_000
+_V1 = re.compile(r"^/api/[a-z-]+/v1/")
+_CLASSIC_ONLY = {
+    ep.SPOT_ASSETS,
+    ep.MIX_ACCOUNTS,
+    ep.MIX_ACCOUNT,
+    ep.ALL_POSITIONS,
+    ep.SINGLE_POSITION,
+    ep.ALL_ACCOUNT_BALANCE,
+}
+_UNIFIED_ONLY = {ep.UNIFIED_ASSETS, ep.UNIFIED_POSITIONS, ep.UNIFIED_SETTINGS}
+FAULT_KINDS = ("429", "500", "40725", "45001", "timeout", "slow", "malformed", "truncated")
+
+
+@dataclass
+class Fault:
+    kind: str
+    remaining: int
+    account: str | None = None  # None: every request
+    endpoint: str | None = None  # None: every endpoint
+    delay: float = 0.0
+
+
+class Rejection(Exception):
+    def __init__(self, code: str, account: SimAccount | None = None) -> None:
+        self.code = code
+        self.account = account
+
+
+class Simulator:
+    def __init__(
+        self,
+        world: World,
+        *,
+        clock: Clock | None = None,
+        limits: bool = True,
+        ip_per_minute: int = 6000,
+        lockout: float = 300.0,
+        tick: float = 1.0,
+    ) -> None:
+        self.world = world
+        self.clock = clock or SystemClock()
+        self.limits = limits
+        self.tick = tick
+        self.ip_limiter = IpLimiter(ip_per_minute, lockout)
+        self.windows = SlidingWindow(1.0)
+        self.faults: list[Fault] = []
+        self.requests: Counter[tuple[str, str]] = Counter()  # (account or "-", path)
+        self.rate_limited: Counter[tuple[str, str]] = Counter()
+        self.rejected: Counter[tuple[str, str]] = Counter()  # (account or "-", code)
+        self.bad_signatures: Counter[tuple[str, str]] = Counter()  # (account, path)
+        self._public_keys: dict[str, rsa.RSAPublicKey] = {}
+        self._responses = 0
+
+    # -- the app -----------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        from monitor.simulator.control import add_control_routes
+
+        app = web.Application()
+        add_control_routes(app, self)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.cleanup_ctx.append(self._ticker)
+        return app
+
+    async def _ticker(self, app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._tick_forever()) if self.tick > 0 else None
+        yield
+        if task:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            self.step()
+
+    def step(self) -> None:
+        """Move prices one step and liquidate what the new marks break."""
+        self.world.market.step()
+        self.liquidate()
+
+    def liquidate(self) -> None:
+        for account in self.world.accounts.values():
+            for p in self.world.market.liquidate(account):
+                log.info("simulator: %s %s %s liquidated in %s", p.symbol, p.side, p.margin_mode, account.name)
+
+    def server_ms(self) -> int:
+        return epoch_ms(self.clock.now()) + self.world.clock_offset_ms
+
+    # -- request handling --------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        ip = request.remote or ""
+        now = self.clock.monotonic()
+        if _V1.match(path):
+            return self.error("30032")
+        if self.limits and not self.ip_limiter.admit(ip, now):
+            self.rate_limited[("-", path)] += 1
+            return self.error("429")
+        endpoint = ep.BY_PATH.get(path)
+        if endpoint is None or request.method != "GET":
+            return self.error("40404")
+        remaining = None
+        if endpoint.scope is ep.Scope.IP and self.limits:
+            remaining = self.windows.admit((ip, path), endpoint.per_second, now)
+            if remaining is None:
+                self.rate_limited[("-", path)] += 1
+                return self.error("429")
+        account = None
+        if endpoint.signed:
+            try:
+                account = self.authenticate(request, endpoint)
+            except Rejection as r:
+                name = r.account.name if r.account else "-"
+                self.rejected[(name, r.code)] += 1
+                if r.code == "40009" and r.account:
+                    self.bad_signatures[(name, path)] += 1
+                return self.error(r.code)
+        name = account.name if account else "-"
+        self.requests[(name, path)] += 1
+        fault = self.take_fault(name, path)
+        if fault is not None:
+            response = await self.apply_fault(fault, request)
+            if response is not None:
+                return response
+        if account is not None:
+            if self.limits:
+                remaining = self.windows.admit((account.uid, path), endpoint.per_second, now)
+                if remaining is None:
+                    self.rate_limited[(name, path)] += 1
+                    return self.error("429")
+            if account.unified and endpoint in _CLASSIC_ONLY:
+                return self.error("40085")
+            if not account.unified and endpoint in _UNIFIED_ONLY:
+                return self.error("40084")
+        try:
+            data = self.data(endpoint, account, request.query)
+        except Rejection as r:
+            return self.error(r.code)
+        return self.ok(data, remaining)
+
+    def authenticate(self, request: web.Request, endpoint: ep.Endpoint) -> SimAccount:
+        headers = request.headers
+        key = headers.get("ACCESS-KEY", "")
+        if not key:
+            raise Rejection("40006")
+        account = self.world.by_key.get(key)
+        if account is None or account.revoked:
+            raise Rejection("40037")
+        signature = headers.get("ACCESS-SIGN", "")
+        if not signature:
+            raise Rejection("40009", account)
+        timestamp = headers.get("ACCESS-TIMESTAMP", "")
+        if not timestamp.isdigit():
+            raise Rejection("40005", account)
+        if abs(int(timestamp) - self.server_ms()) > TIMESTAMP_WINDOW_MS:
+            raise Rejection("40008", account)
+        if headers.get("ACCESS-PASSPHRASE", "") != account.passphrase:
+            raise Rejection("40012", account)
+        # Bitget verifies the percent-decoded query in the order it was sent; it does not sort.
+        query = "&".join(unquote_plus(part) for part in request.query_string.split("&")) if request.query_string else ""
+        message = prehash(timestamp, request.method, request.path, query)
+        if not self.verify(account, message, signature):
+            raise Rejection("40009", account)
+        if account.ips and (request.remote or "") not in account.ips:
+            raise Rejection("40018", account)
+        if (headers.get("paptrading", "") == "1") != account.demo:
+            raise Rejection("40099", account)
+        if not account.permissions:
+            raise Rejection("40014", account)
+        return account
+
+    def verify(self, account: SimAccount, message: str, signature: str) -> bool:
+        try:
+            raw = base64.b64decode(signature, validate=True)
+        except ValueError:
+            return False
+        if account.secret is not None:
+            expected = hmac.new(account.secret.encode(), message.encode(), hashlib.sha256).digest()
+            return hmac.compare_digest(expected, raw)
+        key = self._public_keys.get(account.name)
+        if key is None:
+            loaded = serialization.load_pem_public_key((account.public_key_pem or "").encode())
+            assert isinstance(loaded, rsa.RSAPublicKey)
+            key = self._public_keys[account.name] = loaded
+        try:
+            key.verify(raw, message.encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return False
+        return True
+
+    def data(self, endpoint: ep.Endpoint, account: SimAccount | None, query: Any) -> Any:
+        market, now = self.world.market, self.server_ms()
+        product_type = str(query.get("productType", "")).upper()
+        if endpoint is ep.SERVER_TIME:
+            return {"serverTime": str(now)}
+        if endpoint is ep.SYMBOL_PRICE:
+            return render.symbol_price(market, product_type, query.get("symbol", ""), now)
+        if endpoint is ep.TICKERS:
+            return render.tickers(market, self._product(product_type), now)
+        assert account is not None
+        if endpoint is ep.ACCOUNT_INFO:
+            return render.account_info(account)
+        if endpoint is ep.SPOT_ASSETS:
+            return render.spot_assets(account, now)
+        if endpoint is ep.MIX_ACCOUNTS:
+            return render.futures_accounts(market, account, self._product(product_type))
+        if endpoint is ep.MIX_ACCOUNT:
+            coin = query.get("marginCoin", "").upper()
+            if (self._product(product_type), coin) not in account.wallets:
+                raise Rejection("40034")
+            return render.futures_account(market, account, product_type, coin)
+        if endpoint in (ep.ALL_POSITIONS, ep.SINGLE_POSITION):
+            rows = render.positions(market, account, self._product(product_type), now)
+            symbol = query.get("symbol")
+            return [r for r in rows if symbol is None or r["symbol"] == symbol]
+        if endpoint is ep.ALL_ACCOUNT_BALANCE:
+            return render.all_account_balance(market, account)
+        if endpoint is ep.UNIFIED_SETTINGS:
+            return render.unified_settings(account)
+        if endpoint is ep.UNIFIED_ASSETS:
+            return render.unified_assets(market, account)
+        if endpoint is ep.UNIFIED_POSITIONS:
+            return render.unified_positions(market, account, self._product(query.get("category", "").upper()), now)
+        raise Rejection("40404")
+
+    @staticmethod
+    def _product(product_type: str) -> str:
+        if product_type not in ep.FUTURES_PRODUCT_TYPES:
+            raise Rejection("40034")
+        return product_type
+
+    # -- responses ---------------------------------------------------------------------------------------
+
+    def envelope(self, code: str, msg: str, data: Any) -> dict[str, Any]:
+        self._responses += 1
+        now = self.server_ms()
+        # requestTime is usually a number, sometimes a string: send both.
+        return {"code": code, "msg": msg, "requestTime": str(now) if self._responses % 5 == 0 else now, "data": data}
+
+    def ok(self, data: Any, remaining: int | None) -> web.Response:
+        headers = {"x-mbx-used-remain-limit": str(remaining)} if remaining is not None else {}
+        return web.json_response(self.envelope("00000", "success", data), headers=headers)
+
+    def error(self, code: str) -> web.Response:
+        known = CODES.get(code)
+        status, msg = (known.http_status, known.msg) if known else (400, "Parameter does not exist")
+        return web.json_response(self.envelope(code, msg, None), status=status)
+
+    # -- faults ------------------------------------------------------------------------------------------
+
+    def take_fault(self, account: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.account not in (None, account) or fault.endpoint not in (None, path):
+                continue
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                self.faults.remove(fault)
+            return fault
+        return None
+
+    async def apply_fault(self, fault: Fault, request: web.Request) -> web.StreamResponse | None:
+        """The faulty response, or None to carry on normally after a delay."""
+        if fault.kind in ("timeout", "slow"):
+            await asyncio.sleep(fault.delay or (60.0 if fault.kind == "timeout" else 2.0))
+            return None
+        if fault.kind in ("429", "40725", "45001"):
+            return self.error(fault.kind)
+        if fault.kind == "500":
+            return web.Response(
+                status=500, text="<html><body>500 Internal Server Error</body></html>", content_type="text/html"
+            )
+        body = json.dumps(self.envelope("00000", "success", [{"symbol": "BTCUSDT"}])).encode()
+        if fault.kind == "malformed":
+            return web.Response(body=body[: len(body) // 2] + b"<html>", content_type="application/json")
+        # truncated: promise the whole body, send half, drop the connection.
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        if request.transport is not None:
+            request.transport.close()
+        return response
