@@ -3,6 +3,7 @@ file that lets the monitor read them."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -16,15 +17,21 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from monitor.simulator.world import DEFAULT_SYMBOLS, World, build_world
 
 # RSA key generation costs ~100 ms a key; generated RSA accounts share a small pool of keys (each account
-# still has its own API key and its own key file). Key material is random, not derived from the seed.
+# still has its own API key and its own key file), generated once per process. Key material is random, not
+# derived from the seed.
 RSA_POOL_SIZE = 4
 
 _MARKS = {(pt, sym): Decimal(mark) for pt, sym, mark, _, _ in DEFAULT_SYMBOLS}
 _RATES = {(pt, sym): Decimal(rate) for pt, sym, _, _, rate in DEFAULT_SYMBOLS}
 
 
+@functools.cache
+def _rsa_pool() -> tuple[rsa.RSAPrivateKey, ...]:
+    return tuple(rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(RSA_POOL_SIZE))
+
+
 def generate_world(n: int, seed: int = 0) -> World:
-    pool = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(min(RSA_POOL_SIZE, n))]
+    pool = list(_rsa_pool())
     specs = [_account_spec(i, seed, pool) for i in range(n)]
     return build_world({"accounts": specs}, seed=seed)
 
@@ -78,7 +85,7 @@ def _account_spec(i: int, seed: int, pool: list[rsa.RSAPrivateKey]) -> dict[str,
         symbols = [sym for pt, sym in _MARKS if pt == product_type and sym != "ETHUSD"]
         coin_positions: list[dict[str, Any]] = []
         if not flat:
-            count = 1 if risky else rng.randint(1, 3)
+            count = 1 if risky else rng.randint(1, min(3, len(symbols)))  # one position per symbol and side
             for k in range(count):
                 symbol = symbols[k % len(symbols)]
                 hedge = i % 8 == 2 and k == 0

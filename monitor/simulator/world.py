@@ -5,6 +5,7 @@ A scenario is a TOML file (see docs/simulator.md); generated worlds are built fr
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -160,6 +161,17 @@ def _account(a: dict[str, Any], i: int, world: World, base: Path) -> SimAccount:
         },
         positions=positions,
         quirk_magin=bool(a.get("quirk_magin", i % 2 == 1)),
+    )
+
+
+@functools.cache
+def _public_pem(private_pem: str) -> str:
+    """What the user uploads to Bitget for a self-generated key (cached: RSA key loading is slow)."""
+    private = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
     )
 
 

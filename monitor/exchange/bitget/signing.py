@@ -6,6 +6,7 @@ Pure functions: the caller supplies the timestamp, so the same inputs always giv
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -78,10 +79,12 @@ def is_pem(secret: Secret) -> bool:
     return "-----BEGIN" in text and "PRIVATE KEY-----" in text
 
 
+@functools.lru_cache(maxsize=8192)
 def signer_for(secret: Secret) -> HmacSigner | RsaSigner:
     """An RSA signer when the secret is a PEM private key (PKCS#8 or PKCS#1), else HMAC.
 
-    Raises ValueError, without the key's content, when a PEM cannot be used.
+    Raises ValueError, without the key's content, when a PEM cannot be used. Cached: loading (and
+    validating) an RSA key costs tens of milliseconds, and the loader and every client ask for it.
     """
     if not is_pem(secret):
         return HmacSigner(secret)

@@ -1,0 +1,93 @@
+"""Shared fixtures: a real simulator on loopback, a real aiohttp session, clients for simulated accounts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from monitor.clock import SystemClock
+from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerClock
+from monitor.secret import Secret
+from monitor.simulator.generate import generate_world
+from monitor.simulator.market import SimAccount
+from monitor.simulator.server import Simulator
+from monitor.simulator.world import World
+
+
+@dataclass
+class Sim:
+    """A running simulator and what a test needs to talk to it."""
+
+    sim: Simulator
+    server: TestServer
+    session: aiohttp.ClientSession
+
+    @property
+    def world(self) -> World:
+        return self.sim.world
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    def account(self, name: str) -> SimAccount:
+        return self.world.accounts[name]
+
+    def first(self, predicate: Callable[[SimAccount], bool]) -> SimAccount:
+        return next(a for a in self.world.accounts.values() if predicate(a))
+
+    def credentials(self, account: SimAccount, **changes: Any) -> Credentials:
+        secret = account.secret if account.secret is not None else self.world.private_keys[account.name]
+        values = {"api_key": account.api_key, "secret": secret, "passphrase": account.passphrase}
+        values.update({k: v for k, v in changes.items() if k in values})
+        return Credentials(
+            Secret(values["api_key"]),
+            Secret(values["secret"]),
+            Secret(values["passphrase"]),
+            demo=changes.get("demo", account.demo),
+        )
+
+    def client(self, account: SimAccount, *, timeout: float = 5.0, **changes: Any) -> BitgetClient:
+        return BitgetClient(
+            self.session,
+            self.url,
+            account.name,
+            self.credentials(account, **changes),
+            ServerClock(SystemClock()),
+            timeout=timeout,
+        )
+
+    async def control(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        async with self.session.request(method, self.url + path, json=payload) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+
+SimFactory = Callable[..., Awaitable[Sim]]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+async def make_sim(aiohttp_server: Any, session: aiohttp.ClientSession) -> SimFactory:
+    async def start(accounts: int = 12, seed: int = 1, world: World | None = None, **options: Any) -> Sim:
+        options.setdefault("tick", 0)  # frozen prices unless a test moves them
+        sim = Simulator(world or generate_world(accounts, seed), **options)
+        server = await aiohttp_server(sim.app())
+        return Sim(sim, server, session)
+
+    return start
+
+
+@pytest.fixture
+async def sim(make_sim: SimFactory) -> Sim:
+    return await make_sim()
