@@ -15,6 +15,7 @@ from monitor.errors import ExchangeError
 from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerClock
 from monitor.exchange.bitget.codes import fix_for
 from monitor.exchange.bitget.reader import read_snapshot
+from monitor.exchange.retry import with_retries
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,10 @@ async def check_accounts(config: Config, session: aiohttp.ClientSession, clock: 
 async def _check_one(client: BitgetClient, account: AccountConfig, clock: Clock) -> CheckResult:
     result = CheckResult(account)
     try:
-        result.key = await client.key_info()
-        result.mode = await client.account_mode()
-        result.snapshot = await read_snapshot(client, account.products, clock)
+        # Retries absorb transient faults and 429s (account/info allows one request a second per account).
+        result.key = await with_retries(client.key_info, base=1.0)
+        result.mode = await with_retries(client.account_mode)
+        result.snapshot = await with_retries(lambda: read_snapshot(client, account.products, clock))
     except ExchangeError as exc:
         result.error = exc
         return result
@@ -91,7 +93,7 @@ def render_table(results: list[CheckResult]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     for r in results:
         if r.error is not None:
-            lines.append(f"{r.account.name}: {r.error}\n    fix: {fix_for(r.error)}")
+            lines.append(f"{r.error}\n    fix: {fix_for(r.error)}")
     for r in results:
         lines.extend(f"warning: {r.account.name}: {w}" for w in r.warnings)
     return "\n".join(lines)

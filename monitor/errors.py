@@ -73,15 +73,10 @@ class ExchangeError(MonitorError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        parts = [p for p in (self.account, self.endpoint) if p]
-        detail = []
-        if self.code:
-            detail.append(f"Bitget {self.code}")
-        if self.http_status:
-            detail.append(f"HTTP {self.http_status}")
-        head = ": ".join(parts)
-        tail = f"{' '.join(detail)}: {self.message}" if detail else self.message
-        return f"{head}: {tail}" if head else tail
+        status = f"HTTP {self.http_status}" if self.http_status else ""
+        detail = f"Bitget {self.code}" + (f" ({status})" if status else "") if self.code else status
+        parts = [p for p in (self.account, self.endpoint, detail) if p]
+        return ": ".join([*parts, self.message])
 
 
 # -- retryable ---------------------------------------------------------------------------------------------

@@ -40,3 +40,10 @@ class Secret:
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a Secret cannot be pickled")
+
+    # Immutable, so copies may share it (dataclasses.asdict and replace deep-copy their fields).
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Secret:
+        return self

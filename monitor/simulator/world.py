@@ -1,6 +1,6 @@
 """The simulator's whole state (market, accounts, server clock) and how it is built from a scenario.
 
-A scenario is a TOML file (see docs/simulator.md); generated worlds are built from the same specs.
+A scenario is a TOML file (its format is in the README); generated worlds are built from the same specs.
 """
 
 from __future__ import annotations
