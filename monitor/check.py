@@ -48,7 +48,17 @@ def client_for(
     )
 
 
-async def check_accounts(config: Config, session: aiohttp.ClientSession, clock: Clock) -> list[CheckResult]:
+@dataclass
+class CheckReport:
+    results: list[CheckResult]
+    clock_offset_ms: int | None  # Bitget's clock minus ours; None when it could not be read
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+async def check_accounts(config: Config, session: aiohttp.ClientSession, clock: Clock) -> CheckReport:
     server_clock = ServerClock(clock)
     clients = [client_for(a, config, session, server_clock) for a in config.accounts]
     if clients:
@@ -56,7 +66,8 @@ async def check_accounts(config: Config, session: aiohttp.ClientSession, clock: 
             await clients[0].sync_time()
         except ExchangeError as exc:
             log.warning("cannot read Bitget's clock (%s); signing with this machine's clock", exc)
-    return list(await asyncio.gather(*(_check_one(c, a, clock) for c, a in zip(clients, config.accounts, strict=True))))
+    results = await asyncio.gather(*(_check_one(c, a, clock) for c, a in zip(clients, config.accounts, strict=True)))
+    return CheckReport(list(results), server_clock.offset_ms if server_clock.measured else None)
 
 
 async def _check_one(client: BitgetClient, account: AccountConfig, clock: Clock) -> CheckResult:
@@ -79,7 +90,8 @@ async def _check_one(client: BitgetClient, account: AccountConfig, clock: Clock)
     return result
 
 
-def render_table(results: list[CheckResult]) -> str:
+def render_table(report: CheckReport) -> str:
+    results = report.results
     rows = [("ACCOUNT", "KEY", "MODE", "UID", "RESULT")]
     for r in results:
         key = r.account.key_type + (" demo" if r.account.demo else "")
@@ -96,4 +108,6 @@ def render_table(results: list[CheckResult]) -> str:
             lines.append(f"{r.error}\n    fix: {fix_for(r.error)}")
     for r in results:
         lines.extend(f"warning: {r.account.name}: {w}" for w in r.warnings)
+    if report.clock_offset_ms is not None:
+        lines.append(f"clock offset to Bitget: {report.clock_offset_ms:+d} ms (compensated when signing)")
     return "\n".join(lines)

@@ -67,9 +67,9 @@ def cmd_check(path: Path) -> int:
 
     async def run() -> int:
         async with aiohttp.ClientSession() as session:
-            results = await check_accounts(config, session, SystemClock())
-        print(render_table(results))
-        return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+            report = await check_accounts(config, session, SystemClock())
+        print(render_table(report))
+        return EXIT_OK if report.ok else EXIT_FAILED
 
     return asyncio.run(run())
 

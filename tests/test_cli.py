@@ -39,6 +39,7 @@ async def test_simulate_writes_an_accounts_file_that_check_reads(tmp_path: Path)
         assert code == 0, out + err
         assert out.count(" ok: ") == 8
         assert "holds literal secrets for 8 account(s)" in err
+        assert "clock offset to Bitget: " in out
         async with aiohttp.ClientSession() as session:
             await session.post(f"{url}/_sim/accounts/sim-002", json={"revoked": True})
         code, out, _ = await _run("check", "-c", str(accounts))

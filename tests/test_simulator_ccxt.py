@@ -65,3 +65,29 @@ async def test_the_simulator_rejects_a_ccxt_request_changed_by_one_byte(sim: Sim
     else:
         assert (response.status, body["code"], body["msg"]) == (400, "40009", "sign signature error")
         assert sim.sim.bad_signatures[(hmac_live.name, url.split("?")[0].removeprefix(sim.url))] == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "code"),
+    [
+        ("ACCESS-KEY", None, "40006"),
+        ("ACCESS-SIGN", None, "40009"),
+        ("ACCESS-TIMESTAMP", None, "40005"),
+        ("ACCESS-TIMESTAMP", "yesterday", "40005"),
+        ("ACCESS-TIMESTAMP", "1700000000000", "40008"),
+        ("ACCESS-PASSPHRASE", None, "40012"),
+        ("paptrading", "1", "40099"),
+    ],
+)
+async def test_the_simulator_checks_each_auth_header_with_bitgets_code(
+    sim: Sim, hmac_live: Any, header: str, value: str | None, code: str
+) -> None:
+    exchange = ccxt.bitget({"apiKey": hmac_live.api_key, "secret": hmac_live.secret, "password": hmac_live.passphrase})
+    _point_at(exchange, sim.url)
+    request = exchange.sign("v2/spot/account/assets", ["private", "spot"], "GET", {})
+    headers = {k: v for k, v in request["headers"].items() if v is not None and k != header}
+    if value is not None:
+        headers[header] = value
+    async with sim.session.get(request["url"], headers=headers) as response:
+        body = await response.json()
+    assert (response.status, body["code"], body["data"]) == (400, code, None)
