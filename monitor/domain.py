@@ -148,6 +148,9 @@ class UnifiedAccount:
     assets: tuple[UnifiedAsset, ...] = ()
 
 
+_STABLE = ("USDT", "USDC")
+
+
 @dataclass(frozen=True, slots=True)
 class AccountSnapshot:
     """Everything read from one account in one poll."""
@@ -156,8 +159,57 @@ class AccountSnapshot:
     taken_at: datetime
     mode: AccountMode
     spot: tuple[SpotAsset, ...] = ()
+    spot_usdt: Decimal | None = None  # Bitget's USDT valuation of the spot account
     futures: tuple[FuturesAccount, ...] = ()
     unified: UnifiedAccount | None = None
     positions: tuple[Position, ...] = ()
     requests: int = 0
     products: tuple[str, ...] = field(default=())
+
+    @property
+    def equity_usdt(self) -> Decimal:
+        """The account's equity in USDT: unified equity, or spot plus every futures margin coin."""
+        if self.unified is not None:
+            return self.unified.usdt_equity
+        spot = self.spot_usdt
+        if spot is None:  # no valuation read: count the stable coins only
+            spot = sum((a.total for a in self.spot if a.coin in _STABLE), Decimal(0))
+        return spot + sum((_usdt(f, f.equity) for f in self.futures), Decimal(0))
+
+    @property
+    def unrealized_pnl_usdt(self) -> Decimal:
+        if self.unified is not None:
+            return self.unified.unrealized_pnl
+        return sum((_usdt(f, f.unrealized_pnl) for f in self.futures), Decimal(0))
+
+    @property
+    def worst_liquidation_distance_pct(self) -> Decimal | None:
+        distances = [d for p in self.positions if (d := p.liquidation_distance_pct) is not None]
+        return min(distances) if distances else None
+
+
+def _usdt(account: FuturesAccount, amount: Decimal) -> Decimal:
+    """An amount in a futures account's margin coin, in USDT, at the rate its usdtEquity implies."""
+    if account.margin_coin in _STABLE:
+        return amount
+    if account.usdt_equity is None or not account.equity:
+        return Decimal(0)
+    return amount * account.usdt_equity / account.equity
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """The result of reading one account once: a snapshot, or the error that prevented it."""
+
+    account: str
+    started_at: datetime
+    finished_at: datetime
+    snapshot: AccountSnapshot | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    requests: int = 0
+    key: KeyInfo | None = None  # when the key's permissions were read in this poll
+
+    @property
+    def ok(self) -> bool:
+        return self.snapshot is not None

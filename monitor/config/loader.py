@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import schema
-from monitor.config.model import AccountConfig, Config, MonitorSettings
+from monitor.config.model import AccountConfig, Config, MonitorSettings, StorageSettings
 from monitor.errors import ConfigError
 from monitor.exchange.bitget.signing import is_pem, signer_for
 from monitor.secret import Secret
@@ -64,10 +64,16 @@ class _Loader:
             ) from None
         self.reject_unknown(raw, schema.SECTIONS, ())
         monitor = self.monitor(self.table(raw, "monitor"))
+        storage = StorageSettings(**self.values("storage", self.table(raw, "storage"), ("storage",), None))
         channels = self.channels(self.table(raw, "channels"))
         accounts = self.accounts(raw.get("accounts"))
         return Config(
-            path=self.path, monitor=monitor, accounts=accounts, channels=channels, warnings=tuple(self.warnings)
+            path=self.path,
+            monitor=monitor,
+            storage=storage,
+            accounts=accounts,
+            channels=channels,
+            warnings=tuple(self.warnings),
         )
 
     # -- helpers -----------------------------------------------------------------------------------------

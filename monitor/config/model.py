@@ -24,6 +24,13 @@ class MonitorSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    raw_retention: timedelta = timedelta(days=7)
+    hourly_retention: timedelta = timedelta(days=400)
+    write_buffer: int = 10_000
+
+
+@dataclass(frozen=True)
 class AccountConfig:
     name: str
     api_key: Secret
@@ -41,6 +48,7 @@ class Config:
     path: Path
     monitor: MonitorSettings
     accounts: tuple[AccountConfig, ...]
+    storage: StorageSettings = field(default_factory=StorageSettings)
     channels: dict[str, tuple[Secret, ...]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # things `check` reports: literal secrets, readable secret files
 

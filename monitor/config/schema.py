@@ -15,7 +15,7 @@ from monitor.config import values
 
 @dataclass(frozen=True)
 class Setting:
-    section: str  # "monitor", "accounts" or "channels"
+    section: str  # one of SECTIONS
     key: str
     parse: Callable[[Any], Any]
     default: Any = None  # None: required (unless `optional`)
@@ -46,6 +46,21 @@ SETTINGS: tuple[Setting, ...] = (
         "10s",
         doc="how long one request to Bitget may take before it counts as a timeout",
     ),
+    Setting(
+        "storage",
+        "raw_retention",
+        values.duration,
+        "7d",
+        doc="how long every poll's snapshots are kept before only hourly rollups remain",
+    ),
+    Setting("storage", "hourly_retention", values.duration, "400d", doc="how long the hourly rollups are kept"),
+    Setting(
+        "storage",
+        "write_buffer",
+        values.positive_int,
+        10000,
+        doc="poll results held in memory while the database is unreachable; beyond it the oldest are dropped",
+    ),
     Setting("accounts", "name", values.nonempty_text, doc="unique account name, shown everywhere"),
     Setting("accounts", "api_key", values.nonempty_text, doc="the API key"),
     Setting(
@@ -74,7 +89,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("accounts", "tags", values.text_list, [], doc="free labels for grouping and rule selection"),
 )
 
-SECTIONS = ("monitor", "channels", "accounts")
+SECTIONS = ("monitor", "storage", "channels", "accounts")
 
 
 def section(name: str) -> dict[str, Setting]:

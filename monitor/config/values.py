@@ -28,6 +28,12 @@ def duration(value: Any) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"expected a whole number above 0, got {value!r}")
+    return value
+
+
 def text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import aiohttp
@@ -220,6 +221,10 @@ class BitgetClient:
 
     async def spot_assets(self) -> tuple[SpotAsset, ...]:
         return await self._get(ep.SPOT_ASSETS, parse.spot_assets)
+
+    async def account_balances(self) -> dict[str, Decimal]:
+        """USDT valuation per account type (spot, futures, funding, ...)."""
+        return await self._get(ep.ALL_ACCOUNT_BALANCE, parse.account_balances)
 
     async def futures_accounts(self, product_type: str) -> tuple[FuturesAccount, ...]:
         return await self._get(

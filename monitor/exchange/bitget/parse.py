@@ -206,6 +206,10 @@ def spot_assets(data: Any) -> tuple[SpotAsset, ...]:
     )
 
 
+def account_balances(data: Any) -> dict[str, Decimal]:
+    return {f.text("accountType"): f.num("usdtBalance", default=_ZERO) for f in _items(data, "data")}
+
+
 def futures_accounts(data: Any, product_type: str) -> tuple[FuturesAccount, ...]:
     return tuple(
         FuturesAccount(

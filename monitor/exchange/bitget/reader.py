@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from monitor import errors
 from monitor.clock import Clock
-from monitor.domain import AccountMode, AccountSnapshot, SpotAsset
+from monitor.domain import AccountMode, AccountSnapshot
 from monitor.exchange.bitget.client import BitgetClient
 from monitor.exchange.bitget.endpoints import SPOT
 
@@ -46,8 +46,9 @@ async def _read(client: BitgetClient, products: tuple[str, ...], clock: Clock) -
             positions=positions,
             products=products,
         )
-    spot, futures, positions = await asyncio.gather(
-        client.spot_assets() if SPOT in products else _no_spot(),
+    spot, balances, futures, positions = await asyncio.gather(
+        client.spot_assets() if SPOT in products else _nothing(()),
+        client.account_balances() if SPOT in products else _nothing({}),
         _joined(client.futures_accounts(p) for p in futures_types),
         _joined(client.positions(p) for p in futures_types),
     )
@@ -56,6 +57,7 @@ async def _read(client: BitgetClient, products: tuple[str, ...], clock: Clock) -
         taken_at=clock.now(),
         mode=mode,
         spot=spot,
+        spot_usdt=balances.get("spot"),
         futures=futures,
         positions=positions,
         products=products,
@@ -66,5 +68,5 @@ async def _joined(reads: Iterable[Awaitable[tuple[T, ...]]]) -> tuple[T, ...]:
     return tuple(item for result in await asyncio.gather(*reads) for item in result)
 
 
-async def _no_spot() -> tuple[SpotAsset, ...]:
-    return ()
+async def _nothing(empty: T) -> T:
+    return empty

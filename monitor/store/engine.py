@@ -1,0 +1,43 @@
+"""Engines from database URLs: the only place that knows SQLite from PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.url import URL
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def normalize_url(url: str) -> URL:
+    """`postgres://` and `postgresql://` mean psycopg 3, the driver we ship."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str, **options: Any) -> Engine:
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        # One long-running writer with readers (the web page): WAL lets readers go on while a write commits,
+        # and the busy timeout makes a briefly locked database wait instead of failing.
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    options.setdefault("pool_size", 5)
+    options.setdefault("max_overflow", 5)
+    options.setdefault("pool_pre_ping", True)  # a restarted server's dead connections are replaced
+    options.setdefault("pool_recycle", 1800)
+    return create_engine(parsed, **options)

@@ -1,0 +1,44 @@
+"""Alembic, driven by the monitor's own database URL: upgrade, downgrade, current revision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from alembic import command
+from monitor.store.engine import make_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "alembic"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Passed as an attribute, not an option: options go through configparser interpolation, and a URL
+    # password may hold a "%".
+    config.attributes["url"] = url
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def current(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def head() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head()

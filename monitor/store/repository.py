@@ -1,0 +1,490 @@
+"""The store: batched snapshot writes, the queries the rules and the page need, rollup and pruning.
+
+Methods are synchronous and meant to run in a worker thread (`asyncio.to_thread`), so the event loop never
+waits on the database. Money aggregates are computed in Python (see ExactDecimal).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, text, update
+
+from monitor.config.model import AccountConfig
+from monitor.domain import AccountSnapshot, MarginMode, PollOutcome, Position, PositionMode, Side
+from monitor.store import tables as t
+from monitor.store.engine import make_engine
+from monitor.store.views import BalanceLine, EquitySample, LatestAccount, MaintenanceReport, StoredPosition
+
+log = logging.getLogger(__name__)
+
+ACCOUNT: Table = t.Account.__table__  # type: ignore[attr-defined]
+POLL: Table = t.Poll.__table__  # type: ignore[attr-defined]
+BALANCE: Table = t.BalanceSnapshot.__table__  # type: ignore[attr-defined]
+POSITION: Table = t.PositionSnapshot.__table__  # type: ignore[attr-defined]
+EQUITY: Table = t.EquityPoint.__table__  # type: ignore[attr-defined]
+HOURLY: Table = t.EquityHourly.__table__  # type: ignore[attr-defined]
+RAW_TABLES = (POLL, BALANCE, POSITION, EQUITY)
+HOUR = timedelta(hours=1)
+# Rollup recomputes this many hours before its last run, so points flushed late from the write buffer (after
+# a database outage) still reach the hourly series.
+ROLLUP_LOOKBACK = timedelta(hours=6)
+DELETE_CHUNK = 5000
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self._ids: dict[str, int] = {}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    # -- accounts ----------------------------------------------------------------------------------------
+
+    def register_accounts(self, accounts: Iterable[AccountConfig], now: datetime) -> None:
+        """Create missing account rows and refresh what the accounts file says about each."""
+        accounts = list(accounts)
+        with self.engine.begin() as connection:
+            ids = self._ensure_ids(connection, [a.name for a in accounts], now)
+            connection.execute(
+                update(ACCOUNT).where(ACCOUNT.c.id == bindparam("_id")),
+                [{"_id": ids[a.name], "demo": a.demo, "tags": list(a.tags)} for a in accounts],
+            )
+        self._ids.update(ids)
+
+    def _ensure_ids(self, connection: Connection, names: Iterable[str], now: datetime) -> dict[str, int]:
+        """Ids for these account names, creating rows as needed. Cached only by the caller after commit."""
+        wanted = set(names)
+        ids = {name: self._ids[name] for name in wanted if name in self._ids}
+        missing = wanted - ids.keys()
+        if missing:
+            rows = connection.execute(select(ACCOUNT.c.name, ACCOUNT.c.id).where(ACCOUNT.c.name.in_(missing)))
+            ids.update({name: id_ for name, id_ in rows})
+            new = sorted(missing - ids.keys())
+            if new:
+                connection.execute(
+                    insert(ACCOUNT),
+                    [
+                        {"name": n, "demo": False, "tags": [], "permissions": [], "ips": [], "created_at": now}
+                        for n in new
+                    ],
+                )
+                rows = connection.execute(select(ACCOUNT.c.name, ACCOUNT.c.id).where(ACCOUNT.c.name.in_(new)))
+                ids.update({name: id_ for name, id_ in rows})
+        return ids
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    def write_polls(self, outcomes: Sequence[PollOutcome]) -> None:
+        """Store a batch of poll outcomes in one transaction (all or nothing)."""
+        if not outcomes:
+            return
+        outcomes = sorted(outcomes, key=lambda o: o.finished_at)
+        with self.engine.begin() as connection:
+            ids = self._ensure_ids(connection, {o.account for o in outcomes}, outcomes[0].finished_at)
+            polls, balances, positions, equity = [], [], [], []
+            for o in outcomes:
+                account_id = ids[o.account]
+                polls.append(
+                    {
+                        "account_id": account_id,
+                        "started_at": o.started_at,
+                        "finished_at": o.finished_at,
+                        "ok": o.ok,
+                        "error_code": o.error_code,
+                        "error_message": _clip(o.error_message, 1000),
+                        "requests": o.requests,
+                    }
+                )
+                if o.snapshot is not None:
+                    balances += [{"account_id": account_id, **row} for row in balance_rows(o.snapshot)]
+                    positions += [{"account_id": account_id, **row} for row in position_rows(o.snapshot)]
+                    equity.append(
+                        {
+                            "account_id": account_id,
+                            "taken_at": o.snapshot.taken_at,
+                            "equity_usdt": o.snapshot.equity_usdt,
+                            "unrealized_pnl_usdt": o.snapshot.unrealized_pnl_usdt,
+                            "worst_liquidation_distance_pct": o.snapshot.worst_liquidation_distance_pct,
+                        }
+                    )
+            for table, rows in ((POLL, polls), (BALANCE, balances), (POSITION, positions), (EQUITY, equity)):
+                if rows:
+                    connection.execute(insert(table), rows)
+            self._update_accounts(connection, ids, outcomes)
+        self._ids.update(ids)
+
+    def _update_accounts(self, connection: Connection, ids: dict[str, int], outcomes: Sequence[PollOutcome]) -> None:
+        peaks = {
+            id_: (peak, at)
+            for id_, peak, at in connection.execute(
+                select(ACCOUNT.c.id, ACCOUNT.c.equity_peak, ACCOUNT.c.equity_peak_at).where(
+                    ACCOUNT.c.id.in_(ids.values())
+                )
+            )
+        }
+        state: dict[int, dict[str, Any]] = {}
+        for o in outcomes:  # chronological: the last outcome of each account wins
+            id_ = ids[o.account]
+            row = state.setdefault(id_, {"_id": id_})
+            row["last_poll_at"] = o.finished_at
+            if o.snapshot is not None:
+                row.update(last_success_at=o.finished_at, mode=o.snapshot.mode.value)
+                peak, _ = peaks.get(id_, (None, None))
+                if peak is None or o.snapshot.equity_usdt > peak:
+                    peaks[id_] = (o.snapshot.equity_usdt, o.snapshot.taken_at)
+            else:
+                row.update(
+                    last_error_code=o.error_code,
+                    last_error_message=_clip(o.error_message, 1000),
+                    last_error_at=o.finished_at,
+                )
+            if o.key is not None:
+                row.update(
+                    uid=o.key.uid,
+                    permissions=list(o.key.permissions),
+                    ips=list(o.key.ips),
+                    key_checked_at=o.finished_at,
+                )
+        for id_, row in state.items():
+            peak, at = peaks.get(id_, (None, None))
+            if peak is not None:
+                row.update(equity_peak=peak, equity_peak_at=at)
+        # One executemany per shape of update: rows must share their keys.
+        by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for row in state.values():
+            by_shape[tuple(sorted(row))].append(row)
+        for shape, rows in by_shape.items():
+            values: dict[str, Any] = {k: bindparam(k) for k in shape if k != "_id"}
+            connection.execute(update(ACCOUNT).where(ACCOUNT.c.id == bindparam("_id")).values(values), rows)
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def latest(self, accounts: Iterable[str] | None = None) -> dict[str, LatestAccount]:
+        """Each account's last successful snapshot: balances, positions and equity."""
+        last = (
+            select(EQUITY.c.account_id, func.max(EQUITY.c.taken_at).label("taken_at"))
+            .group_by(EQUITY.c.account_id)
+            .subquery()
+        )
+        query = (
+            select(ACCOUNT.c.id, ACCOUNT.c.name, EQUITY.c.taken_at, EQUITY.c.equity_usdt, EQUITY.c.unrealized_pnl_usdt)
+            .join(last, last.c.account_id == ACCOUNT.c.id)
+            .join(EQUITY, (EQUITY.c.account_id == last.c.account_id) & (EQUITY.c.taken_at == last.c.taken_at))
+        )
+        if accounts is not None:
+            query = query.where(ACCOUNT.c.name.in_(list(accounts)))
+        with self.engine.connect() as connection:
+            heads = {row.id: row for row in connection.execute(query)}
+            if not heads:
+                return {}
+            balances: dict[int, list[BalanceLine]] = defaultdict(list)
+            for row in connection.execute(
+                select(BALANCE)
+                .join(last, (last.c.account_id == BALANCE.c.account_id) & (last.c.taken_at == BALANCE.c.taken_at))
+                .where(BALANCE.c.account_id.in_(heads))
+            ):
+                balances[row.account_id].append(_balance(row))
+            positions: dict[int, list[Position]] = defaultdict(list)
+            for row in connection.execute(
+                select(POSITION)
+                .join(last, (last.c.account_id == POSITION.c.account_id) & (last.c.taken_at == POSITION.c.taken_at))
+                .where(POSITION.c.account_id.in_(heads))
+            ):
+                positions[row.account_id].append(_position(row))
+        return {
+            h.name: LatestAccount(
+                h.name, h.taken_at, h.equity_usdt, h.unrealized_pnl_usdt, tuple(balances[id_]), tuple(positions[id_])
+            )
+            for id_, h in heads.items()
+        }
+
+    def worst_positions(self, limit: int = 20) -> list[StoredPosition]:
+        """The latest positions across all accounts, closest to liquidation first (no price: last)."""
+        stored = [StoredPosition(a.account, a.taken_at, p) for a in self.latest().values() for p in a.positions]
+        stored.sort(
+            key=lambda s: (s.position.liquidation_distance_pct is None, s.position.liquidation_distance_pct or 0)
+        )
+        return stored[:limit]
+
+    def equity_series(
+        self, account: str, start: datetime, end: datetime, *, hourly: bool = False
+    ) -> list[EquitySample]:
+        """Equity between start and end: every raw point, or one sample per hour (rolled-up hours, then the
+        hours not rolled up yet aggregated from raw points)."""
+        with self.engine.connect() as connection:
+            account_id = connection.execute(select(ACCOUNT.c.id).where(ACCOUNT.c.name == account)).scalar()
+            if account_id is None:
+                return []
+            raw = [
+                EquitySample(
+                    r.taken_at,
+                    r.equity_usdt,
+                    r.equity_usdt,
+                    r.equity_usdt,
+                    r.unrealized_pnl_usdt,
+                    r.worst_liquidation_distance_pct,
+                )
+                for r in connection.execute(
+                    select(EQUITY)
+                    .where(EQUITY.c.account_id == account_id, EQUITY.c.taken_at >= start, EQUITY.c.taken_at <= end)
+                    .order_by(EQUITY.c.taken_at)
+                )
+            ]
+            if not hourly:
+                return raw
+            rolled = [
+                EquitySample(
+                    r.hour,
+                    r.equity_last,
+                    r.equity_min,
+                    r.equity_max,
+                    r.unrealized_pnl_last,
+                    r.worst_liquidation_distance_pct,
+                )
+                for r in connection.execute(
+                    select(HOURLY)
+                    .where(HOURLY.c.account_id == account_id, HOURLY.c.hour >= floor_hour(start), HOURLY.c.hour <= end)
+                    .order_by(HOURLY.c.hour)
+                )
+            ]
+        done = {s.at for s in rolled}
+        fresh = [s for s in aggregate_hours(raw) if s.at not in done]
+        return sorted(rolled + fresh, key=lambda s: s.at)
+
+    def equity_peak(self, account: str, since: datetime) -> Decimal | None:
+        """The highest equity since a moment (the high-water mark a drawdown is measured from)."""
+        highs = [
+            s.high for s in self.equity_series(account, since, datetime.max.replace(tzinfo=since.tzinfo), hourly=True)
+        ]
+        return max(highs) if highs else None
+
+    # -- maintenance ---------------------------------------------------------------------------------------
+
+    def maintain(self, now: datetime, raw_retention: timedelta, hourly_retention: timedelta) -> MaintenanceReport:
+        """Roll complete hours up, then prune raw rows past retention (never rows not rolled up yet) and
+        hourly rows past theirs. Deletes run in small transactions so writers are never held up long."""
+        hours = self.rollup(now)
+        with self.engine.connect() as connection:
+            rolled_until = connection.execute(select(func.max(HOURLY.c.hour))).scalar()
+        raw_cutoff = now - raw_retention
+        raw_cutoff = min(raw_cutoff, rolled_until + HOUR) if rolled_until else min(raw_cutoff, floor_hour(now) - HOUR)
+        raw_deleted = sum(
+            self._delete_before(table, table.c.taken_at if table is not POLL else table.c.started_at, raw_cutoff)
+            for table in RAW_TABLES
+        )
+        hourly_deleted = self._delete_before(HOURLY, HOURLY.c.hour, now - hourly_retention)
+        if raw_deleted or hourly_deleted:
+            log.info("pruned %d raw and %d hourly rows", raw_deleted, hourly_deleted)
+        return MaintenanceReport(hours, raw_deleted, hourly_deleted)
+
+    def rollup(self, now: datetime) -> int:
+        """Aggregate raw equity points of complete hours into equity_hourly; returns the rows written."""
+        end = floor_hour(now)
+        with self.engine.begin() as connection:
+            last = connection.execute(select(func.max(HOURLY.c.hour))).scalar()
+            start = last - ROLLUP_LOOKBACK if last else connection.execute(select(func.min(EQUITY.c.taken_at))).scalar()
+            if start is None or start >= end:
+                return 0
+            start = floor_hour(start)
+            points: dict[int, list[EquitySample]] = defaultdict(list)
+            for r in connection.execute(
+                select(EQUITY).where(EQUITY.c.taken_at >= start, EQUITY.c.taken_at < end).order_by(EQUITY.c.taken_at)
+            ):
+                points[r.account_id].append(
+                    EquitySample(
+                        r.taken_at,
+                        r.equity_usdt,
+                        r.equity_usdt,
+                        r.equity_usdt,
+                        r.unrealized_pnl_usdt,
+                        r.worst_liquidation_distance_pct,
+                    )
+                )
+            rows = [
+                {
+                    "account_id": account_id,
+                    "hour": s.at,
+                    "equity_last": s.equity,
+                    "equity_min": s.low,
+                    "equity_max": s.high,
+                    "unrealized_pnl_last": s.unrealized_pnl,
+                    "worst_liquidation_distance_pct": s.worst_liquidation_distance_pct,
+                    "samples": n,
+                }
+                for account_id, samples in points.items()
+                for s, n in aggregate_hours_counted(samples)
+            ]
+            connection.execute(delete(HOURLY).where(HOURLY.c.hour >= start, HOURLY.c.hour < end))
+            if rows:
+                connection.execute(insert(HOURLY), rows)
+        return len(rows)
+
+    def _delete_before(self, table: Table, column: Any, cutoff: datetime) -> int:
+        total = 0
+        while True:
+            with self.engine.begin() as connection:
+                chunk = select(table.c.id).where(column < cutoff).limit(DELETE_CHUNK).scalar_subquery()
+                deleted = connection.execute(delete(table).where(table.c.id.in_(chunk))).rowcount
+            total += deleted
+            if deleted < DELETE_CHUNK:
+                return total
+
+
+def aggregate_hours_counted(samples: Sequence[EquitySample]) -> list[tuple[EquitySample, int]]:
+    """Chronological samples grouped by hour: last equity, min, max, last PnL, worst liquidation distance."""
+    groups: dict[datetime, list[EquitySample]] = defaultdict(list)
+    for s in samples:
+        groups[floor_hour(s.at)].append(s)
+    result = []
+    for hour, group in sorted(groups.items()):
+        distances = [d for s in group if (d := s.worst_liquidation_distance_pct) is not None]
+        last = group[-1]
+        result.append(
+            (
+                EquitySample(
+                    hour,
+                    last.equity,
+                    min(s.low for s in group),
+                    max(s.high for s in group),
+                    last.unrealized_pnl,
+                    min(distances) if distances else None,
+                ),
+                len(group),
+            )
+        )
+    return result
+
+
+def aggregate_hours(samples: Sequence[EquitySample]) -> list[EquitySample]:
+    return [s for s, _ in aggregate_hours_counted(samples)]
+
+
+def balance_rows(snapshot: AccountSnapshot) -> list[dict[str, Any]]:
+    at = snapshot.taken_at
+    rows: list[dict[str, Any]] = []
+    for a in snapshot.spot:
+        rows.append(
+            {
+                "taken_at": at,
+                "product": "spot",
+                "coin": a.coin,
+                "equity": a.total,
+                "available": a.available,
+                "locked": a.frozen + a.locked,
+                "unrealized_pnl": None,
+                "risk_ratio": None,
+                "usdt_value": a.total if a.coin in ("USDT", "USDC") else None,
+            }
+        )
+    for f in snapshot.futures:
+        rows.append(
+            {
+                "taken_at": at,
+                "product": f.product_type,
+                "coin": f.margin_coin,
+                "equity": f.equity,
+                "available": f.available,
+                "locked": f.locked,
+                "unrealized_pnl": f.unrealized_pnl,
+                "risk_ratio": f.cross_risk_ratio,
+                "usdt_value": f.usdt_equity,
+            }
+        )
+    u = snapshot.unified
+    if u is not None:
+        rows.append(
+            {
+                "taken_at": at,
+                "product": "unified",
+                "coin": "TOTAL",
+                "equity": u.usdt_equity,
+                "available": sum((a.available for a in u.assets if a.coin in ("USDT", "USDC")), Decimal(0)),
+                "locked": sum((a.locked for a in u.assets), Decimal(0)),
+                "unrealized_pnl": u.unrealized_pnl,
+                "risk_ratio": u.margin_ratio,
+                "usdt_value": u.usdt_equity,
+            }
+        )
+        for asset in u.assets:
+            rows.append(
+                {
+                    "taken_at": at,
+                    "product": "unified",
+                    "coin": asset.coin,
+                    "equity": asset.equity,
+                    "available": asset.available,
+                    "locked": asset.locked,
+                    "unrealized_pnl": None,
+                    "risk_ratio": None,
+                    "usdt_value": asset.usd_value,
+                }
+            )
+    return rows
+
+
+def position_rows(snapshot: AccountSnapshot) -> list[dict[str, Any]]:
+    return [
+        {
+            "taken_at": snapshot.taken_at,
+            "product_type": p.product_type,
+            "symbol": p.symbol,
+            "side": p.side.value,
+            "margin_mode": p.margin_mode.value,
+            "position_mode": p.position_mode.value,
+            "size": p.size,
+            "entry_price": p.entry_price,
+            "mark_price": p.mark_price,
+            "liquidation_price": p.liquidation_price,
+            "liquidation_distance_pct": p.liquidation_distance_pct,
+            "margin": p.margin,
+            "leverage": p.leverage,
+            "unrealized_pnl": p.unrealized_pnl,
+            "margin_ratio": p.margin_ratio,
+        }
+        for p in snapshot.positions
+    ]
+
+
+def _balance(row: Any) -> BalanceLine:
+    return BalanceLine(
+        row.product, row.coin, row.equity, row.available, row.locked, row.unrealized_pnl, row.risk_ratio, row.usdt_value
+    )
+
+
+def _position(row: Any) -> Position:
+    return Position(
+        product_type=row.product_type,
+        symbol=row.symbol,
+        margin_coin="",
+        side=Side(row.side),
+        position_mode=PositionMode(row.position_mode),
+        margin_mode=MarginMode(row.margin_mode),
+        size=row.size,
+        entry_price=row.entry_price,
+        mark_price=row.mark_price,
+        liquidation_price=row.liquidation_price,
+        margin=row.margin,
+        leverage=row.leverage,
+        unrealized_pnl=row.unrealized_pnl,
+        margin_ratio=row.margin_ratio,
+    )
+
+
+def _clip(text_: str | None, limit: int) -> str | None:
+    return text_ if text_ is None or len(text_) <= limit else text_[: limit - 1] + "…"

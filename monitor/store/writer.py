@@ -1,0 +1,104 @@
+"""The buffered snapshot writer: polls never wait on the database, and an outage loses nothing it can keep.
+
+Poll outcomes queue in memory and are written in batches by one background task (in a worker thread). When
+the database is unreachable or locked, the queue holds them and the writer retries with backoff; when the
+queue is over its limit, the oldest raw snapshots are dropped first, and every drop is counted and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from monitor.domain import PollOutcome
+from monitor.store.repository import Store
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotWriter:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        limit: int = 10_000,
+        batch: int = 2_000,
+        retry_min: float = 0.5,
+        retry_max: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.limit = limit
+        self.batch = batch
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        self.dropped = 0  # raw snapshots lost to a full buffer
+        self.written = 0
+        self.healthy = True  # False while the database refuses writes
+        self.last_error: str | None = None
+        self._queue: deque[PollOutcome] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def submit(self, outcome: PollOutcome) -> None:
+        self._queue.append(outcome)
+        self._idle.clear()
+        self._enforce_limit()
+        self._wake.set()
+
+    def _enforce_limit(self) -> None:
+        over = len(self._queue) - self.limit
+        if over <= 0:
+            return
+        for _ in range(over):
+            self._queue.popleft()
+        if self.dropped == 0 or (self.dropped // 1000) != ((self.dropped + over) // 1000):
+            log.warning(
+                "write buffer full (%d): dropped the oldest snapshots, %d so far", self.limit, self.dropped + over
+            )
+        self.dropped += over
+
+    async def run(self) -> None:
+        """Write queued outcomes until cancelled."""
+        delay = self.retry_min
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+            try:
+                await asyncio.to_thread(self.store.write_polls, batch)
+            except (OperationalError, DBAPIError) as exc:
+                # Put the batch back in front, in order; the limit then drops the oldest if needed.
+                self._queue.extendleft(reversed(batch))
+                self._enforce_limit()
+                self.last_error = str(exc.orig) if exc.orig is not None else str(exc)
+                if self.healthy:
+                    log.error("database write failed (%s); buffering snapshots in memory", self.last_error)
+                    self.healthy = False
+                await asyncio.sleep(delay)
+                delay = min(self.retry_max, delay * 2)
+                continue
+            self.written += len(batch)
+            delay = self.retry_min
+            if not self.healthy:
+                log.warning("database writes work again; %d buffered snapshots pending", len(self._queue))
+                self.healthy = True
+                self.last_error = None
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything queued is written (for shutdown); False if the timeout ran out first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
