@@ -29,6 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate the accounts file and read every account once")
     check.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
 
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument(
+        "-c", "--config", default="accounts.toml", type=Path, help="the accounts file (only its database_url is read)"
+    )
+    db.add_argument("--database-url", help="overrides the file and MONITOR_DATABASE_URL")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="migrate to the newest schema").add_argument(
+        "revision", nargs="?", default="head"
+    )
+    db_sub.add_parser("current", help="show the schema revision of the database")
+    db_sub.add_parser("downgrade", help="migrate back to a revision ('base' empties it)").add_argument("revision")
+
     sim = sub.add_parser("simulate", help="run the Bitget simulator")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8900, help="0 picks a free port")
@@ -49,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if args.command == "check":
         return cmd_check(args.config)
+    if args.command == "db":
+        return cmd_db(args)
     return cmd_simulate(args)
 
 
@@ -72,6 +87,35 @@ def cmd_check(path: Path) -> int:
         return EXIT_OK if report.ok else EXIT_FAILED
 
     return asyncio.run(run())
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from monitor.config.loader import database_url
+    from monitor.config.model import mask_url_password
+    from monitor.store import migrations
+
+    try:
+        url = args.database_url or database_url(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    shown = mask_url_password(url)
+    try:
+        if args.db_command == "upgrade":
+            migrations.upgrade(url, args.revision)
+        elif args.db_command == "downgrade":
+            migrations.downgrade(url, args.revision)
+        revision = migrations.current(url)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: database {shown}: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    head = migrations.head()
+    state = "up to date" if revision == head else f"behind (newest is {head}; run `bitget-monitor db upgrade`)"
+    print(f"database {shown}: revision {revision or 'none (empty)'}, {state}")
+    return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

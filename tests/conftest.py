@@ -91,3 +91,40 @@ async def make_sim(aiohttp_server: Any, session: aiohttp.ClientSession) -> SimFa
 @pytest.fixture
 async def sim(make_sim: SimFactory) -> Sim:
     return await make_sim()
+
+
+# -- databases -----------------------------------------------------------------------------------------------
+
+POSTGRES_ENV = "MONITOR_TEST_POSTGRES_URL"
+
+
+def _postgres_admin_url() -> str | None:
+    import os
+
+    return os.environ.get(POSTGRES_ENV)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """An empty database of each kind: a SQLite file, or a fresh PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/monitor.db"
+        return
+    admin = _postgres_admin_url()
+    if not admin:
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} (set by .ci/run), e.g. postgresql://postgres@127.0.0.1/test")
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"bm_test_{uuid.uuid4().hex[:12]}"
+    base = make_url(admin)
+    conninfo = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

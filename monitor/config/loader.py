@@ -27,6 +27,29 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     return _Loader(Path(path), os.environ if env is None else env).load()
 
 
+def database_url(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> str:
+    """The database URL alone: MONITOR_DATABASE_URL, else [monitor] database_url of the file, else the default.
+
+    For `db` commands run by operators who migrate separately: the accounts' secrets need not be present.
+    """
+    env = os.environ if env is None else env
+    if env.get("MONITOR_DATABASE_URL"):
+        return env["MONITOR_DATABASE_URL"]
+    default = str(schema.section("monitor")["database_url"].default)
+    if path is None or not Path(path).exists():
+        return default
+    loader = _Loader(Path(path), env)
+    loader.source = loader.path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(loader.source)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
+    value = loader.table(raw, "monitor").get("database_url", default)
+    if not isinstance(value, str):
+        raise loader.error(("monitor", "database_url"), "expected a string")
+    return loader.substitute(value, ("monitor", "database_url"), None)
+
+
 def format_path(path: KeyPath) -> str:
     out = ""
     for part in path:

@@ -1,0 +1,309 @@
+"""The store on SQLite and PostgreSQL: migrations, exact round trips, the page's queries, rollup and retention,
+and the write buffer across a database outage."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+import monitor.store.tables  # noqa: F401
+from monitor.clock import ManualClock
+from monitor.domain import (
+    AccountMode,
+    AccountSnapshot,
+    FuturesAccount,
+    KeyInfo,
+    MarginMode,
+    PollOutcome,
+    Position,
+    PositionMode,
+    Side,
+    SpotAsset,
+)
+from monitor.store import migrations
+from monitor.store.engine import make_engine
+from monitor.store.repository import Store
+from monitor.store.writer import SnapshotWriter
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def position(
+    symbol: str = "BTCUSDT", mark: str = "60000", liq: str | None = "50000", side: Side = Side.LONG
+) -> Position:
+    return Position(
+        product_type="USDT-FUTURES", symbol=symbol, margin_coin="USDT", side=side, position_mode=PositionMode.ONE_WAY,
+        margin_mode=MarginMode.ISOLATED, size=Decimal("0.5"), entry_price=Decimal("59000"), mark_price=Decimal(mark),
+        liquidation_price=Decimal(liq) if liq else None, margin=Decimal("3000"), leverage=Decimal(10),
+        unrealized_pnl=Decimal("500.123456789"), margin_ratio=Decimal("0.01"),
+    )  # fmt: skip
+
+
+def snapshot(account: str, at: datetime, equity: str = "1000", positions: tuple[Position, ...] = ()) -> AccountSnapshot:
+    return AccountSnapshot(
+        account=account, taken_at=at, mode=AccountMode.CLASSIC,
+        spot=(SpotAsset("USDT", Decimal("10.5"), Decimal(0), Decimal("0.25")),), spot_usdt=Decimal("10.75"),
+        futures=(FuturesAccount("USDT-FUTURES", "USDT", Decimal(equity), Decimal(equity), Decimal(1), Decimal(0),
+                                Decimal("-2.5"), Decimal("0.0123")),),
+        positions=positions,
+    )  # fmt: skip
+
+
+def ok(account: str, at: datetime, **kw: Any) -> PollOutcome:
+    return PollOutcome(account, at - timedelta(seconds=1), at, snapshot=snapshot(account, at, **kw), requests=5)
+
+
+@pytest.fixture
+def store(db_url: str) -> Any:
+    migrations.upgrade(db_url)
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+def test_migrations_run_up_and_down_and_match_the_tables(db_url: str) -> None:
+    assert migrations.current(db_url) is None
+    migrations.upgrade(db_url)
+    assert migrations.current(db_url) == migrations.head()
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        differences = compare_metadata(
+            MigrationContext.configure(connection, opts={"compare_type": True}), SQLModel.metadata
+        )
+    engine.dispose()
+    assert differences == [], "the SQLModel tables and the migrations disagree: write a migration"
+    migrations.downgrade(db_url, "base")
+    assert migrations.current(db_url) is None
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        remaining = set(connection.dialect.get_table_names(connection)) - {"alembic_version"}
+    engine.dispose()
+    assert remaining == set()
+
+
+def test_money_and_times_come_back_exactly(store: Store) -> None:
+    at = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    p = position(mark="0.000012345678", liq="0.000011")
+    store.write_polls([ok("alpha", at, equity="104823.80000001", positions=(p,))])
+    latest = store.latest()["alpha"]
+    assert latest.taken_at == at and latest.taken_at.tzinfo is not None
+    assert latest.equity_usdt == Decimal("104823.80000001") + Decimal("10.75")
+    (stored,) = latest.positions
+    assert stored.mark_price == Decimal("0.000012345678")
+    assert stored.unrealized_pnl == Decimal("500.123456789")
+    assert stored.liquidation_distance_pct == p.liquidation_distance_pct
+    futures = next(b for b in latest.balances if b.product == "USDT-FUTURES")
+    assert (futures.equity, futures.risk_ratio) == (Decimal("104823.80000001"), Decimal("0.0123"))
+
+
+def test_naive_times_are_refused(store: Store) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        store.write_polls([ok("alpha", datetime(2026, 3, 1, 12))])  # noqa: DTZ001
+
+
+def test_latest_is_each_accounts_last_good_snapshot(store: Store) -> None:
+    store.write_polls([ok("a", T0, equity="100"), ok("b", T0, equity="200", positions=(position(),))])
+    store.write_polls([
+        ok("a", T0 + timedelta(seconds=30), equity="110", positions=(position("ETHUSDT"),)),
+        PollOutcome("b", T0 + timedelta(seconds=30), T0 + timedelta(seconds=31), error_code="40012", error_message="x"),
+    ])  # fmt: skip
+    latest = store.latest()
+    assert latest["a"].equity_usdt == Decimal("120.75") and [p.symbol for p in latest["a"].positions] == ["ETHUSDT"]
+    assert latest["b"].taken_at == T0 and [p.symbol for p in latest["b"].positions] == ["BTCUSDT"]
+    assert set(store.latest(["a"])) == {"a"}
+
+
+def test_worst_positions_across_accounts_come_first(store: Store) -> None:
+    store.write_polls([
+        ok("a", T0, positions=(position("BTCUSDT", "100", "90"), position("ETHUSDT", "100", None))),
+        ok("b", T0, positions=(position("SOLUSDT", "100", "97"), position("XRPUSDT", "100", "60", Side.LONG))),
+        ok("c", T0, positions=(position("DOGEUSDT", "100", "110", Side.SHORT),)),
+    ])  # fmt: skip
+    worst = store.worst_positions(limit=10)
+    assert [(w.account, w.position.symbol) for w in worst] == [
+        ("b", "SOLUSDT"), ("a", "BTCUSDT"), ("c", "DOGEUSDT"), ("b", "XRPUSDT"), ("a", "ETHUSDT"),
+    ]  # fmt: skip
+
+
+def test_account_rows_track_success_errors_keys_and_the_equity_peak(store: Store) -> None:
+    key = KeyInfo(uid="42", permissions=("readonly",), ips=("1.2.3.4",))
+    store.write_polls([
+        ok("a", T0, equity="100"),
+        ok("a", T0 + timedelta(minutes=1), equity="150"),
+        ok("a", T0 + timedelta(minutes=2), equity="120"),
+        PollOutcome("a", T0 + timedelta(minutes=3), T0 + timedelta(minutes=3), error_code="40725",
+                    error_message="service return an error", key=key),
+    ])  # fmt: skip
+    from sqlalchemy import select
+
+    from monitor.store.repository import ACCOUNT
+
+    with store.engine.connect() as connection:
+        row = connection.execute(select(ACCOUNT).where(ACCOUNT.c.name == "a")).one()
+    assert row.equity_peak == Decimal("160.75") and row.equity_peak_at == T0 + timedelta(minutes=1)
+    assert row.last_success_at == T0 + timedelta(minutes=2)
+    assert (row.last_error_code, row.last_error_at) == ("40725", T0 + timedelta(minutes=3))
+    assert (row.uid, row.permissions, row.ips) == ("42", ["readonly"], ["1.2.3.4"])
+    assert store.equity_peak("a", T0 + timedelta(minutes=2)) == Decimal("130.75")
+
+
+def test_rollup_and_retention_keep_history_bounded_and_charts_right(store: Store) -> None:
+    clock = ManualClock(T0)
+    # Two accounts polled every 10 minutes for 10 days; equity climbs 1 a poll, with a dip each hour.
+    for _ in range(10 * 24 * 6):
+        at = clock.now()
+        dip = Decimal(-50) if at.minute == 30 else Decimal(0)
+        base = Decimal(1000) + Decimal((at - T0).total_seconds() / 600)
+        store.write_polls([ok("a", at, equity=str(base + dip), positions=(position(),)), ok("b", at)])
+        clock.advance(timedelta(minutes=10))
+    report = store.maintain(clock.now(), raw_retention=timedelta(days=7), hourly_retention=timedelta(days=8))
+    assert report.hours_rolled_up == 2 * 10 * 24
+    assert report.hourly_rows_deleted == 2 * 2 * 24  # the two oldest days (of 10) are past 8 days
+    raw_left = store.equity_series("a", T0, clock.now())
+    assert raw_left[0].at >= clock.now() - timedelta(days=7)
+    hourly = store.equity_series("a", T0, clock.now(), hourly=True)
+    assert len(hourly) == 8 * 24
+    hour = hourly[-1]
+    assert hour.at == datetime(2026, 3, 11, 11, tzinfo=UTC)
+    first = Decimal(1000) + Decimal((hour.at - T0).total_seconds() / 600) + Decimal("10.75")
+    assert (hour.low, hour.high, hour.equity) == (first + 3 - 50, first + 5, first + 5)
+    assert hour.worst_liquidation_distance_pct == position().liquidation_distance_pct
+    # Running maintenance again changes nothing.
+    again = store.maintain(clock.now(), raw_retention=timedelta(days=7), hourly_retention=timedelta(days=8))
+    assert (again.raw_rows_deleted, again.hourly_rows_deleted) == (0, 0)
+    assert len(store.equity_series("a", T0, clock.now(), hourly=True)) == 8 * 24
+
+
+def test_hours_not_rolled_up_yet_are_aggregated_on_the_fly(store: Store) -> None:
+    store.write_polls([ok("a", T0 + timedelta(minutes=m), equity=str(100 + m)) for m in (0, 20, 40)])
+    (hour,) = store.equity_series("a", T0 - timedelta(hours=1), T0 + timedelta(hours=1), hourly=True)
+    assert (hour.at, hour.low, hour.high, hour.equity) == (T0, Decimal("110.75"), Decimal("150.75"), Decimal("150.75"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def test_snapshots_queued_while_the_database_is_unreachable_are_all_written_later(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The database first refuses connections, then accepts: nothing queued in between is lost."""
+    from sqlalchemy.engine import make_url
+
+    migrations.upgrade(db_url)
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        # Unreachable: the database lives in a directory that is not there yet.
+        hidden = tmp_path / "not-yet"
+        target = f"sqlite:///{hidden}/monitor.db"
+        reachable = lambda: (hidden.mkdir(), Path(str(url.database)).rename(hidden / "monitor.db"))  # noqa: E731
+        server = None
+    else:
+        # Unreachable: a loopback port that refuses, until a proxy to the real server starts listening on it.
+        port = _free_port()
+        target = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+
+        async def proxy(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+            server_reader, server_writer = await asyncio.open_connection(url.host or "127.0.0.1", url.port or 5432)
+            await asyncio.gather(_pipe(client_reader, server_writer), _pipe(server_reader, client_writer))
+
+        server = None
+
+        async def start() -> None:
+            nonlocal server
+            server = await asyncio.start_server(proxy, "127.0.0.1", port)
+
+    store = Store(target)
+    writer = SnapshotWriter(store, retry_min=0.05, retry_max=0.2)
+    task = asyncio.create_task(writer.run())
+    try:
+        outcomes = [ok(f"acct-{i % 7}", T0 + timedelta(seconds=i)) for i in range(50)]
+        for o in outcomes[:30]:
+            writer.submit(o)
+        await asyncio.sleep(0.5)
+        assert not writer.healthy and writer.written == 0 and writer.pending == 30
+        for o in outcomes[30:]:
+            writer.submit(o)
+        if url.get_backend_name() == "sqlite":
+            reachable()
+        else:
+            await start()
+        assert await writer.flush(timeout=30)
+        assert writer.healthy and writer.written == 50 and writer.dropped == 0
+        # Reads go through the proxy, which this event loop serves: run them in a thread.
+        latest = await asyncio.to_thread(store.latest)
+        assert {name: s.taken_at for name, s in latest.items()} == {
+            f"acct-{i}": max(o.finished_at for o in outcomes if o.account == f"acct-{i}") for i in range(7)
+        }
+        series = [
+            await asyncio.to_thread(store.equity_series, f"acct-{i}", T0, T0 + timedelta(hours=1)) for i in range(7)
+        ]
+        assert sum(len(s) for s in series) == 50
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
+        if server is not None:
+            server.close()
+
+
+async def test_a_full_buffer_drops_the_oldest_snapshots_and_counts_them(tmp_path: Path) -> None:
+    target = f"sqlite:///{tmp_path}/later/monitor.db"
+    store = Store(target)
+    writer = SnapshotWriter(store, limit=5, retry_min=0.05, retry_max=0.1)
+    task = asyncio.create_task(writer.run())
+    try:
+        for i in range(8):
+            writer.submit(ok("a", T0 + timedelta(minutes=i)))
+            await asyncio.sleep(0.02)
+        assert writer.dropped == 3 and writer.pending == 5
+        (tmp_path / "later").mkdir()
+        migrations.upgrade(target)
+        assert await writer.flush(timeout=10)
+        series = store.equity_series("a", T0, T0 + timedelta(hours=1))
+        assert [s.at for s in series] == [T0 + timedelta(minutes=i) for i in range(3, 8)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
+
+
+async def test_the_db_commands_migrate_and_report(db_url: str) -> None:
+    async def db(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "monitor", "db", "--database-url", db_url, *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode()
+
+    code, out = await db("current")
+    assert code == 0 and "revision none (empty), behind" in out
+    code, out = await db("upgrade")
+    assert code == 0 and f"revision {migrations.head()}, up to date" in out
+    code, out = await db("downgrade", "base")
+    assert code == 0 and "revision none (empty)" in out
