@@ -6,7 +6,7 @@
         ├── retryable: RateLimited, ExchangeUnavailable, RequestTimeout, ConnectionFailed,
         │              TimestampExpired, MalformedResponse
         └── permanent: AuthenticationError, IpNotAllowed, PermissionDenied, WrongEnvironment,
-                       AccountModeMismatch, ApiDecommissioned, RequestRejected
+                       AccountModeMismatch, ApiDecommissioned, RequestRejected, UnexpectedResponse
 
 Lower-level errors (aiohttp, json, decimal) are translated into this tree at the client boundary with
 `raise ... from exc`. No message ever contains a secret: errors are built from names, codes and Bitget's
@@ -108,8 +108,10 @@ class TimestampExpired(ExchangeError):
 
 
 class MalformedResponse(ExchangeError):
+    """The body is not Bitget JSON at all (truncated, an HTML error page): usually passing."""
+
     retryable = True
-    fix = "Bitget sent a response the monitor cannot read; retried. Report it if it persists"
+    fix = "Bitget sent a broken response; retried. Report it if it persists"
 
 
 # -- permanent ---------------------------------------------------------------------------------------------
@@ -141,3 +143,9 @@ class ApiDecommissioned(ExchangeError):
 
 class RequestRejected(ExchangeError):
     fix = "Bitget rejected the request; see its message"
+
+
+class UnexpectedResponse(ExchangeError):
+    """Well-formed Bitget JSON with a field the monitor cannot read: it will not fix itself by retrying."""
+
+    fix = "Bitget's response format changed or holds an unexpected value; report it with the message"

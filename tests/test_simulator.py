@@ -77,13 +77,11 @@ def test_liquidation_prices_follow_the_margin_arithmetic(scenario: Path) -> None
     market = world.market
     iso = world.accounts["iso"].positions[0]
     # isolated long: 100 margin + 10 * (L - 100) = 10 * L * 0.01  =>  L = 900 / 9.9
-    assert market.liquidation_price(iso, market.position_collateral(world.accounts["iso"], iso)) == Decimal(
-        "90.90909091"
-    )
+    assert market.liquidation_price(world.accounts["iso"], iso) == Decimal("90.90909091")
     cross_account = world.accounts["cross"]
     cross = cross_account.positions[0]
     # crossed short, collateral 200: 200 + 10 * (100 - L) = 10 * L * 0.01  =>  L = 1200 / 10.1
-    assert market.liquidation_price(cross, market.position_collateral(cross_account, cross)) == Decimal("118.81188119")
+    assert market.liquidation_price(cross_account, cross) == Decimal("118.81188119")
     book = market.ledger(cross_account, "USDT-FUTURES", "USDT")
     assert book.risk_rate == Decimal("0.05")  # maintenance 10 over equity 200
 
@@ -165,9 +163,7 @@ def test_every_generated_number_is_consistent_with_the_ledger() -> None:
         p
         for a in world.accounts.values()
         for p in a.positions
-        if 0
-        < abs(market.mark(p) - market.liquidation_price(p, market.position_collateral(a, p))) / market.mark(p)
-        < Decimal("0.1")
+        if 0 < abs(market.mark(p) - market.liquidation_price(a, p)) / market.mark(p) < Decimal("0.1")
     ]
     assert near, "some positions start close to liquidation"
 

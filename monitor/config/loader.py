@@ -28,26 +28,13 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
 
 def database_url(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> str:
-    """The database URL alone: MONITOR_DATABASE_URL, else [monitor] database_url of the file, else the default.
+    """The database URL alone: MONITOR_DATABASE_URL, else [monitor] of the file, else the default.
 
     For `db` commands run by operators who migrate separately: the accounts' secrets need not be present.
     """
-    env = os.environ if env is None else env
-    if env.get("MONITOR_DATABASE_URL"):
-        return env["MONITOR_DATABASE_URL"]
-    default = str(schema.section("monitor")["database_url"].default)
-    if path is None or not Path(path).exists():
-        return default
-    loader = _Loader(Path(path), env)
-    loader.source = loader.path.read_text(encoding="utf-8")
-    try:
-        raw = tomllib.loads(loader.source)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
-    value = loader.table(raw, "monitor").get("database_url", default)
-    if not isinstance(value, str):
-        raise loader.error(("monitor", "database_url"), "expected a string")
-    return loader.substitute(value, ("monitor", "database_url"), None)
+    loader = _Loader(Path(path or "accounts.toml"), os.environ if env is None else env)
+    raw = loader.read() if path is not None and Path(path).exists() else {}
+    return loader.monitor(loader.table(raw, "monitor")).database_url.reveal()
 
 
 def format_path(path: KeyPath) -> str:
@@ -70,6 +57,11 @@ class _Loader:
         )
 
     def load(self) -> Config:
+        raw = self.read()
+        self.reject_unknown(raw, schema.SECTIONS, ())
+        return self.build(raw)
+
+    def read(self) -> dict[str, Any]:
         try:
             self.source = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -79,13 +71,15 @@ class _Loader:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read the file: {exc}", file=str(self.path)) from None
         try:
-            raw = tomllib.loads(self.source)
+            return tomllib.loads(self.source)
         except tomllib.TOMLDecodeError as exc:
             m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
             raise ConfigError(
                 f"not valid TOML: {exc}", file=str(self.path), line=int(m.group(1)) if m else None
             ) from None
-        self.reject_unknown(raw, schema.SECTIONS, ())
+
+    def build(self, raw: dict[str, Any]) -> Config:
+        """Every section, validated: the whole file or a ConfigError."""
         monitor = self.monitor(self.table(raw, "monitor"))
         storage = StorageSettings(**self.values("storage", self.table(raw, "storage"), ("storage",), None))
         channels = self.channels(self.table(raw, "channels"))
@@ -145,17 +139,28 @@ class _Loader:
                 raw = table[key]
                 if isinstance(raw, str):
                     raw = self.substitute(raw, (*at, key), account)
+                elif isinstance(raw, list):
+                    raw = [self.substitute(v, (*at, key), account) if isinstance(v, str) else v for v in raw]
             try:
                 out[key] = setting.parse(raw)
             except ValueError as exc:
+                if setting.secret:  # the message may quote the value
+                    raise self.error(
+                        (*at, key),
+                        "expected a non-empty string (the value is a secret, not shown)",
+                        hint='quote it: key = "..."',
+                    ) from None
                 raise self.error((*at, key), str(exc)) from None
         return out
 
     # -- sections ----------------------------------------------------------------------------------------
 
     def monitor(self, table: dict[str, Any]) -> MonitorSettings:
+        override = self.env.get("MONITOR_DATABASE_URL")
+        if override:  # the file's value is not even substituted: its variables need not be set
+            table = {k: v for k, v in table.items() if k != "database_url"}
         v = self.values("monitor", table, ("monitor",), None)
-        database_url = self.env.get("MONITOR_DATABASE_URL") or v["database_url"]
+        database_url = override or v["database_url"]
         return MonitorSettings(
             database_url=Secret(database_url),
             poll_interval=v["poll_interval"],
@@ -243,6 +248,12 @@ class _Loader:
                 (*at, "api_secret_file"),
                 f"cannot read {file}: {exc.strerror}",
                 hint="check the path (relative to the accounts file) and its permissions",
+            ) from None
+        except UnicodeDecodeError:
+            raise self.error(
+                (*at, "api_secret_file"),
+                f"{file} is not text",
+                hint="it must hold the secret or a PEM key, not a binary (DER) key",
             ) from None
         self.check_readable(file, f"account {name!r}: the secrets file")
         secret = Secret(content if is_pem(Secret(content)) else content.strip())

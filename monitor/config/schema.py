@@ -21,6 +21,7 @@ class Setting:
     default: Any = None  # None: required (unless `optional`)
     optional: bool = False
     doc: str = ""
+    secret: bool = False  # its value never appears in a message
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -30,6 +31,7 @@ SETTINGS: tuple[Setting, ...] = (
         values.nonempty_text,
         "sqlite:///monitor.db",
         doc="SQLAlchemy URL of the database; env MONITOR_DATABASE_URL overrides",
+        secret=True,
     ),
     Setting("monitor", "poll_interval", values.duration, "30s", doc="how often each account is read"),
     Setting(
@@ -62,13 +64,14 @@ SETTINGS: tuple[Setting, ...] = (
         doc="poll results held in memory while the database is unreachable; beyond it the oldest are dropped",
     ),
     Setting("accounts", "name", values.nonempty_text, doc="unique account name, shown everywhere"),
-    Setting("accounts", "api_key", values.nonempty_text, doc="the API key"),
+    Setting("accounts", "api_key", values.nonempty_text, doc="the API key", secret=True),
     Setting(
         "accounts",
         "api_secret",
         values.nonempty_text,
         optional=True,
         doc="HMAC secret, or a PEM private key for an RSA (self-generated) key",
+        secret=True,
     ),
     Setting(
         "accounts",
@@ -77,7 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
         optional=True,
         doc="read the secret or PEM from this file instead (relative to the accounts file)",
     ),
-    Setting("accounts", "passphrase", values.nonempty_text, doc="the passphrase chosen when creating the key"),
+    Setting(
+        "accounts", "passphrase", values.nonempty_text, doc="the passphrase chosen when creating the key", secret=True
+    ),
     Setting("accounts", "demo", values.boolean, False, doc="demo-trading key: sends paptrading: 1"),
     Setting(
         "accounts",

@@ -11,6 +11,7 @@ from monitor.exchange.bitget.endpoints import FUTURES_PRODUCT_TYPES, SPOT
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION = timedelta(days=3660)
 
 
 def duration(value: Any) -> timedelta:
@@ -25,6 +26,8 @@ def duration(value: Any) -> timedelta:
         raise ValueError(f'expected a duration like "500ms", "30s", "5m", "2h" or a number of seconds, got {value!r}')
     if seconds <= 0:
         raise ValueError(f"a duration must be positive, got {value!r}")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"a duration must be at most {MAX_DURATION.days} days, got {value!r}")
     return timedelta(seconds=seconds)
 
 

@@ -13,6 +13,7 @@ POST   /_sim/limits                 {"enabled"?, "ip_per_minute"?, "lockout"?}
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,7 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
                     "size": fmt(p.size),
                     "entry": fmt(p.entry),
                     "mark": fmt(market.mark(p)),
-                    "liquidation_price": fmt(market.liquidation_price(p, market.position_collateral(a, p))),
+                    "liquidation_price": fmt(market.liquidation_price(a, p)),
                 }
                 for p in a.positions
             ]
@@ -124,9 +125,13 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
     async def patch_account(request: web.Request) -> web.Response:
         a = account(request)
         data = await body(request)
-        for key in ("revoked", "passphrase", "ips", "permissions", "unified", "demo"):
-            if key in data:
-                setattr(a, key, data[key])
+        for key, kind in _PATCHABLE.items():
+            if key not in data:
+                continue
+            value: Any = data[key]
+            if not isinstance(value, kind) or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
+                raise web.HTTPBadRequest(text=f"{key} must be a {'list of strings' if kind is list else kind.__name__}")
+            setattr(a, key, value)
         return web.json_response({"ok": True})
 
     async def add_fault(request: web.Request) -> web.Response:
@@ -162,12 +167,27 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
         sim.ip_limiter.lockout = float(data.get("lockout", sim.ip_limiter.lockout))
         return web.json_response({"ok": True})
 
+    def checked(handler: Handler) -> Handler:
+        async def wrapper(request: web.Request) -> web.Response:
+            try:
+                return await handler(request)
+            except (ValueError, TypeError) as exc:  # a number that is not one, and the like
+                raise web.HTTPBadRequest(text=f"bad request: {exc}") from None
+
+        return wrapper
+
     app.router.add_get("/_sim/state", state)
     app.router.add_get("/_sim/stats", stats)
-    app.router.add_post("/_sim/price", price)
-    app.router.add_post("/_sim/step", step)
-    app.router.add_post("/_sim/accounts/{name}", patch_account)
-    app.router.add_post("/_sim/faults", add_fault)
+    app.router.add_post("/_sim/price", checked(price))
+    app.router.add_post("/_sim/step", checked(step))
+    app.router.add_post("/_sim/accounts/{name}", checked(patch_account))
+    app.router.add_post("/_sim/faults", checked(add_fault))
     app.router.add_delete("/_sim/faults", clear_faults)
-    app.router.add_post("/_sim/clock", clock)
-    app.router.add_post("/_sim/limits", limits)
+    app.router.add_post("/_sim/clock", checked(clock))
+    app.router.add_post("/_sim/limits", checked(limits))
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+_PATCHABLE: dict[str, type] = {
+    "revoked": bool, "passphrase": str, "ips": list, "permissions": list, "unified": bool, "demo": bool,
+}  # fmt: skip

@@ -177,7 +177,7 @@ def write_accounts_file(world: World, path: Path, base_url: str) -> None:
                 key_file = key_dir / f"{account.name}.pem"
                 key_file.write_text(world.private_keys[account.name])
                 os.chmod(key_file, 0o600)
-            lines.append(f"api_secret_file = {json.dumps(str(key_file))}")
+            lines.append(f"api_secret_file = {json.dumps(str(key_file.resolve()))}")
         tags = ["sim", "rsa" if account.secret is None else "hmac", "unified" if account.unified else "classic"]
         lines += [
             f"passphrase = {json.dumps(account.passphrase)}",

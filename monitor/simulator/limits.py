@@ -47,6 +47,3 @@ class IpLimiter:
             self.lockouts += 1
             return False
         return True
-
-    def locked(self, ip: str, now: float) -> bool:
-        return self._locked_until.get(ip, 0.0) > now

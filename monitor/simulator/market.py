@@ -114,19 +114,38 @@ class Market:
         notional = p.size if s.inverse else p.size * s.mark
         return q(notional * s.maintenance_rate)
 
-    def liquidation_price(self, p: SimPosition, collateral: Decimal) -> Decimal:
-        """The mark at which `collateral + pnl` meets the maintenance margin, other marks fixed.
+    def liquidation_price(self, account: SimAccount, p: SimPosition) -> Decimal:
+        """The mark of p's symbol at which p's margin meets its maintenance, every other mark fixed.
 
-        `collateral` is the isolated margin, or for a crossed position the cross collateral net of the
-        other crossed positions' PnL and maintenance. It can come out negative for a well-collateralised
-        cross position, exactly as Bitget reports it.
+        Isolated: p's own margin against p. Crossed: the cross collateral of p's margin coin against every
+        crossed position on that coin, with all positions on p's symbol (both legs in hedge mode) moving
+        together. It comes out zero or negative for a well-collateralised cross position, exactly as Bitget
+        reports it.
         """
         s = self.symbol(p.product_type, p.symbol)
-        d, r, size, entry = p.direction, s.maintenance_rate, p.size, p.entry
+        if p.margin_mode == "isolated":
+            legs, collateral, fixed_maintenance = [p], p.margin, ZERO
+        else:
+            crossed = [
+                x for x in account.positions
+                if x.margin_mode == "crossed" and x.product_type == p.product_type and x.margin_coin == p.margin_coin
+            ]  # fmt: skip
+            legs = [x for x in crossed if x.symbol == p.symbol]
+            others = [x for x in crossed if x.symbol != p.symbol]
+            book = self.ledger(account, p.product_type, p.margin_coin)
+            collateral = book.cross_collateral + sum((self.pnl(x) for x in others), ZERO)
+            fixed_maintenance = sum((self.maintenance(x) for x in others), ZERO)
+        r = s.maintenance_rate
+        net = sum((x.direction * x.size for x in legs), ZERO)
+        gross = sum((x.size for x in legs), ZERO)
+        cost = sum((x.direction * x.size * x.entry for x in legs), ZERO)
         if s.inverse:
-            denominator = collateral + d * size - size * r
-            return q(d * size * entry / denominator) if denominator else ZERO
-        return q((d * size * entry - collateral) / (size * (d - r)))
+            # collateral + net - cost / M = fixed + r * gross
+            denominator = collateral + net - fixed_maintenance - r * gross
+            return q(cost / denominator) if denominator else ZERO
+        # collateral + net * M - cost = fixed + r * gross * M
+        denominator = net - r * gross
+        return q((fixed_maintenance - collateral + cost) / denominator) if denominator else ZERO
 
     # -- per-margin-coin arithmetic -----------------------------------------------------------------------
 
@@ -144,14 +163,6 @@ class Market:
             isolated_pnl=sum((self.pnl(p) for p in isolated), ZERO),
             crossed_maintenance=sum((self.maintenance(p) for p in crossed), ZERO),
             crossed_initial=sum((p.margin for p in crossed), ZERO),
-        )
-
-    def position_collateral(self, account: SimAccount, p: SimPosition) -> Decimal:
-        if p.margin_mode == "isolated":
-            return p.margin
-        book = self.ledger(account, p.product_type, p.margin_coin)
-        return (
-            book.cross_collateral + (book.crossed_pnl - self.pnl(p)) - (book.crossed_maintenance - self.maintenance(p))
         )
 
     def liquidate(self, account: SimAccount) -> list[SimPosition]:

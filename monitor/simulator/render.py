@@ -87,7 +87,7 @@ def position(market: Market, account: SimAccount, p: SimPosition, now_ms: int) -
     mark = market.mark(p)
     pnl = market.pnl(p)
     mm = market.maintenance(p)
-    liq = market.liquidation_price(p, market.position_collateral(account, p))
+    liq = market.liquidation_price(account, p)
     if p.margin_mode == "isolated":
         ratio = q(mm / (p.margin + pnl)) if p.margin + pnl > 0 else Decimal(1)
     else:
@@ -154,7 +154,8 @@ def unified_assets(market: Market, account: SimAccount) -> dict[str, Any]:
     spot_value = sum((amount * market.usdt_price(coin) for coin, amount in account.spot.items()), ZERO)
     equity = q(book.equity + spot_value)
     btc = market.usdt_price("BTC")
-    margin_ratio = q(book.crossed_maintenance / equity) if equity > 0 else Decimal(1)
+    # Liquidation looks at the USDT-futures pool alone (Market.liquidate), so the ratio does too.
+    margin_ratio = book.risk_rate
     assets = [
         {
             "coin": "USDT",
@@ -201,7 +202,7 @@ def unified_positions(market: Market, account: SimAccount, category: str, now_ms
         if p.product_type != category.upper():
             continue
         pnl = market.pnl(p)
-        liq = market.liquidation_price(p, market.position_collateral(account, p))
+        liq = market.liquidation_price(account, p)
         rows.append(
             {
                 "category": p.product_type,

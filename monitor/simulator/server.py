@@ -59,6 +59,10 @@ class Fault:
     delay: float = 0.0
 
 
+def _remain(remaining: int | None) -> dict[str, str]:
+    return {"x-mbx-used-remain-limit": str(remaining)} if remaining is not None else {}
+
+
 class Rejection(Exception):
     def __init__(self, code: str, account: SimAccount | None = None) -> None:
         self.code = code
@@ -136,7 +140,7 @@ class Simulator:
             return self.error("30032")
         if self.limits and not self.ip_limiter.admit(ip, now):
             self.rate_limited[("-", path)] += 1
-            return self.error("429")
+            return self.error("429", remaining=0)
         endpoint = ep.BY_PATH.get(path)
         if endpoint is None or request.method != "GET":
             return self.error("40404")
@@ -145,7 +149,7 @@ class Simulator:
             remaining = self.windows.admit((ip, path), endpoint.per_second, now)
             if remaining is None:
                 self.rate_limited[("-", path)] += 1
-                return self.error("429")
+                return self.error("429", remaining=0)
         account = None
         if endpoint.signed:
             try:
@@ -160,6 +164,8 @@ class Simulator:
         self.requests[(name, path)] += 1
         fault = self.take_fault(name, path)
         if fault is not None:
+            if fault.kind == "429":
+                self.rate_limited[(name, path)] += 1
             response = await self.apply_fault(fault, request)
             if response is not None:
                 return response
@@ -168,15 +174,15 @@ class Simulator:
                 remaining = self.windows.admit((account.uid, path), endpoint.per_second, now)
                 if remaining is None:
                     self.rate_limited[(name, path)] += 1
-                    return self.error("429")
+                    return self.error("429", remaining=0)
             if account.unified and endpoint in _CLASSIC_ONLY:
-                return self.error("40085")
+                return self.error("40085", remaining)
             if not account.unified and endpoint in _UNIFIED_ONLY:
-                return self.error("40084")
+                return self.error("40084", remaining)
         try:
             data = self.data(endpoint, account, request.query)
         except Rejection as r:
-            return self.error(r.code)
+            return self.error(r.code, remaining)
         return self.ok(data, remaining)
 
     def authenticate(self, request: web.Request, endpoint: ep.Endpoint) -> SimAccount:
@@ -252,8 +258,10 @@ class Simulator:
             return render.futures_account(market, account, product_type, coin)
         if endpoint in (ep.ALL_POSITIONS, ep.SINGLE_POSITION):
             rows = render.positions(market, account, self._product(product_type), now)
-            symbol = query.get("symbol")
-            return [r for r in rows if symbol is None or r["symbol"] == symbol]
+            symbol, coin = query.get("symbol"), query.get("marginCoin")
+            if endpoint is ep.SINGLE_POSITION and not symbol:
+                raise Rejection("40034")
+            return [r for r in rows if symbol in (None, r["symbol"]) and coin in (None, r["marginCoin"])]
         if endpoint is ep.ALL_ACCOUNT_BALANCE:
             return render.all_account_balance(market, account)
         if endpoint is ep.UNIFIED_SETTINGS:
@@ -279,13 +287,12 @@ class Simulator:
         return {"code": code, "msg": msg, "requestTime": str(now) if self._responses % 5 == 0 else now, "data": data}
 
     def ok(self, data: Any, remaining: int | None) -> web.Response:
-        headers = {"x-mbx-used-remain-limit": str(remaining)} if remaining is not None else {}
-        return web.json_response(self.envelope("00000", "success", data), headers=headers)
+        return web.json_response(self.envelope("00000", "success", data), headers=_remain(remaining))
 
-    def error(self, code: str) -> web.Response:
+    def error(self, code: str, remaining: int | None = None) -> web.Response:
         known = CODES.get(code)
         status, msg = (known.http_status, known.msg) if known else (400, "Parameter does not exist")
-        return web.json_response(self.envelope(code, msg, None), status=status)
+        return web.json_response(self.envelope(code, msg, None), status=status, headers=_remain(remaining))
 
     # -- faults ------------------------------------------------------------------------------------------
 
@@ -305,7 +312,7 @@ class Simulator:
             await asyncio.sleep(fault.delay or (60.0 if fault.kind == "timeout" else 2.0))
             return None
         if fault.kind in ("429", "40725", "45001"):
-            return self.error(fault.kind)
+            return self.error(fault.kind, remaining=0 if fault.kind == "429" else None)
         if fault.kind == "500":
             return web.Response(
                 status=500, text="<html><body>500 Internal Server Error</body></html>", content_type="text/html"

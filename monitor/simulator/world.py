@@ -37,13 +37,20 @@ class ScenarioError(ValueError):
 class World:
     market: Market
     accounts: dict[str, SimAccount]  # by name
-    by_key: dict[str, SimAccount] = field(default_factory=dict)
     private_keys: dict[str, str] = field(default_factory=dict)  # name -> PEM, for writing accounts files
     key_files: dict[str, Path] = field(default_factory=dict)  # name -> existing PEM file (scenarios)
     clock_offset_ms: int = 0  # how far the simulated Bitget clock is ahead of this machine's
 
     def __post_init__(self) -> None:
-        self.by_key = {a.api_key: a for a in self.accounts.values()}
+        self.by_key: dict[str, SimAccount] = {a.api_key: a for a in self.accounts.values()}
+
+    def add(self, account: SimAccount) -> None:
+        if account.name in self.accounts:
+            raise ScenarioError(f"duplicate account name {account.name!r}")
+        if account.api_key in self.by_key:
+            raise ScenarioError(f"account {account.name!r} reuses the api_key of {self.by_key[account.api_key].name!r}")
+        self.accounts[account.name] = account
+        self.by_key[account.api_key] = account
 
 
 def default_symbols() -> list[Symbol]:
@@ -57,17 +64,19 @@ def build_world(spec: dict[str, Any], *, base: Path | None = None, seed: int = 0
     market_spec = spec.get("market", {})
     symbols = [_symbol(s, i) for i, s in enumerate(spec.get("symbols", []))] or default_symbols()
     market = Market(symbols, volatility=float(market_spec.get("volatility", 0.0005)), seed=seed)
-    accounts: dict[str, SimAccount] = {}
-    world = World(market=market, accounts=accounts)
+    world = World(market=market, accounts={})
     for i, a in enumerate(spec.get("accounts", [])):
-        account = _account(a, i, world, base or Path.cwd())
-        if account.name in accounts:
-            raise ScenarioError(f"accounts[{i}]: duplicate name {account.name!r}")
-        for p in account.positions:
-            if (p.product_type, p.symbol) not in market.symbols:
-                raise ScenarioError(f"accounts[{i}]: unknown symbol {p.product_type} {p.symbol}")
-        accounts[account.name] = account
-    world.__post_init__()
+        try:
+            account = _account(a, i, world, base or Path.cwd())
+            for p in account.positions:
+                if (p.product_type, p.symbol) not in market.symbols:
+                    raise ScenarioError(f"unknown symbol {p.product_type} {p.symbol}")
+            world.add(account)
+        except KeyError as exc:
+            raise ScenarioError(f"accounts[{i}]: missing key {exc}") from None
+        except (ValueError, TypeError, ArithmeticError, OSError) as exc:
+            where = f"accounts[{i}]"
+            raise ScenarioError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
     return world
 
 
@@ -86,7 +95,7 @@ def _dec(spec: dict[str, Any], key: str, where: str, default: str | None = None)
     value = spec.get(key, default)
     try:
         return Decimal(str(value))
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         raise ScenarioError(f"{where}.{key}: not a number: {value!r}") from None
 
 
@@ -112,12 +121,7 @@ def _account(a: dict[str, Any], i: int, world: World, base: Path) -> SimAccount:
         pem = key_file.read_text()
         world.key_files[name] = key_file
     if pem is not None:
-        private = serialization.load_pem_private_key(pem.encode(), password=None)
-        public_pem = (
-            private.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode()
-        )
+        public_pem = _public_pem(pem)
         world.private_keys[name] = pem
         secret = None
     elif secret is None:
@@ -139,6 +143,10 @@ def _account(a: dict[str, Any], i: int, world: World, base: Path) -> SimAccount:
         for j, p in enumerate(a.get("positions", []))
     ]
     for p in positions:
+        if p.side not in ("long", "short") or p.margin_mode not in ("isolated", "crossed"):
+            raise ScenarioError(f"{where}: side must be long or short, margin_mode isolated or crossed")
+        if p.size <= 0 or p.entry <= 0 or p.leverage <= 0:
+            raise ScenarioError(f"{where}: size, entry and leverage must be positive")
         if not p.margin:  # default: initial margin at the entry price
             notional = p.size if p.product_type == "COIN-FUTURES" else p.size * p.entry
             p.margin = (notional / p.leverage).quantize(Decimal("0.00000001"))
@@ -155,7 +163,7 @@ def _account(a: dict[str, Any], i: int, world: World, base: Path) -> SimAccount:
         products=tuple(a.get("products", ("spot", "USDT-FUTURES"))),
         permissions=list(a.get("permissions", ["readonly"])),
         ips=list(a.get("ips", [])),
-        spot={coin: Decimal(str(v)) for coin, v in a.get("spot", {}).items()},
+        spot={coin: _dec(a["spot"], coin, f"{where}.spot") for coin in a.get("spot", {})},
         wallets={
             (str(w["product_type"]).upper(), str(w["coin"])): _dec(w, "balance", where) for w in a.get("wallets", [])
         },

@@ -57,23 +57,33 @@ class ServerClock:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.offset_ms = 0
-        self.measured = False
+        self.measured_at: float | None = None  # monotonic time of the last measurement
         self._lock = asyncio.Lock()
 
     def timestamp_ms(self) -> int:
         return epoch_ms(self.clock.now()) + self.offset_ms
 
-    async def measure(self, fetch: Callable[[], Any]) -> int:
-        """Set the offset from one round trip (`fetch` returns the server time in ms) and return it."""
+    async def measure(self, fetch: Callable[[], Any], stale_before: float | None = None) -> int:
+        """Set the offset from one round trip (`fetch` returns the server time in ms) and return it.
+
+        With `stale_before` (a monotonic time), an offset measured after it is kept as it is: when many
+        accounts hit 40008 at once, the clock is measured once, not once per account.
+        """
         async with self._lock:
+            if stale_before is not None and self.measured_at is not None and self.measured_at > stale_before:
+                return self.offset_ms
             sent = epoch_ms(self.clock.now())
             server_ms = await fetch()
             received = epoch_ms(self.clock.now())
             self.offset_ms = server_ms - (sent + received) // 2
-            self.measured = True
+            self.measured_at = self.clock.monotonic()
             if abs(self.offset_ms) > 1000:
                 log.info("clock offset to Bitget is %+d ms; compensating", self.offset_ms)
             return self.offset_ms
+
+    @property
+    def measured(self) -> bool:
+        return self.measured_at is not None
 
 
 class BitgetClient:
@@ -112,23 +122,24 @@ class BitgetClient:
 
     async def request(self, endpoint: ep.Endpoint, params: Mapping[str, str] | None = None) -> Any:
         """GET an endpoint and return the envelope's `data`, or raise an ExchangeError."""
+        signed_at = self.server_clock.clock.monotonic()
         try:
             return await self._request_once(endpoint, params or {})
         except errors.TimestampExpired:
             if not endpoint.signed:
                 raise
             log.warning("%s: Bitget says our timestamp expired; re-measuring the clock offset", self.account)
-            await self.sync_time()
+            await self.sync_time(stale_before=signed_at)
             return await self._request_once(endpoint, params or {})
 
-    async def sync_time(self) -> int:
+    async def sync_time(self, stale_before: float | None = None) -> int:
         """Measure the offset to Bitget's clock (shared with every account on this host)."""
 
         async def fetch() -> int:
             data = await self._request_once(ep.SERVER_TIME, {})
             return self._parsed(ep.SERVER_TIME, parse.server_time, data)
 
-        return await self.server_clock.measure(fetch)
+        return await self.server_clock.measure(fetch, stale_before)
 
     async def _request_once(self, endpoint: ep.Endpoint, params: Mapping[str, str]) -> Any:
         signed_query, sent_query = encode_query(params)
@@ -141,12 +152,14 @@ class BitgetClient:
             async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
                 status = response.status
                 remaining = response.headers.get(REMAINING_HEADER)
-                text = await response.text()
+                text = (await response.read()).decode("utf-8", errors="replace")
         except TimeoutError as exc:
             raise self._error(errors.RequestTimeout, "no answer within the request timeout", endpoint) from exc
         except aiohttp.ClientPayloadError as exc:
             raise self._error(errors.MalformedResponse, f"truncated response body ({exc})", endpoint) from exc
-        except (aiohttp.ClientConnectionError, OSError) as exc:
+        except aiohttp.ClientResponseError as exc:
+            raise self._error(errors.MalformedResponse, f"broken HTTP response ({exc.message})", endpoint) from exc
+        except (aiohttp.ClientError, OSError) as exc:
             raise self._error(errors.ConnectionFailed, f"connection failed: {exc}", endpoint) from exc
         if remaining is not None and remaining.isdigit():
             self.remaining[endpoint.path] = int(remaining)
@@ -168,14 +181,13 @@ class BitgetClient:
     def _unwrap(self, endpoint: ep.Endpoint, status: int, text: str) -> Any:
         try:
             code, msg, data = parse.envelope(parse.loads(text))
-        except (ValueError, parse.BadField):
+        except (ValueError, RecursionError, parse.BadField):
+            snippet = " ".join(text[:80].split())
             if status == 429:
                 raise self._error(errors.RateLimited, "Too Many Requests", endpoint, status, "429") from None
-            if status >= 500:
-                raise self._error(
-                    errors.ExchangeUnavailable, f"HTTP {status} without a Bitget body", endpoint, status
-                ) from None
-            snippet = " ".join(text[:80].split())
+            if status >= 400:  # a proxy's or firewall's page: judged by its status alone
+                kind = classify(None, status)
+                raise self._error(kind, f"HTTP {status} without a Bitget body: {snippet!r}", endpoint, status) from None
             raise self._error(
                 errors.MalformedResponse, f"response is not Bitget JSON: {snippet!r}", endpoint, status
             ) from None
@@ -199,7 +211,7 @@ class BitgetClient:
         try:
             return parser(data)
         except parse.BadField as exc:
-            raise parse.malformed(exc, account=self.account, endpoint=endpoint.path) from None
+            raise parse.unexpected(exc, account=self.account, endpoint=endpoint.path) from None
 
     async def _get(self, endpoint: ep.Endpoint, parser: Callable[[Any], T], **params: str) -> T:
         return self._parsed(endpoint, parser, await self.request(endpoint, params))

@@ -106,4 +106,4 @@ def classify(code: str | None, http_status: int) -> type[errors.ExchangeError]:
 def fix_for(error: errors.ExchangeError) -> str:
     """A plain-language fix for an error, as specific as its code allows."""
     known = CODES.get(error.code or "")
-    return (known.fix if known and known.fix else None) or error.fix
+    return known.fix if known and known.fix else error.fix

@@ -24,7 +24,7 @@ from monitor.domain import (
     UnifiedAccount,
     UnifiedAsset,
 )
-from monitor.errors import MalformedResponse
+from monitor.errors import UnexpectedResponse
 from monitor.exchange.bitget.codes import SUCCESS
 
 _ZERO = Decimal(0)
@@ -333,5 +333,5 @@ def _within(exc: BadField, f: Fields) -> BadField:
     return exc if message.startswith(f._where) else BadField(f"{f._where}.{message}")
 
 
-def malformed(exc: BadField, *, account: str, endpoint: str) -> MalformedResponse:
-    return MalformedResponse(f"unreadable response: {exc}", account=account, endpoint=endpoint)
+def unexpected(exc: BadField, *, account: str, endpoint: str) -> UnexpectedResponse:
+    return UnexpectedResponse(f"unreadable response: {exc}", account=account, endpoint=endpoint, http_status=200)

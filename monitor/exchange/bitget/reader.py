@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from monitor import errors
 from monitor.clock import Clock
@@ -34,38 +34,45 @@ async def read_snapshot(client: BitgetClient, products: tuple[str, ...], clock: 
 async def _read(client: BitgetClient, products: tuple[str, ...], clock: Clock) -> AccountSnapshot:
     mode = await client.account_mode()
     futures_types = tuple(p for p in products if p != SPOT)
+    # A TaskGroup cancels the other reads as soon as one fails, so none outlives the poll.
+    try:
+        async with asyncio.TaskGroup() as group:
+            if mode is AccountMode.UNIFIED:
+                unified = group.create_task(client.unified_account())
+                positions = group.create_task(_joined(client.unified_positions(p) for p in futures_types))
+            else:
+                spot = group.create_task(client.spot_assets() if SPOT in products else _nothing(()))
+                balances = group.create_task(client.account_balances() if SPOT in products else _nothing({}))
+                futures = group.create_task(_joined(client.futures_accounts(p) for p in futures_types))
+                positions = group.create_task(_joined(client.positions(p) for p in futures_types))
+    except BaseExceptionGroup as group_error:
+        raise _first(group_error) from None
+    snapshot = AccountSnapshot(account=client.account, taken_at=clock.now(), mode=mode, products=products)
     if mode is AccountMode.UNIFIED:
-        unified, positions = await asyncio.gather(
-            client.unified_account(), _joined(client.unified_positions(p) for p in futures_types)
-        )
-        return AccountSnapshot(
-            account=client.account,
-            taken_at=clock.now(),
-            mode=mode,
-            unified=unified,
-            positions=positions,
-            products=products,
-        )
-    spot, balances, futures, positions = await asyncio.gather(
-        client.spot_assets() if SPOT in products else _nothing(()),
-        client.account_balances() if SPOT in products else _nothing({}),
-        _joined(client.futures_accounts(p) for p in futures_types),
-        _joined(client.positions(p) for p in futures_types),
-    )
-    return AccountSnapshot(
-        account=client.account,
-        taken_at=clock.now(),
-        mode=mode,
-        spot=spot,
-        spot_usdt=balances.get("spot"),
-        futures=futures,
-        positions=positions,
-        products=products,
+        return replace(snapshot, unified=unified.result(), positions=positions.result())
+    return replace(
+        snapshot,
+        spot=spot.result(),
+        spot_usdt=balances.result().get("spot"),
+        futures=futures.result(),
+        positions=positions.result(),
     )
 
 
-async def _joined(reads: Iterable[Awaitable[tuple[T, ...]]]) -> tuple[T, ...]:
-    return tuple(item for result in await asyncio.gather(*reads) for item in result)
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error of a (possibly nested) exception group."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def _joined(reads: Iterable[Coroutine[Any, Any, tuple[T, ...]]]) -> tuple[T, ...]:
+    tasks: list[asyncio.Task[tuple[T, ...]]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(read) for read in reads]
+    except BaseExceptionGroup as group_error:
+        raise _first(group_error) from None
+    return tuple(item for task in tasks for item in task.result())
 
 
 async def _nothing(empty: T) -> T:
