@@ -8,6 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from monitor import errors
 from monitor.clock import SystemClock
@@ -129,7 +132,9 @@ async def test_the_remaining_budget_header_is_recorded(sim: Sim) -> None:
 
 REJECTIONS = [
     # (what the test changes, error class, Bitget code, HTTP status)
+    ("empty key", errors.AuthenticationError, "40006", 400),
     ("secret", errors.AuthenticationError, "40009", 400),
+    ("rsa key", errors.AuthenticationError, "40009", 400),
     ("passphrase", errors.AuthenticationError, "40012", 400),
     ("unknown key", errors.AuthenticationError, "40037", 400),
     ("revoked key", errors.AuthenticationError, "40037", 400),
@@ -147,10 +152,17 @@ REJECTIONS = [
 async def test_every_simulator_rejection_reaches_the_client_as_its_error(
     sim: Sim, change: str, kind: type[errors.ExchangeError], code: str, status: int
 ) -> None:
-    account = sim.first(_is("unified" if change == "unified on v2" else "hmac"))
+    account = sim.first(_is({"unified on v2": "unified", "rsa key": "rsa-pkcs8"}.get(change, "hmac")))
     changes: dict[str, Any] = {}
     endpoint = ep.SPOT_ASSETS
-    if change == "secret":
+    if change == "empty key":
+        changes["api_key"] = ""
+    elif change == "rsa key":
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        changes["secret"] = other.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+    elif change == "secret":
         changes["secret"] = "f" * 64
     elif change == "passphrase":
         changes["passphrase"] = "wrong"
@@ -261,3 +273,46 @@ async def test_money_keeps_its_exact_decimal_value(sim: Sim) -> None:
     marks = {p.mark_price for p in positions if p.symbol == symbol}
     assert marks == {Decimal("0.000012345678")}
     assert all(isinstance(p.side, Side) for p in positions)
+
+
+async def test_values_that_need_escaping_are_signed_decoded_and_sent_encoded(sim: Sim) -> None:
+    account = sim.first(_is("hmac"))
+    client = sim.client(account)
+    symbol = "BTC USDT/&=+ä"
+    rows = await client.request(ep.SINGLE_POSITION, {"productType": "USDT-FUTURES", "symbol": symbol})
+    assert rows == []  # accepted: the simulator verified the decoded value
+    assert sum(sim.sim.bad_signatures.values()) == 0
+
+
+async def _serve(aiohttp_server: Any, status: int, body: bytes, content_type: str) -> str:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, content_type=content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
+ODD_ANSWERS = [
+    # (HTTP status, body, error class, retryable)
+    (403, b"<html>Forbidden by the firewall</html>", errors.RequestRejected, False),
+    (502, b"<html>Bad gateway</html>", errors.ExchangeUnavailable, True),
+    (200, b"\xff\xfe{not json", errors.MalformedResponse, True),
+    (200, b"[" * 100_000 + b"]" * 100_000, errors.MalformedResponse, True),
+    (200, b'{"code":"00000","msg":"","data":[{"coin":"USDT","available":"lots"}]}', errors.UnexpectedResponse, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "retryable"), ODD_ANSWERS, ids=["403", "502", "bytes", "deep", "field"]
+)
+async def test_odd_answers_stay_inside_the_error_tree(
+    sim: Sim, aiohttp_server: Any, status: int, body: bytes, kind: type[errors.ExchangeError], retryable: bool
+) -> None:
+    client = sim.client(sim.first(_is("hmac")))
+    client.base_url = await _serve(aiohttp_server, status, body, "text/html" if status != 200 else "application/json")
+    with pytest.raises(kind) as caught:
+        await client.spot_assets()
+    assert caught.value.retryable is retryable
+    assert caught.value.http_status == status

@@ -243,3 +243,52 @@ def test_the_environment_is_the_default_source_of_variables(tmp_path: Path) -> N
         assert load_config(path).accounts[0].api_key.reveal() == "from-env"
     finally:
         del os.environ["BM_TEST_KEY"]
+
+
+def test_a_secret_of_the_wrong_type_is_reported_without_its_value(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('[[accounts]]\nname = "a"\napi_key = "k"\napi_secret = "s"\npassphrase = 98765432\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert str(caught.value) == (
+        f"{path}:5: accounts[0].passphrase: expected a non-empty string (the value is a secret, not shown) "
+        '(quote it: key = "...")'
+    )
+    assert "98765432" not in str(caught.value)
+
+
+def test_variables_are_replaced_inside_lists_too(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text("[[accounts]]\n" + ACCOUNT + 'tags = ["${DESK}", "fixed"]\nproducts = ["${PRODUCT}"]\n')
+    account = load_config(path, env={"DESK": "desk-7", "PRODUCT": "coin-futures"}).accounts[0]
+    assert (account.tags, account.products) == (("desk-7", "fixed"), ("COIN-FUTURES",))
+
+
+@pytest.mark.parametrize("value", ['"99999999999d"', "1e300"])
+def test_an_absurd_duration_is_a_config_error(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text(f"[monitor]\npoll_interval = {value}\n[[accounts]]\n" + ACCOUNT)
+    with pytest.raises(ConfigError, match="a duration must be at most 3660 days"):
+        load_config(path, env={})
+
+
+def test_the_database_url_override_does_not_need_the_files_variables(tmp_path: Path) -> None:
+    from monitor.config.loader import database_url
+
+    path = tmp_path / "accounts.toml"
+    path.write_text('[monitor]\ndatabase_url = "postgresql://u:${DB_PASSWORD}@db/x"\n[[accounts]]\n' + ACCOUNT)
+    override = {"MONITOR_DATABASE_URL": "sqlite:///other.db"}
+    assert load_config(path, env=override).monitor.database_url.reveal() == "sqlite:///other.db"
+    assert database_url(path, env=override) == "sqlite:///other.db"
+    assert database_url(path, env={"DB_PASSWORD": "pw"}) == "postgresql://u:pw@db/x"
+    assert database_url(tmp_path / "absent.toml", env={}) == "sqlite:///monitor.db"
+    with pytest.raises(ConfigError, match="environment variable DB_PASSWORD is not set"):
+        database_url(path, env={})
+
+
+def test_a_binary_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "key.der").write_bytes(b"\x30\x82\x04\xa4\xff\xfe")
+    path = tmp_path / "accounts.toml"
+    path.write_text('[[accounts]]\nname = "a"\napi_key = "k"\npassphrase = "p"\napi_secret_file = "key.der"\n')
+    with pytest.raises(ConfigError, match=r"key.der is not text \(it must hold the secret or a PEM key"):
+        load_config(path, env={})

@@ -173,3 +173,117 @@ def test_a_broken_scenario_names_the_file_and_the_problem(tmp_path: Path) -> Non
     path.write_text('[[accounts]]\nname = "x"\napi_key = "k"\npassphrase = "p"\n')
     with pytest.raises(ScenarioError, match=r"bad.toml: accounts\[0\]: needs api_secret or rsa_private_key_file"):
         load_scenario(path)
+
+
+def test_both_legs_of_a_hedged_cross_position_liquidate_at_one_mark(tmp_path: Path) -> None:
+    path = tmp_path / "hedge.toml"
+    path.write_text(
+        SCENARIO.split("[[accounts]]")[0]
+        + """
+[[accounts]]
+name = "hedge"
+api_key = "bg_hedge"
+api_secret = "s"
+passphrase = "pw"
+wallets = [{ product_type = "USDT-FUTURES", coin = "USDT", balance = "100" }]
+positions = [
+  { product_type = "USDT-FUTURES", symbol = "BTCUSDT", side = "long", size = "10", entry = "100", hedge = true },
+  { product_type = "USDT-FUTURES", symbol = "BTCUSDT", side = "short", size = "4", entry = "100", hedge = true },
+]
+"""
+    )
+    world = load_scenario(path)
+    market, account = world.market, world.accounts["hedge"]
+    long_leg, short_leg = account.positions
+    # 100 + 10 (M - 100) - 4 (M - 100) = 0.01 * 14 * M  =>  M = 500 / 5.86
+    liq = market.liquidation_price(account, long_leg)
+    assert liq == market.liquidation_price(account, short_leg) == Decimal("85.32423208")
+    market.symbol("USDT-FUTURES", "BTCUSDT").mark = Decimal("85.33")
+    assert market.liquidate(account) == []
+    market.symbol("USDT-FUTURES", "BTCUSDT").mark = Decimal("85.32")
+    assert len(market.liquidate(account)) == 2
+
+
+async def test_every_answer_carries_the_remaining_budget_even_a_429(make_sim: SimFactory) -> None:
+    sim = await make_sim(accounts=3)
+    account = sim.first(lambda a: a.secret is not None)
+    client = sim.client(account)
+    from monitor import errors
+    from monitor.exchange.bitget import endpoints as ep
+
+    await client.key_info()
+    assert client.remaining[ep.ACCOUNT_INFO.path] == 0
+    with pytest.raises(errors.RateLimited):
+        await client.key_info()
+    assert client.remaining[ep.ACCOUNT_INFO.path] == 0
+    assert sim.sim.rate_limited[(account.name, ep.ACCOUNT_INFO.path)] == 1
+
+
+async def test_positions_filter_by_margin_coin_and_single_position_needs_a_symbol(make_sim: SimFactory) -> None:
+    sim = await make_sim(accounts=12)
+    account = sim.first(lambda a: not a.unified and any(p.product_type == "USDT-FUTURES" for p in a.positions))
+    client = sim.client(account)
+    from monitor import errors
+    from monitor.exchange.bitget import endpoints as ep
+
+    assert await client.request(ep.ALL_POSITIONS, {"productType": "USDT-FUTURES", "marginCoin": "BTC"}) == []
+    rows = await client.request(ep.ALL_POSITIONS, {"productType": "USDT-FUTURES", "marginCoin": "USDT"})
+    assert len(rows) == sum(p.product_type == "USDT-FUTURES" for p in account.positions)
+    with pytest.raises(errors.RequestRejected):
+        await client.request(ep.SINGLE_POSITION, {"productType": "USDT-FUTURES"})
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/_sim/accounts/sim-001", {"ips": "1.2.3.4"}),
+        ("/_sim/accounts/sim-001", {"revoked": "yes"}),
+        ("/_sim/faults", {"kind": "500", "count": "many"}),
+        ("/_sim/price", {"symbol": "BTCUSDT", "mark": "cheap"}),
+        ("/_sim/clock", {"offset_ms": "soon"}),
+    ],
+)
+async def test_the_control_api_refuses_bad_input_with_400(
+    make_sim: SimFactory, path: str, payload: dict[str, str]
+) -> None:
+    sim = await make_sim(accounts=2)
+    async with sim.session.post(sim.url + path, json=payload) as response:
+        assert response.status == 400, await response.text()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ('name = "x"', "accounts[0]: missing key 'api_key'"),
+        ('leverage = "0"', "accounts[0]: size, entry and leverage must be positive"),
+        ('side = "up"', "accounts[0]: side must be long or short, margin_mode isolated or crossed"),
+        ('spot = { USDT = "lots" }', "accounts[0].spot.USDT: not a number: 'lots'"),
+    ],
+)
+def test_scenario_mistakes_are_scenario_errors(tmp_path: Path, change: str, message: str) -> None:
+    base = {
+        'name = "x"': '[[accounts]]\nname = "x"\napi_secret = "s"\n',
+        'leverage = "0"': '[[accounts]]\nname = "x"\napi_key = "k"\napi_secret = "s"\npassphrase = "p"\n'
+        '[[accounts.positions]]\nproduct_type = "USDT-FUTURES"\nsymbol = "BTCUSDT"\nside = "long"\nsize = "1"\n'
+        'entry = "1"\nleverage = "0"\n',
+        'side = "up"': '[[accounts]]\nname = "x"\napi_key = "k"\napi_secret = "s"\npassphrase = "p"\n'
+        '[[accounts.positions]]\nproduct_type = "USDT-FUTURES"\nsymbol = "BTCUSDT"\nside = "up"\nsize = "1"\n'
+        'entry = "1"\n',
+        'spot = { USDT = "lots" }': '[[accounts]]\nname = "x"\napi_key = "k"\napi_secret = "s"\npassphrase = "p"\n'
+        'spot = { USDT = "lots" }\n',
+    }[change]
+    path = tmp_path / "s.toml"
+    path.write_text(base)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_an_accounts_file_written_to_a_relative_path_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor.config import load_config
+    from monitor.simulator.generate import write_accounts_file
+
+    monkeypatch.chdir(tmp_path)
+    write_accounts_file(generate_world(4), Path("out/sim.toml"), "http://127.0.0.1:1")
+    config = load_config(Path("out/sim.toml"), env={})
+    assert [a.key_type for a in config.accounts] == ["hmac", "hmac", "rsa", "hmac"]

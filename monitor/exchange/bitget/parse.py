@@ -7,7 +7,7 @@ that does not fit raises MalformedResponse naming the endpoint and the field; no
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -232,35 +232,41 @@ def futures_accounts(data: Any, product_type: str) -> tuple[FuturesAccount, ...]
 
 
 def positions(data: Any, product_type: str) -> tuple[Position, ...]:
+    def row(f: Fields) -> Position:
+        return Position(
+            product_type=product_type,
+            symbol=f.text("symbol"),
+            margin_coin=f.text("marginCoin"),
+            side=_side(f, "holdSide"),
+            position_mode=_position_mode(f, "posMode"),
+            margin_mode=_margin_mode(f),
+            size=f.num("total"),
+            entry_price=f.num("openPriceAvg"),
+            mark_price=f.num("markPrice"),
+            liquidation_price=_liquidation(f, "liquidationPrice"),
+            margin=f.num("marginSize", default=_ZERO),
+            leverage=f.opt("leverage"),
+            unrealized_pnl=f.num("unrealizedPL", default=_ZERO),
+            margin_ratio=f.opt("marginRatio"),
+            maintenance_rate=f.opt("keepMarginRate"),
+            break_even_price=f.opt("breakEvenPrice"),
+            fees=f.opt("totalFee"),
+            opened_at=f.time("cTime"),
+            updated_at=f.time("uTime"),
+        )
+
+    return _rows(_items(data, "data"), row)
+
+
+def _rows(items: list[Fields], row: Callable[[Fields], Position]) -> tuple[Position, ...]:
+    """Positions from a list of objects; a BadField names the object it came from."""
     result = []
-    for f in _items(data, "data"):
+    for f in items:
         try:
-            fees = f.opt("totalFee")
-            result.append(
-                Position(
-                    product_type=product_type,
-                    symbol=f.text("symbol"),
-                    margin_coin=f.text("marginCoin"),
-                    side=_side(f, "holdSide"),
-                    position_mode=_position_mode(f, "posMode"),
-                    margin_mode=_margin_mode(f),
-                    size=f.num("total"),
-                    entry_price=f.num("openPriceAvg"),
-                    mark_price=f.num("markPrice"),
-                    liquidation_price=_liquidation(f, "liquidationPrice"),
-                    margin=f.num("marginSize", default=_ZERO),
-                    leverage=f.opt("leverage"),
-                    unrealized_pnl=f.num("unrealizedPL", default=_ZERO),
-                    margin_ratio=f.opt("marginRatio"),
-                    maintenance_rate=f.opt("keepMarginRate"),
-                    break_even_price=f.opt("breakEvenPrice"),
-                    fees=fees,
-                    opened_at=f.time("cTime"),
-                    updated_at=f.time("uTime"),
-                )
-            )
+            result.append(row(f))
         except BadField as exc:
-            raise _within(exc, f) from None
+            message = str(exc)
+            raise (exc if message.startswith(f._where) else BadField(f"{f._where}.{message}")) from None
     return tuple(result)
 
 
@@ -295,42 +301,31 @@ def unified_account(data: Any) -> UnifiedAccount:
 
 
 def unified_positions(data: Any) -> tuple[Position, ...]:
-    result = []
-    for f in Fields(data, "data").items("list") if data is not None else []:
-        try:
-            open_fee, close_fee = f.opt("openFeeTotal"), f.opt("closeFeeTotal")
-            fees = None if open_fee is None and close_fee is None else (open_fee or _ZERO) + (close_fee or _ZERO)
-            result.append(
-                Position(
-                    product_type=f.text("category").upper(),
-                    symbol=f.text("symbol"),
-                    margin_coin=f.text("marginCoin"),
-                    side=_side(f, "posSide"),
-                    position_mode=_position_mode(f, "holdMode"),
-                    margin_mode=_margin_mode(f),
-                    size=f.num("total"),
-                    entry_price=f.num("avgPrice"),
-                    mark_price=f.num("markPrice"),
-                    liquidation_price=_liquidation(f, "liquidationPrice"),
-                    margin=f.num("positionBalance", default=_ZERO),
-                    leverage=f.opt("leverage"),
-                    unrealized_pnl=f.num("unrealisedPnl", default=_ZERO),
-                    margin_ratio=None,
-                    maintenance_rate=f.opt("mmr"),
-                    break_even_price=f.opt("breakEvenPrice"),
-                    fees=fees,
-                    opened_at=f.time("createdTime"),
-                    updated_at=f.time("updatedTime"),
-                )
-            )
-        except BadField as exc:
-            raise _within(exc, f) from None
-    return tuple(result)
+    def row(f: Fields) -> Position:
+        open_fee, close_fee = f.opt("openFeeTotal"), f.opt("closeFeeTotal")
+        return Position(
+            product_type=f.text("category").upper(),
+            symbol=f.text("symbol"),
+            margin_coin=f.text("marginCoin"),
+            side=_side(f, "posSide"),
+            position_mode=_position_mode(f, "holdMode"),
+            margin_mode=_margin_mode(f),
+            size=f.num("total"),
+            entry_price=f.num("avgPrice"),
+            mark_price=f.num("markPrice"),
+            liquidation_price=_liquidation(f, "liquidationPrice"),
+            margin=f.num("positionBalance", default=_ZERO),
+            leverage=f.opt("leverage"),
+            unrealized_pnl=f.num("unrealisedPnl", default=_ZERO),
+            margin_ratio=None,  # v3 positions carry none; the account's mgnRatio speaks for them
+            maintenance_rate=f.opt("mmr"),
+            break_even_price=f.opt("breakEvenPrice"),
+            fees=None if open_fee is None and close_fee is None else (open_fee or _ZERO) + (close_fee or _ZERO),
+            opened_at=f.time("createdTime"),
+            updated_at=f.time("updatedTime"),
+        )
 
-
-def _within(exc: BadField, f: Fields) -> BadField:
-    message = str(exc)
-    return exc if message.startswith(f._where) else BadField(f"{f._where}.{message}")
+    return _rows(Fields(data, "data").items("list") if data is not None else [], row)
 
 
 def unexpected(exc: BadField, *, account: str, endpoint: str) -> UnexpectedResponse:
