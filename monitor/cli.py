@@ -14,7 +14,7 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.clock import SystemClock
-from monitor.config import load_config
+from monitor.config import Config, load_config
 from monitor.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -28,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate the accounts file and read every account once")
     check.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
+
+    run = sub.add_parser("run", help="poll every account continuously until SIGINT/SIGTERM")
+    run.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
+    run.add_argument("--no-migrate", action="store_true", help="do not upgrade the database schema on start")
+
+    once = sub.add_parser("once", help="read every account once, store it, print it")
+    once.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
+    once.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    once.add_argument("--no-migrate", action="store_true", help="do not upgrade the database schema on start")
 
     db = sub.add_parser("db", help="database migrations")
     db.add_argument(
@@ -66,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.config)
     if args.command == "db":
         return cmd_db(args)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "once":
+        return cmd_once(args)
     return cmd_simulate(args)
 
 
@@ -87,6 +100,47 @@ def cmd_check(path: Path) -> int:
         return EXIT_OK if report.ok else EXIT_FAILED
 
     return asyncio.run(run())
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    for warning in config.warnings:
+        logging.getLogger("monitor").warning("%s", warning)
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.service import Service
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Service(args.config, config, SystemClock(), migrate=not args.no_migrate).run(stop)
+
+    asyncio.run(run())
+    return EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from monitor.report import outcomes_json, outcomes_table
+    from monitor.service import Service
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    outcomes = asyncio.run(Service(args.config, config, SystemClock(), migrate=not args.no_migrate).once())
+    print(outcomes_json(outcomes) if args.json else outcomes_table(outcomes))
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
 
 
 def cmd_db(args: argparse.Namespace) -> int:

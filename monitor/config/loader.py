@@ -161,12 +161,7 @@ class _Loader:
             table = {k: v for k, v in table.items() if k != "database_url"}
         v = self.values("monitor", table, ("monitor",), None)
         database_url = override or v["database_url"]
-        return MonitorSettings(
-            database_url=Secret(database_url),
-            poll_interval=v["poll_interval"],
-            bitget_url=v["bitget_url"],
-            request_timeout=v["request_timeout"],
-        )
+        return MonitorSettings(database_url=Secret(database_url), **{k: v for k, v in v.items() if k != "database_url"})
 
     def channels(self, table: dict[str, Any]) -> dict[str, tuple[Secret, ...]]:
         result = {}

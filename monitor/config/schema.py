@@ -49,6 +49,31 @@ SETTINGS: tuple[Setting, ...] = (
         doc="how long one request to Bitget may take before it counts as a timeout",
     ),
     Setting(
+        "monitor",
+        "risk_poll_interval",
+        values.duration,
+        "5s",
+        doc="how often an account near liquidation is re-read (positions and account only)",
+    ),
+    Setting(
+        "monitor",
+        "ip_budget",
+        values.budget,
+        "6000/min",
+        doc="Bitget's per-IP request budget, shared by every account this process polls",
+    ),
+    Setting(
+        "monitor", "ip_lockout", values.duration, "5m", doc="how long to pause everything when Bitget locks the IP out"
+    ),
+    Setting(
+        "monitor",
+        "permanent_error_retry",
+        values.duration,
+        "5m",
+        doc="how often an account with a permanent error (bad key, IP, permission) is retried",
+    ),
+    Setting("monitor", "stale_grace", values.duration, "30s", doc="data older than poll_interval plus this is stale"),
+    Setting(
         "storage",
         "raw_retention",
         values.duration,

@@ -37,6 +37,13 @@ def positive_int(value: Any) -> int:
     return value
 
 
+def budget(value: Any) -> tuple[int, float]:
+    """ "6000/min" -> (6000 requests, 60 s)."""
+    from monitor.exchange.bitget.ratelimit import parse_budget
+
+    return parse_budget(text(value))
+
+
 def text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")

@@ -78,13 +78,14 @@ class Simulator:
         limits: bool = True,
         ip_per_minute: int = 6000,
         lockout: float = 300.0,
+        ip_window: float = 60.0,
         tick: float = 1.0,
     ) -> None:
         self.world = world
         self.clock = clock or SystemClock()
         self.limits = limits
         self.tick = tick
-        self.ip_limiter = IpLimiter(ip_per_minute, lockout)
+        self.ip_limiter = IpLimiter(ip_per_minute, lockout, ip_window)
         self.windows = SlidingWindow(1.0)
         self.faults: list[Fault] = []
         self.requests: Counter[tuple[str, str]] = Counter()  # (account or "-", path)

@@ -29,6 +29,7 @@ from monitor.domain import (
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget import parse
 from monitor.exchange.bitget.codes import CODES, classify
+from monitor.exchange.bitget.ratelimit import AccountBudget
 from monitor.exchange.bitget.signing import encode_query, prehash, signer_for
 from monitor.secret import Secret
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REMAINING_HEADER = "x-mbx-used-remain-limit"
+RATE_LIMIT_BACKOFF = 2.0  # seconds an account's endpoint rests after a 429
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class BitgetClient:
         *,
         timeout: float = 10.0,
         mode: AccountMode | None = None,
+        budget: AccountBudget | None = None,
+        lockout: float = 300.0,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
@@ -107,6 +111,8 @@ class BitgetClient:
         self.server_clock = server_clock
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.mode = mode
+        self.budget = budget  # client-side rate limits; None: send at will (check, tests)
+        self.lockout = lockout
         self.requests = 0  # requests sent, for the poll record
         self.remaining: dict[str, int] = {}  # last x-mbx-used-remain-limit per endpoint path
         self._signer = signer_for(credentials.secret)
@@ -147,6 +153,8 @@ class BitgetClient:
         headers = {"Content-Type": "application/json", "locale": "en-US"}
         if endpoint.signed:
             headers.update(self._auth_headers(endpoint.path, signed_query))
+        if self.budget is not None:
+            await self.budget.acquire(endpoint)
         self.requests += 1
         try:
             async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
@@ -163,7 +171,13 @@ class BitgetClient:
             raise self._error(errors.ConnectionFailed, f"connection failed: {exc}", endpoint) from exc
         if remaining is not None and remaining.isdigit():
             self.remaining[endpoint.path] = int(remaining)
-        return self._unwrap(endpoint, status, text)
+        try:
+            return self._unwrap(endpoint, status, text)
+        except errors.RateLimited:
+            if self.budget is not None:
+                self.budget.back_off(endpoint, RATE_LIMIT_BACKOFF)
+                self.budget.ip.note_rate_limited(self.account, self.lockout)
+            raise
 
     def _auth_headers(self, path: str, signed_query: str) -> dict[str, str]:
         timestamp = str(self.server_clock.timestamp_ms())

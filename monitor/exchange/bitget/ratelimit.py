@@ -1,0 +1,154 @@
+"""Client-side budgets that mirror Bitget's limits, so the monitor never needs a 429 to find them.
+
+Bitget counts per account and endpoint per second, and per IP per minute (6000 by default, with a 5-minute
+lock-out when tripped). The simulator counts with sliding windows, the strictest reading; these budgets keep
+the same windows plus a margin for network jitter, so arrivals stay inside the limit even when requests sent
+just far enough apart arrive closer together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from monitor.clock import Clock
+from monitor.exchange.bitget import endpoints as ep
+
+log = logging.getLogger(__name__)
+
+WINDOW_SLACK = 0.25  # seconds added to every window: send-time spacing vs arrival-time spacing
+LOCKOUT_ACCOUNTS = 3  # 429s for this many accounts ...
+LOCKOUT_WINDOW = 10.0  # ... within this many seconds: the IP is locked out
+
+
+class SlidingWindow:
+    """At most `limit` acquisitions in any `window` seconds; callers wait their turn in order."""
+
+    def __init__(self, limit: int, window: float, clock: Clock) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._sent: deque[float] = deque()
+        self._lock = asyncio.Lock()
+        self._paused_until = 0.0
+        self.waited = 0.0  # total seconds callers spent waiting, for "the budget is the bottleneck"
+
+    def pause(self, seconds: float) -> None:
+        """Admit nothing for a while (a 429 backs off; a lock-out stops everything)."""
+        self._paused_until = max(self._paused_until, self.clock.monotonic() + seconds)
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self.clock.monotonic())
+
+    def used(self) -> int:
+        self._prune(self.clock.monotonic())
+        return len(self._sent)
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.window
+        while self._sent and self._sent[0] <= horizon:
+            self._sent.popleft()
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Wait for room in the window, run the body, and count the request when the body ends.
+
+        Counting at the end matters when the body waits for another budget: the request is counted when it
+        is really sent, and the lock keeps a second one from slipping in meanwhile.
+        """
+        async with self._lock:
+            while True:
+                now = self.clock.monotonic()
+                self._prune(now)
+                wait = self._paused_until - now
+                if wait <= 0 and len(self._sent) < self.limit:
+                    break
+                if wait <= 0:
+                    wait = self._sent[0] + self.window - now
+                self.waited += wait
+                await asyncio.sleep(wait)
+            yield
+            self._sent.append(self.clock.monotonic())
+
+
+def parse_budget(text: str) -> tuple[int, float]:
+    """ "6000/min" -> (6000, 60.0); also "/s", "/sec", "/h"."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*", text)
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f'expected a budget like "6000/min" or "100/s", got {text!r}')
+    unit = m.group(2)[0]
+    return int(m.group(1)), {"s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+
+
+class IpBudget:
+    """The per-IP budget shared by every account this process polls."""
+
+    def __init__(self, limit: int, window: float, clock: Clock, *, margin: float = 0.03) -> None:
+        # Keep a safety margin below Bitget's figure: other tools on the same IP, clock drift.
+        self.window = SlidingWindow(max(1, int(limit * (1 - margin))), window + WINDOW_SLACK, clock)
+        self.clock = clock
+        self.requests = 0
+        self.lockouts = 0
+        self._public: dict[str, SlidingWindow] = {}
+        self._recent_429: deque[tuple[float, str]] = deque()
+
+    async def acquire(self, endpoint: ep.Endpoint) -> None:
+        if endpoint.scope is ep.Scope.IP:
+            window = self._public.get(endpoint.path)
+            if window is None:
+                window = self._public[endpoint.path] = SlidingWindow(
+                    endpoint.per_second, 1.0 + WINDOW_SLACK, self.clock
+                )
+            async with window.turn(), self.window.turn():
+                pass
+        else:
+            async with self.window.turn():
+                pass
+        self.requests += 1
+
+    def note_rate_limited(self, account: str, lockout: float) -> None:
+        """A 429 for one account. 429s for several accounts at once mean the IP itself is locked out:
+        then every request pauses for the lock-out instead of hammering (which would prolong it)."""
+        now = self.clock.monotonic()
+        self._recent_429.append((now, account))
+        while self._recent_429 and self._recent_429[0][0] < now - LOCKOUT_WINDOW:
+            self._recent_429.popleft()
+        if len({a for _, a in self._recent_429}) >= LOCKOUT_ACCOUNTS and not self.window.paused_for:
+            log.error("429s for several accounts at once: Bitget has likely locked this IP out; "
+                      "pausing every request for %.0f s", lockout)  # fmt: skip
+            self.window.pause(lockout)
+            self.lockouts += 1
+            self._recent_429.clear()
+
+
+class AccountBudget:
+    """One account's per-endpoint budgets, on top of the shared IP budget."""
+
+    def __init__(self, ip: IpBudget) -> None:
+        self.ip = ip
+        self._endpoints: dict[str, SlidingWindow] = {}
+
+    def _window(self, endpoint: ep.Endpoint) -> SlidingWindow:
+        window = self._endpoints.get(endpoint.path)
+        if window is None:
+            window = self._endpoints[endpoint.path] = SlidingWindow(
+                endpoint.per_second, 1.0 + WINDOW_SLACK, self.ip.clock
+            )
+        return window
+
+    async def acquire(self, endpoint: ep.Endpoint) -> None:
+        if endpoint.scope is ep.Scope.ACCOUNT:
+            async with self._window(endpoint).turn():
+                await self.ip.acquire(endpoint)
+        else:
+            await self.ip.acquire(endpoint)
+
+    def back_off(self, endpoint: ep.Endpoint, seconds: float) -> None:
+        """After a 429 on this account and endpoint."""
+        if endpoint.scope is ep.Scope.ACCOUNT:
+            self._window(endpoint).pause(seconds)

@@ -1,0 +1,1 @@
+"""Polling many accounts inside Bitget's budgets, with faults isolated per account."""

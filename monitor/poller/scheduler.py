@@ -1,0 +1,254 @@
+"""The poller: every account read every poll_interval (risky ones every risk_poll_interval), each in its own
+task, all inside one IP budget and per-account endpoint budgets. One account's faults never touch another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import aiohttp
+
+from monitor.clock import Clock
+from monitor.config.model import AccountConfig, Config
+from monitor.domain import PollOutcome
+from monitor.errors import ExchangeError
+from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerClock
+from monitor.exchange.bitget.endpoints import SPOT
+from monitor.exchange.bitget.ratelimit import AccountBudget, IpBudget
+from monitor.exchange.bitget.reader import read_snapshot
+from monitor.exchange.retry import with_retries
+from monitor.poller.state import AccountState, RiskLevels, Status
+
+log = logging.getLogger(__name__)
+
+KEY_CHECK_INTERVAL = timedelta(hours=1)  # permissions and IP binding change rarely; account/info is 1/s
+JITTER = 0.05  # each interval varies by this fraction, so accounts drift apart instead of firing together
+RETRY_ATTEMPTS = 3  # transient errors are retried this often inside one poll
+
+OutcomeHook = Callable[[AccountState, PollOutcome], None]
+
+
+@dataclass(frozen=True)
+class PollerStatus:
+    accounts: int
+    ok: int
+    stale: int
+    unreachable: int
+    failing: int
+    behind: bool  # the IP budget cannot read every account once per poll_interval
+    effective_interval: float  # seconds between two reads of one account, recently
+
+
+class Poller:
+    def __init__(
+        self,
+        config: Config,
+        session: aiohttp.ClientSession,
+        clock: Clock,
+        *,
+        risk: RiskLevels | None = None,
+        hooks: tuple[OutcomeHook, ...] = (),
+    ) -> None:
+        self.config = config
+        self.session = session
+        self.clock = clock
+        self.risk = risk or RiskLevels()
+        self.hooks = hooks
+        self.ip_budget = IpBudget(*config.monitor.ip_budget, clock)
+        self.server_clock = ServerClock(clock)
+        self.accounts: dict[str, AccountState] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._behind = False
+        for account in config.accounts:
+            self.accounts[account.name] = AccountState(account, self._client(account))
+
+    def _client(self, account: AccountConfig) -> BitgetClient:
+        m = self.config.monitor
+        return BitgetClient(
+            self.session, m.bitget_url, account.name,
+            Credentials(account.api_key, account.api_secret, account.passphrase, account.demo),
+            self.server_clock, timeout=m.request_timeout.total_seconds(), budget=AccountBudget(self.ip_budget),
+            lockout=m.ip_lockout.total_seconds(),
+        )  # fmt: skip
+
+    # -- one poll ----------------------------------------------------------------------------------------
+
+    async def poll(self, state: AccountState, *, risk_only: bool = False) -> PollOutcome:
+        """Read one account once (retrying transient errors), record the outcome and tell the hooks."""
+        started = self.clock.now()
+        if not risk_only:
+            state.full_read_at = self.clock.monotonic()
+        client = state.client
+        before = client.requests
+        key = None
+        products = tuple(p for p in state.config.products if p != SPOT) if risk_only else state.config.products
+        try:
+            if state.key_checked_at is None or started - state.key_checked_at >= KEY_CHECK_INTERVAL:
+                key = await with_retries(client.key_info, attempts=RETRY_ATTEMPTS, base=1.0)
+            snapshot = await with_retries(lambda: read_snapshot(client, products, self.clock), attempts=RETRY_ATTEMPTS)
+            if risk_only:
+                snapshot = state.merge_partial(snapshot)
+            outcome = PollOutcome(state.name, started, self.clock.now(), snapshot=snapshot,
+                                  requests=client.requests - before, key=key)  # fmt: skip
+        except ExchangeError as exc:
+            outcome = PollOutcome(state.name, started, self.clock.now(), error_code=exc.code or type(exc).__name__,
+                                  error_message=str(exc), requests=client.requests - before, key=key)  # fmt: skip
+            self._record_failure(state, outcome, permanent=not exc.retryable)
+        else:
+            self._record_success(state, outcome)
+        state.last_outcome = outcome
+        state.polls += 1
+        for hook in self.hooks:
+            hook(state, outcome)
+        return outcome
+
+    def _record_success(self, state: AccountState, outcome: PollOutcome) -> None:
+        assert outcome.snapshot is not None
+        if state.status in (Status.FAILING, Status.UNREACHABLE):
+            log.warning("%s: readable again after %d failed polls", state.name, state.failures)
+        state.status = Status.OK
+        state.snapshot = outcome.snapshot
+        state.last_good_at = outcome.finished_at
+        state.failures = 0
+        state.error_code = state.error_message = None
+        if outcome.key is not None:
+            state.key, state.key_checked_at = outcome.key, outcome.finished_at
+        was_at_risk, state.at_risk = state.at_risk, self.risk.at_risk(outcome.snapshot)
+        if state.at_risk and not was_at_risk:
+            log.info("%s: at risk: re-read every %s", state.name, self.config.monitor.risk_poll_interval)
+        elif was_at_risk and not state.at_risk:
+            log.info("%s: no longer at risk", state.name)
+
+    def _record_failure(self, state: AccountState, outcome: PollOutcome, *, permanent: bool) -> None:
+        status = Status.UNREACHABLE if permanent else Status.FAILING
+        if state.status != status or state.error_code != outcome.error_code:
+            level = logging.ERROR if permanent else logging.WARNING
+            log.log(level, "%s: %s: %s", state.name, "unreachable" if permanent else "read failed",
+                    outcome.error_message)  # fmt: skip
+        state.status = status
+        state.failures += 1
+        state.error_code, state.error_message = outcome.error_code, outcome.error_message
+
+    # -- one cycle (`once`) --------------------------------------------------------------------------------
+
+    async def cycle(self) -> list[PollOutcome]:
+        """Read every account once, concurrently, inside the budgets."""
+        await self._sync_time()
+        return list(await asyncio.gather(*(self.poll(s) for s in self.accounts.values())))
+
+    async def _sync_time(self) -> None:
+        if self.accounts and not self.server_clock.measured:
+            try:
+                await next(iter(self.accounts.values())).client.sync_time()
+            except ExchangeError as exc:
+                log.warning("cannot read Bitget's clock (%s); signing with this machine's clock", exc)
+
+    # -- continuous polling (`run`) -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll every account until cancelled."""
+        await self._sync_time()
+        for state in self.accounts.values():
+            self._start(state, stagger=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _start(self, state: AccountState, *, stagger: bool) -> None:
+        self._tasks[state.name] = asyncio.create_task(self._loop(state, stagger), name=f"poll {state.name}")
+
+    async def _loop(self, state: AccountState, stagger: bool) -> None:
+        m = self.config.monitor
+        interval = m.poll_interval.total_seconds()
+        if stagger:  # spread the first reads over one interval
+            await asyncio.sleep(random.uniform(0, interval))
+        last_start: float | None = None
+        while True:
+            start = self.clock.monotonic()
+            if last_start is not None:
+                state.history = [*state.history[-9:], start - last_start]
+            last_start = start
+            full_due = state.full_read_at is None or start - state.full_read_at >= interval
+            await self.poll(state, risk_only=state.at_risk and state.snapshot is not None and not full_due)
+            if state.status == Status.UNREACHABLE:
+                delay = m.permanent_error_retry.total_seconds()
+            elif state.at_risk:
+                delay = m.risk_poll_interval.total_seconds()
+            else:
+                delay = interval * random.uniform(1 - JITTER, 1 + JITTER)
+            self._check_behind()
+            await asyncio.sleep(max(0.0, start + delay - self.clock.monotonic()))
+
+    def _check_behind(self) -> None:
+        status = self.status()
+        interval = self.config.monitor.poll_interval.total_seconds()
+        if status.behind and not self._behind:
+            log.warning("polling is behind: %d accounts do not fit in ip_budget within poll_interval (%.0f s); "
+                        "each account is read every %.0f s instead", status.accounts, interval,
+                        status.effective_interval)  # fmt: skip
+        elif self._behind and not status.behind:
+            log.info("polling keeps up with poll_interval again")
+        self._behind = status.behind
+
+    # -- reload ------------------------------------------------------------------------------------------
+
+    def apply(self, config: Config) -> None:
+        """Take a new configuration: add, remove and update accounts in place, keep the rest running."""
+        old = self.config
+        self.config = config
+        running = bool(self._tasks)
+        new = {a.name: a for a in config.accounts}
+        for name in list(self.accounts):
+            if name not in new:
+                self.accounts.pop(name)
+                task = self._tasks.pop(name, None)
+                if task:
+                    task.cancel()
+                log.info("%s: removed", name)
+        for name, account in new.items():
+            state = self.accounts.get(name)
+            if state is None:
+                state = self.accounts[name] = AccountState(account, self._client(account))
+                log.info("%s: added", name)
+            elif state.config != account or old.monitor != config.monitor:
+                state.config, state.client = account, self._client(account)
+                state.key_checked_at = None
+                if state.status == Status.UNREACHABLE:  # the fix may be in this change: try again now
+                    state.status = Status.PENDING
+                task = self._tasks.pop(name, None)
+                if task:
+                    task.cancel()
+                log.info("%s: updated", name)
+            if running and name not in self._tasks:
+                self._start(state, stagger=False)
+
+    # -- status ------------------------------------------------------------------------------------------
+
+    def status(self) -> PollerStatus:
+        now = self.clock.now()
+        m = self.config.monitor
+        states = list(self.accounts.values())
+        gaps = [g for s in states for g in s.history[-3:] if not s.at_risk and s.status != Status.UNREACHABLE]
+        effective = sorted(gaps)[len(gaps) // 2] if gaps else m.poll_interval.total_seconds()
+        return PollerStatus(
+            accounts=len(states),
+            ok=sum(s.status == Status.OK and not s.stale(now, m.poll_interval, m.stale_grace) for s in states),
+            stale=sum(s.stale(now, m.poll_interval, m.stale_grace) for s in states),
+            unreachable=sum(s.status == Status.UNREACHABLE for s in states),
+            failing=sum(s.status == Status.FAILING for s in states),
+            behind=effective > m.poll_interval.total_seconds() * (1 + 2 * JITTER) + 1,
+            effective_interval=effective,
+        )

@@ -1,0 +1,64 @@
+"""Poll outcomes for people (a table) and for programs (JSON with decimals as strings)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from monitor.domain import PollOutcome, Position
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def position_json(p: Position) -> dict[str, Any]:
+    return {
+        "symbol": p.symbol,
+        "product_type": p.product_type,
+        "side": p.side.value,
+        "size": _dec(p.size),
+        "mark_price": _dec(p.mark_price),
+        "liquidation_price": _dec(p.liquidation_price),
+        "liquidation_distance_pct": _dec(p.liquidation_distance_pct),
+        "unrealized_pnl": _dec(p.unrealized_pnl),
+        "margin_mode": p.margin_mode.value,
+    }
+
+
+def outcomes_json(outcomes: list[PollOutcome], alerts: list[dict[str, Any]] | None = None) -> str:
+    accounts = []
+    for o in outcomes:
+        s = o.snapshot
+        accounts.append({
+            "name": o.account,
+            "ok": o.ok,
+            "error": None if o.ok else {"code": o.error_code, "message": o.error_message},
+            "equity_usdt": _dec(s.equity_usdt) if s else None,
+            "unrealized_pnl_usdt": _dec(s.unrealized_pnl_usdt) if s else None,
+            "positions": [position_json(p) for p in s.positions] if s else [],
+        })  # fmt: skip
+    return json.dumps({"accounts": accounts, "alerts": alerts or []}, indent=2)
+
+
+def outcomes_table(outcomes: list[PollOutcome]) -> str:
+    rows = [("ACCOUNT", "STATUS", "EQUITY USDT", "UPNL USDT", "POSITIONS", "WORST LIQ %")]
+    for o in outcomes:
+        s = o.snapshot
+        if s is None:
+            rows.append((o.account, f"FAILED ({o.error_code})", "-", "-", "-", "-"))
+            continue
+        worst = s.worst_liquidation_distance_pct
+        rows.append((o.account, "ok", f"{s.equity_usdt:,.2f}", f"{s.unrealized_pnl_usdt:,.2f}",
+                     str(len(s.positions)), f"{worst:.2f}" if worst is not None else "-"))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    numeric = {2, 3, 4, 5}
+    lines = [
+        "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in rows
+    ]
+    lines += [f"{o.account}: {o.error_message}" for o in outcomes if not o.ok]
+    return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""The monitor as a process: storage, the write buffer, the poller, maintenance, reloads and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.clock import Clock
+from monitor.config import Config, load_config
+from monitor.domain import PollOutcome
+from monitor.errors import ConfigError
+from monitor.poller.scheduler import Poller
+from monitor.poller.state import AccountState
+from monitor.store import migrations
+from monitor.store.repository import Store
+from monitor.store.writer import SnapshotWriter
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL = 600.0  # seconds between rollup/prune passes
+MIGRATION_RETRY = 10.0  # seconds between attempts while the database cannot be migrated
+CONFIG_WATCH_INTERVAL = 2.0  # seconds between checks of the accounts file's modification time
+SHUTDOWN_FLUSH = 5.0  # seconds the writer gets to flush on shutdown
+CONNECTIONS = 512
+
+
+class Service:
+    def __init__(self, config_path: Path, config: Config, clock: Clock, *, migrate: bool = True) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.clock = clock
+        self.migrate = migrate
+        url = config.monitor.database_url.reveal()
+        self.store = Store(url)
+        self.writer = SnapshotWriter(self.store, limit=config.storage.write_buffer)
+        self.session: aiohttp.ClientSession | None = None
+        self.poller: Poller | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._storage_ready = asyncio.Event()
+        self._mtime = self._file_mtime()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Poller]:
+        """Storage ready (or being made ready), the writer running, a poller built; all closed on exit."""
+        # The budgets throttle; the connection pool must not (requests queued for a connection after their
+        # budget turn would reach Bitget in a burst). Slow answers hold connections, hence the headroom.
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
+        self.poller = Poller(self.config, self.session, self.clock, hooks=(self._store_outcome,))
+        self._tasks.append(asyncio.create_task(self._prepare_storage(), name="storage"))
+        try:
+            yield self.poller
+        finally:
+            await self.close()
+
+    def _store_outcome(self, state: AccountState, outcome: PollOutcome) -> None:
+        self.writer.submit(outcome)
+
+    async def _prepare_storage(self) -> None:
+        """Migrate (unless told not to) and register accounts, retrying while the database is away; then
+        write. Polling does not wait for any of this: outcomes queue in the writer meanwhile."""
+        while True:
+            try:
+                if self.migrate:
+                    await asyncio.to_thread(migrations.upgrade, self.config.monitor.database_url.reveal())
+                await asyncio.to_thread(self.store.register_accounts, self.config.accounts, self.clock.now())
+                break
+            except SQLAlchemyError as exc:
+                log.error("database %s not ready (%s); polling goes on, results are buffered",
+                          self.config.monitor.database_display, str(getattr(exc, "orig", exc)).strip())  # fmt: skip
+                await asyncio.sleep(MIGRATION_RETRY)
+        self._tasks.append(asyncio.create_task(self.writer.run(), name="writer"))
+        self._tasks.append(asyncio.create_task(self._maintain(), name="maintenance"))
+        self._storage_ready.set()
+
+    async def _maintain(self) -> None:
+        storage = self.config.storage
+        while True:
+            try:
+                await asyncio.to_thread(self.store.maintain, self.clock.now(), storage.raw_retention,
+                                        storage.hourly_retention)  # fmt: skip
+            except SQLAlchemyError as exc:
+                log.warning("storage maintenance skipped: %s", str(getattr(exc, "orig", exc)).strip())
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+    async def once(self, storage_timeout: float = 30.0) -> list[PollOutcome]:
+        """One cycle over every account, stored before returning (unless the database stays away)."""
+        async with self.running() as poller:
+            outcomes = await poller.cycle()
+            try:
+                await asyncio.wait_for(self._storage_ready.wait(), storage_timeout)
+            except TimeoutError:
+                log.error("database %s unreachable: this cycle was not stored", self.config.monitor.database_display)
+            return outcomes
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until `stop` is set; SIGHUP or a change of the file reloads the accounts."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+        async with self.running() as poller:
+            self._tasks.append(asyncio.create_task(poller.run(), name="poller"))
+            self._tasks.append(asyncio.create_task(self._watch_config(), name="config watch"))
+            await stop.wait()
+            log.info("stopping")
+
+    async def close(self) -> None:
+        # Stop polling first (in-flight requests are cancelled), then give the writer time to flush.
+        poller_tasks = [t for t in self._tasks if t.get_name() in ("poller", "config watch", "storage")]
+        for task in poller_tasks:
+            task.cancel()
+        await asyncio.gather(*poller_tasks, return_exceptions=True)
+        if self.poller is not None:
+            await self.poller.stop()
+        if any(t.get_name() == "writer" for t in self._tasks) and not await self.writer.flush(SHUTDOWN_FLUSH):
+            log.error("shutting down with %d results not written (database unreachable)", self.writer.pending)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.session is not None:
+            await self.session.close()
+        await asyncio.to_thread(self.store.close)
+
+    # -- reloading ---------------------------------------------------------------------------------------
+
+    def _file_mtime(self) -> float | None:
+        try:
+            return self.config_path.stat().st_mtime
+        except OSError:
+            return None
+
+    async def _watch_config(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG_WATCH_INTERVAL)
+            mtime = self._file_mtime()
+            if mtime is not None and mtime != self._mtime:
+                self.reload()
+
+    def reload(self) -> bool:
+        """Load the accounts file again; a valid one replaces the running configuration, an invalid one is
+        logged and ignored."""
+        self._mtime = self._file_mtime()
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload rejected, the running configuration stays: %s", exc)
+            return False
+        if self.poller is not None:
+            self.poller.apply(config)
+        self.config = config
+        self._tasks.append(asyncio.get_running_loop().create_task(self._register(config), name="register"))
+        log.info("reloaded %s: %d accounts", self.config_path, len(config.accounts))
+        return True
+
+    async def _register(self, config: Config) -> None:
+        try:
+            await asyncio.to_thread(self.store.register_accounts, config.accounts, self.clock.now())
+        except SQLAlchemyError as exc:
+            log.warning("accounts not registered in the database yet: %s", str(getattr(exc, "orig", exc)).strip())

@@ -1,0 +1,214 @@
+"""The poller against the simulator: faults stay with their account, budgets hold, reloads and signals work."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from monitor.clock import ManualClock, SystemClock
+from monitor.config import Config, load_config
+from monitor.exchange.bitget.ratelimit import IpBudget
+from monitor.poller.scheduler import Poller
+from monitor.poller.state import Status
+from monitor.service import Service
+from monitor.simulator.generate import write_accounts_file
+from tests.conftest import Sim, SimFactory
+
+
+def _config(sim: Sim, tmp_path: Path, **monitor: str) -> Config:
+    """An accounts file for the simulator's accounts, with [monitor] settings given as TOML strings."""
+    path = tmp_path / "accounts.toml"
+    write_accounts_file(sim.world, path, sim.url)
+    settings = {"database_url": f"sqlite:///{tmp_path}/m.db", **monitor}
+    lines = "".join(f'{key} = "{value}"\n' for key, value in settings.items())
+    path.write_text(path.read_text().replace("[monitor]\n", f"[monitor]\n{lines}", 1))
+    return load_config(path, env={})
+
+
+async def test_a_bad_signature_and_a_revoked_key_leave_twenty_others_fresh(
+    make_sim: SimFactory, tmp_path: Path
+) -> None:
+    sim = await make_sim(accounts=22)
+    config = _config(sim, tmp_path)
+    sim.account("sim-001").secret = "0" * 64  # the key on Bitget no longer matches the configured secret
+    await sim.control("POST", "/_sim/accounts/sim-004", {"revoked": True})
+    poller = Poller(config, sim.session, SystemClock())
+    outcomes = {o.account: o for o in await poller.cycle()}
+    assert (outcomes["sim-001"].error_code, outcomes["sim-004"].error_code) == ("40009", "40037")
+    assert all(o.ok for name, o in outcomes.items() if name not in ("sim-001", "sim-004"))
+    status = poller.status()
+    assert (status.ok, status.unreachable, status.stale) == (20, 2, 2)
+    assert poller.accounts["sim-001"].status == Status.UNREACHABLE
+    # demo, unified, RSA and coin-margined accounts are among the twenty
+    ok = [sim.account(n) for n, o in outcomes.items() if o.ok]
+    assert any(a.demo for a in ok) and any(a.unified for a in ok) and any(a.secret is None for a in ok)
+
+
+async def test_a_429_burst_is_absorbed_when_a_retry_succeeds(make_sim: SimFactory, tmp_path: Path) -> None:
+    sim = await make_sim(accounts=4)
+    config = _config(sim, tmp_path)
+    await sim.control("POST", "/_sim/faults", {"kind": "429", "account": "sim-002", "count": 2})
+    await sim.control("POST", "/_sim/faults", {"kind": "40725", "account": "sim-003", "count": 1})
+    outcomes = await Poller(config, sim.session, SystemClock()).cycle()
+    assert all(o.ok for o in outcomes)
+    assert sum(n for (account, _), n in sim.sim.rate_limited.items() if account == "sim-002") == 2
+
+
+async def test_malformed_and_truncated_bodies_are_reported_for_their_account_only(
+    make_sim: SimFactory, tmp_path: Path
+) -> None:
+    sim = await make_sim(accounts=6)
+    config = _config(sim, tmp_path)
+    await sim.control("POST", "/_sim/faults", {"kind": "malformed", "account": "sim-002", "count": 50})
+    await sim.control("POST", "/_sim/faults", {"kind": "truncated", "account": "sim-003", "count": 50})
+    poller = Poller(config, sim.session, SystemClock())
+    outcomes = {o.account: o for o in await poller.cycle()}
+    assert outcomes["sim-002"].error_code == "MalformedResponse" and "not Bitget JSON" in str(
+        outcomes["sim-002"].error_message
+    )
+    assert outcomes["sim-003"].error_code == "MalformedResponse" and "truncated" in str(
+        outcomes["sim-003"].error_message
+    )
+    assert poller.accounts["sim-002"].status == Status.FAILING  # transient: retried at the normal cadence
+    assert all(o.ok for n, o in outcomes.items() if n not in ("sim-002", "sim-003"))
+
+
+async def test_clock_skew_over_30_seconds_is_corrected(make_sim: SimFactory, tmp_path: Path) -> None:
+    sim = await make_sim(accounts=5)
+    await sim.control("POST", "/_sim/clock", {"offset_ms": -50_000})
+    outcomes = await Poller(_config(sim, tmp_path), sim.session, SystemClock()).cycle()
+    assert all(o.ok for o in outcomes)
+    assert sum(n for (_, code), n in sim.sim.rejected.items() if code == "40008") == 0  # measured before signing
+
+
+async def test_many_accounts_under_a_small_ip_budget_see_no_429(make_sim: SimFactory, tmp_path: Path) -> None:
+    sim = await make_sim(accounts=200, ip_per_minute=100, ip_window=1.0, lockout=30)
+    config = _config(sim, tmp_path, ip_budget="100/s", ip_lockout="5s")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    outcomes = await Poller(config, sim.session, SystemClock()).cycle()
+    elapsed = loop.time() - started
+    assert all(o.ok for o in outcomes), [o.error_message for o in outcomes if not o.ok][:3]
+    assert sum(sim.sim.rate_limited.values()) == 0 and sim.sim.ip_limiter.lockouts == 0
+    total = sum(sim.sim.requests.values())
+    print(f"{total} requests in {elapsed:.1f} s: {total / elapsed:.0f}/s against a budget of 100/s")
+
+
+async def test_an_account_at_risk_is_re_read_at_the_risk_interval(make_sim: SimFactory, tmp_path: Path) -> None:
+    sim = await make_sim(accounts=6)
+    config = _config(sim, tmp_path, poll_interval="60s", risk_poll_interval="300ms")
+    poller = Poller(config, sim.session, SystemClock())
+    await poller.cycle()
+    risky = [s.name for s in poller.accounts.values() if s.at_risk]
+    assert risky == ["sim-002"]
+    for state in poller.accounts.values():
+        poller._start(state, stagger=False)
+    await asyncio.sleep(1.5)
+    await poller.stop()
+    polls = {name: s.polls for name, s in poller.accounts.items()}
+    assert polls["sim-002"] >= 4
+    assert all(n == 2 for name, n in polls.items() if name != "sim-002")
+    risk_reads = sim.sim.requests[("sim-002", "/api/v2/spot/account/assets")]
+    assert risk_reads == 1  # only the first, full read: risk polls read positions and account, not spot
+
+
+def test_429s_for_several_accounts_at_once_pause_the_whole_ip() -> None:
+    clock = ManualClock()
+    budget = IpBudget(6000, 60.0, clock)
+    budget.note_rate_limited("a", lockout=300)
+    budget.note_rate_limited("a", lockout=300)
+    assert budget.window.paused_for == 0
+    budget.note_rate_limited("b", lockout=300)
+    budget.note_rate_limited("c", lockout=300)
+    assert budget.window.paused_for == 300 and budget.lockouts == 1
+    clock.advance(301)
+    assert budget.window.paused_for == 0
+
+
+async def test_a_reload_adds_removes_and_rejects_bad_files(make_sim: SimFactory, tmp_path: Path) -> None:
+    sim = await make_sim(accounts=5)
+    path = _config(sim, tmp_path, poll_interval="500ms").path
+    original = path.read_text()
+    # start with four accounts: sim-005 is added by the reload
+    blocks = original.split("[[accounts]]")
+    path.write_text("[[accounts]]".join(blocks[:5]))
+    service = Service(path, load_config(path, env={}), SystemClock())
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await asyncio.sleep(1.0)
+        assert service.poller is not None and set(service.poller.accounts) == {f"sim-00{i}" for i in range(1, 5)}
+        # valid: sim-001 removed, sim-005 added; delivered by SIGHUP
+        path.write_text(blocks[0] + "[[accounts]]" + "[[accounts]]".join(blocks[2:]))
+        os.kill(os.getpid(), signal.SIGHUP)
+        await asyncio.sleep(1.2)
+        assert set(service.poller.accounts) == {f"sim-00{i}" for i in range(2, 6)}
+        assert service.poller.accounts["sim-005"].status == Status.OK
+        # invalid: rejected, the running set stays; noticed by the file watch
+        path.write_text(path.read_text() + "\n[[accounts]]\nname = 1\n")
+        await asyncio.sleep(2.5)
+        assert set(service.poller.accounts) == {f"sim-00{i}" for i in range(2, 6)}
+        assert all(s.status == Status.OK for s in service.poller.accounts.values()), {
+            n: (s.status, s.error_message) for n, s in service.poller.accounts.items()
+        }
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def test_run_stops_cleanly_on_sigterm_mid_cycle_and_keeps_what_it_read(
+    make_sim: SimFactory, tmp_path: Path
+) -> None:
+    sim = await make_sim(accounts=8)
+    config = _config(sim, tmp_path, poll_interval="1s")
+    await sim.control("POST", "/_sim/faults", {"kind": "slow", "account": "sim-003", "delay": 30, "count": 100})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor", "run", "-c", str(config.path), stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await asyncio.sleep(4)  # every account read at least once, sim-003 stuck in a slow request
+        process.send_signal(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        _, err = await asyncio.wait_for(process.communicate(), timeout=15)
+        assert process.returncode == 0, err.decode()[-2000:]
+        assert loop.time() - started < 10
+    finally:
+        if process.returncode is None:
+            process.kill()
+    from monitor.store.repository import Store
+
+    store = Store(config.monitor.database_url.reveal())
+    try:
+        latest = await asyncio.to_thread(store.latest)
+    finally:
+        store.close()
+    assert set(latest) == {f"sim-00{i}" for i in range(1, 9)} - {"sim-003"}
+    assert "Traceback" not in err.decode()
+
+
+async def test_once_prints_json_and_exits_1_when_an_account_fails(make_sim: SimFactory, tmp_path: Path) -> None:
+    import json
+
+    sim = await make_sim(accounts=4)
+    config = _config(sim, tmp_path)
+    await sim.control("POST", "/_sim/accounts/sim-002", {"revoked": True})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor", "once", "--json", "-c", str(config.path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1, err.decode()
+    report = json.loads(out)
+    by_name = {a["name"]: a for a in report["accounts"]}
+    assert by_name["sim-002"]["error"]["code"] == "40037" and by_name["sim-002"]["ok"] is False
+    ok = by_name["sim-003"]
+    assert ok["ok"] and isinstance(ok["equity_usdt"], str) and ok["positions"]
+    position = ok["positions"][0]
+    assert set(position) == {"symbol", "product_type", "side", "size", "mark_price", "liquidation_price",
+                             "liquidation_distance_pct", "unrealized_pnl", "margin_mode"}  # fmt: skip
+    assert all(isinstance(v, str) or v is None for v in position.values())
+    assert report["alerts"] == []
