@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,6 +32,7 @@ MIGRATION_RETRY = 10.0  # seconds between attempts while the database cannot be 
 CONFIG_WATCH_INTERVAL = 2.0  # seconds between checks of the accounts file's modification time
 SHUTDOWN_FLUSH = 5.0  # seconds the writer gets to flush on shutdown
 CONNECTIONS = 512
+DATABASE_PATIENCE = 60.0  # seconds without a database before a process that shares accounts polls them all
 
 
 class Service:
@@ -44,6 +48,7 @@ class Service:
         self.poller: Poller | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._storage_ready = asyncio.Event()
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._mtime = self._file_mtime()
 
     @contextlib.asynccontextmanager
@@ -79,6 +84,36 @@ class Service:
         self._tasks.append(asyncio.create_task(self._maintain(), name="maintenance"))
         self._storage_ready.set()
 
+    async def _share_accounts(self) -> None:
+        """With a database several processes can use, split the accounts among them through leases.
+
+        Until the first claim succeeds this process polls nothing (two processes reading one account would
+        share its per-account limits); if the database stays away for a minute (or two TTLs) it polls everything
+        rather than nothing. When renewals fail it keeps what it holds, preferring a double read to a miss.
+        """
+        assert self.poller is not None
+        ttl = self.config.monitor.lease_ttl
+        self.poller.set_owned(set())  # nothing until a claim: two processes must not read one account at once
+        give_up = self.clock.monotonic() + max(2 * ttl.total_seconds(), DATABASE_PATIENCE)
+        claimed = False
+        while True:
+            try:
+                await asyncio.wait_for(self._storage_ready.wait(), ttl.total_seconds() / 3)
+                names = [a.name for a in self.config.accounts]
+                owned = await asyncio.to_thread(self.store.claim, self.node, names, self.clock.now(), ttl)
+                self.poller.set_owned(owned)
+                claimed = True
+            except (SQLAlchemyError, TimeoutError) as exc:
+                log.warning(
+                    "cannot claim account leases: %s", str(getattr(exc, "orig", exc)).strip() or "database not ready"
+                )
+                if not claimed and self.clock.monotonic() > give_up:
+                    log.error("no database to share accounts through: polling every account meanwhile")
+                    self.poller.set_owned(None)
+                    claimed = True
+                continue
+            await asyncio.sleep(ttl.total_seconds() / 3)
+
     async def _maintain(self) -> None:
         storage = self.config.storage
         while True:
@@ -107,12 +142,14 @@ class Service:
         async with self.running() as poller:
             self._tasks.append(asyncio.create_task(poller.run(), name="poller"))
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config watch"))
+            if self.store.shared:
+                self._tasks.append(asyncio.create_task(self._share_accounts(), name="leases"))
             await stop.wait()
             log.info("stopping")
 
     async def close(self) -> None:
         # Stop polling first (in-flight requests are cancelled), then give the writer time to flush.
-        poller_tasks = [t for t in self._tasks if t.get_name() in ("poller", "config watch", "storage")]
+        poller_tasks = [t for t in self._tasks if t.get_name() in ("poller", "config watch", "storage", "leases")]
         for task in poller_tasks:
             task.cancel()
         await asyncio.gather(*poller_tasks, return_exceptions=True)
@@ -120,6 +157,11 @@ class Service:
             await self.poller.stop()
         if any(t.get_name() == "writer" for t in self._tasks) and not await self.writer.flush(SHUTDOWN_FLUSH):
             log.error("shutting down with %d results not written (database unreachable)", self.writer.pending)
+        if any(t.get_name() == "leases" for t in poller_tasks):
+            try:  # hand the accounts over now rather than when the leases expire
+                await asyncio.to_thread(self.store.release, self.node, self.clock.now())
+            except SQLAlchemyError as exc:
+                log.warning("leases not released (they expire by themselves): %s", exc)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

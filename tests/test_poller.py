@@ -8,9 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from monitor.clock import ManualClock, SystemClock
+from monitor.clock import SystemClock
 from monitor.config import Config, load_config
-from monitor.exchange.bitget.ratelimit import IpBudget
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import Status
 from monitor.service import Service
@@ -115,17 +114,31 @@ async def test_an_account_at_risk_is_re_read_at_the_risk_interval(make_sim: SimF
     assert risk_reads == 1  # only the first, full read: risk polls read positions and account, not spot
 
 
-def test_429s_for_several_accounts_at_once_pause_the_whole_ip() -> None:
-    clock = ManualClock()
-    budget = IpBudget(6000, 60.0, clock)
-    budget.note_rate_limited("a", lockout=300)
-    budget.note_rate_limited("a", lockout=300)
-    assert budget.window.paused_for == 0
-    budget.note_rate_limited("b", lockout=300)
-    budget.note_rate_limited("c", lockout=300)
-    assert budget.window.paused_for == 300 and budget.lockouts == 1
-    clock.advance(301)
-    assert budget.window.paused_for == 0
+async def test_an_ip_lock_out_pauses_everything_and_busy_accounts_do_not(make_sim: SimFactory, tmp_path: Path) -> None:
+    sim = await make_sim(accounts=6, ip_per_minute=1000, ip_window=1.0, lockout=60)
+    config = _config(sim, tmp_path, ip_lockout="60s")
+    poller = Poller(config, sim.session, SystemClock())
+    await poller.cycle()
+    # Busy accounts: 429s for four accounts, but the IP is fine. Nothing pauses.
+    for name in ("sim-001", "sim-002", "sim-003", "sim-004"):
+        await sim.control("POST", "/_sim/faults", {"kind": "429", "account": name, "count": 1})
+    await poller.cycle()
+    assert poller.ip_budget.window.paused_for == 0 and poller.ip_budget.lockouts == 0
+    # A real lock-out: the IP is over its budget and every answer is a 429. The poller notices, confirms it on
+    # an IP-only endpoint, and stops asking until the lock-out is over.
+    await sim.control("POST", "/_sim/limits", {"ip_per_minute": 1})
+    task = asyncio.create_task(poller.cycle())
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if poller.ip_budget.lockouts:
+            break
+    assert poller.ip_budget.lockouts == 1 and poller.ip_budget.window.paused_for > 50
+    await asyncio.sleep(0.3)
+    asked = sum(sim.sim.rate_limited.values())
+    await asyncio.sleep(1)
+    assert sum(sim.sim.rate_limited.values()) == asked  # paused: not one more request
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_reload_adds_removes_and_rejects_bad_files(make_sim: SimFactory, tmp_path: Path) -> None:
@@ -212,3 +225,36 @@ async def test_once_prints_json_and_exits_1_when_an_account_fails(make_sim: SimF
                              "liquidation_distance_pct", "unrealized_pnl", "margin_mode"}  # fmt: skip
     assert all(isinstance(v, str) or v is None for v in position.values())
     assert report["alerts"] == []
+
+
+async def test_two_pollers_share_the_accounts_and_one_takes_over_when_the_other_stops(
+    make_sim: SimFactory, tmp_path: Path, db_url: str
+) -> None:
+    if db_url.startswith("sqlite"):
+        return  # SQLite means one process: sharing is a PostgreSQL feature
+    sim = await make_sim(accounts=12)
+    path = _config(sim, tmp_path, poll_interval="1s", lease_ttl="1500ms").path
+    path.write_text(path.read_text().replace(f"sqlite:///{tmp_path}/m.db", db_url))
+    services = [Service(path, load_config(path, env={}), SystemClock()) for _ in range(2)]
+    stops = [asyncio.Event(), asyncio.Event()]
+    tasks = [asyncio.create_task(s.run(stop)) for s, stop in zip(services, stops, strict=True)]
+    try:
+        for _ in range(100):  # both migrate (one at a time), then split the accounts within a few renewals
+            await asyncio.sleep(0.2)
+            owned = [s.poller.owned if s.poller else None for s in services]
+            if owned[0] and owned[1] and len(owned[0]) == len(owned[1]) == 6:
+                break
+        assert owned[0] is not None and owned[1] is not None
+        assert owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == {f"sim-{i:03d}" for i in range(1, 13)}
+        assert len(owned[0]) == len(owned[1]) == 6
+        stops[0].set()
+        await asyncio.wait_for(tasks[0], timeout=10)
+        await asyncio.sleep(2)
+        assert services[1].poller is not None and services[1].poller.owned == owned[0] | owned[1]
+        await asyncio.sleep(1.5)
+        states = services[1].poller.accounts
+        assert all(states[name].status == Status.OK for name in owned[0])  # now read by the survivor
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)

@@ -307,3 +307,32 @@ async def test_the_db_commands_migrate_and_report(db_url: str) -> None:
     assert code == 0 and f"revision {migrations.head()}, up to date" in out
     code, out = await db("downgrade", "base")
     assert code == 0 and "revision none (empty)" in out
+
+
+def test_leases_split_accounts_evenly_and_a_dead_nodes_expire(store: Store) -> None:
+    names = [f"acct-{i:02d}" for i in range(10)]
+    ttl = timedelta(seconds=30)
+    a = store.claim("node-a", names, T0, ttl)
+    assert a == set(names)  # alone: everything
+    b = store.claim("node-b", names, T0 + timedelta(seconds=1), ttl)
+    assert b == set()  # nothing free yet
+    a = store.claim("node-a", names, T0 + timedelta(seconds=10), ttl)
+    assert len(a) == 5  # a sees b alive and gives back half
+    b = store.claim("node-b", names, T0 + timedelta(seconds=11), ttl)
+    assert len(b) == 5 and a.isdisjoint(b) and a | b == set(names)
+    # b dies (no more heartbeats or renewals): after the TTL, a takes everything over
+    a = store.claim("node-a", names, T0 + timedelta(seconds=25), ttl)
+    assert len(a) == 5
+    a = store.claim("node-a", names, T0 + timedelta(seconds=45), ttl)
+    assert a == set(names)
+
+
+def test_a_released_node_hands_its_accounts_over_at_once(store: Store) -> None:
+    names = ["x", "y"]
+    ttl = timedelta(seconds=30)
+    store.claim("node-a", names, T0, ttl)
+    store.claim("node-b", names, T0, ttl)
+    store.claim("node-a", names, T0, ttl)
+    assert len(store.claim("node-b", names, T0, ttl)) == 1
+    store.release("node-b", T0)
+    assert store.claim("node-a", names, T0 + timedelta(seconds=1), ttl) == {"x", "y"}

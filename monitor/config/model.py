@@ -21,6 +21,7 @@ class MonitorSettings:
     ip_lockout: timedelta = timedelta(minutes=5)
     permanent_error_retry: timedelta = timedelta(minutes=5)
     stale_grace: timedelta = timedelta(seconds=30)
+    lease_ttl: timedelta = timedelta(seconds=30)
 
     @property
     def database_display(self) -> str:

@@ -74,6 +74,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("monitor", "stale_grace", values.duration, "30s", doc="data older than poll_interval plus this is stale"),
     Setting(
+        "monitor",
+        "lease_ttl",
+        values.duration,
+        "30s",
+        doc="with PostgreSQL, how long a process holds an account it stopped renewing (shared polling)",
+    ),
+    Setting(
         "storage",
         "raw_retention",
         values.duration,

@@ -64,6 +64,8 @@ class Poller:
         self.accounts: dict[str, AccountState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._behind = False
+        self._running = False
+        self.owned: set[str] | None = None  # accounts this process polls; None: all (no other process shares)
         for account in config.accounts:
             self.accounts[account.name] = AccountState(account, self._client(account))
 
@@ -151,16 +153,34 @@ class Poller:
     # -- continuous polling (`run`) -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Poll every account until cancelled."""
+        """Poll every account this process owns until cancelled."""
         await self._sync_time()
-        for state in self.accounts.values():
+        self._running = True
+        for state in self._active():
             self._start(state, stagger=True)
         try:
             await asyncio.Event().wait()
         finally:
             await self.stop()
 
+    def _active(self) -> list[AccountState]:
+        return [s for s in self.accounts.values() if self.owned is None or s.name in self.owned]
+
+    def set_owned(self, owned: set[str] | None) -> None:
+        """Poll exactly these accounts from now on (leases shared with other processes)."""
+        if owned == self.owned:
+            return
+        log.info("this process now polls %s accounts", "all" if owned is None else len(owned))
+        self.owned = owned
+        for name in [n for n in self._tasks if owned is not None and n not in owned]:
+            self._tasks.pop(name).cancel()
+        if self._running:
+            for state in self._active():
+                if state.name not in self._tasks:
+                    self._start(state, stagger=True)
+
     async def stop(self) -> None:
+        self._running = False
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -209,7 +229,6 @@ class Poller:
         """Take a new configuration: add, remove and update accounts in place, keep the rest running."""
         old = self.config
         self.config = config
-        running = bool(self._tasks)
         new = {a.name: a for a in config.accounts}
         for name in list(self.accounts):
             if name not in new:
@@ -232,7 +251,7 @@ class Poller:
                 if task:
                     task.cancel()
                 log.info("%s: updated", name)
-            if running and name not in self._tasks:
+            if self._running and name not in self._tasks and (self.owned is None or name in self.owned):
                 self._start(state, stagger=False)
 
     # -- status ------------------------------------------------------------------------------------------
@@ -240,7 +259,7 @@ class Poller:
     def status(self) -> PollerStatus:
         now = self.clock.now()
         m = self.config.monitor
-        states = list(self.accounts.values())
+        states = self._active()
         gaps = [g for s in states for g in s.history[-3:] if not s.at_risk and s.status != Status.UNREACHABLE]
         effective = sorted(gaps)[len(gaps) // 2] if gaps else m.poll_interval.total_seconds()
         return PollerStatus(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic.config import Config
@@ -23,12 +24,19 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+# Alembic keeps its running context in module globals: one command at a time per process. (Processes are
+# serialised by a database lock in env.py.)
+_ALEMBIC = threading.Lock()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    with _ALEMBIC:
+        command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
-    command.downgrade(alembic_config(url), revision)
+    with _ALEMBIC:
+        command.downgrade(alembic_config(url), revision)
 
 
 def current(url: str) -> str | None:

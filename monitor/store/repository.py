@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, selec
 
 from monitor.config.model import AccountConfig
 from monitor.domain import AccountSnapshot, MarginMode, PollOutcome, Position, PositionMode, Side
+from monitor.store import leases
 from monitor.store import tables as t
 from monitor.store.engine import make_engine
 from monitor.store.views import BalanceLine, EquitySample, LatestAccount, MaintenanceReport, StoredPosition
@@ -48,6 +49,17 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def shared(self) -> bool:
+        """Whether several processes can poll through this database (SQLite means one process)."""
+        return self.engine.dialect.name != "sqlite"
+
+    def claim(self, node: str, accounts: Iterable[str], now: datetime, ttl: timedelta) -> set[str]:
+        return leases.claim(self.engine, node, accounts, now, ttl)
+
+    def release(self, node: str, now: datetime) -> None:
+        leases.release(self.engine, node, now)
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""

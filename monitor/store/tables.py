@@ -194,3 +194,21 @@ class Silence(SQLModel, table=True):
     reason: str = Field(default="", max_length=1000)
     created_at: datetime = _time()
     removed_at: datetime | None = _time(nullable=True)
+
+
+class Node(SQLModel, table=True):
+    """A running `run` process, seen through its heartbeats (for sharing accounts among processes)."""
+
+    __tablename__ = "monitor_node"
+    name: str = Field(max_length=200, primary_key=True)
+    heartbeat_at: datetime = _time()
+    started_at: datetime = _time()
+
+
+class Lease(SQLModel, table=True):
+    """Which process polls an account, until when. Claimed and renewed with conditional updates."""
+
+    __tablename__ = "account_lease"
+    account: str = Field(max_length=200, primary_key=True)
+    owner: str | None = Field(default=None, max_length=200)
+    expires_at: datetime = _time(index=True)

@@ -176,8 +176,23 @@ class BitgetClient:
         except errors.RateLimited:
             if self.budget is not None:
                 self.budget.back_off(endpoint, RATE_LIMIT_BACKOFF)
-                self.budget.ip.note_rate_limited(self.account, self.lockout)
+                if self.budget.ip.note_rate_limited(self.account):
+                    # A task of its own: the read that met the 429 is about to fail and be cancelled.
+                    self.budget.ip.probe = asyncio.create_task(self._probe_lockout(), name="lock-out probe")
             raise
+
+    async def _probe_lockout(self) -> None:
+        """Ask an endpoint limited by IP only: a 429 there means the whole IP is locked out."""
+        assert self.budget is not None
+        locked_out = False
+        try:
+            await self._request_once(ep.SERVER_TIME, {})
+        except errors.RateLimited:
+            locked_out = True
+        except errors.ExchangeError:
+            pass
+        finally:
+            self.budget.ip.probed(locked_out, self.lockout)
 
     def _auth_headers(self, path: str, signed_query: str) -> dict[str, str]:
         timestamp = str(self.server_clock.timestamp_ms())

@@ -96,6 +96,8 @@ class IpBudget:
         self.lockouts = 0
         self._public: dict[str, SlidingWindow] = {}
         self._recent_429: deque[tuple[float, str]] = deque()
+        self._probing = False
+        self.probe: asyncio.Task[None] | None = None
 
     async def acquire(self, endpoint: ep.Endpoint) -> None:
         if endpoint.scope is ep.Scope.IP:
@@ -111,19 +113,27 @@ class IpBudget:
                 pass
         self.requests += 1
 
-    def note_rate_limited(self, account: str, lockout: float) -> None:
-        """A 429 for one account. 429s for several accounts at once mean the IP itself is locked out:
-        then every request pauses for the lock-out instead of hammering (which would prolong it)."""
+    def note_rate_limited(self, account: str) -> bool:
+        """Record a 429 for an account. True when 429s for several accounts at once suggest that the IP itself
+        is locked out: the caller then probes an IP-only endpoint and reports with `probed`."""
         now = self.clock.monotonic()
         self._recent_429.append((now, account))
         while self._recent_429 and self._recent_429[0][0] < now - LOCKOUT_WINDOW:
             self._recent_429.popleft()
-        if len({a for _, a in self._recent_429}) >= LOCKOUT_ACCOUNTS and not self.window.paused_for:
-            log.error("429s for several accounts at once: Bitget has likely locked this IP out; "
-                      "pausing every request for %.0f s", lockout)  # fmt: skip
+        if self._probing or self.window.paused_for or len({a for _, a in self._recent_429}) < LOCKOUT_ACCOUNTS:
+            return False
+        self._probing = True
+        self._recent_429.clear()
+        return True
+
+    def probed(self, locked_out: bool, lockout: float) -> None:
+        """The probe's answer: a 429 on an IP-only endpoint means a lock-out, so every request pauses for its
+        duration instead of hammering (which would prolong it). Anything else: the accounts were busy."""
+        self._probing = False
+        if locked_out:
+            log.error("Bitget has locked this IP out; pausing every request for %.0f s", lockout)
             self.window.pause(lockout)
             self.lockouts += 1
-            self._recent_429.clear()
 
 
 class AccountBudget:
