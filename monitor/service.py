@@ -32,6 +32,7 @@ MIGRATION_RETRY = 10.0  # seconds between attempts while the database cannot be 
 CONFIG_WATCH_INTERVAL = 2.0  # seconds between checks of the accounts file's modification time
 SHUTDOWN_FLUSH = 5.0  # seconds the writer gets to flush on shutdown
 CONNECTIONS = 512
+SUMMARY_INTERVAL = 300.0
 DATABASE_PATIENCE = 60.0  # seconds without a database before a process that shares accounts polls them all
 
 
@@ -142,14 +143,27 @@ class Service:
         async with self.running() as poller:
             self._tasks.append(asyncio.create_task(poller.run(), name="poller"))
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config watch"))
+            self._tasks.append(asyncio.create_task(self._summarize(poller), name="summary"))
             if self.store.shared:
                 self._tasks.append(asyncio.create_task(self._share_accounts(), name="leases"))
             await stop.wait()
             log.info("stopping")
 
+    async def _summarize(self, poller: Poller) -> None:
+        """One line of totals after the first full interval, then every few minutes."""
+        await asyncio.sleep(self.config.monitor.poll_interval.total_seconds() + 5)
+        while True:
+            s = poller.status()
+            log.info("%d accounts: %d ok, %d stale, %d failing, %d unreachable, %d at risk; %d results buffered",
+                     s.accounts, s.ok, s.stale, s.failing, s.unreachable,
+                     sum(a.at_risk for a in poller.accounts.values()), self.writer.pending)  # fmt: skip
+            await asyncio.sleep(SUMMARY_INTERVAL)
+
     async def close(self) -> None:
         # Stop polling first (in-flight requests are cancelled), then give the writer time to flush.
-        poller_tasks = [t for t in self._tasks if t.get_name() in ("poller", "config watch", "storage", "leases")]
+        poller_tasks = [
+            t for t in self._tasks if t.get_name() in ("poller", "config watch", "storage", "leases", "summary")
+        ]
         for task in poller_tasks:
             task.cancel()
         await asyncio.gather(*poller_tasks, return_exceptions=True)
