@@ -336,3 +336,21 @@ def test_a_released_node_hands_its_accounts_over_at_once(store: Store) -> None:
     assert len(store.claim("node-b", names, T0, ttl)) == 1
     store.release("node-b", T0)
     assert store.claim("node-a", names, T0 + timedelta(seconds=1), ttl) == {"x", "y"}
+
+
+async def test_a_result_the_database_refuses_is_dropped_alone(store: Store, caplog: Any) -> None:
+    writer = SnapshotWriter(store)
+    task = asyncio.create_task(writer.run())
+    try:
+        naive = datetime(2026, 3, 1, 12, 5)  # noqa: DTZ001  (refused by the column type)
+        writer.submit(ok("a", T0))
+        writer.submit(PollOutcome("a", naive, naive, error_code="x", error_message="bad time"))
+        writer.submit(ok("a", T0 + timedelta(minutes=10)))
+        assert await writer.flush(timeout=10)
+        assert (writer.written, writer.dropped, writer.healthy) == (2, 1, True)
+        series = await asyncio.to_thread(store.equity_series, "a", T0, T0 + timedelta(hours=1))
+        assert [s.at for s in series] == [T0, T0 + timedelta(minutes=10)]
+        assert "a poll result the database refuses was dropped" in caplog.text
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

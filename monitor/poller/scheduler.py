@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 KEY_CHECK_INTERVAL = timedelta(hours=1)  # permissions and IP binding change rarely; account/info is 1/s
 JITTER = 0.05  # each interval varies by this fraction, so accounts drift apart instead of firing together
 RETRY_ATTEMPTS = 3  # transient errors are retried this often inside one poll
+BEHIND_CHECK_INTERVAL = 10.0  # seconds between checks whether polling keeps up
 
 OutcomeHook = Callable[[AccountState, PollOutcome], None]
 
@@ -64,6 +65,7 @@ class Poller:
         self.accounts: dict[str, AccountState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._behind = False
+        self._behind_checked = float("-inf")
         self._running = False
         self.owned: set[str] | None = None  # accounts this process polls; None: all (no other process shares)
         for account in config.accounts:
@@ -202,7 +204,10 @@ class Poller:
                 state.history = [*state.history[-9:], start - last_start]
             last_start = start
             full_due = state.full_read_at is None or start - state.full_read_at >= interval
-            await self.poll(state, risk_only=state.at_risk and state.snapshot is not None and not full_due)
+            try:
+                await self.poll(state, risk_only=state.at_risk and state.snapshot is not None and not full_due)
+            except Exception:  # a bug must not end this account's polling
+                log.exception("%s: unexpected error while polling", state.name)
             if state.status == Status.UNREACHABLE:
                 delay = m.permanent_error_retry.total_seconds()
             elif state.at_risk:
@@ -213,6 +218,10 @@ class Poller:
             await asyncio.sleep(max(0.0, start + delay - self.clock.monotonic()))
 
     def _check_behind(self) -> None:
+        now = self.clock.monotonic()
+        if now - self._behind_checked < BEHIND_CHECK_INTERVAL:  # status() is O(accounts): not after every poll
+            return
+        self._behind_checked = now
         status = self.status()
         interval = self.config.monitor.poll_interval.total_seconds()
         if status.behind and not self._behind:

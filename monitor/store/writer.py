@@ -11,12 +11,21 @@ import asyncio
 import logging
 from collections import deque
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from monitor.domain import PollOutcome
 from monitor.store.repository import Store
 
 log = logging.getLogger(__name__)
+
+
+# Errors about the data itself (a constraint, a value the column refuses), as opposed to the database being
+# unreachable, locked or not migrated: retrying the same batch would fail forever.
+def is_data_error(exc: BaseException) -> bool:
+    if isinstance(exc, IntegrityError | DataError | TypeError | ValueError):
+        return True
+    # A value refused before it reached the driver (our column types check what they bind).
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
 
 
 class SnapshotWriter:
@@ -77,23 +86,42 @@ class SnapshotWriter:
             batch = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
             try:
                 await asyncio.to_thread(self.store.write_polls, batch)
-            except (OperationalError, DBAPIError) as exc:
-                # Put the batch back in front, in order; the limit then drops the oldest if needed.
+            except (SQLAlchemyError, TypeError, ValueError) as exc:
+                if is_data_error(exc):
+                    await self._write_one_by_one(batch)
+                    continue
+                # The database is away, locked or not migrated yet: put the batch back in front, in order;
+                # the limit then drops the oldest if needed.
                 self._queue.extendleft(reversed(batch))
                 self._enforce_limit()
-                self.last_error = str(exc.orig) if exc.orig is not None else str(exc)
+                self.last_error = str(getattr(exc, "orig", None) or exc)
                 if self.healthy:
                     log.error("database write failed (%s); buffering snapshots in memory", self.last_error)
                     self.healthy = False
                 await asyncio.sleep(delay)
                 delay = min(self.retry_max, delay * 2)
                 continue
-            self.written += len(batch)
+            else:
+                self.written += len(batch)
             delay = self.retry_min
             if not self.healthy:
                 log.warning("database writes work again; %d buffered snapshots pending", len(self._queue))
                 self.healthy = True
                 self.last_error = None
+
+    async def _write_one_by_one(self, batch: list[PollOutcome]) -> None:
+        """A batch the database refuses as data: write what it accepts, log and count what it does not, so
+        one bad result never blocks the rest."""
+        for index, outcome in enumerate(batch):
+            try:
+                await asyncio.to_thread(self.store.write_polls, [outcome])
+                self.written += 1
+            except (SQLAlchemyError, TypeError, ValueError) as exc:
+                if not is_data_error(exc):  # the database went away meanwhile: keep the rest for later
+                    self._queue.extendleft(reversed(batch[index:]))
+                    return
+                log.exception("%s: a poll result the database refuses was dropped", outcome.account)
+                self.dropped += 1
 
     async def flush(self, timeout: float) -> bool:
         """Wait until everything queued is written (for shutdown); False if the timeout ran out first."""
