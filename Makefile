@@ -20,8 +20,8 @@ run: $(STAMP)
 	$(BIN)/python scripts/run.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check monitor web tests scripts
-	$(BIN)/ruff format --check monitor web tests scripts
+	$(BIN)/ruff check monitor web tests scripts bench
+	$(BIN)/ruff format --check monitor web tests scripts bench
 	$(BIN)/mypy monitor web
 
 test: lint

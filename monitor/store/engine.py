@@ -40,4 +40,6 @@ def make_engine(url: str, **options: Any) -> Engine:
     options.setdefault("max_overflow", 5)
     options.setdefault("pool_pre_ping", True)  # a restarted server's dead connections are replaced
     options.setdefault("pool_recycle", 1800)
+    # A server that does not answer must not hang a write, a lease renewal or shutdown for minutes.
+    options.setdefault("connect_args", {"connect_timeout": 5})
     return create_engine(parsed, **options)
