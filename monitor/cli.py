@@ -85,13 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_check(path: Path) -> int:
     from monitor.check import check_accounts, render_table
 
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    config = _load(path)
+    if config is None:
         return EXIT_CONFIG
-    for warning in config.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
 
     async def run() -> int:
         async with aiohttp.ClientSession() as session:

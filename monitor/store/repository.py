@@ -206,18 +206,10 @@ class Store:
             if not heads:
                 return {}
             balances: dict[int, list[BalanceLine]] = defaultdict(list)
-            for row in connection.execute(
-                select(BALANCE)
-                .join(last, (last.c.account_id == BALANCE.c.account_id) & (last.c.taken_at == BALANCE.c.taken_at))
-                .where(BALANCE.c.account_id.in_(heads))
-            ):
+            for row in connection.execute(_at_latest(BALANCE, last, heads)):
                 balances[row.account_id].append(_balance(row))
             positions: dict[int, list[Position]] = defaultdict(list)
-            for row in connection.execute(
-                select(POSITION)
-                .join(last, (last.c.account_id == POSITION.c.account_id) & (last.c.taken_at == POSITION.c.taken_at))
-                .where(POSITION.c.account_id.in_(heads))
-            ):
+            for row in connection.execute(_at_latest(POSITION, last, heads)):
                 positions[row.account_id].append(_position(row))
         return {
             h.name: LatestAccount(
@@ -356,6 +348,12 @@ class Store:
             total += deleted
             if deleted < DELETE_CHUNK:
                 return total
+
+
+def _at_latest(table: Table, last: Any, accounts: Iterable[int]) -> Any:
+    """The rows of a snapshot table taken at each account's latest successful poll."""
+    latest = (last.c.account_id == table.c.account_id) & (last.c.taken_at == table.c.taken_at)
+    return select(table).join(last, latest).where(table.c.account_id.in_(list(accounts)))
 
 
 def aggregate_hours_counted(samples: Sequence[EquitySample]) -> list[tuple[EquitySample, int]]:
