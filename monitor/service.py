@@ -77,7 +77,7 @@ class Service:
                     await asyncio.to_thread(migrations.upgrade, self.config.monitor.database_url.reveal())
                 await asyncio.to_thread(self.store.register_accounts, self.config.accounts, self.clock.now())
                 break
-            except SQLAlchemyError as exc:
+            except Exception as exc:  # unreachable, locked, or at a revision this version does not know
                 log.error("database %s not ready (%s); polling goes on, results are buffered",
                           self.config.monitor.database_display, str(getattr(exc, "orig", exc)).strip())  # fmt: skip
                 await asyncio.sleep(MIGRATION_RETRY)
@@ -121,7 +121,7 @@ class Service:
             try:
                 await asyncio.to_thread(self.store.maintain, self.clock.now(), storage.raw_retention,
                                         storage.hourly_retention)  # fmt: skip
-            except SQLAlchemyError as exc:
+            except Exception as exc:  # another process may be maintaining the same database
                 log.warning("storage maintenance skipped: %s", str(getattr(exc, "orig", exc)).strip())
             await asyncio.sleep(MAINTENANCE_INTERVAL)
 
@@ -153,6 +153,7 @@ class Service:
         """One line of totals after the first full interval, then every few minutes."""
         await asyncio.sleep(self.config.monitor.poll_interval.total_seconds() + 5)
         while True:
+            await asyncio.sleep(0)
             s = poller.status()
             log.info("%d accounts: %d ok, %d stale, %d failing, %d unreachable, %d at risk; %d results buffered",
                      s.accounts, s.ok, s.stale, s.failing, s.unreachable,

@@ -354,3 +354,21 @@ async def test_a_result_the_database_refuses_is_dropped_alone(store: Store, capl
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_the_peak_since_a_moment_ignores_earlier_points_of_its_hour(store: Store) -> None:
+    store.write_polls([ok("a", T0, equity="5000"), ok("a", T0 + timedelta(minutes=30), equity="100")])
+    store.maintain(T0 + timedelta(hours=2), raw_retention=timedelta(days=7), hourly_retention=timedelta(days=30))
+    assert store.equity_peak("a", T0 + timedelta(minutes=20)) == Decimal("110.75")
+    assert store.equity_peak("a", T0) == Decimal("5010.75")
+
+
+def test_hourly_maintenance_with_a_short_raw_retention_keeps_every_hour(store: Store) -> None:
+    clock = ManualClock(T0)
+    for hour in range(12):
+        store.write_polls([ok("a", clock.now() + timedelta(minutes=m), equity=str(100 + hour)) for m in (0, 30)])
+        clock.advance(timedelta(hours=1))
+        store.maintain(clock.now(), raw_retention=timedelta(hours=1), hourly_retention=timedelta(days=30))
+    hours = store.equity_series("a", T0, clock.now(), hourly=True)
+    assert [h.at for h in hours] == [T0 + timedelta(hours=h) for h in range(12)]
+    assert [h.equity for h in hours] == [Decimal(100 + h) + Decimal("10.75") for h in range(12)]

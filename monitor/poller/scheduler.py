@@ -206,6 +206,7 @@ class Poller:
             full_due = state.full_read_at is None or start - state.full_read_at >= interval
             try:
                 await self.poll(state, risk_only=state.at_risk and state.snapshot is not None and not full_due)
+                self._check_behind()
             except Exception:  # a bug must not end this account's polling
                 log.exception("%s: unexpected error while polling", state.name)
             if state.status == Status.UNREACHABLE:
@@ -214,7 +215,6 @@ class Poller:
                 delay = m.risk_poll_interval.total_seconds()
             else:
                 delay = interval * random.uniform(1 - JITTER, 1 + JITTER)
-            self._check_behind()
             await asyncio.sleep(max(0.0, start + delay - self.clock.monotonic()))
 
     def _check_behind(self) -> None:

@@ -40,6 +40,18 @@ def make_engine(url: str, **options: Any) -> Engine:
     options.setdefault("max_overflow", 5)
     options.setdefault("pool_pre_ping", True)  # a restarted server's dead connections are replaced
     options.setdefault("pool_recycle", 1800)
-    # A server that does not answer must not hang a write, a lease renewal or shutdown for minutes.
-    options.setdefault("connect_args", {"connect_timeout": 5})
+    # A server that does not answer must not hang a write, a lease renewal or shutdown for minutes: bounded
+    # connects, statements, and dead-peer detection on idle pooled connections.
+    options.setdefault(
+        "connect_args",
+        {
+            "connect_timeout": 5,
+            "options": "-c statement_timeout=30000",
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 30000,
+        },
+    )
     return create_engine(parsed, **options)

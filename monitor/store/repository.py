@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 
 from monitor.config.model import AccountConfig
 from monitor.domain import AccountSnapshot, MarginMode, PollOutcome, Position, PositionMode, Side
@@ -60,11 +60,6 @@ class Store:
 
     def release(self, node: str, now: datetime) -> None:
         leases.release(self.engine, node, now)
-
-    def ping(self) -> None:
-        """Raise if the database cannot be reached."""
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
 
     # -- accounts ----------------------------------------------------------------------------------------
 
@@ -272,10 +267,13 @@ class Store:
         return sorted(rolled + fresh, key=lambda s: s.at)
 
     def equity_peak(self, account: str, since: datetime) -> Decimal | None:
-        """The highest equity since a moment (the high-water mark a drawdown is measured from)."""
-        highs = [
-            s.high for s in self.equity_series(account, since, datetime.max.replace(tzinfo=since.tzinfo), hourly=True)
-        ]
+        """The highest equity since a moment (the high-water mark a drawdown is measured from): raw points
+        where they are kept, and the maxima of the whole hours after `since` where only rollups remain."""
+        until = datetime.max.replace(tzinfo=since.tzinfo)
+        raw = [s.high for s in self.equity_series(account, since, until)]
+        first_whole_hour = floor_hour(since) + (HOUR if since != floor_hour(since) else timedelta(0))
+        rolled = [s.high for s in self.equity_series(account, first_whole_hour, until, hourly=True)]
+        highs = raw + rolled
         return max(highs) if highs else None
 
     # -- maintenance ---------------------------------------------------------------------------------------
@@ -302,10 +300,13 @@ class Store:
         end = floor_hour(now)
         with self.engine.begin() as connection:
             last = connection.execute(select(func.max(HOURLY.c.hour))).scalar()
-            start = last - ROLLUP_LOOKBACK if last else connection.execute(select(func.min(EQUITY.c.taken_at))).scalar()
-            if start is None or start >= end:
+            oldest_raw = connection.execute(select(func.min(EQUITY.c.taken_at))).scalar()
+            if oldest_raw is None:
                 return 0
-            start = floor_hour(start)
+            # Never rewrite an hour whose raw points are already pruned (a short raw_retention).
+            start = floor_hour(max(last - ROLLUP_LOOKBACK, oldest_raw) if last else oldest_raw)
+            if start >= end:
+                return 0
             points: dict[int, list[EquitySample]] = defaultdict(list)
             for r in connection.execute(
                 select(EQUITY).where(EQUITY.c.taken_at >= start, EQUITY.c.taken_at < end).order_by(EQUITY.c.taken_at)

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 # Errors about the data itself (a constraint, a value the column refuses), as opposed to the database being
 # unreachable, locked or not migrated: retrying the same batch would fail forever.
+WRITE_TIMEOUT = 60.0  # seconds one batch may take before the database counts as unreachable
+
+
 def is_data_error(exc: BaseException) -> bool:
     if isinstance(exc, IntegrityError | DataError | TypeError | ValueError):
         return True
@@ -85,8 +88,9 @@ class SnapshotWriter:
                 continue
             batch = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
             try:
-                await asyncio.to_thread(self.store.write_polls, batch)
-            except (SQLAlchemyError, TypeError, ValueError) as exc:
+                # A database that stops answering mid-write (not refusing: hanging) is an outage too.
+                await asyncio.wait_for(asyncio.to_thread(self.store.write_polls, batch), WRITE_TIMEOUT)
+            except (SQLAlchemyError, TypeError, ValueError, TimeoutError) as exc:
                 if is_data_error(exc):
                     await self._write_one_by_one(batch)
                     continue

@@ -147,14 +147,14 @@ class BitgetClient:
 
         return await self.server_clock.measure(fetch, stale_before)
 
-    async def _request_once(self, endpoint: ep.Endpoint, params: Mapping[str, str]) -> Any:
+    async def _request_once(self, endpoint: ep.Endpoint, params: Mapping[str, str], *, budgeted: bool = True) -> Any:
         signed_query, sent_query = encode_query(params)
         url = URL(self.base_url + endpoint.path + (f"?{sent_query}" if sent_query else ""), encoded=True)
-        headers = {"Content-Type": "application/json", "locale": "en-US"}
-        if endpoint.signed:
-            headers.update(self._auth_headers(endpoint.path, signed_query))
-        if self.budget is not None:
+        if self.budget is not None and budgeted:
             await self.budget.acquire(endpoint)
+        headers = {"Content-Type": "application/json", "locale": "en-US"}
+        if endpoint.signed:  # signed after any wait for the budget: the timestamp must be fresh when sent
+            headers.update(self._auth_headers(endpoint.path, signed_query))
         self.requests += 1
         try:
             async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
@@ -185,8 +185,8 @@ class BitgetClient:
         """Ask an endpoint limited by IP only: a 429 there means the whole IP is locked out."""
         assert self.budget is not None
         locked_out = False
-        try:
-            await self._request_once(ep.SERVER_TIME, {})
+        try:  # past the budget's queue: every queued request is waiting on this answer
+            await self._request_once(ep.SERVER_TIME, {}, budgeted=False)
         except errors.RateLimited:
             locked_out = True
         except errors.ExchangeError:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 WINDOW_SLACK = 0.25  # seconds added to every window: send-time spacing vs arrival-time spacing
 LOCKOUT_ACCOUNTS = 3  # 429s for this many accounts ...
 LOCKOUT_WINDOW = 10.0  # ... within this many seconds: the IP is locked out
+PROBE_PAUSE = 30.0  # the most a lock-out probe may hold everything up
 
 
 class SlidingWindow:
@@ -35,19 +36,17 @@ class SlidingWindow:
         self._sent: deque[float] = deque()
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
-        self.waited = 0.0  # total seconds callers spent waiting, for "the budget is the bottleneck"
 
     def pause(self, seconds: float) -> None:
         """Admit nothing for a while (a 429 backs off; a lock-out stops everything)."""
         self._paused_until = max(self._paused_until, self.clock.monotonic() + seconds)
 
+    def resume(self) -> None:
+        self._paused_until = 0.0
+
     @property
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self.clock.monotonic())
-
-    def used(self) -> int:
-        self._prune(self.clock.monotonic())
-        return len(self._sent)
 
     def _prune(self, now: float) -> None:
         horizon = now - self.window
@@ -70,7 +69,6 @@ class SlidingWindow:
                     break
                 if wait <= 0:
                     wait = self._sent[0] + self.window - now
-                self.waited += wait
                 await asyncio.sleep(wait)
             yield
             self._sent.append(self.clock.monotonic())
@@ -92,12 +90,11 @@ class IpBudget:
         # Keep a safety margin below Bitget's figure: other tools on the same IP, clock drift.
         self.window = SlidingWindow(max(1, int(limit * (1 - margin))), window + WINDOW_SLACK, clock)
         self.clock = clock
-        self.requests = 0
         self.lockouts = 0
         self._public: dict[str, SlidingWindow] = {}
         self._recent_429: deque[tuple[float, str]] = deque()
         self._probing = False
-        self.probe: asyncio.Task[None] | None = None
+        self.probe: asyncio.Task[None] | None = None  # the running probe (a reference keeps the task alive)
 
     async def acquire(self, endpoint: ep.Endpoint) -> None:
         if endpoint.scope is ep.Scope.IP:
@@ -111,7 +108,6 @@ class IpBudget:
         else:
             async with self.window.turn():
                 pass
-        self.requests += 1
 
     def note_rate_limited(self, account: str) -> bool:
         """Record a 429 for an account. True when 429s for several accounts at once suggest that the IP itself
@@ -124,6 +120,7 @@ class IpBudget:
             return False
         self._probing = True
         self._recent_429.clear()
+        self.window.pause(PROBE_PAUSE)  # nothing more goes out into a possible lock-out while the probe asks
         return True
 
     def probed(self, locked_out: bool, lockout: float) -> None:
@@ -134,6 +131,8 @@ class IpBudget:
             log.error("Bitget has locked this IP out; pausing every request for %.0f s", lockout)
             self.window.pause(lockout)
             self.lockouts += 1
+        else:
+            self.window.resume()
 
 
 class AccountBudget:
