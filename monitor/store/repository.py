@@ -231,14 +231,7 @@ class Store:
             if account_id is None:
                 return []
             raw = [
-                EquitySample(
-                    r.taken_at,
-                    r.equity_usdt,
-                    r.equity_usdt,
-                    r.equity_usdt,
-                    r.unrealized_pnl_usdt,
-                    r.worst_liquidation_distance_pct,
-                )
+                _point(r)
                 for r in connection.execute(
                     select(EQUITY)
                     .where(EQUITY.c.account_id == account_id, EQUITY.c.taken_at >= start, EQUITY.c.taken_at <= end)
@@ -311,16 +304,7 @@ class Store:
             for r in connection.execute(
                 select(EQUITY).where(EQUITY.c.taken_at >= start, EQUITY.c.taken_at < end).order_by(EQUITY.c.taken_at)
             ):
-                points[r.account_id].append(
-                    EquitySample(
-                        r.taken_at,
-                        r.equity_usdt,
-                        r.equity_usdt,
-                        r.equity_usdt,
-                        r.unrealized_pnl_usdt,
-                        r.worst_liquidation_distance_pct,
-                    )
-                )
+                points[r.account_id].append(_point(r))
             rows = [
                 {
                     "account_id": account_id,
@@ -470,6 +454,12 @@ def position_rows(snapshot: AccountSnapshot) -> list[dict[str, Any]]:
         }
         for p in snapshot.positions
     ]
+
+
+def _point(row: Any) -> EquitySample:
+    """A raw equity point as a sample (its low and high are the point itself)."""
+    return EquitySample(row.taken_at, row.equity_usdt, row.equity_usdt, row.equity_usdt, row.unrealized_pnl_usdt,
+                        row.worst_liquidation_distance_pct)  # fmt: skip
 
 
 def _balance(row: Any) -> BalanceLine:
