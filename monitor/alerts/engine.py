@@ -1,0 +1,389 @@
+"""The alert engine: evaluates the rules after every poll and on a timer, steps each alert through its
+lifecycle, decides what to tell people and queues it, and writes all of it to the database.
+
+State lives in the database. On start the engine loads it before judging anything, so a restart neither
+re-sends nor misses. Changes are written in order; if the database is away they wait in memory and go out when
+it is back (a crash meanwhile can repeat a message, never lose a transition the database already has).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+
+from monitor.alerts.compose import Outgoing, compose
+from monitor.alerts.lifecycle import ACTIVE, CLOSED, Alert, State, Transition, notified, notify_reason, step, vanish
+from monitor.alerts.messages import Item, Messages
+from monitor.alerts.silences import Silence, silenced
+from monitor.clock import Clock
+from monitor.config.model import Config
+from monitor.poller.state import AccountState, Status
+from monitor.rules.evaluate import AccountView, RollingPeak, evaluate_account, evaluate_portfolio, portfolio_equity
+from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
+from monitor.store.alerts import RESOLVED_KEPT, AlertBatch, BatchRejected
+from monitor.store.repository import Store
+
+log = logging.getLogger(__name__)
+
+TICK = 5.0  # seconds between timer evaluations (repeats, `for`, silences ending, accounts going quiet)
+RETRY = 5.0  # seconds between attempts while the database is away
+
+
+def messages_for(config: Config) -> Messages:
+    return Messages(config.alerts.templates, config.web.public_url, config.alerts.max_items)
+
+
+class AlertEngine:
+    def __init__(self, config: Config, store: Store, clock: Clock, *, on_queued: Callable[[], None] = lambda: None):
+        self.store = store
+        self.clock = clock
+        self.on_queued = on_queued  # wakes the sender once messages are in the outbox
+        self.alerts: dict[str, Alert] = {}
+        self._by_account: dict[str | None, set[str]] = defaultdict(set)
+        self.silences: list[Silence] = []
+        self._peaks: dict[tuple[str, str | None], RollingPeak] = {}
+        self._last_success: dict[str, datetime] = {}  # from the database: good data before this process started
+        self._first_seen: dict[str, datetime] = {}  # when this process began watching each account
+        self._owned: set[str] | None = None  # the accounts this process polls, when processes share them
+        self._pending = AlertBatch(clock.now())
+        self._dirty = asyncio.Event()
+        self._flushing = asyncio.Lock()  # batches are written one after the other, in order
+        self.ready = False
+        self.rejected = 0  # batches the database refused (logged; never retried)
+        self.apply(config)
+
+    def apply(self, config: Config) -> None:
+        """Take a (re)loaded configuration."""
+        self.config = config
+        self.rules = {r.name: r for r in config.rules}
+        self.messages = messages_for(config)
+        self._channels = {a.name: a.channels for a in config.accounts}
+        self._tags = {a.name: a.tags for a in config.accounts}
+        self._retire(self.clock.now())
+
+    def _retire(self, now: datetime) -> None:
+        """Alerts whose rule or account left the configuration resolve, without a message: nothing watches
+        them any more, and they must not stay firing forever."""
+        for alert in list(self.alerts.values()):
+            if alert.state not in ACTIVE:
+                continue
+            if alert.rule not in self.rules:
+                reason = "rule removed"
+            elif alert.account is not None and alert.account not in self._tags:
+                reason = "account removed"
+            else:
+                continue
+            new, transition = vanish(alert, now, reason)
+            self._record(replace(new, last_notified_state=new.state), transition)
+
+    # -- state ------------------------------------------------------------------------------------------
+
+    async def load(self, accounts: set[str] | None = None) -> None:
+        """Load the alert state (retrying while the database is away); nothing is judged before it is in.
+        With `accounts`, only theirs (an account this process just took over from another)."""
+        while True:
+            try:
+                now = self.clock.now()
+                alerts = await asyncio.to_thread(self.store.alerts.load, now, accounts)
+                last_success = await asyncio.to_thread(self.store.alerts.last_success)
+                if accounts is None:
+                    self.silences = await asyncio.to_thread(self.store.alerts.silences, now)
+                    await asyncio.to_thread(self._seed_peaks, now)
+                break
+            except Exception as exc:
+                log.error("alert state not loaded (%s); alerts wait for the database",
+                          str(getattr(exc, "orig", exc)).strip())  # fmt: skip
+                await asyncio.sleep(RETRY)
+        self._last_success.update(last_success)
+        for alert in alerts:
+            if alert.key not in self._pending.alerts:  # never over a change not written yet
+                self.alerts[alert.key] = alert
+                self._by_account[alert.account].add(alert.key)
+        if accounts is None:
+            self.ready = True
+            self._retire(now)
+            firing, pending = (sum(a.state is s for a in alerts) for s in (State.FIRING, State.PENDING))
+            log.info("alert state loaded: %d firing, %d pending", firing, pending)
+
+    async def adopt(self, owned: set[str]) -> None:
+        """Processes sharing accounts handed some over: load the alerts of accounts gained (another process
+        may have changed them), forget those of accounts this process does not poll (their owner speaks)."""
+        gained = owned - self._owned if self._owned is not None else set()
+        self._owned = owned
+        for name in [n for n in self._by_account if n is not None and n not in owned]:
+            for key in self._by_account.pop(name):
+                self.alerts.pop(key, None)
+        if gained and self.ready:
+            await self.load(gained)
+
+    def _seed_peaks(self, now: datetime) -> None:
+        """Drawdown peaks from the stored equity series, so a restart does not forget the high-water mark.
+
+        Raw points where the window is within raw retention, else hourly rollups (their highs). A portfolio's
+        total at each stored point is the sum of every selected account's latest value so far.
+        """
+        for rule in self.rules.values():
+            if rule.type is not RuleType.DRAWDOWN:
+                continue
+            raw = rule.window <= self.config.storage.raw_retention
+            names = [a.name for a in self.config.accounts if rule.selects(a.name, a.tags)]
+            series = {n: self.store.equity_series(n, now - rule.window, now, hourly=not raw) for n in names}
+            if not rule.portfolio:
+                for name, samples in series.items():
+                    for s in samples:
+                        self._peak(rule, name).add(s.at, s.high)
+                continue
+            latest: dict[str, Decimal] = {}
+            points = sorted((s.at, name, s.equity) for name, samples in series.items() for s in samples)
+            for at, name, equity in points:
+                latest[name] = equity
+                if len(latest) == len(names):
+                    self._peak(rule, None).add(at, sum(latest.values(), Decimal(0)))
+
+    def _peak(self, rule: Rule, account: str | None) -> RollingPeak:
+        key = (rule.name, account)
+        if key not in self._peaks or self._peaks[key].window != rule.window:
+            self._peaks[key] = RollingPeak(rule.window)
+        return self._peaks[key]
+
+    # -- evaluation --------------------------------------------------------------------------------------
+
+    def evaluate(self, views: Iterable[AccountView], now: datetime, *, portfolio: bool = False) -> None:
+        """Judge these accounts (and the portfolio rules) now; queue what changed. One account's failure (a
+        bug, a broken template) is logged and does not touch the others."""
+        if not self.ready:
+            return
+        views = list(views)
+        for view in views:
+            try:
+                self._track_peaks(view)
+                self._evaluate_account(view, now)
+            except Exception:
+                log.exception("%s: alert evaluation failed", view.name)
+        if portfolio:
+            try:
+                self._evaluate_portfolio(views, now)
+            except Exception:
+                log.exception("portfolio alert evaluation failed")
+        self._dirty.set()
+
+    def _track_peaks(self, view: AccountView) -> None:
+        if view.snapshot is None or not view.fresh:
+            return
+        for rule in self.rules.values():
+            if rule.type is RuleType.DRAWDOWN and not rule.portfolio and rule.selects(view.name, view.tags):
+                self._peak(rule, view.name).add(view.snapshot.taken_at, view.snapshot.equity_usdt)
+
+    def _severity_of(self, rule: Rule, key: str, value: Decimal) -> Severity | None:
+        alert = self.alerts.get(key)
+        current = alert.severity if alert is not None and alert.state in ACTIVE else None
+        return rule.severity(value, current)
+
+    def _peak_of(self, rule: Rule, account: str | None) -> Decimal | None:
+        return self._peak(rule, account).peak(self.clock.now())
+
+    def _evaluate_account(self, view: AccountView, now: datetime) -> None:
+        evaluation = evaluate_account(self.rules.values(), view, now, self._severity_of, self._peak_of)
+        seen, held = set(), set()
+        changes: dict[str, tuple[Alert, Transition | None]] = {}
+        for obs in evaluation.observations:
+            seen.add(obs.key)
+            if obs.held:
+                held.add(obs.key)
+                continue
+            current = self.alerts.get(obs.key)
+            new, transition = step(current, obs, now)
+            if new is None:
+                continue
+            if transition is not None:
+                changes[obs.key] = (new, transition)
+            elif current is not None:  # the value moved: kept in memory, written with the next change
+                self.alerts[obs.key] = new
+        for key in self._by_account.get(view.name, ()):
+            alert = self.alerts[key]
+            rule = self.rules.get(alert.rule)
+            if key in seen or alert.state not in ACTIVE or rule is None:
+                continue
+            if rule.name in evaluation.held:
+                held.add(key)
+                continue
+            reason = CLOSED if rule.per_position else "no longer reported"
+            if not rule.selects(view.name, view.tags):
+                reason = "the rule no longer selects this account"
+            new, transition = vanish(alert, now, reason)
+            changes[key] = (new, transition)
+        keys = set(self._by_account.get(view.name, ())) | changes.keys()
+        self._settle(changes, keys - held, now)
+
+    def _evaluate_portfolio(self, views: list[AccountView], now: datetime) -> None:
+        changes: dict[str, tuple[Alert, Transition | None]] = {}
+        keys = set()
+        for rule in self.rules.values():
+            if not rule.portfolio:
+                continue
+            total = portfolio_equity(rule, views)
+            if total is not None:
+                self._peak(rule, None).add(now, total)
+            obs = evaluate_portfolio(rule, views, self._severity_of, self._peak_of)
+            if obs is None or obs.held:  # some account has no fresh data, or no peak yet: hold
+                continue
+            current = self.alerts.get(obs.key)
+            new, transition = step(current, obs, now)
+            if new is None:
+                continue
+            keys.add(obs.key)
+            if transition is not None:
+                changes[obs.key] = (new, transition)
+            elif current is not None:
+                self.alerts[obs.key] = new
+        self._settle(changes, keys, now)
+
+    def _settle(self, changes: dict[str, tuple[Alert, Transition | None]], keys: Iterable[str], now: datetime) -> None:
+        """Decide what people hear about, render it, and only then record everything together: a message
+        that cannot be rendered leaves the alerts unmarked, to be tried again."""
+        current = {**{k: self.alerts[k] for k in keys if k in self.alerts}, **{k: a for k, (a, _) in changes.items()}}
+        inhibited = {a.account for a in current.values() if a.state is State.FIRING
+                     and (r := self.rules.get(a.rule)) is not None and r.type is RuleType.UNREACHABLE}  # fmt: skip
+        items, marked = [], {}
+        for key, alert in current.items():
+            rule = self.rules.get(alert.rule)
+            if rule is None or (alert.account in inhibited and rule.type in DATA_TYPES):
+                continue
+            if silenced(alert, self.silences, now):  # tracked, quiet; announced again when the silence ends
+                if alert.state is State.FIRING and alert.silenced_since is None:
+                    marked[key] = replace(alert, silenced_since=now)
+                continue
+            reason = notify_reason(alert, rule, now, silenced=False)
+            if reason is None:
+                continue
+            items.append(Item(alert, reason, str(rule.type), changes.get(key, (alert, None))[1]))
+            marked[key] = notified(alert, now)
+        messages = self._compose(items, now) if items else []
+        for key, (alert, transition) in changes.items():
+            self._record(marked.pop(key, alert), transition)
+        for alert in marked.values():
+            self._record(alert, None)
+        self._pending.messages += messages
+        self._pending.at = now
+
+    def _compose(self, items: list[Item], now: datetime) -> list[Outgoing]:
+        c = self.config
+        return compose(items, self.rules, self._channels, self._tags, c.channels, self.messages, now)
+
+    def _record(self, alert: Alert, transition: Transition | None) -> None:
+        self.alerts[alert.key] = alert
+        self._by_account[alert.account].add(alert.key)
+        self._pending.alerts[alert.key] = alert
+        if transition is not None:
+            self._pending.transitions.append(transition)
+            if transition.to_state in (State.FIRING, State.RESOLVED) or transition.from_state is State.FIRING:
+                log.info("alert %s: %s -> %s (%s): %s", alert.key, transition.from_state, transition.to_state,
+                         transition.reason, alert.summary)  # fmt: skip
+
+    # -- background --------------------------------------------------------------------------------------
+
+    async def run(self, views: Callable[[], list[AccountView]], portfolio: Callable[[], bool] = lambda: True) -> None:
+        """Load the state, then evaluate every TICK and write whatever changed. Portfolio rules need every
+        account: `portfolio` says whether this process sees them all (not when processes share accounts)."""
+        await self.load()
+        writer = asyncio.create_task(self._write(), name="alert writer")
+        try:
+            while True:
+                now = self.clock.now()
+                try:
+                    self.silences = await asyncio.to_thread(self.store.alerts.silences, now)
+                except Exception as exc:  # keep the silences known; evaluation goes on
+                    log.warning("silences not refreshed: %s", str(getattr(exc, "orig", exc)).strip())
+                try:
+                    self.evaluate(views(), now, portfolio=portfolio())
+                    self._forget(now)
+                except Exception:  # a bug must not end alerting
+                    log.exception("alert evaluation pass failed")
+                await asyncio.sleep(TICK)
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    def _forget(self, now: datetime) -> None:
+        """Drop settled alerts from memory (the database keeps them)."""
+        for key, alert in list(self.alerts.items()):
+            settled = alert.state is State.INACTIVE or (
+                alert.state is State.RESOLVED and alert.resolved_at is not None
+                and now - alert.resolved_at > RESOLVED_KEPT
+            )  # fmt: skip
+            if settled and key not in self._pending.alerts:
+                del self.alerts[key]
+                self._by_account[alert.account].discard(key)
+
+    async def _write(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if not await self.flush():
+                await asyncio.sleep(RETRY)
+
+    async def flush(self) -> bool:
+        """Write what is pending. If the database is away it stays pending (in order) for the next attempt. If
+        the database refuses the data itself, retrying cannot help: the batch is written account by account,
+        and the refused part is logged and dropped (with its alerts, which the next evaluation rebuilds)."""
+        async with self._flushing:
+            batch, self._pending = self._pending, AlertBatch(self.clock.now())
+            if not batch:
+                return True
+            try:
+                try:
+                    await asyncio.to_thread(self.store.alerts.save, batch)
+                except BatchRejected:
+                    for part in batch.by_account():
+                        await self._save_or_drop(part)
+            except Exception as exc:
+                batch.extend(self._pending)
+                self._pending = batch
+                log.error(
+                    "alert changes not written (%s); %d messages wait",
+                    str(getattr(exc, "orig", exc)).strip(),
+                    len(batch.messages),
+                )
+                self._dirty.set()
+                return False
+        if batch.messages:
+            self.on_queued()
+        return True
+
+    async def _save_or_drop(self, part: AlertBatch) -> None:
+        try:
+            await asyncio.to_thread(self.store.alerts.save, part)
+        except BatchRejected as exc:
+            self.rejected += 1
+            log.error("alert changes refused by the database and dropped (%d alerts, %d messages): %s",
+                      len(part.alerts), len(part.messages), exc)  # fmt: skip
+            for key, alert in part.alerts.items():
+                self.alerts.pop(key, None)
+                self._by_account[alert.account].discard(key)
+
+    @property
+    def waiting(self) -> int:
+        """Messages evaluated but not yet in the outbox."""
+        return len(self._pending.messages)
+
+    def firing(self) -> list[Alert]:
+        order = {Severity.CRITICAL: 0, Severity.WARNING: 1, None: 2}
+        return sorted((a for a in self.alerts.values() if a.state is State.FIRING),
+                      key=lambda a: (order[a.severity], a.key))  # fmt: skip
+
+    def view(self, state: AccountState, now: datetime) -> AccountView:
+        """What the rules see of an account the poller reads."""
+        m = self.config.monitor
+        last_good = state.last_good_at or self._last_success.get(state.name)
+        return AccountView(
+            name=state.name, tags=state.config.tags, snapshot=state.snapshot, last_good_at=last_good,
+            fresh=not state.stale(now, m.poll_interval, m.stale_grace),
+            watched_since=self._first_seen.setdefault(state.name, now), poll_interval=m.poll_interval,
+            polled=state.polls > 0, permanent_error=state.status == Status.UNREACHABLE,
+            error_code=state.error_code, error_message=state.error_message, key=state.key,
+        )  # fmt: skip

@@ -1,0 +1,172 @@
+"""Messages from Jinja2 templates: a title, a short form for chat and a long form for email.
+
+Users can put their own `title.j2`, `short.j2`, `long.j2` or `summary.j2` in a folder (`[alerts] templates`);
+those are found before the built-in ones in monitor/alerts/templates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+
+from monitor.alerts.lifecycle import Alert, Reason, Transition
+from monitor.rules.evaluate import num
+
+log = logging.getLogger(__name__)
+BUILTIN = Path(__file__).resolve().parent / "templates"
+TEMPLATES = ("title.j2", "short.j2", "long.j2", "summary.j2")
+CHAT_LIMIT = 3500  # Telegram takes 4096 characters; leave room for apprise's own framing
+TITLE_LIMIT = 250
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One alert in one message, and why it is there."""
+
+    alert: Alert
+    reason: Reason
+    rule_type: str
+    transition: Transition | None = None  # the change this item announces, when it announces one
+
+    @property
+    def rank(self) -> tuple[int, str]:
+        """Critical first, then warnings, then resolved ones."""
+        if self.reason is Reason.RESOLVED:
+            return 0, self.alert.key
+        return -(2 if self.alert.severity == "critical" else 1), self.alert.key
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    title: str
+    body: str
+    body_long: str
+
+
+def environment(templates: Path | None) -> jinja2.Environment:
+    """The user's folder first (when given), then the built-in templates."""
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(BUILTIN)]
+    if templates is not None:
+        loaders.insert(0, jinja2.FileSystemLoader(templates))
+    # Plain text out, for chat and email bodies: HTML escaping would garble it. (The page escapes with its
+    # own environment.)
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=False,  # noqa: S701
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.ChainableUndefined,
+    )
+
+
+def check_templates(folder: Path) -> None:
+    """Compile the user's templates; raises jinja2.TemplateError (with the file and line) when one is broken."""
+    env = environment(folder)
+    for name in TEMPLATES:
+        if (folder / name).exists():
+            env.get_template(name)
+
+
+class Messages:
+    def __init__(self, templates: Path | None, public_url: str | None, max_items: int = 10) -> None:
+        self.env = environment(templates)
+        self.builtin = environment(None) if templates is not None else self.env
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.max_items = max_items
+
+    def link(self, account: str | None) -> str | None:
+        if self.public_url is None:
+            return None
+        return f"{self.public_url}/accounts/{quote(account, safe='')}" if account else self.public_url
+
+    def render(self, account: str | None, tags: tuple[str, ...], items: list[Item]) -> Rendered:
+        """One account's message: every item, worst first, capped at max_items with "and N more"."""
+        items = sorted(items, key=lambda i: i.rank)
+        shown = [_context(i) for i in items[: self.max_items]]
+        context = {
+            "account": account or "portfolio",
+            "tags": tags,
+            "items": shown,
+            "more": len(items) - len(shown),
+            "count": len(items),
+            "link": self.link(account),
+        }
+        return self._rendered(context)
+
+    def summary(self, window: str, items: list[Item]) -> Rendered:
+        """What was held during a channel's quiet hours and is still true, as one message."""
+        items = sorted(items, key=lambda i: i.rank)
+        shown = [_context(i) for i in items[: self.max_items]]
+        context = {
+            "account": "quiet hours summary",
+            "window": window,
+            "items": shown,
+            "more": len(items) - len(shown),
+            "count": len(items),
+            "link": self.link(None),
+            "tags": (),
+        }
+        body = self._template("summary.j2", context)
+        return Rendered(self._title(context), _clip(body, CHAT_LIMIT), body)
+
+    def _rendered(self, context: dict[str, Any]) -> Rendered:
+        return Rendered(
+            self._title(context),
+            _clip(self._template("short.j2", context), CHAT_LIMIT),
+            self._template("long.j2", context),
+        )
+
+    def _title(self, context: dict[str, Any]) -> str:
+        return _clip(" ".join(self._template("title.j2", context).split()), TITLE_LIMIT)
+
+    def _template(self, name: str, context: dict[str, Any]) -> str:
+        """Render with the user's template; if it fails at run time, say so and use the built-in one (a message
+        must not be lost to a template)."""
+        try:
+            return self.env.get_template(name).render(context).strip()
+        except Exception:
+            if self.builtin is self.env:
+                raise
+            log.exception("template %s failed; the built-in one is used", name)
+            return self.builtin.get_template(name).render(context).strip()
+
+    def test(self) -> Rendered:
+        text = "A test message from bitget-monitor: this channel works."
+        return Rendered(
+            "bitget-monitor test message",
+            text,
+            text + (f"\n\nStatus page: {self.public_url}" if self.public_url else ""),
+        )
+
+
+def _context(item: Item) -> dict[str, Any]:
+    a = item.alert
+    resolved = item.reason is Reason.RESOLVED
+    since = a.resolved_at if resolved else (a.firing_since or a.pending_since)
+    return {
+        "label": "RESOLVED" if resolved else str(a.severity or "").upper(),
+        "account": a.account or "portfolio",
+        "rule": a.rule,
+        "type": item.rule_type,
+        "state": str(a.state),
+        "reason": str(item.reason),
+        "severity": str(a.severity) if a.severity else None,
+        "summary": a.summary,
+        "since": _when(since),
+        "details": a.details,
+        "value": num(round(a.value, 4)) if a.value is not None else None,
+    }
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "-"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

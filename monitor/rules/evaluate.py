@@ -1,0 +1,268 @@
+"""Rule evaluation: plain functions of what is known about the accounts and `now`.
+
+An evaluation says, for each rule, what it observed (one Observation per subject, breaching or not) and which
+rules it could not judge because the data is missing (`held`): those alerts keep their state, since missing
+data must never resolve an alert.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from monitor.domain import AccountSnapshot, KeyInfo, Position
+from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """What the rules see of one account."""
+
+    name: str
+    tags: tuple[str, ...]
+    snapshot: AccountSnapshot | None  # the last good one
+    last_good_at: datetime | None
+    fresh: bool  # the snapshot is recent enough to judge (not stale)
+    watched_since: datetime  # when this process started watching (no data yet counts from here)
+    poll_interval: timedelta
+    polled: bool = True  # read at least once by this process (before that, nothing is judged)
+    permanent_error: bool = False  # a Bitget error that retrying does not fix
+    error_code: str | None = None
+    error_message: str | None = None
+    key: KeyInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    rule: Rule
+    account: str | None  # None for portfolio rules
+    subject: str  # "USDT-FUTURES BTCUSDT long", "USDT-FUTURES USDT", "" for the account as a whole
+    severity: Severity | None  # None: the condition does not hold
+    value: Decimal | None
+    summary: str  # one line for people
+    details: dict[str, str] = field(default_factory=dict)  # symbol, side, mark, liquidation price, ...
+    held: bool = False  # the value cannot be judged now (no peak yet, no margin): the alert keeps its state
+
+    @property
+    def key(self) -> str:
+        return alert_key(self.rule.name, self.account, self.subject)
+
+
+def alert_key(rule: str, account: str | None, subject: str) -> str:
+    return f"{rule}|{account or '*'}|{subject}"
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    observations: tuple[Observation, ...]
+    held: frozenset[str]  # rule names whose alerts for this account keep their state (no data to judge)
+
+
+SeverityOf = Callable[[Rule, str, Decimal], Severity | None]  # (rule, alert key, value) -> severity
+PeakOf = Callable[[Rule, str | None], Decimal | None]  # (rule, account) -> equity peak within the rule's window
+
+
+def num(value: Decimal | None, places: int | None = None) -> str:
+    """A decimal for people: fixed point, no exponent, trailing zeros dropped (or `places` decimals)."""
+    if value is None:
+        return "-"
+    if places is not None:
+        return f"{value:,.{places}f}"
+    text = format(value.normalize(), "f")
+    return text if "." not in text else text.rstrip("0").rstrip(".")
+
+
+def evaluate_account(
+    rules: Iterable[Rule], view: AccountView, now: datetime, severity_of: SeverityOf, peak_of: PeakOf
+) -> Evaluation:
+    """Every account-scoped rule that selects this account, on this account's data."""
+    observations: list[Observation] = []
+    held: set[str] = set()
+    for rule in rules:
+        if rule.portfolio or not rule.selects(view.name, view.tags):
+            continue
+        if rule.type in DATA_TYPES and (view.snapshot is None or not view.fresh):
+            held.add(rule.name)
+            continue
+        if not view.polled or (rule.type is RuleType.KEY_PERMISSIONS and view.key is None):
+            held.add(rule.name)
+            continue
+        observations += _observe(rule, view, now, severity_of, peak_of)
+    return Evaluation(tuple(observations), frozenset(held))
+
+
+def _observe(
+    rule: Rule, view: AccountView, now: datetime, severity_of: SeverityOf, peak_of: PeakOf
+) -> Iterable[Observation]:
+    def judged(subject: str, value: Decimal | None, summary: str, details: dict[str, str]) -> Observation:
+        if value is None:
+            return Observation(rule, view.name, subject, None, None, summary, details, held=True)
+        severity = severity_of(rule, alert_key(rule.name, view.name, subject), value)
+        return Observation(rule, view.name, subject, severity, value, summary, details)
+
+    snapshot = view.snapshot
+    if rule.type is RuleType.UNREACHABLE:
+        yield _unreachable(rule, view, now, severity_of)
+    elif rule.type is RuleType.KEY_PERMISSIONS:
+        assert view.key is not None
+        yield _key_permissions(rule, view.name, view.key)
+    elif snapshot is None:
+        return
+    elif rule.per_position:
+        for p in snapshot.positions:
+            details = position_details(p)
+            if rule.type is RuleType.LIQUIDATION_DISTANCE:
+                value = p.liquidation_distance_pct
+                summary = (
+                    (
+                        f"{p.symbol} {p.side}: {num(value, 2)}% from liquidation (mark {num(p.mark_price)}, "
+                        f"liquidation {num(p.liquidation_price)})"
+                    )
+                    if value is not None
+                    else f"{p.symbol} {p.side}: no liquidation price"
+                )
+            else:
+                share = p.unrealized_pnl * 100 / p.margin if p.margin else None
+                value = share if rule.percent else p.unrealized_pnl
+                pct = f" ({num(share, 1)}% of margin)" if share is not None else ""
+                summary = f"{p.symbol} {p.side}: unrealized PnL {num(p.unrealized_pnl, 2)} {p.margin_coin}{pct}"
+            yield judged(position_subject(p), value, summary, details)
+    elif rule.type is RuleType.MARGIN_RATIO:
+        if snapshot.unified is not None:
+            ratio = snapshot.unified.margin_ratio
+            if ratio is not None:
+                yield judged("unified", ratio, f"unified margin ratio {num(ratio, 3)} (liquidation at 1)", {})
+        for f in snapshot.futures:
+            if f.cross_risk_ratio is not None:
+                yield judged(
+                    f"{f.product_type} {f.margin_coin}",
+                    f.cross_risk_ratio,
+                    f"{f.product_type} {f.margin_coin}: cross risk ratio {num(f.cross_risk_ratio, 3)} "
+                    "(liquidation at 1)",
+                    {},
+                )
+    elif rule.type is RuleType.ACCOUNT_PNL:
+        pnl, equity = snapshot.unrealized_pnl_usdt, snapshot.equity_usdt
+        share = pnl * 100 / equity if equity else None
+        text = f" ({num(share, 1)}% of equity)" if share is not None else ""
+        yield judged("", share if rule.percent else pnl, f"unrealized PnL {num(pnl, 2)} USDT{text}", {})
+    elif rule.type is RuleType.DRAWDOWN:
+        peak = peak_of(rule, view.name)
+        value = drawdown_pct(snapshot.equity_usdt, peak)
+        yield judged("", value, _drawdown_summary(rule, snapshot.equity_usdt, peak, value), {})
+
+
+def evaluate_portfolio(
+    rule: Rule, views: Iterable[AccountView], severity_of: SeverityOf, peak_of: PeakOf
+) -> Observation | None:
+    """A portfolio drawdown over the accounts the rule selects; None when one of them has no fresh data
+    (the alert holds its state rather than judging a partial total)."""
+    total = portfolio_equity(rule, views)
+    if total is None:
+        return None
+    peak = peak_of(rule, None)
+    value = drawdown_pct(total, peak)
+    summary = "portfolio " + _drawdown_summary(rule, total, peak, value)
+    if value is None:
+        return Observation(rule, None, "", None, None, summary, held=True)
+    return Observation(rule, None, "", severity_of(rule, alert_key(rule.name, None, ""), value), value, summary)
+
+
+def portfolio_equity(rule: Rule, views: Iterable[AccountView]) -> Decimal | None:
+    selected = [v for v in views if rule.selects(v.name, v.tags)]
+    if not selected or any(v.snapshot is None or not v.fresh for v in selected):
+        return None
+    return sum((v.snapshot.equity_usdt for v in selected if v.snapshot is not None), Decimal(0))
+
+
+def drawdown_pct(equity: Decimal, peak: Decimal | None) -> Decimal | None:
+    if peak is None or peak <= 0:
+        return None
+    return max(Decimal(0), (peak - equity) * 100 / peak)
+
+
+def _drawdown_summary(rule: Rule, equity: Decimal, peak: Decimal | None, value: Decimal | None) -> str:
+    window = _span(rule.window)
+    if value is None:
+        return f"equity {num(equity, 2)} USDT (no {window} peak yet)"
+    return f"equity {num(equity, 2)} USDT, {num(value, 2)}% below its {window} peak of {num(peak, 2)}"
+
+
+def _unreachable(rule: Rule, view: AccountView, now: datetime, severity_of: SeverityOf) -> Observation:
+    since = view.last_good_at or view.watched_since
+    intervals = Decimal(int((now - since) / view.poll_interval))
+    error = f" (last error {view.error_code}: {view.error_message})" if view.error_code else ""
+    severity: Severity | None
+    if view.permanent_error:  # retrying does not fix it: as bad as it gets, at once
+        severity = rule.levels()[0][0]
+        summary = f"cannot be read: Bitget error {view.error_code}: {view.error_message}"
+    else:
+        severity = severity_of(rule, alert_key(rule.name, view.name, ""), intervals)
+        seen = f"since {since:%Y-%m-%d %H:%M} UTC" if view.last_good_at else "since the monitor started"
+        summary = f"no good data for {intervals} poll intervals ({seen}){error}"
+    return Observation(rule, view.name, "", severity, intervals, summary, {"error_code": view.error_code or ""})
+
+
+def _key_permissions(rule: Rule, account: str, key: KeyInfo) -> Observation:
+    findings = [
+        name
+        for name, present in (
+            ("trade", key.can_trade),
+            ("withdraw", key.can_withdraw),
+            ("no_ip_binding", not key.ip_bound),
+        )
+        if present
+    ]
+    severity = None
+    for level, wanted in ((Severity.CRITICAL, rule.critical), (Severity.WARNING, rule.warning)):
+        if wanted and any(f in wanted for f in findings):
+            severity = level
+            break
+    words = {"trade": "can trade", "withdraw": "can withdraw", "no_ip_binding": "is not bound to an IP address"}
+    summary = "API key " + (", ".join(words[f] for f in findings) if findings else "is read-only and IP-bound")
+    return Observation(rule, account, "", severity, None, summary, {"findings": ",".join(findings)})
+
+
+def position_subject(p: Position) -> str:
+    return f"{p.product_type} {p.symbol} {p.side}"
+
+
+def position_details(p: Position) -> dict[str, str]:
+    distance = p.liquidation_distance_pct
+    return {
+        "product": p.product_type,
+        "symbol": p.symbol,
+        "side": str(p.side),
+        "size": num(p.size),
+        "mark": num(p.mark_price),
+        "liquidation": num(p.liquidation_price),
+        "distance": num(distance, 2) if distance is not None else "-",
+        "upnl": num(p.unrealized_pnl, 2),
+        "coin": p.margin_coin,
+    }
+
+
+def _span(window: timedelta) -> str:
+    hours = window.total_seconds() / 3600
+    return f"{hours / 24:g}d" if hours >= 48 and hours % 24 == 0 else f"{hours:g}h"
+
+
+class RollingPeak:
+    """The highest value within a sliding time window, in O(1) amortised per sample (a monotonic queue)."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+        self._samples: deque[tuple[datetime, Decimal]] = deque()  # values strictly decreasing
+
+    def add(self, at: datetime, value: Decimal) -> None:
+        while self._samples and self._samples[-1][1] <= value:
+            self._samples.pop()
+        self._samples.append((at, value))
+
+    def peak(self, now: datetime) -> Decimal | None:
+        while self._samples and self._samples[0][0] < now - self.window:
+            self._samples.popleft()
+        return self._samples[0][1] if self._samples else None

@@ -1,0 +1,344 @@
+"""Rules and the alert lifecycle as pure functions: levels, hysteresis, evaluation, steps, notify decisions,
+quiet hours. Plus the rule section of the accounts file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from monitor.alerts.compose import quiet_until
+from monitor.alerts.lifecycle import Reason, State, notified, notify_reason, step, vanish
+from monitor.config import load_config
+from monitor.config.model import ChannelConfig
+from monitor.domain import AccountMode, AccountSnapshot, KeyInfo, MarginMode, Position, PositionMode, Side
+from monitor.errors import ConfigError
+from monitor.poller.state import RiskLevels
+from monitor.rules.evaluate import AccountView, RollingPeak, evaluate_account
+from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
+
+D = Decimal
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LIQ = Rule(
+    "liq",
+    RuleType.LIQUIDATION_DISTANCE,
+    D(15),
+    D(7),
+    D(2),
+    repeat={Severity.WARNING: timedelta(minutes=30), Severity.CRITICAL: timedelta(minutes=5)},
+)
+MARGIN = Rule("margin", RuleType.MARGIN_RATIO, D("0.6"), D("0.8"), D("0.05"))
+W, C = Severity.WARNING, Severity.CRITICAL
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "current", "expected"),
+    [
+        (LIQ, D(20), None, None),
+        (LIQ, D(15), None, W),  # at the level counts
+        (LIQ, D(10), None, W),
+        (LIQ, D(7), None, C),
+        (LIQ, D(16), W, W),  # inside the hysteresis band: holds
+        (LIQ, D("17.01"), W, None),  # past level + clear: lets go
+        (LIQ, D(8), C, C),  # critical holds until 7 + 2
+        (LIQ, D("9.5"), C, W),  # eases to warning, not to nothing
+        (LIQ, D(30), C, None),
+        (MARGIN, D("0.59"), None, None),
+        (MARGIN, D("0.6"), None, W),
+        (MARGIN, D("0.56"), W, W),
+        (MARGIN, D("0.549"), W, None),
+        (MARGIN, D("0.8"), W, C),
+        (MARGIN, D("0.76"), C, C),
+        (MARGIN, D("0.74"), C, W),
+    ],
+)
+def test_severity_follows_levels_with_hysteresis(
+    rule: Rule, value: Decimal, current: Severity | None, expected: Severity | None
+) -> None:
+    assert rule.severity(value, current) == expected
+
+
+def position(
+    mark: str,
+    liquidation: str | None,
+    *,
+    side: Side = Side.LONG,
+    symbol: str = "BTCUSDT",
+    pnl: str = "-10",
+    margin: str = "100",
+) -> Position:
+    return Position(
+        "USDT-FUTURES",
+        symbol,
+        "USDT",
+        side,
+        PositionMode.ONE_WAY,
+        MarginMode.ISOLATED,
+        D(1),
+        D(mark),
+        D(mark),
+        D(liquidation) if liquidation else None,
+        D(margin),
+        D(10),
+        D(pnl),
+    )
+
+
+def view(
+    *positions: Position,
+    fresh: bool = True,
+    polled: bool = True,
+    key: KeyInfo | None = None,
+    permanent: bool = False,
+    last_good: datetime | None = T0,
+    name: str = "acct",
+) -> AccountView:
+    snapshot = AccountSnapshot(name, T0, AccountMode.CLASSIC, positions=positions)
+    return AccountView(
+        name,
+        ("fund-a",),
+        snapshot,
+        last_good,
+        fresh,
+        T0 - timedelta(hours=1),
+        timedelta(seconds=30),
+        polled,
+        permanent,
+        "40012" if permanent else None,
+        "bad passphrase" if permanent else None,
+        key,
+    )
+
+
+def judge(rules: list[Rule], v: AccountView, now: datetime = T0) -> dict[str, tuple[Severity | None, str]]:
+    evaluation = evaluate_account(rules, v, now, lambda r, k, x: r.severity(x, None), lambda r, a: None)
+    return {o.key: (o.severity, o.summary) for o in evaluation.observations} | {
+        f"held:{name}": (None, "") for name in evaluation.held
+    }
+
+
+def test_every_position_is_observed_and_a_missing_liquidation_price_never_alerts() -> None:
+    result = judge([LIQ], view(position("100", "94"), position("100", None, symbol="ETHUSDT")))
+    assert result == {
+        "liq|acct|USDT-FUTURES BTCUSDT long": (C, "BTCUSDT long: 6.00% from liquidation (mark 100, liquidation 94)"),
+        "liq|acct|USDT-FUTURES ETHUSDT long": (None, "ETHUSDT long: no liquidation price"),
+    }
+
+
+def test_short_positions_measure_distance_upwards() -> None:
+    result = judge([LIQ], view(position("100", "110", side=Side.SHORT)))
+    assert result["liq|acct|USDT-FUTURES BTCUSDT short"][0] is W
+
+
+def test_stale_or_unpolled_accounts_hold_their_data_rules_but_not_the_unreachable_rule() -> None:
+    unreachable = Rule("down", RuleType.UNREACHABLE, None, D(3))
+    stale = judge([LIQ, unreachable], view(position("100", "94"), fresh=False), T0 + timedelta(minutes=2))
+    assert stale == {"held:liq": (None, ""), "down|acct|": (C, stale["down|acct|"][1])}
+    assert "no good data for 4 poll intervals" in stale["down|acct|"][1]
+    assert judge([LIQ, unreachable], view(polled=False)) == {"held:liq": (None, ""), "held:down": (None, "")}
+
+
+def test_a_permanent_error_is_critical_at_once() -> None:
+    unreachable = Rule("down", RuleType.UNREACHABLE, D(3), D(10))
+    result = judge([unreachable], view(permanent=True))
+    assert result["down|acct|"] == (C, "cannot be read: Bitget error 40012: bad passphrase")
+
+
+def test_pnl_rules_in_coin_and_percent_and_key_findings() -> None:
+    coin = Rule("pnl", RuleType.UNREALIZED_PNL, D(-50), D(-200))
+    pct = Rule("pnlpct", RuleType.UNREALIZED_PNL, D(-20), D(-50), percent=True)
+    key = Rule("key", RuleType.KEY_PERMISSIONS, ("trade", "no_ip_binding"), ("withdraw",))
+    info = KeyInfo("1", ("spot_trade", "readonly"), ())
+    result = judge([coin, pct, key], view(position("100", None, pnl="-60", margin="100"), key=info))
+    assert result["pnl|acct|USDT-FUTURES BTCUSDT long"][0] is W
+    assert result["pnlpct|acct|USDT-FUTURES BTCUSDT long"][0] is C
+    assert result["key|acct|"] == (W, "API key can trade, is not bound to an IP address")
+
+
+def test_rules_select_accounts_by_glob_and_tag() -> None:
+    rule = Rule("r", RuleType.LIQUIDATION_DISTANCE, D(15), accounts=("fund-*",), tags=("hedge",))
+    assert rule.selects("fund-1", ("hedge", "x"))
+    assert not rule.selects("fund-1", ("x",))
+    assert not rule.selects("other", ("hedge",))
+
+
+def test_the_rolling_peak_forgets_what_left_the_window() -> None:
+    peak = RollingPeak(timedelta(hours=24))
+    peak.add(T0, D(100))
+    peak.add(T0 + timedelta(hours=1), D(90))
+    peak.add(T0 + timedelta(hours=2), D(95))
+    assert peak.peak(T0 + timedelta(hours=3)) == D(100)
+    assert peak.peak(T0 + timedelta(hours=24, minutes=30)) == D(95)
+
+
+def test_risk_cadence_follows_the_widest_warning_level() -> None:
+    wide = Rule("wide", RuleType.LIQUIDATION_DISTANCE, D(25), D(10), D(5))
+    assert RiskLevels.from_rules([LIQ, wide, MARGIN]) == RiskLevels(D(30), D("0.55"))
+    assert RiskLevels.from_rules([]) == RiskLevels()
+
+
+# -- the lifecycle -------------------------------------------------------------------------------------------
+
+
+def observe(rule: Rule, value: str | None, severity: Severity | None) -> object:
+    from monitor.rules.evaluate import Observation
+
+    details = {"symbol": "BTCUSDT", "side": "long", "mark": "100", "liquidation": "94"}
+    return Observation(rule, "acct", "USDT-FUTURES BTCUSDT long", severity, D(value) if value else None, "s", details)
+
+
+def test_for_delays_firing_and_a_short_blip_never_fires() -> None:
+    rule = Rule("liq", RuleType.LIQUIDATION_DISTANCE, D(15), for_=timedelta(minutes=2))
+    alert, tr = step(None, observe(rule, "10", W), T0)  # type: ignore[arg-type]
+    assert alert is not None and alert.state is State.PENDING and tr is not None
+    assert notify_reason(alert, rule, T0, silenced=False) is None
+    alert, tr = step(alert, observe(rule, "10", W), T0 + timedelta(minutes=1))  # type: ignore[arg-type]
+    assert alert is not None and alert.state is State.PENDING and tr is None
+    blip, tr = step(alert, observe(rule, "20", None), T0 + timedelta(minutes=1))  # type: ignore[arg-type]
+    assert blip is not None and blip.state is State.INACTIVE and tr is not None
+    alert, tr = step(alert, observe(rule, "10", W), T0 + timedelta(minutes=2))  # type: ignore[arg-type]
+    assert alert is not None and alert.state is State.FIRING and tr is not None
+    assert notify_reason(alert, rule, T0 + timedelta(minutes=2), silenced=False) is Reason.FIRING
+
+
+def test_escalation_notifies_at_once_and_repeats_follow_each_severity() -> None:
+    alert, _ = step(None, observe(LIQ, "10", W), T0)  # type: ignore[arg-type]
+    assert alert is not None
+    alert = notified(alert, T0)
+    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=29), silenced=False) is None
+    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=30), silenced=False) is Reason.REPEAT
+    alert, tr = step(alert, observe(LIQ, "6", C), T0 + timedelta(minutes=1))  # type: ignore[arg-type]
+    assert alert is not None and tr is not None and tr.reason == "escalated to critical"
+    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=1), silenced=False) is Reason.ESCALATED
+    alert = notified(alert, T0 + timedelta(minutes=1))
+    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=6), silenced=False) is Reason.REPEAT
+
+
+def test_silence_keeps_it_quiet_and_its_end_announces_a_still_firing_alert() -> None:
+    alert, _ = step(None, observe(LIQ, "10", W), T0)  # type: ignore[arg-type]
+    assert alert is not None
+    assert notify_reason(alert, LIQ, T0, silenced=True) is None
+    assert notify_reason(alert, LIQ, T0 + timedelta(hours=2), silenced=False) is Reason.FIRING
+    resolved, _ = step(alert, observe(LIQ, "30", None), T0)  # type: ignore[arg-type]
+    assert resolved is not None and resolved.state is State.RESOLVED
+    assert notify_reason(resolved, LIQ, T0, silenced=False) is None  # never announced: nothing to resolve
+
+
+def test_a_vanished_position_resolves_and_says_probably_liquidated_past_its_price() -> None:
+    alert, _ = step(None, observe(LIQ, "6", C), T0)  # type: ignore[arg-type]
+    assert alert is not None
+    closed, tr = vanish(alert, T0, "position closed")
+    assert closed.state is State.RESOLVED and tr is not None and tr.reason == "position closed"
+    past = alert.__class__(
+        **{
+            **{f: getattr(alert, f) for f in alert.__slots__},  # type: ignore[attr-defined]
+            "details": {"side": "long", "mark": "93", "liquidation": "94"},
+        }
+    )
+    _, tr = vanish(past, T0, "position closed")
+    assert tr is not None and tr.reason == "position closed, probably liquidated"
+
+
+# -- quiet hours ---------------------------------------------------------------------------------------------
+
+BERLIN = ChannelConfig("night", (), quiet_hours=(time(22), time(7)), timezone=ZoneInfo("Europe/Berlin"))
+
+
+@pytest.mark.parametrize(
+    ("now", "until"),
+    [
+        (datetime(2026, 3, 28, 20, 59, tzinfo=UTC), None),  # 21:59 CET
+        (datetime(2026, 3, 28, 21, 0, tzinfo=UTC), datetime(2026, 3, 29, 5, 0, tzinfo=UTC)),  # ends 07:00 CEST
+        (datetime(2026, 3, 29, 4, 59, tzinfo=UTC), datetime(2026, 3, 29, 5, 0, tzinfo=UTC)),
+        (datetime(2026, 3, 29, 5, 0, tzinfo=UTC), None),
+        (datetime(2026, 10, 24, 23, 0, tzinfo=UTC), datetime(2026, 10, 25, 6, 0, tzinfo=UTC)),  # ends 07:00 CET
+        (datetime(2026, 7, 1, 12, 0, tzinfo=UTC), None),
+    ],
+)
+def test_quiet_hours_end_at_local_wall_clock_time_across_dst(now: datetime, until: datetime | None) -> None:
+    assert quiet_until(BERLIN, now) == until
+
+
+# -- the accounts file -------------------------------------------------------------------------------------
+
+ACCOUNT = '[[accounts]]\nname = "a"\napi_key = "k"\napi_secret = "s"\npassphrase = "p"\n'
+
+
+def load(tmp_path: Path, text: str) -> object:
+    path = tmp_path / "accounts.toml"
+    path.write_text(text + ACCOUNT)
+    return load_config(path, env={})
+
+
+def test_without_rules_the_documented_defaults_apply(tmp_path: Path) -> None:
+    config = load(tmp_path, "")
+    assert config.rules == DEFAULT_RULES  # type: ignore[attr-defined]
+    assert [(r.type, r.warning, r.critical) for r in DEFAULT_RULES] == [
+        (RuleType.LIQUIDATION_DISTANCE, D(15), D(7)),
+        (RuleType.MARGIN_RATIO, D("0.6"), D("0.8")),
+        (RuleType.UNREACHABLE, None, D(3)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            '[[rules]]\nname = "x"\ntype = "liquidation"\nwarning = "5%"\n',
+            "{f}:3: rules[0].type: unknown rule type 'liquidation'; choose from liquidation_distance, margin_ratio, "
+            "unrealized_pnl, account_pnl, drawdown, unreachable, key_permissions",
+        ),
+        (
+            '[[rules]]\nname = "x"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "9%"\n',
+            "{f}:5: rules[0].critical: the critical level must be at or below the warning level (5)",
+        ),
+        (
+            '[[rules]]\nname = "x"\ntype = "margin_ratio"\nwarning = "abc"\n',
+            "{f}:4: rules[0].warning: expected a number or a string like \"15%\", got 'abc'",
+        ),
+        (
+            '[[rules]]\nname = "x"\ntype = "unrealized_pnl"\nwarning = 50\n',
+            '{f}:4: rules[0].warning: expected a loss (a negative amount like -500, or a percentage like "-20%"), '
+            "got 50",
+        ),
+        (
+            '[[rules]]\nname = "x"\ntype = "margin_ratio"\nwarning = 0.6\nwindow = "1h"\n',
+            "{f}:5: rules[0].window: a margin_ratio rule has no 'window'",
+        ),
+        (
+            '[[rules]]\nname = "x"\ntype = "margin_ratio"\n',
+            "{f}:1: rules[0].warning: a rule needs a warning level, a critical level or both",
+        ),
+        (
+            '[[rules]]\nname = "x"\ntype = "margin_ratio"\nwarning = 0.6\nchannels = ["pager"]\n',
+            "{f}:5: rules[0].channels: unknown channel 'pager' (channels: none are defined; add it under [channels])",
+        ),
+        (
+            '[[rules]]\nname = "x"\ntype = "margin_ratio"\nwarning = 0.6\n[[rules]]\nname = "x"\ntype = "drawdown"\n'
+            'warning = "5%"\n',
+            "{f}:6: rules[1].name: duplicate rule name 'x' (rules[0] already uses it; names must be unique)",
+        ),
+        (
+            '[channels.ops]\nurls = ["json://127.0.0.1/x"]\nquiet_hours = "22-7"\n',
+            "{f}:3: channels.ops.quiet_hours: expected a window like \"22:00-07:00\", got '22-7'",
+        ),
+        (
+            '[channels.ops]\nurls = ["json://127.0.0.1/x"]\ntimezone = "Mars/Olympus"\n',
+            "{f}:3: channels.ops.timezone: unknown time zone 'Mars/Olympus'; use an IANA name like \"Europe/Berlin\" "
+            'or "UTC"',
+        ),
+        (
+            '[channels]\nops = ["notaservice://secret-token-123"]\n',
+            "{f}:2: channels.ops: URL number 1 of channel 'ops' is not a valid apprise URL (not shown: it may carry a "
+            "token) (see https://github.com/caronc/apprise/wiki for the URL of each service)",
+        ),
+    ],
+)
+def test_a_broken_rule_or_channel_names_its_place(tmp_path: Path, text: str, error: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text)
+    assert str(caught.value) == error.format(f=tmp_path / "accounts.toml")
+    assert "secret-token-123" not in str(caught.value)
