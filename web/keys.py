@@ -1,0 +1,11 @@
+"""Typed keys for what the application holds."""
+
+from __future__ import annotations
+
+import jinja2
+from aiohttp import web
+
+from web.status import StatusSource
+
+SOURCE: web.AppKey[StatusSource] = web.AppKey("source", StatusSource)
+TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates", jinja2.Environment)

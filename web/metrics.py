@@ -1,0 +1,93 @@
+"""/metrics in Prometheus text format, built by prometheus_client from the live state at each scrape.
+
+Labels stay bounded: accounts come from the accounts file, error codes from Bitget's set, states and
+severities are fixed lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from web.status import AccountRow, StatusSource
+
+PREFIX = "bitget_monitor_"
+
+
+class _Snapshot(Collector):
+    def __init__(self, source: StatusSource, outbox: dict[str, int]) -> None:
+        self.source = source
+        self.outbox = outbox
+
+    def collect(self) -> Iterator[Any]:
+        service = self.source.service
+        rows = self.source.rows()
+        per_account: dict[str, tuple[str, Callable[[AccountRow], Any]]] = {
+            "account_equity_usdt": ("Equity in USDT, from the last good read", lambda r: r.equity),
+            "account_unrealized_pnl_usdt": ("Unrealized PnL in USDT", lambda r: r.upnl),
+            "account_worst_liquidation_distance_percent": (
+                "Percent the mark must move for the closest position to be liquidated",
+                lambda r: r.worst_distance,
+            ),
+            "account_margin_ratio": (
+                "Highest cross risk or unified margin ratio (1 = liquidation)",
+                lambda r: r.margin_ratio,
+            ),
+            "account_last_success_timestamp_seconds": (
+                "When the account last gave good data",
+                lambda r: r.last_good_at.timestamp() if r.last_good_at else None,
+            ),
+        }
+        for name, (doc, value) in per_account.items():
+            family = GaugeMetricFamily(PREFIX + name, doc, labels=["account"])
+            for r in rows:
+                v = value(r)
+                if v is not None:
+                    family.add_metric([r.name], float(v))
+            yield family
+        up = GaugeMetricFamily(
+            PREFIX + "account_up", "1 when the account's data is fresh", labels=["account", "status"]
+        )
+        for r in rows:
+            up.add_metric([r.name, r.status], 1.0 if r.status in ("ok", "failing") else 0.0)
+        yield up
+        errors = CounterMetricFamily(PREFIX + "poll_errors", "Failed polls by Bitget code", labels=["code"])
+        for code, count in sorted(service.poll_errors.items()):
+            errors.add_metric([code], count)
+        yield errors
+        yield CounterMetricFamily(PREFIX + "requests", "Requests sent to Bitget", value=service.requests)
+        poller = service.poller
+        limited = poller.ip_budget.rate_limited if poller is not None else 0
+        yield CounterMetricFamily(PREFIX + "rate_limited", "HTTP 429 answers from Bitget", value=limited)
+        alerts = GaugeMetricFamily(PREFIX + "alerts", "Alerts by state and severity", labels=["state", "severity"])
+        counts: dict[tuple[str, str], int] = {}
+        for a in self.source.alerts(include_resolved=True):
+            key = (str(a.state), str(a.severity or "none"))
+            counts[key] = counts.get(key, 0) + 1
+        for (state, severity), count in sorted(counts.items()):
+            alerts.add_metric([state, severity], count)
+        yield alerts
+        outbox = GaugeMetricFamily(PREFIX + "outbox_messages", "Outbox messages by status", labels=["status"])
+        for status in ("queued", "held", "sent", "merged", "dropped"):
+            outbox.add_metric([status], self.outbox.get(status, 0))
+        yield outbox
+        yield GaugeMetricFamily(PREFIX + "outbox_failing_messages", "Queued messages whose last attempt failed",
+                                value=self.outbox.get("failing", 0))  # fmt: skip
+        sender = service.sender
+        yield CounterMetricFamily(PREFIX + "notifications_sent", "Messages delivered to every URL", value=sender.sent)
+        yield CounterMetricFamily(PREFIX + "notification_failures", "Failed delivery attempts", value=sender.failures)
+
+
+async def render_metrics(source: StatusSource) -> tuple[bytes, str]:
+    try:
+        outbox = await source.outbox_counts()
+    except Exception:  # the database is away: the rest of the metrics still matter
+        outbox = {}
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(source, outbox))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,291 @@
+"""The pages and the JSON API: the same numbers, rendered for people or for programs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from aiohttp import web
+
+from monitor.alerts.lifecycle import Alert
+from monitor.report import position_json
+from web.chart import equity_svg
+from web.keys import SOURCE, TEMPLATES
+from web.status import RANGES, STATUSES, AccountRow, StatusSource, tag_totals, totals
+
+log = logging.getLogger(__name__)
+PAGE_SIZE = 100
+ALERTS_SHOWN = 50  # on the overview; the alerts page has them all
+SORTS = ("status", "name", "equity", "upnl", "distance", "margin", "age")
+
+
+def environment(folder: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(money=money, pct=pct, ratio=ratio, age=age, when=when, segment=segment)
+    return env
+
+
+def render(request: web.Request, name: str, context: dict[str, Any]) -> web.Response:
+    source = request.app[SOURCE]
+    defaults = {"refresh": False, "now": source.clock.now(), "path": request.path}
+    page = request.app[TEMPLATES].get_template(name).render({**defaults, **context})
+    return web.Response(text=page, content_type="text/html")
+
+
+# -- formatting --------------------------------------------------------------------------------------------
+
+
+def segment(name: str) -> str:
+    """A name as one path segment of a link (a "/" in it must not make two)."""
+    return quote(name, safe="")
+
+
+def money(value: Decimal | None) -> str:
+    return "–" if value is None else f"{value:,.2f}"
+
+
+def pct(value: Decimal | None) -> str:
+    return "–" if value is None else f"{value:.2f}%"
+
+
+def ratio(value: Decimal | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def when(moment: datetime | None) -> str:
+    return "–" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+# -- overview ---------------------------------------------------------------------------------------------------
+
+
+def _sort_key(sort: str) -> Any:
+    big = Decimal("1e30")
+    keys = {
+        "status": lambda r: (STATUSES.index(r.status), r.worst_distance if r.worst_distance is not None else big),
+        "name": lambda r: r.name,
+        "equity": lambda r: r.equity if r.equity is not None else -big,
+        "upnl": lambda r: r.upnl if r.upnl is not None else big,
+        "distance": lambda r: r.worst_distance if r.worst_distance is not None else big,
+        "margin": lambda r: -(r.margin_ratio if r.margin_ratio is not None else -big),
+        "age": lambda r: -(r.age if r.age is not None else float("inf")),
+    }
+    return keys[sort]
+
+
+def select(rows: list[AccountRow], query: Any) -> tuple[list[AccountRow], dict[str, Any]]:
+    """Filter (tag, status, name), sort and paginate as the query asks."""
+    tag, status, text = query.get("tag", ""), query.get("status", ""), query.get("q", "").strip().lower()
+    sort = query.get("sort", "status") if query.get("sort") in SORTS else "status"
+    reverse = query.get("dir") == "desc"
+    chosen = [
+        r
+        for r in rows
+        if (not tag or tag in r.tags) and (not status or r.status == status) and (not text or text in r.name.lower())
+    ]
+    chosen.sort(key=_sort_key(sort), reverse=reverse)
+    pages = max(1, -(-len(chosen) // PAGE_SIZE))
+    try:
+        page = min(max(1, int(query.get("page", "1"))), pages)
+    except ValueError:
+        page = 1
+    state = {
+        "tag": tag,
+        "status": status,
+        "q": text,
+        "sort": sort,
+        "dir": "desc" if reverse else "asc",
+        "page": page,
+        "pages": pages,
+        "matched": len(chosen),
+    }
+    return chosen[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], state
+
+
+def link(state: dict[str, Any], **changes: Any) -> str:
+    params = {k: v for k, v in {**state, **changes}.items() if k in ("tag", "status", "q", "sort", "dir", "page")}
+    params = {k: v for k, v in params.items() if v not in ("", None, 1, "asc", "status") or k in changes}
+    return "/?" + urlencode(params) if params else "/"
+
+
+async def overview(request: web.Request) -> web.Response:
+    source = request.app[SOURCE]
+    rows = source.rows()
+    shown, state = select(rows, request.query)
+    poller = source.service.poller
+    alerts = source.alerts()
+    context = {
+        "title": "Overview",
+        "refresh": True,
+        "totals": totals(rows),
+        "tags": tag_totals(rows),
+        "alerts": alerts[:ALERTS_SHOWN],
+        "more_alerts": max(0, len(alerts) - ALERTS_SHOWN),
+        "sharing": (len(rows), len(poller.accounts)) if poller is not None and poller.owned is not None else None,
+        "silenced": source.silenced,
+        "rows": shown,
+        "state": state,
+        "link": lambda **c: link(state, **c),
+        "statuses": STATUSES,
+        "all_tags": sorted({t for r in rows for t in r.tags}),
+        "behind": poller.status().behind if poller is not None else False,
+    }
+    return render(request, "overview.html.j2", context)
+
+
+# -- account -----------------------------------------------------------------------------------------------------
+
+
+def _account(request: web.Request, *, api: bool = False) -> tuple[StatusSource, AccountRow]:
+    source = request.app[SOURCE]
+    found = source.account_row(request.match_info["name"])
+    if found is None:
+        if api:
+            raise web.HTTPNotFound(text=json.dumps({"error": "no such account"}), content_type="application/json")
+        raise web.HTTPNotFound(text="no such account (or another process polls it)")
+    return source, found
+
+
+async def account(request: web.Request) -> web.Response:
+    source, found = _account(request)
+    state = source.state(found.name)
+    assert state is not None
+    span = request.query.get("range", "24h")
+    span = span if span in RANGES else "24h"
+    try:  # the live part of the page does not need the database
+        chart: Any = equity_svg(await source.equity(found.name, RANGES[span]))
+        outbox: Any = await source.outbox(found.name, limit=20)
+    except Exception:
+        log.exception("%s: history not read", found.name)
+        chart = outbox = None
+    context = {
+        "title": found.name,
+        "refresh": True,
+        "row": found,
+        "snapshot": state.snapshot,
+        "positions": sorted(
+            state.snapshot.positions,
+            key=lambda p: (p.liquidation_distance_pct is None, p.liquidation_distance_pct or 0),
+        )
+        if state.snapshot
+        else [],
+        "chart": chart,
+        "range": span,
+        "ranges": list(RANGES),
+        "alerts": source.alerts(found.name, include_resolved=True),
+        "silenced": source.silenced,
+        "outbox": outbox,
+    }
+    return render(request, "account.html.j2", context)
+
+
+# -- alerts ------------------------------------------------------------------------------------------------------
+
+
+async def alerts(request: web.Request) -> web.Response:
+    source = request.app[SOURCE]
+    context = {
+        "title": "Alerts",
+        "refresh": True,
+        "alerts": source.alerts(include_resolved=True),
+        "silenced": source.silenced,
+        "silences": await source.silences(),
+        "failing": await source.outbox(failing=True, limit=100),
+        "outbox": await source.outbox(limit=100),
+        "counts": await source.outbox_counts(),
+    }
+    return render(request, "alerts.html.j2", context)
+
+
+# -- JSON API ----------------------------------------------------------------------------------------------------
+
+
+def row_json(r: AccountRow) -> dict[str, Any]:
+    return asdict(r) | {"tags": list(r.tags)}
+
+
+def alert_json(a: Alert, silenced: bool) -> dict[str, Any]:
+    return {
+        "rule": a.rule,
+        "account": a.account,
+        "subject": a.subject,
+        "state": str(a.state),
+        "severity": str(a.severity) if a.severity else None,
+        "value": a.value,
+        "summary": a.summary,
+        "since": a.firing_since or a.pending_since,
+        "resolved_at": a.resolved_at,
+        "silenced": silenced,
+    }
+
+
+async def api_status(request: web.Request) -> web.Response:
+    source = request.app[SOURCE]
+    rows = source.rows()
+    t = totals(rows)
+    body = {
+        "generated_at": source.clock.now(),
+        "totals": {
+            "equity_usdt": t.equity,
+            "unrealized_pnl_usdt": t.upnl,
+            "accounts": t.accounts,
+            "by_status": t.by_status,
+        },
+        "tags": {
+            tag: {"equity_usdt": x.equity, "unrealized_pnl_usdt": x.upnl, "accounts": x.accounts}
+            for tag, x in tag_totals(rows).items()
+        },
+        "alerts": [alert_json(a, source.silenced(a)) for a in source.alerts()],
+        "accounts": [row_json(r) for r in rows],
+    }
+    return json_response(body)
+
+
+async def api_account(request: web.Request) -> web.Response:
+    source, found = _account(request, api=True)
+    state = source.state(found.name)
+    assert state is not None
+    snapshot = state.snapshot
+    body = row_json(found) | {
+        "positions": [position_json(p) for p in snapshot.positions] if snapshot else [],
+        "alerts": [alert_json(a, source.silenced(a)) for a in source.alerts(found.name, include_resolved=True)],
+    }
+    return json_response(body)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """JSON with decimals as strings and times as ISO 8601."""
+    return web.Response(text=json.dumps(body, default=_default), status=status, content_type="application/json")
