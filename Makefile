@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint
+.PHONY: run test lint bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,12 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The benchmarks (not part of `make test`): each prints its figures against its target.
+bench: $(STAMP)
+	$(BIN)/python -m bench.cycle
+	$(BIN)/python -m bench.ratelimit
+	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.storage
+	$(BIN)/python -m bench.web

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="poll every account continuously until SIGINT/SIGTERM")
     run.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
     run.add_argument("--no-migrate", action="store_true", help="do not upgrade the database schema on start")
+    run.add_argument("--allow-public-without-auth", action="store_true",
+                     help="serve the status page on a non-loopback address without [web] token")  # fmt: skip
 
     once = sub.add_parser("once", help="read every account once, store it, print it")
     once.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
@@ -49,6 +52,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db_sub.add_parser("current", help="show the schema revision of the database")
     db_sub.add_parser("downgrade", help="migrate back to a revision ('base' empties it)").add_argument("revision")
+
+    test = sub.add_parser("notify-test", help="send a test message to every channel (or one) and report each URL")
+    test.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
+    test.add_argument("--channel", help="only this channel")
+
+    silence = sub.add_parser("silence", help="quiet matching alerts for a while (they are still tracked)")
+    silence.add_argument(
+        "-c", "--config", default="accounts.toml", type=Path, help="the accounts file (only its database_url is read)"
+    )
+    silence.add_argument("--database-url", help="overrides the file and MONITOR_DATABASE_URL")
+    silence_sub = silence.add_subparsers(dest="silence_command", required=True)
+    add = silence_sub.add_parser("add", help="add a silence")
+    add.add_argument("--account", required=True, help='account name or glob ("*" for all, "portfolio")')
+    add.add_argument("--rule", help="only this rule (glob)")
+    add.add_argument("--symbol", help="only alerts about this symbol, e.g. BTCUSDT")
+    add.add_argument("--for", dest="duration", required=True, help='how long, e.g. "2h" or "30m"')
+    add.add_argument("--reason", required=True, help="why: shown with the silence")
+    listing = silence_sub.add_parser("list", help="show active silences")
+    listing.add_argument("--all", action="store_true", help="also ended and removed ones")
+    silence_sub.add_parser("remove", help="end a silence now").add_argument("id", type=int)
+
+    demo = sub.add_parser("demo", help="the simulator, the monitor and its web page in one process")
+    demo.add_argument("--port", type=int, default=8080, help="the status page's port (0: any free port)")
+    demo.add_argument("--accounts", type=int, default=12, help="how many simulated accounts")
+    demo.add_argument("--seed", type=int, default=1)
 
     sim = sub.add_parser("simulate", help="run the Bitget simulator")
     sim.add_argument("--host", default="127.0.0.1")
@@ -71,21 +99,38 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    if args.command == "check":
-        return cmd_check(args.config)
-    if args.command == "db":
-        return cmd_db(args)
-    if args.command == "run":
-        return cmd_run(args)
-    if args.command == "once":
-        return cmd_once(args)
-    return cmd_simulate(args)
+    from monitor.alerts.delivery import mask_handlers
+
+    mask_handlers(logging.getLogger())
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "check": cmd_check, "db": cmd_db, "run": cmd_run, "once": cmd_once, "notify-test": cmd_notify_test,
+        "silence": cmd_silence, "demo": cmd_demo, "simulate": cmd_simulate,
+    }  # fmt: skip
+    return commands[args.command](args)
 
 
-def cmd_check(path: Path) -> int:
+def until_signalled(work: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run `work` until SIGINT or SIGTERM sets its stop event; a ConfigError on the way is reported (exit 2)."""
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await work(stop)
+
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
     from monitor.check import check_accounts, render_table
 
-    config = _load(path)
+    config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
 
@@ -111,32 +156,99 @@ def _load(path: Path) -> Config | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.service import Service
+    from web.app import is_loopback
 
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await Service(args.config, config, SystemClock(), migrate=not args.no_migrate).run(stop)
-
-    asyncio.run(run())
-    return EXIT_OK
+    host, port = config.web.listen
+    if not is_loopback(host) and config.web.token is None and not args.allow_public_without_auth:
+        print(f"error: {args.config}: [web] listen = {host}:{port} is not a loopback address and [web] has no token: "
+              "anyone who reaches it would see every account (set token = \"${MONITOR_WEB_TOKEN}\", listen on "
+              "127.0.0.1, or pass --allow-public-without-auth)", file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    return until_signalled(Service(args.config, config, SystemClock(), migrate=not args.no_migrate).run)
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from monitor.report import outcomes_json, outcomes_table
+    from monitor.report import outcome_alerts, outcomes_json, outcomes_table
     from monitor.service import Service
 
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
     outcomes = asyncio.run(Service(args.config, config, SystemClock(), migrate=not args.no_migrate).once())
-    print(outcomes_json(outcomes) if args.json else outcomes_table(outcomes))
+    print(outcomes_json(outcomes, outcome_alerts(config, outcomes)) if args.json else outcomes_table(outcomes))
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from monitor.alerts.delivery import deliver
+    from monitor.alerts.engine import messages_for
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    channels = [c for c in config.channels.values() if args.channel in (None, c.name)]
+    if not channels:
+        known = ", ".join(config.channels) or "none"
+        print(f"error: no channel {args.channel or ''} in {args.config} (channels: {known})".replace("  ", " "),
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    message = messages_for(config).test()
+    ok = True
+    for channel in channels:
+        for result in deliver(channel, message, None):
+            ok &= result.ok
+            print(f"{result.shown}  {'ok' if result.ok else f'FAILED: {result.error}'}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from monitor.config.loader import database_url
+    from monitor.config.values import duration
+    from monitor.store.repository import Store
+
+    clock = SystemClock()
+    try:
+        store = Store(args.database_url or database_url(args.config))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if args.silence_command == "add":
+            try:
+                length = duration(args.duration)
+            except ValueError as exc:
+                print(f"error: --for: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
+            now = clock.now()
+            id_ = store.alerts.add_silence(args.account, args.rule, args.symbol, now, now + length, args.reason)
+            print(f"silence {id_} added until {now + length:%Y-%m-%d %H:%M} UTC")
+        elif args.silence_command == "remove":
+            if not store.alerts.remove_silence(args.id, clock.now()):
+                print(f"error: no active silence {args.id}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"silence {args.id} removed")
+        else:
+            rows = [("ID", "ACCOUNT", "RULE", "SYMBOL", "UNTIL (UTC)", "STATE", "REASON")]
+            now = clock.now()
+            for x in store.alerts.silences(now, include_ended=args.all):
+                state = "removed" if x.removed_at else ("active" if x.active(now) else "ended")
+                rows.append((str(x.id), x.account, x.rule or "*", x.symbol or "*", f"{x.ends_at:%Y-%m-%d %H:%M}",
+                             state, x.reason))  # fmt: skip
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            for r in rows:
+                print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: database: {reason} (is the schema current? `bitget-monitor db upgrade`)", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        store.close()
+    return EXIT_OK
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -168,6 +280,12 @@ def cmd_db(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import demo
+
+    return until_signalled(lambda stop: demo(args.port, args.accounts, args.seed, stop))
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from monitor.simulator.generate import generate_world, write_accounts_file
     from monitor.simulator.server import Simulator
@@ -182,7 +300,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         world.market.volatility = args.volatility
     sim = Simulator(world, limits=not args.no_limits, ip_per_minute=args.ip_limit, lockout=args.lockout, tick=args.tick)
 
-    async def serve() -> None:
+    async def serve(stop: asyncio.Event) -> None:
         runner = web.AppRunner(sim.app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, args.host, args.port)
@@ -196,14 +314,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             + (f"; accounts file: {args.write_accounts}" if args.write_accounts else ""),
             flush=True,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         try:
             await stop.wait()
         finally:
             await runner.cleanup()
 
-    asyncio.run(serve())
-    return EXIT_OK
+    return until_signalled(serve)

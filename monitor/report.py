@@ -6,7 +6,9 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from monitor.config.model import Config
 from monitor.domain import PollOutcome, Position
+from monitor.rules.evaluate import AccountView, evaluate_account
 
 
 def _dec(value: Decimal | None) -> str | None:
@@ -40,6 +42,26 @@ def outcomes_json(outcomes: list[PollOutcome], alerts: list[dict[str, Any]] | No
             "positions": [position_json(p) for p in s.positions] if s else [],
         })  # fmt: skip
     return json.dumps({"accounts": accounts, "alerts": alerts or []}, indent=2)
+
+
+def outcome_alerts(config: Config, outcomes: list[PollOutcome]) -> list[dict[str, Any]]:
+    """What the rules say about one cycle's reads, without a lifecycle (`for`, repeats and drawdown peaks need
+    history): every breaching observation, worst first. A failed read counts as unreadable."""
+    found = []
+    for o in outcomes:
+        account = config.account(o.account)
+        view = AccountView(o.account, account.tags, o.snapshot, o.finished_at if o.ok else None, True,
+                           o.started_at, config.monitor.poll_interval, permanent_error=not o.ok,
+                           error_code=o.error_code, error_message=o.error_message, key=o.key)  # fmt: skip
+        evaluation = evaluate_account(config.rules, view, o.finished_at, lambda r, _k, v: r.severity(v, None),
+                                      lambda _r, _a: None)  # fmt: skip
+        found += [obs for obs in evaluation.observations if obs.severity is not None]
+    found.sort(key=lambda obs: (-obs.severity.rank if obs.severity else 0, obs.key))
+    return [
+        {"rule": obs.rule.name, "type": str(obs.rule.type), "account": obs.account, "subject": obs.subject,
+         "severity": str(obs.severity), "value": _dec(obs.value), "summary": obs.summary}
+        for obs in found
+    ]  # fmt: skip
 
 
 def outcomes_table(outcomes: list[PollOutcome]) -> str:

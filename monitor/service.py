@@ -9,18 +9,24 @@ import os
 import secrets
 import signal
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.alerts.engine import AlertEngine
+from monitor.alerts.sender import Sender
 from monitor.clock import Clock
 from monitor.config import Config, load_config
 from monitor.domain import PollOutcome
 from monitor.errors import ConfigError
+from monitor.exchange.bitget.codes import CODES
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState
+from monitor.rules.evaluate import AccountView
 from monitor.store import migrations
 from monitor.store.repository import Store
 from monitor.store.writer import SnapshotWriter
@@ -48,8 +54,14 @@ class Service:
         self.session: aiohttp.ClientSession | None = None
         self.poller: Poller | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._storage_ready = asyncio.Event()
+        self.storage_ready = asyncio.Event()
+        self._alerting = False  # `run` evaluates rules and sends alerts; `once` only reads
+        self.requests = 0  # sent to Bitget since start (for metrics)
+        self.poll_errors: Counter[str] = Counter()
+        self.web_url: str | None = None  # failed polls by Bitget code (or error class), since start
         self.node = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.sender = Sender(config, self.store, clock, self.node)
+        self.alerts = AlertEngine(config, self.store, clock, on_queued=self.sender.wake)
         self._mtime = self._file_mtime()
 
     @contextlib.asynccontextmanager
@@ -58,7 +70,7 @@ class Service:
         # The budgets throttle; the connection pool must not (requests queued for a connection after their
         # budget turn would reach Bitget in a burst). Slow answers hold connections, hence the headroom.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
-        self.poller = Poller(self.config, self.session, self.clock, hooks=(self._store_outcome,))
+        self.poller = Poller(self.config, self.session, self.clock, hooks=(self._store_outcome, self._judge_outcome))
         self._tasks.append(asyncio.create_task(self._prepare_storage(), name="storage"))
         try:
             yield self.poller
@@ -67,6 +79,27 @@ class Service:
 
     def _store_outcome(self, state: AccountState, outcome: PollOutcome) -> None:
         self.writer.submit(outcome)
+        self.requests += outcome.requests
+        if outcome.error_code is not None:  # Bitget's known codes and our error classes: a bounded set
+            code = outcome.error_code
+            self.poll_errors[code if code in CODES or not code.isdigit() else "other"] += 1
+
+    def _judge_outcome(self, state: AccountState, outcome: PollOutcome) -> None:
+        """Evaluate the rules for an account right after each of its polls (the fastest path to an alert)."""
+        if self._alerting:
+            now = self.clock.now()
+            self.alerts.evaluate([self.alerts.view(state, now)], now)
+
+    async def _run_alerts(self, poller: Poller) -> None:
+        """The alert engine and the outbox sender, once the schema is in place."""
+        await self.storage_ready.wait()
+        self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
+
+        def views() -> list[AccountView]:
+            now = self.clock.now()
+            return [self.alerts.view(s, now) for s in poller.active()]
+
+        await self.alerts.run(views, portfolio=lambda: poller.owned is None)
 
     async def _prepare_storage(self) -> None:
         """Migrate (unless told not to) and register accounts, retrying while the database is away; then
@@ -83,7 +116,7 @@ class Service:
                 await asyncio.sleep(MIGRATION_RETRY)
         self._tasks.append(asyncio.create_task(self.writer.run(), name="writer"))
         self._tasks.append(asyncio.create_task(self._maintain(), name="maintenance"))
-        self._storage_ready.set()
+        self.storage_ready.set()
 
     async def _share_accounts(self) -> None:
         """With a database several processes can use, split the accounts among them through leases.
@@ -99,9 +132,10 @@ class Service:
         claimed = False
         while True:
             try:
-                await asyncio.wait_for(self._storage_ready.wait(), ttl.total_seconds() / 3)
+                await asyncio.wait_for(self.storage_ready.wait(), ttl.total_seconds() / 3)
                 names = [a.name for a in self.config.accounts]
                 owned = await asyncio.to_thread(self.store.claim, self.node, names, self.clock.now(), ttl)
+                await self.alerts.adopt(owned)  # before polling them: their alert state first
                 self.poller.set_owned(owned)
                 claimed = True
             except (SQLAlchemyError, TimeoutError) as exc:
@@ -130,24 +164,48 @@ class Service:
         async with self.running() as poller:
             outcomes = await poller.cycle()
             try:
-                await asyncio.wait_for(self._storage_ready.wait(), storage_timeout)
+                await asyncio.wait_for(self.storage_ready.wait(), storage_timeout)
             except TimeoutError:
                 log.error("database %s unreachable: this cycle was not stored", self.config.monitor.database_display)
             return outcomes
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll until `stop` is set; SIGHUP or a change of the file reloads the accounts."""
+        """Poll until `stop` is set; SIGHUP or a change of the file reloads the accounts. The status page is
+        served meanwhile."""
+        from web.app import create_app
+        from web.status import StatusSource
+
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
+        runner = web.AppRunner(create_app(StatusSource(self)), access_log=None)
+        await runner.setup()
+        host, port = self.config.web.listen
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", key="web.listen",
+                              hint="choose another port, or stop what uses it") from None  # fmt: skip
+        self.web_url = f"http://{host if ':' not in host else f'[{host}]'}:{runner.addresses[0][1]}"
+        log.info("status page on %s", self.web_url)
+        try:
+            await self._run(stop, runner)
+        finally:
+            await runner.cleanup()
+
+    async def _run(self, stop: asyncio.Event, site: web.AppRunner) -> None:
         async with self.running() as poller:
             self._tasks.append(asyncio.create_task(poller.run(), name="poller"))
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config watch"))
             self._tasks.append(asyncio.create_task(self._summarize(poller), name="summary"))
+            self._alerting = True
+            self._tasks.append(asyncio.create_task(self._run_alerts(poller), name="alerts"))
             if self.store.shared:
                 self._tasks.append(asyncio.create_task(self._share_accounts(), name="leases"))
             await stop.wait()
             log.info("stopping")
+            await site.cleanup()  # no page is served from a service being closed
 
     async def _summarize(self, poller: Poller) -> None:
         """One line of totals after the first full interval, then every few minutes."""
@@ -172,6 +230,16 @@ class Service:
             await self.poller.stop()
         if any(t.get_name() == "writer" for t in self._tasks) and not await self.writer.flush(SHUTDOWN_FLUSH):
             log.error("shutting down with %d results not written (database unreachable)", self.writer.pending)
+        if self._alerting and not await self.sender.drain(SHUTDOWN_FLUSH):
+            log.warning("shutting down during a delivery: its message is sent again after a restart")
+        if self._alerting and self.alerts.ready:
+            try:
+                written = await asyncio.wait_for(self.alerts.flush(), SHUTDOWN_FLUSH)
+            except TimeoutError:
+                written = False
+            if not written:
+                log.error("shutting down with alert changes not written: %d messages are sent again after a "
+                          "restart if still due", self.alerts.waiting)  # fmt: skip
         if any(t.get_name() == "leases" for t in poller_tasks):
             try:  # hand the accounts over now rather than when the leases expire
                 await asyncio.to_thread(self.store.release, self.node, self.clock.now())
@@ -211,6 +279,8 @@ class Service:
             return False
         if self.poller is not None:
             self.poller.apply(config)
+        self.alerts.apply(config)
+        self.sender.apply(config)
         self.config = config
         self._tasks.append(asyncio.get_running_loop().create_task(self._register(config), name="register"))
         log.info("reloaded %s: %d accounts", self.config_path, len(config.accounts))

@@ -128,3 +128,72 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     finally:
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- notification sinks --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sink:
+    """A local HTTP endpoint that apprise's json:// posts to; records every delivery, can be told to fail."""
+
+    server: TestServer
+    received: list[dict[str, Any]]
+    status: int = 200
+
+    def url(self, path: str = "hook", credentials: str = "") -> str:
+        return f"json://{credentials}127.0.0.1:{self.server.port}/{path}"
+
+    def titles(self, path: str | None = None) -> list[str]:
+        return [r["title"] for r in self.received if path is None or r["path"] == f"/{path}"]
+
+
+@pytest.fixture
+async def sink(aiohttp_server: Any) -> Sink:
+    from aiohttp import web
+
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        if holder.status != 200:
+            return web.Response(status=holder.status, text="sink failing on purpose")
+        received.append({**(await request.json()), "path": request.path})
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{path:.*}", hook)
+    holder = Sink(await aiohttp_server(app), received)
+    return holder
+
+
+@dataclass
+class Mailbox:
+    messages: list[Any]
+    port: int
+
+    def url(self, to: str = "ops@example.com") -> str:
+        return f"mailto://example.com:{self.port}?smtp=127.0.0.1&from=monitor@example.com&to={to}"
+
+
+@pytest.fixture
+def smtp() -> Any:
+    """A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+    from email import message_from_bytes
+
+    from aiohttp.test_utils import unused_port
+    from aiosmtpd.controller import Controller
+
+    messages: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            messages.append(message_from_bytes(envelope.content))
+            return "250 OK"
+
+    port = unused_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield Mailbox(messages, port)
+    finally:
+        controller.stop()

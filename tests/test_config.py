@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ENV = {
     "TELEGRAM_BOT_TOKEN": "123:abc",
     "TELEGRAM_CHAT_ID": "42",
+    "SMTP_USER": "mailer",
+    "SMTP_PASSWORD": "smtp-pass",
     "ALPHA_API_KEY": "bg_alpha",
     "ALPHA_API_SECRET": "alpha-secret",
     "ALPHA_PASSPHRASE": "alpha-pass",
@@ -49,7 +51,9 @@ def test_the_example_file_loads(tmp_path: Path) -> None:
     assert alpha.api_secret.reveal() == "alpha-secret"
     assert beta.products == ("USDT-FUTURES", "COIN-FUTURES")
     assert config.monitor.poll_interval == timedelta(seconds=30)
-    assert config.channels["ops"][0].reveal() == "tgram://123:abc/42"
+    assert config.channels["ops"].urls[0].reveal() == "tgram://123:abc/42"
+    assert config.channels["oncall"].timezone.key == "Europe/Berlin"
+    assert [r.name for r in config.rules] == ["liquidation", "margin", "fund-a-drawdown", "unreachable", "key"]
     assert config.warnings == ()
 
 

@@ -23,7 +23,8 @@ def _config(sim: Sim, tmp_path: Path, **monitor: str) -> Config:
     write_accounts_file(sim.world, path, sim.url)
     settings = {"database_url": f"sqlite:///{tmp_path}/m.db", **monitor}
     lines = "".join(f'{key} = "{value}"\n' for key, value in settings.items())
-    path.write_text(path.read_text().replace("[monitor]\n", f"[monitor]\n{lines}", 1))
+    text = path.read_text().replace("[monitor]\n", f"[monitor]\n{lines}", 1)
+    path.write_text(text.replace("[[accounts]]", '[web]\nlisten = "127.0.0.1:0"\n[[accounts]]', 1))
     return load_config(path, env={})
 
 
@@ -224,7 +225,11 @@ async def test_once_prints_json_and_exits_1_when_an_account_fails(make_sim: SimF
     assert set(position) == {"symbol", "product_type", "side", "size", "mark_price", "liquidation_price",
                              "liquidation_distance_pct", "unrealized_pnl", "margin_mode"}  # fmt: skip
     assert all(isinstance(v, str) or v is None for v in position.values())
-    assert report["alerts"] == []
+    unreachable = [a for a in report["alerts"] if a["rule"] == "unreachable"]
+    assert unreachable == [{"rule": "unreachable", "type": "unreachable", "account": "sim-002", "subject": "",
+                            "severity": "critical", "value": "0", "summary": unreachable[0]["summary"]}]  # fmt: skip
+    assert unreachable[0]["summary"].startswith("cannot be read: Bitget error 40037")
+    assert all(a["severity"] in ("warning", "critical") for a in report["alerts"])
 
 
 async def test_two_pollers_share_the_accounts_and_one_takes_over_when_the_other_stops(

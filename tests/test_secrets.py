@@ -62,7 +62,7 @@ async def test_secrets_never_appear_in_any_output(
     )
     outputs["asdict"] = json.dumps([dataclasses.asdict(a) for a in config.accounts], default=str)
     outputs["copies"] = repr([copy.deepcopy(a) for a in config.accounts]) + repr(dataclasses.replace(config))
-    outputs["channels"] = repr(config.channels) + "{}".format(*config.channels["ops"])
+    outputs["channels"] = repr(config.channels) + "{}".format(*config.channels["ops"].urls)
     outputs["signers"] = repr([signer_for(a.api_secret) for a in config.accounts])
 
     # logging, including of the objects themselves

@@ -11,10 +11,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from monitor.config import schema
-from monitor.config.model import AccountConfig, Config, MonitorSettings, StorageSettings
+from monitor.config import schema, values
+from monitor.config.model import (
+    AccountConfig,
+    AlertSettings,
+    ChannelConfig,
+    Config,
+    MonitorSettings,
+    StorageSettings,
+    WebSettings,
+)
 from monitor.errors import ConfigError
 from monitor.exchange.bitget.signing import is_pem, signer_for
+from monitor.rules.model import DEFAULT_RULES, Rule, RuleError, build_rule
 from monitor.secret import Secret
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -82,14 +91,26 @@ class _Loader:
         """Every section, validated: the whole file or a ConfigError."""
         monitor = self.monitor(self.table(raw, "monitor"))
         storage = StorageSettings(**self.values("storage", self.table(raw, "storage"), ("storage",), None))
+        alerts = self.values("alerts", self.table(raw, "alerts"), ("alerts",), None)
+        web_values = self.values("web", self.table(raw, "web"), ("web",), None)
+        token = web_values.pop("token")
+        web = WebSettings(token=Secret(token) if token else None, **web_values)
         channels = self.channels(self.table(raw, "channels"))
         accounts = self.accounts(raw.get("accounts"))
+        rules = self.rules(raw.get("rules"))
+        self.check_routes(channels, accounts, rules, raw)
+        templates = (self.path.parent / alerts["templates"]).resolve() if alerts["templates"] else None
+        if templates is not None:
+            self.check_templates(templates)
         return Config(
             path=self.path,
             monitor=monitor,
             storage=storage,
             accounts=accounts,
             channels=channels,
+            rules=rules,
+            alerts=AlertSettings(templates=templates, max_items=alerts["max_items"]),
+            web=web,
             warnings=tuple(self.warnings),
         )
 
@@ -163,21 +184,95 @@ class _Loader:
         database_url = override or v["database_url"]
         return MonitorSettings(database_url=Secret(database_url), **{k: v for k, v in v.items() if k != "database_url"})
 
-    def channels(self, table: dict[str, Any]) -> dict[str, tuple[Secret, ...]]:
+    def channels(self, table: dict[str, Any]) -> dict[str, ChannelConfig]:
+        """`NAME = ["apprise://..."]`, or a `[channels.NAME]` table with urls and delivery options."""
+        from monitor.alerts.delivery import valid  # imported here: apprise takes a moment to load
+
         result = {}
-        for name, urls in table.items():
+        for name, value in table.items():
             at: KeyPath = ("channels", name)
-            if isinstance(urls, str):
-                urls = [urls]
-            if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            if len(name) > values.NAME_LIMIT:
+                raise self.error(at, f"a channel name must be at most {values.NAME_LIMIT} characters")
+            if isinstance(value, dict):
+                v = self.values("channel", value, at, None)
+            elif isinstance(value, str | list) and value and all(isinstance(u, str) for u in value):
+                v = self.values("channel", {"urls": value}, at, None)
+            else:
                 raise self.error(
                     at,
                     "expected a list of apprise URLs",
                     hint='e.g. ops = ["tgram://${TELEGRAM_BOT_TOKEN}/${TELEGRAM_CHAT_ID}"]',
                 )
+            for index, url in enumerate(v["urls"]):
+                if not valid(url):  # the URL is a secret: name its place, not its text
+                    raise self.error(
+                        (*at, "urls") if isinstance(value, dict) else at,
+                        f"URL number {index + 1} of channel {name!r} is not a valid apprise URL (not shown: it "
+                        "may carry a token)",
+                        hint="see https://github.com/caronc/apprise/wiki for the URL of each service",
+                    )
             # apprise URLs carry tokens and passwords: they are secrets from here on.
-            result[name] = tuple(Secret(self.substitute(u, at, None)) for u in urls)
+            result[name] = ChannelConfig(
+                name, tuple(Secret(u) for u in v["urls"]), **{k: val for k, val in v.items() if k != "urls"}
+            )
         return result
+
+    def rules(self, raw: Any) -> tuple[Rule, ...]:
+        if raw is None:
+            return DEFAULT_RULES
+        if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw) or not raw:
+            raise self.error(("rules",), "expected [[rules]] tables", hint="see accounts.example.toml")
+        rules: list[Rule] = []
+        seen: dict[str, int] = {}
+        for index, table in enumerate(raw):
+            at: KeyPath = ("rules", index)
+            v = self.values("rules", table, at, None)
+            if v["name"] in seen:
+                raise self.error(
+                    (*at, "name"),
+                    f"duplicate rule name {v['name']!r}",
+                    hint=f"rules[{seen[v['name']]}] already uses it; names must be unique",
+                )
+            seen[v["name"]] = index
+            try:
+                rules.append(build_rule(v, set(table)))
+            except RuleError as exc:
+                raise self.error((*at, exc.key), str(exc)) from None
+        return tuple(rules)
+
+    def check_templates(self, folder: Path) -> None:
+        import jinja2
+
+        from monitor.alerts.messages import check_templates
+
+        if not folder.is_dir():
+            raise self.error(("alerts", "templates"), f"{folder} is not a folder",
+                             hint="point it at a folder with title.j2, short.j2, long.j2 or summary.j2")  # fmt: skip
+        try:
+            check_templates(folder)
+        except jinja2.TemplateSyntaxError as exc:
+            raise self.error(("alerts", "templates"), f"{exc.filename}:{exc.lineno}: {exc.message}") from None
+        except jinja2.TemplateError as exc:
+            raise self.error(("alerts", "templates"), f"template error: {exc}") from None
+
+    def check_routes(
+        self,
+        channels: dict[str, ChannelConfig],
+        accounts: tuple[AccountConfig, ...],
+        rules: tuple[Rule, ...],
+        raw: dict[str, Any],
+    ) -> None:
+        """Every channel a rule or an account names exists."""
+        owners: list[tuple[KeyPath, tuple[str, ...]]] = [
+            (("rules", i, "channels"), r.channels) for i, r in enumerate(rules) if "rules" in raw
+        ]
+        owners += [(("accounts", i, "channels"), a.channels) for i, a in enumerate(accounts)]
+        for at, names in owners:
+            for name in names:
+                if name not in channels:
+                    known = ", ".join(channels) or "none are defined"
+                    hint = f"channels: {known}; add it under [channels]"
+                    raise self.error(at, f"unknown channel {name!r}", hint=hint)
 
     def accounts(self, raw: Any) -> tuple[AccountConfig, ...]:
         if raw is None:
@@ -218,6 +313,7 @@ class _Loader:
                     tags=v["tags"],
                     key_type=key_type,
                     secret_file=secret_file,
+                    channels=v["channels"],
                 )
             )
         if literal:
@@ -263,35 +359,30 @@ class _Loader:
 
 
 def locate(source: str, path: KeyPath) -> int | None:
-    """The 1-based line of a key (or of its table when the key is absent) in TOML text, if findable.
+    """The 1-based line of a key in TOML text, else of the table it belongs in, if findable.
 
-    Follows `[table]` and `[[array]]` headers; keys inside inline tables are found through their table line.
+    Follows `[table]`, `[table.sub]` and `[[array]]` headers; keys inside inline tables are found through their
+    table line.
     """
     if not path:
         return None
-    table: str | None = None
-    index: int | None = None
+    key = path[-1] if isinstance(path[-1], str) else None
+    parent = tuple(path[:-1])
+    table: tuple[str | int, ...] = ()
     counts: dict[str, int] = {}
-    want_table = path[0] if len(path) > 1 or isinstance(path[0], str) else None
-    want_index = path[1] if len(path) > 1 and isinstance(path[1], int) else None
-    want_key = path[-1] if isinstance(path[-1], str) and len(path) > (1 if want_index is None else 2) else None
-    header_line: int | None = None
+    headers: dict[tuple[str | int, ...], int] = {}
     for number, line in enumerate(source.splitlines(), start=1):
         stripped = line.strip()
         if m := re.match(r"^\[\[\s*([\w\-]+)\s*\]\]", stripped):
-            table = m.group(1)
-            counts[table] = counts.get(table, -1) + 1
-            index = counts[table]
-        elif m := re.match(r"^\[\s*([\w\-]+)\s*\]", stripped):
-            table, index = m.group(1), None
+            counts[m.group(1)] = counts.get(m.group(1), -1) + 1
+            table = (m.group(1), counts[m.group(1)])
+        elif m := re.match(r'^\[\s*([\w\-."\s]+?)\s*\]', stripped):
+            table = tuple(part.strip().strip('"') for part in m.group(1).split("."))
         elif m := re.match(r'^"?([\w\-]+)"?\s*=', stripped):
-            if want_key and table == want_table and index == want_index and m.group(1) == want_key:
-                return number
-            if table is None and len(path) == 1 and m.group(1) == path[0]:
+            if key is not None and table == parent and m.group(1) == key:
                 return number
             continue
         else:
             continue
-        if table == want_table and index == want_index and header_line is None:
-            header_line = number
-    return header_line
+        headers.setdefault(table, number)
+    return headers.get(tuple(path)) or headers.get(parent)

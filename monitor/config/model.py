@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
+from monitor.rules.model import DEFAULT_RULES, Rule
 from monitor.secret import Secret
 
 
@@ -47,6 +49,32 @@ class AccountConfig:
     tags: tuple[str, ...]
     key_type: str  # "hmac" or "rsa", detected from the secret
     secret_file: Path | None = None
+    channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    urls: tuple[Secret, ...]  # apprise URLs carry tokens and passwords
+    min_severity: str = "warning"
+    quiet_hours: tuple[time, time] | None = None  # local start and end; may wrap past midnight
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    send_resolved: bool = True
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    templates: Path | None = None  # the user's template folder, searched before the built-in one
+    max_items: int = 10
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    token: Secret | None = None  # None: no authentication (refused on a non-loopback address by default)
+    metrics_public: bool = False
+    ready_fresh_share: float = 0.8
+    public_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +83,10 @@ class Config:
     monitor: MonitorSettings
     accounts: tuple[AccountConfig, ...]
     storage: StorageSettings = field(default_factory=StorageSettings)
-    channels: dict[str, tuple[Secret, ...]] = field(default_factory=dict)
+    channels: dict[str, ChannelConfig] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = DEFAULT_RULES  # the file's [[rules]], or these when it has none
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     warnings: tuple[str, ...] = ()  # things `check` reports: literal secrets, readable secret files
 
     def account(self, name: str) -> AccountConfig:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor.exchange.bitget.endpoints import FUTURES_PRODUCT_TYPES, SPOT
 
@@ -29,6 +30,18 @@ def duration(value: Any) -> timedelta:
     if seconds > MAX_DURATION.total_seconds():
         raise ValueError(f"a duration must be at most {MAX_DURATION.days} days, got {value!r}")
     return timedelta(seconds=seconds)
+
+
+def duration_or_zero(value: Any) -> timedelta:
+    """A duration that may also be zero ("0s", 0)."""
+    if value in (0, "0", "0s", "0m") and not isinstance(value, bool):
+        return timedelta(0)
+    return duration(value)
+
+
+def anything(value: Any) -> Any:
+    """Checked later by whoever knows the context (rule levels depend on the rule's type)."""
+    return value
 
 
 def positive_int(value: Any) -> int:
@@ -57,6 +70,18 @@ def nonempty_text(value: Any) -> str:
     return result
 
 
+NAME_LIMIT = 100  # account, rule and channel names: they make up alert keys and database columns
+
+
+def name(value: Any) -> str:
+    result = nonempty_text(value)
+    if len(result) > NAME_LIMIT:
+        raise ValueError(f"a name must be at most {NAME_LIMIT} characters, this one has {len(result)}")
+    if result in (".", ".."):
+        raise ValueError(f"{result!r} cannot name anything (it is a path step in the page's links)")
+    return result
+
+
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
@@ -69,6 +94,58 @@ def text_list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f'expected a list of strings like ["a", "b"], got {value!r}')
     return tuple(dict.fromkeys(v.strip() for v in value if v.strip()))
+
+
+def nonempty_text_list(value: Any) -> tuple[str, ...]:
+    result = text_list(value)
+    if not result:
+        raise ValueError("expected at least one entry")
+    return result
+
+
+def severity(value: Any) -> str:
+    result = text(value).strip().lower()
+    if result not in ("warning", "critical"):
+        raise ValueError(f'expected "warning" or "critical", got {value!r}')
+    return result
+
+
+_CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
+
+
+def quiet_hours(value: Any) -> tuple[time, time]:
+    """ "22:00-07:00" -> (22:00, 07:00); the window may wrap past midnight."""
+    parts = text(value).split("-")
+    clocks = [_CLOCK.match(p) for p in parts]
+    if len(parts) != 2 or not all(clocks):
+        raise ValueError(f'expected a window like "22:00-07:00", got {value!r}')
+    start, end = (time(int(m.group(1)), int(m.group(2))) for m in clocks if m)
+    if start == end:
+        raise ValueError(f"the window {value!r} is empty: start and end are the same")
+    return start, end
+
+
+def timezone(value: Any) -> ZoneInfo:
+    name = nonempty_text(value)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f'unknown time zone {name!r}; use an IANA name like "Europe/Berlin" or "UTC"') from None
+
+
+def listen(value: Any) -> tuple[str, int]:
+    """ "127.0.0.1:8080" or "[::1]:8080" -> (host, port)."""
+    host, _, port = nonempty_text(value).rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f'expected host:port like "127.0.0.1:8080" (port 0: any free port), got {value!r}')
+    return host, int(port)
+
+
+def fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"expected a number from 0 to 1, like 0.8, got {value!r}")
+    return float(value)
 
 
 def http_url(value: Any) -> str:

@@ -58,7 +58,7 @@ class Poller:
         self.config = config
         self.session = session
         self.clock = clock
-        self.risk = risk or RiskLevels()
+        self.risk = risk or RiskLevels.from_rules(config.rules)
         self.hooks = hooks
         self.ip_budget = IpBudget(*config.monitor.ip_budget, clock)
         self.server_clock = ServerClock(clock)
@@ -158,14 +158,18 @@ class Poller:
         """Poll every account this process owns until cancelled."""
         await self._sync_time()
         self._running = True
-        for state in self._active():
+        for state in self.active():
             self._start(state, stagger=True)
         try:
             await asyncio.Event().wait()
         finally:
             await self.stop()
 
-    def _active(self) -> list[AccountState]:
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def active(self) -> list[AccountState]:
         return [s for s in self.accounts.values() if self.owned is None or s.name in self.owned]
 
     def set_owned(self, owned: set[str] | None) -> None:
@@ -177,7 +181,7 @@ class Poller:
         for name in [n for n in self._tasks if owned is not None and n not in owned]:
             self._tasks.pop(name).cancel()
         if self._running:
-            for state in self._active():
+            for state in self.active():
                 if state.name not in self._tasks:
                     self._start(state, stagger=True)
 
@@ -238,6 +242,7 @@ class Poller:
         """Take a new configuration: add, remove and update accounts in place, keep the rest running."""
         old = self.config
         self.config = config
+        self.risk = RiskLevels.from_rules(config.rules)
         new = {a.name: a for a in config.accounts}
         for name in list(self.accounts):
             if name not in new:
@@ -268,7 +273,7 @@ class Poller:
     def status(self) -> PollerStatus:
         now = self.clock.now()
         m = self.config.monitor
-        states = self._active()
+        states = self.active()
         gaps = [g for s in states for g in s.history[-3:] if not s.at_risk and s.status != Status.UNREACHABLE]
         effective = sorted(gaps)[len(gaps) // 2] if gaps else m.poll_interval.total_seconds()
         return PollerStatus(

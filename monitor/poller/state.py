@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -9,6 +10,7 @@ from decimal import Decimal
 from monitor.config.model import AccountConfig
 from monitor.domain import AccountSnapshot, KeyInfo, PollOutcome
 from monitor.exchange.bitget.client import BitgetClient
+from monitor.rules.model import Rule, RuleType
 
 
 class Status:
@@ -20,10 +22,23 @@ class Status:
 
 @dataclass(frozen=True)
 class RiskLevels:
-    """When an account counts as at risk and is re-read at risk_poll_interval (warning levels)."""
+    """When an account counts as at risk and is re-read at risk_poll_interval: inside the widest warning
+    level (plus its hysteresis) of any liquidation-distance or margin-ratio rule."""
 
     liquidation_pct: Decimal = Decimal(15)
     margin_ratio: Decimal = Decimal("0.6")
+
+    @classmethod
+    def from_rules(cls, rules: Iterable[Rule]) -> RiskLevels:
+        distances, ratios = [], []
+        for rule in rules:
+            levels = [level for _, level in rule.levels()]
+            if rule.type is RuleType.LIQUIDATION_DISTANCE and levels:
+                distances.append(max(levels) + rule.clear)
+            elif rule.type is RuleType.MARGIN_RATIO and levels:
+                ratios.append(min(levels) - rule.clear)
+        default = cls()
+        return cls(max(distances, default=default.liquidation_pct), min(ratios, default=default.margin_ratio))
 
     def at_risk(self, snapshot: AccountSnapshot) -> bool:
         distance = snapshot.worst_liquidation_distance_pct

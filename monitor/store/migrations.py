@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -12,7 +13,16 @@ from alembic.script import ScriptDirectory
 from alembic import command
 from monitor.store.engine import make_engine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "alembic"
+
+def _migrations_dir() -> Path:
+    """alembic/ of the source tree, or where an installed wheel put it (<prefix>/share/bitget-monitor)."""
+    source = Path(__file__).resolve().parents[2] / "alembic"
+    if (source / "env.py").exists():
+        return source
+    return Path(sys.prefix) / "share" / "bitget-monitor" / "alembic"
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 
 def alembic_config(url: str) -> Config:

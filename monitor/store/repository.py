@@ -19,6 +19,7 @@ from monitor.config.model import AccountConfig
 from monitor.domain import AccountSnapshot, MarginMode, PollOutcome, Position, PositionMode, Side
 from monitor.store import leases
 from monitor.store import tables as t
+from monitor.store.alerts import AlertStore
 from monitor.store.engine import make_engine
 from monitor.store.views import BalanceLine, EquitySample, LatestAccount, MaintenanceReport, StoredPosition
 
@@ -46,9 +47,15 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._ids: dict[str, int] = {}
+        self.alerts = AlertStore(self)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raises when the database cannot be reached."""
+        with self.engine.connect() as connection:
+            connection.execute(select(1))
 
     @property
     def shared(self) -> bool:

@@ -136,12 +136,16 @@ class Alert(SQLModel, table=True):
     state: str = Field(max_length=16, index=True)  # inactive | pending | firing | resolved
     severity: str | None = Field(default=None, max_length=16)
     value: Decimal | None = _money(nullable=True)
-    message: str = Field(default="", max_length=2000)
+    message: str = Field(default="", max_length=2000)  # one line for people
+    details: dict[str, str] = Field(default_factory=dict, sa_type=JSON)  # symbol, side, mark, liquidation, ...
     pending_since: datetime | None = _time(nullable=True)
     firing_since: datetime | None = _time(nullable=True)
     resolved_at: datetime | None = _time(nullable=True)
     last_notified_at: datetime | None = _time(nullable=True)
     last_notified_severity: str | None = Field(default=None, max_length=16)
+    last_notified_state: str | None = Field(default=None, max_length=16)
+    worst_severity: str | None = Field(default=None, max_length=16)  # the worst of this firing episode
+    silenced_since: datetime | None = _time(nullable=True)  # a message was held back by a silence
     updated_at: datetime = _time()
 
 
@@ -160,13 +164,21 @@ class AlertTransition(SQLModel, table=True):
 class Notification(SQLModel, table=True):
     """The outbox: one row per message per channel, written before it is sent."""
 
-    __table_args__ = (Index("ix_notification_pending", "sent_at", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_notification_pending", "sent_at", "next_attempt_at"),
+        Index("ix_notification_status", "status", "next_attempt_at"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=200)
     account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
     severity: str | None = Field(default=None, max_length=16)
     title: str = Field(max_length=400)
-    body: str
+    body: str  # the short form, for chat
+    body_long: str = ""  # the long form, for email
+    status: str = Field(default="queued", max_length=16)  # queued | held | sent | merged | dropped
+    held_until: datetime | None = _time(nullable=True)  # quiet hours: released as one summary then
+    merged_into: int | None = None  # the summary that carried this held message
+    delivered: list[str] = Field(default_factory=list, sa_type=JSON)  # fingerprints of the URLs that got it
     created_at: datetime = _time()
     attempts: int = 0
     next_attempt_at: datetime = _time()
@@ -176,12 +188,16 @@ class Notification(SQLModel, table=True):
     claimed_until: datetime | None = _time(nullable=True)
 
 
-class NotificationAlert(SQLModel, table=True):
-    """Which alert transitions a message carries (one message may carry several)."""
+class NotificationItem(SQLModel, table=True):
+    """Which alerts a message speaks about (one message may carry several), and what it says of each."""
 
-    __tablename__ = "notification_alert"
+    __tablename__ = "notification_item"
     notification_id: int = Field(foreign_key="notification.id", primary_key=True)
-    transition_id: int = Field(foreign_key="alert_transition.id", primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", primary_key=True, index=True)
+    transition_id: int | None = Field(default=None, foreign_key="alert_transition.id", index=True)
+    reason: str = Field(max_length=16)  # firing | escalated | eased | repeat | resolved
+    state: str = Field(max_length=16)  # the state announced
+    severity: str | None = Field(default=None, max_length=16)
 
 
 class Silence(SQLModel, table=True):

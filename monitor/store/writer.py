@@ -11,24 +11,16 @@ import asyncio
 import logging
 from collections import deque
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.domain import PollOutcome
+from monitor.store.errors import is_data_error
 from monitor.store.repository import Store
 
 log = logging.getLogger(__name__)
 
 
-# Errors about the data itself (a constraint, a value the column refuses), as opposed to the database being
-# unreachable, locked or not migrated: retrying the same batch would fail forever.
 WRITE_TIMEOUT = 60.0  # seconds one batch may take before the database counts as unreachable
-
-
-def is_data_error(exc: BaseException) -> bool:
-    if isinstance(exc, IntegrityError | DataError | TypeError | ValueError):
-        return True
-    # A value refused before it reached the driver (our column types check what they bind).
-    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
 
 
 class SnapshotWriter:

@@ -91,6 +91,7 @@ class IpBudget:
         self.window = SlidingWindow(max(1, int(limit * (1 - margin))), window + WINDOW_SLACK, clock)
         self.clock = clock
         self.lockouts = 0
+        self.rate_limited = 0  # 429s met by any account of this budget, since start
         self._public: dict[str, SlidingWindow] = {}
         self._recent_429: deque[tuple[float, str]] = deque()
         self._probing = False
@@ -113,6 +114,7 @@ class IpBudget:
         """Record a 429 for an account. True when 429s for several accounts at once suggest that the IP itself
         is locked out: the caller then probes an IP-only endpoint and reports with `probed`."""
         now = self.clock.monotonic()
+        self.rate_limited += 1
         self._recent_429.append((now, account))
         while self._recent_429 and self._recent_429[0][0] < now - LOCKOUT_WINDOW:
             self._recent_429.popleft()
