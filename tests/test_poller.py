@@ -7,6 +7,9 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
+
+from aiohttp import web
 
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
@@ -17,10 +20,11 @@ from monitor.simulator.generate import write_accounts_file
 from tests.conftest import Sim, SimFactory
 
 
-def _config(sim: Sim, tmp_path: Path, **monitor: str) -> Config:
-    """An accounts file for the simulator's accounts, with [monitor] settings given as TOML strings."""
+def _config(sim: Sim, tmp_path: Path, url: str | None = None, **monitor: str) -> Config:
+    """An accounts file for the simulator's accounts (reached at `url`, the simulator's own by default), with
+    [monitor] settings given as TOML strings."""
     path = tmp_path / "accounts.toml"
-    write_accounts_file(sim.world, path, sim.url)
+    write_accounts_file(sim.world, path, url or sim.url)
     settings = {"database_url": f"sqlite:///{tmp_path}/m.db", **monitor}
     lines = "".join(f'{key} = "{value}"\n' for key, value in settings.items())
     text = path.read_text().replace("[monitor]\n", f"[monitor]\n{lines}", 1)
@@ -95,6 +99,33 @@ async def test_many_accounts_under_a_small_ip_budget_see_no_429(make_sim: SimFac
     assert sum(sim.sim.rate_limited.values()) == 0 and sim.sim.ip_limiter.lockouts == 0
     total = sum(sim.sim.requests.values())
     print(f"{total} requests in {elapsed:.1f} s: {total / elapsed:.0f}/s against a budget of 100/s")
+
+
+async def test_arrival_jitter_does_not_push_a_budget_past_the_limit(
+    make_sim: SimFactory, tmp_path: Path, aiohttp_server: Any
+) -> None:
+    """Requests sent far enough apart can arrive closer together: here the first ones are slow to get there
+    (think of new connections) and the later ones are not. Bitget still never sees more than its limit."""
+    sim = await make_sim(accounts=40, ip_per_minute=50, ip_window=1.0, lockout=30)
+    forwarded = 0
+
+    async def forward(request: web.Request) -> web.Response:
+        nonlocal forwarded
+        forwarded += 1
+        if forwarded <= 60:
+            await asyncio.sleep(0.8)
+        async with sim.session.get(sim.url + request.path_qs, headers=request.headers) as answer:
+            body = await answer.read()
+            headers = {k: v for k, v in answer.headers.items() if k.lower().startswith("x-")}
+            return web.Response(status=answer.status, body=body, headers=headers, content_type=answer.content_type)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", forward)
+    proxy = await aiohttp_server(app)
+    config = _config(sim, tmp_path, str(proxy.make_url("")).rstrip("/"), ip_budget="50/s")
+    outcomes = await Poller(config, sim.session, SystemClock()).cycle()
+    assert all(o.ok for o in outcomes), [o.error_message for o in outcomes if not o.ok][:3]
+    assert sum(sim.sim.rate_limited.values()) == 0 and sim.sim.ip_limiter.lockouts == 0
 
 
 async def test_an_account_at_risk_is_re_read_at_the_risk_interval(make_sim: SimFactory, tmp_path: Path) -> None:

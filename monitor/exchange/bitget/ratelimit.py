@@ -1,9 +1,11 @@
 """Client-side budgets that mirror Bitget's limits, so the monitor never needs a 429 to find them.
 
 Bitget counts per account and endpoint per second, and per IP per minute (6000 by default, with a 5-minute
-lock-out when tripped). The simulator counts with sliding windows, the strictest reading; these budgets keep
-the same windows plus a margin for network jitter, so arrivals stay inside the limit even when requests sent
-just far enough apart arrive closer together.
+lock-out when tripped). The simulator counts with sliding windows, the strictest reading. Bitget counts a
+request when it arrives, which we cannot see: it lies somewhere between taking a slot and reading the answer.
+So a request holds its slot for that whole time and is dated by its answer. Requests that were sent far
+enough apart but arrive closer together (a busy event loop, a queue for connections, network jitter) then
+still fit in the window, however large the jitter.
 """
 
 from __future__ import annotations
@@ -20,20 +22,25 @@ from monitor.exchange.bitget import endpoints as ep
 
 log = logging.getLogger(__name__)
 
-WINDOW_SLACK = 0.25  # seconds added to every window: send-time spacing vs arrival-time spacing
+WINDOW_SLACK = 0.05  # seconds added to every window: the two clocks' resolution and rate
 LOCKOUT_ACCOUNTS = 3  # 429s for this many accounts ...
 LOCKOUT_WINDOW = 10.0  # ... within this many seconds: the IP is locked out
 PROBE_PAUSE = 30.0  # the most a lock-out probe may hold everything up
 
 
 class SlidingWindow:
-    """At most `limit` acquisitions in any `window` seconds; callers wait their turn in order."""
+    """At most `limit` requests in any `window` seconds; callers wait their turn in order.
+
+    A request counts from the moment it takes a slot until `window` seconds after its answer arrived.
+    """
 
     def __init__(self, limit: int, window: float, clock: Clock) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock
-        self._sent: deque[float] = deque()
+        self._answered: deque[float] = deque()  # when each request of the last `window` seconds ended
+        self._in_flight = 0
+        self._freed = asyncio.Event()  # set when a request in flight ends
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
 
@@ -48,30 +55,31 @@ class SlidingWindow:
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self.clock.monotonic())
 
-    def _prune(self, now: float) -> None:
-        horizon = now - self.window
-        while self._sent and self._sent[0] <= horizon:
-            self._sent.popleft()
-
     @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """Wait for room in the window, run the body, and count the request when the body ends.
-
-        Counting at the end matters when the body waits for another budget: the request is counted when it
-        is really sent, and the lock keeps a second one from slipping in meanwhile.
-        """
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for room, hold a slot while the body runs, and date the request when the body ends."""
         async with self._lock:
             while True:
                 now = self.clock.monotonic()
-                self._prune(now)
+                while self._answered and self._answered[0] <= now - self.window:
+                    self._answered.popleft()
                 wait = self._paused_until - now
-                if wait <= 0 and len(self._sent) < self.limit:
+                if wait <= 0 and len(self._answered) + self._in_flight < self.limit:
                     break
+                if wait <= 0 and not self._answered:  # every slot is in flight: wait for an answer
+                    self._freed.clear()
+                    await self._freed.wait()
+                    continue
                 if wait <= 0:
-                    wait = self._sent[0] + self.window - now
+                    wait = self._answered[0] + self.window - now
                 await asyncio.sleep(wait)
+            self._in_flight += 1
+        try:
             yield
-            self._sent.append(self.clock.monotonic())
+        finally:
+            self._in_flight -= 1
+            self._answered.append(self.clock.monotonic())
+            self._freed.set()
 
 
 def parse_budget(text: str) -> tuple[int, float]:
@@ -97,18 +105,20 @@ class IpBudget:
         self._probing = False
         self.probe: asyncio.Task[None] | None = None  # the running probe (a reference keeps the task alive)
 
-    async def acquire(self, endpoint: ep.Endpoint) -> None:
+    @asynccontextmanager
+    async def slot(self, endpoint: ep.Endpoint) -> AsyncIterator[None]:
+        """Hold a slot of the IP budget (and of an IP-limited endpoint's own limit) for one request."""
         if endpoint.scope is ep.Scope.IP:
             window = self._public.get(endpoint.path)
             if window is None:
                 window = self._public[endpoint.path] = SlidingWindow(
                     endpoint.per_second, 1.0 + WINDOW_SLACK, self.clock
                 )
-            async with window.turn(), self.window.turn():
-                pass
+            async with window.slot(), self.window.slot():
+                yield
         else:
-            async with self.window.turn():
-                pass
+            async with self.window.slot():
+                yield
 
     def note_rate_limited(self, account: str) -> bool:
         """Record a 429 for an account. True when 429s for several accounts at once suggest that the IP itself
@@ -152,12 +162,16 @@ class AccountBudget:
             )
         return window
 
-    async def acquire(self, endpoint: ep.Endpoint) -> None:
+    @asynccontextmanager
+    async def slot(self, endpoint: ep.Endpoint) -> AsyncIterator[None]:
+        """Hold this account's slot for the endpoint and the IP's for one request, from before it is signed
+        until its answer has been read."""
         if endpoint.scope is ep.Scope.ACCOUNT:
-            async with self._window(endpoint).turn():
-                await self.ip.acquire(endpoint)
+            async with self._window(endpoint).slot(), self.ip.slot(endpoint):
+                yield
         else:
-            await self.ip.acquire(endpoint)
+            async with self.ip.slot(endpoint):
+                yield
 
     def back_off(self, endpoint: ep.Endpoint, seconds: float) -> None:
         """After a 429 on this account and endpoint."""
