@@ -1,5 +1,6 @@
-"""Storage: the time to write one cycle (1000 accounts, 5 positions each) on SQLite and PostgreSQL, and the
-database growth per account per day with the default retention. No simulator: the outcomes are built here.
+"""Storage: the time to write one cycle (1000 accounts, 5 positions each) on SQLite and PostgreSQL, in full and
+in the steady state, and the database growth per account per day with the default retention and snapshot
+interval. No simulator: the outcomes are built here.
 
     .venv/bin/python -m bench.storage [--postgres postgresql://postgres@127.0.0.1/postgres]
 """
@@ -35,6 +36,7 @@ from monitor.store.repository import Store
 TARGET_MS = 100.0
 POLLS_PER_DAY = 86400 // 30  # the default poll_interval
 RAW_DAYS, HOURLY_DAYS = 7, 400  # the default retention
+SNAPSHOT_INTERVAL = timedelta(minutes=5)  # the default
 
 
 def cycle(accounts: int, at: datetime) -> list[PollOutcome]:
@@ -69,26 +71,43 @@ def size(store: Store, url: str) -> int:
 
 
 def measure(url: str, accounts: int, cycles: int) -> None:
+    """A full cycle (every balance and position row, as after a restart or when everything changed) against
+    the target, then the steady state with the default snapshot_interval: its mean cost per cycle and the
+    growth it implies."""
     migrations.upgrade(url)
-    store = Store(url)
     start = datetime(2026, 1, 1, tzinfo=UTC)
+    store = Store(url)  # snapshot_interval 0: every poll stores every row
     store.write_polls(cycle(accounts, start - timedelta(seconds=30)))  # warm-up: account rows, caches
     before = size(store, url)
-    times = []
+    full = []
     for k in range(cycles):
         outcomes = cycle(accounts, start + timedelta(seconds=30 * k))
         wall = time.perf_counter()
         store.write_polls(outcomes)
-        times.append((time.perf_counter() - wall) * 1000)
-    per_poll = (size(store, url) - before) / (cycles * accounts)
+        full.append((time.perf_counter() - wall) * 1000)
+    full_per_poll = (size(store, url) - before) / (cycles * accounts)
+    store.close()
+    store = Store(url, snapshot_interval=SNAPSHOT_INTERVAL)
+    steady_cycles = int(SNAPSHOT_INTERVAL.total_seconds()) // 30  # one interval: one full cycle, the rest thin
+    start += timedelta(seconds=30 * cycles)
+    before = size(store, url)
+    steady = []
+    for k in range(steady_cycles):
+        outcomes = cycle(accounts, start + timedelta(seconds=30 * k))
+        wall = time.perf_counter()
+        store.write_polls(outcomes)
+        steady.append((time.perf_counter() - wall) * 1000)
+    per_poll = (size(store, url) - before) / (steady_cycles * accounts)
     store.maintain(start + timedelta(days=RAW_DAYS + 1), timedelta(days=RAW_DAYS), timedelta(days=HOURLY_DAYS))
     store.close()
     kind = url.split(":")[0].split("+")[0]
     raw_day = per_poll * POLLS_PER_DAY
-    print(f"{kind:10} one cycle of {accounts} accounts x 5 positions: median {statistics.median(times):.0f} ms "
-          f"(target {TARGET_MS:.0f} ms)")  # fmt: skip
-    print(f"{'':10} growth: {per_poll / 1024:.1f} KB per account-poll = {raw_day / 2**20:.1f} MB per account per day "
-          f"(raw, poll_interval 30 s); steady state with {RAW_DAYS} d raw: {raw_day * RAW_DAYS / 2**20:.0f} MB "
+    print(f"{kind:10} one full cycle of {accounts} accounts x 5 positions: median {statistics.median(full):.0f} ms "
+          f"(target {TARGET_MS:.0f} ms); {full_per_poll / 1024:.1f} KB per account-poll")  # fmt: skip
+    print(f"{'':10} steady state, snapshot_interval {SNAPSHOT_INTERVAL.seconds // 60} min: "
+          f"mean {statistics.mean(steady):.0f} ms per cycle (median {statistics.median(steady):.0f} ms)")  # fmt: skip
+    print(f"{'':10} growth: {per_poll / 1024:.2f} KB per account-poll = {raw_day / 2**20:.1f} MB per account per day "
+          f"(poll_interval 30 s); steady state with {RAW_DAYS} d raw: {raw_day * RAW_DAYS / 2**20:.0f} MB "
           "per account, plus hourly rollups (a few KB per account per day)")  # fmt: skip
 
 

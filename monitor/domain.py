@@ -209,6 +209,7 @@ class PollOutcome:
     error_message: str | None = None
     requests: int = 0
     key: KeyInfo | None = None  # when the key's permissions were read in this poll
+    at_risk: bool = False  # the poller's verdict on the snapshot: near liquidation or a high margin ratio
 
     @property
     def ok(self) -> bool:

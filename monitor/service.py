@@ -49,7 +49,7 @@ class Service:
         self.clock = clock
         self.migrate = migrate
         url = config.monitor.database_url.reveal()
-        self.store = Store(url)
+        self.store = Store(url, snapshot_interval=config.storage.snapshot_interval)
         self.writer = SnapshotWriter(self.store, limit=config.storage.write_buffer)
         self.session: aiohttp.ClientSession | None = None
         self.poller: Poller | None = None
@@ -281,6 +281,7 @@ class Service:
             self.poller.apply(config)
         self.alerts.apply(config)
         self.sender.apply(config)
+        self.store.snapshot_interval = config.storage.snapshot_interval
         self.config = config
         self._tasks.append(asyncio.get_running_loop().create_task(self._register(config), name="register"))
         log.info("reloaded %s: %d accounts", self.config_path, len(config.accounts))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select
 from sqlmodel import SQLModel
 
 import monitor.store.tables  # noqa: F401
@@ -32,7 +34,7 @@ from monitor.domain import (
 )
 from monitor.store import migrations
 from monitor.store.engine import make_engine
-from monitor.store.repository import Store
+from monitor.store.repository import BALANCE, EQUITY, POSITION, Store
 from monitor.store.writer import SnapshotWriter
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -123,16 +125,33 @@ def test_latest_is_each_accounts_last_good_snapshot(store: Store) -> None:
     assert set(store.latest(["a"])) == {"a"}
 
 
-def test_worst_positions_across_accounts_come_first(store: Store) -> None:
-    store.write_polls([
-        ok("a", T0, positions=(position("BTCUSDT", "100", "90"), position("ETHUSDT", "100", None))),
-        ok("b", T0, positions=(position("SOLUSDT", "100", "97"), position("XRPUSDT", "100", "60", Side.LONG))),
-        ok("c", T0, positions=(position("DOGEUSDT", "100", "110", Side.SHORT),)),
-    ])  # fmt: skip
-    worst = store.worst_positions(limit=10)
-    assert [(w.account, w.position.symbol) for w in worst] == [
-        ("b", "SOLUSDT"), ("a", "BTCUSDT"), ("c", "DOGEUSDT"), ("b", "XRPUSDT"), ("a", "ETHUSDT"),
-    ]  # fmt: skip
+def test_balances_and_positions_are_stored_every_snapshot_interval_and_on_every_change(db_url: str) -> None:
+    """With snapshot_interval, a calm account's rows go in every 5 minutes; a change, or being at risk, stores
+    them at once; the equity series keeps every poll; a restart stores the first poll in full."""
+    migrations.upgrade(db_url)
+    store = Store(db_url, snapshot_interval=timedelta(minutes=5))
+    calm, bigger = (position(),), (replace(position(), size=Decimal(1)),)
+    plan = {0: calm, 1: calm, 2: bigger, 3: bigger, 11: bigger, 12: bigger, 13: bigger}  # 30 s apart
+    for k, positions in plan.items():
+        at_risk = k == 13
+        store.write_polls([replace(ok("a", T0 + timedelta(seconds=30 * k), positions=positions), at_risk=at_risk)])
+    store.close()
+    store = Store(db_url, snapshot_interval=timedelta(minutes=5))  # a restart: nothing known about the last rows
+    store.write_polls([ok("a", T0 + timedelta(seconds=30 * 14), positions=bigger)])
+    store.write_polls([ok("a", T0 + timedelta(seconds=30 * 15), positions=bigger)])
+    with store.engine.connect() as connection:
+        rows = {
+            table.name: sorted(int((at - T0).total_seconds()) // 30 for at in connection.scalars(
+                select(table.c.taken_at).distinct()
+            ))
+            for table in (POSITION, BALANCE, EQUITY)
+        }  # fmt: skip
+    # 0: first; 2: the size changed; 12: five minutes after 2; 13: at risk; 14: after the restart
+    assert rows["position_snapshot"] == rows["balance_snapshot"] == [0, 2, 12, 13, 14]
+    assert rows["equity_point"] == [0, 1, 2, 3, 11, 12, 13, 14, 15]
+    latest = store.latest()["a"]
+    assert latest.taken_at == T0 + timedelta(seconds=30 * 14) and latest.positions[0].size == Decimal(1)
+    store.close()
 
 
 def test_account_rows_track_success_errors_keys_and_the_equity_peak(store: Store) -> None:

@@ -34,6 +34,7 @@ class MonitorSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     raw_retention: timedelta = timedelta(days=7)
+    snapshot_interval: timedelta = timedelta(minutes=5)
     hourly_retention: timedelta = timedelta(days=400)
     write_buffer: int = 10_000
 

@@ -85,7 +85,15 @@ SETTINGS: tuple[Setting, ...] = (
         "raw_retention",
         values.duration,
         "7d",
-        doc="how long every poll's snapshots are kept before only hourly rollups remain",
+        doc="how long raw snapshots and the equity series are kept before only hourly rollups remain",
+    ),
+    Setting(
+        "storage",
+        "snapshot_interval",
+        values.duration,
+        "5m",
+        doc="balance and position rows are stored at least this often per account, and at every poll while the "
+        "account is at risk or its positions or coins change; the equity series keeps every poll (0s: every poll)",
     ),
     Setting("storage", "hourly_retention", values.duration, "400d", doc="how long the hourly rollups are kept"),
     Setting(

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import aiohttp
@@ -105,6 +105,7 @@ class Poller:
             self._record_failure(state, outcome, permanent=not exc.retryable)
         else:
             self._record_success(state, outcome)
+            outcome = replace(outcome, at_risk=state.at_risk)
         state.last_outcome = outcome
         state.polls += 1
         for hook in self.hooks:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlalchemy import JSON, Index, UniqueConstraint, true
 from sqlmodel import Field, SQLModel
 
 from monitor.store.types import ExactDecimal, UTCDateTime
@@ -97,7 +97,8 @@ class PositionSnapshot(SQLModel, table=True):
 
 
 class EquityPoint(SQLModel, table=True):
-    """The raw equity series: one point per successful poll."""
+    """The raw equity series: one point per successful poll. `detail` says whether that poll's balance and
+    position rows were stored too (see Store.snapshot_interval)."""
 
     __tablename__ = "equity_point"
     __table_args__ = (Index("ix_equity_account_taken", "account_id", "taken_at"),)
@@ -107,6 +108,7 @@ class EquityPoint(SQLModel, table=True):
     equity_usdt: Decimal = _money()
     unrealized_pnl_usdt: Decimal = _money()
     worst_liquidation_distance_pct: Decimal | None = _money(nullable=True)
+    detail: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
 
 
 class EquityHourly(SQLModel, table=True):

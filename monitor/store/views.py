@@ -46,13 +46,6 @@ class EquitySample:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredPosition:
-    account: str
-    taken_at: datetime
-    position: Position
-
-
-@dataclass(frozen=True, slots=True)
 class MaintenanceReport:
     hours_rolled_up: int
     raw_rows_deleted: int
