@@ -101,6 +101,21 @@ async def test_many_accounts_under_a_small_ip_budget_see_no_429(make_sim: SimFac
     print(f"{total} requests in {elapsed:.1f} s: {total / elapsed:.0f}/s against a budget of 100/s")
 
 
+async def test_the_ip_budget_is_spent_evenly_from_the_start(make_sim: SimFactory, tmp_path: Path) -> None:
+    """A process cannot know what its IP spent before it started (its own run before a crash, say), so it
+    comes up at the budget's steady rate; and with more to read than the budget allows, it spreads requests
+    evenly instead of spending a minute's budget in the first second."""
+    sim = await make_sim(accounts=40, ip_per_minute=1200, lockout=30)  # Bitget's one-minute window
+    config = _config(sim, tmp_path, ip_budget="1200/min")
+    outcomes = await Poller(config, sim.session, SystemClock()).cycle()
+    assert all(o.ok for o in outcomes), [o.error_message for o in outcomes if not o.ok][:3]
+    steady = 1200 * 0.97 / 60  # per second
+    total = sum(sim.sim.requests.values())
+    # two seconds' worth at the steady rate, plus what built up while the poller started (without pacing and
+    # the assumed earlier use, the whole cycle goes out in the first two seconds: over 200 requests)
+    assert total > 150 and sim.sim.ip_limiter.busiest("127.0.0.1", 2.0) <= 4 * steady
+
+
 async def test_arrival_jitter_does_not_push_a_budget_past_the_limit(
     make_sim: SimFactory, tmp_path: Path, aiohttp_server: Any
 ) -> None:

@@ -28,6 +28,15 @@ class SlidingWindow:
         events.append(now)
         return limit - len(events)
 
+    def busiest(self, key: Hashable, span: float) -> int:
+        """The most events counted for a key within any `span` seconds of the current window."""
+        events, most, start = list(self._events.get(key, ())), 0, 0
+        for end, at in enumerate(events):
+            while events[start] <= at - span:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
+
 
 class IpLimiter:
     """The shared per-IP budget (6000 a minute by default); tripping it locks the IP out for a while.
@@ -41,6 +50,10 @@ class IpLimiter:
         self._window = SlidingWindow(window)
         self._locked_until: dict[str, float] = {}
         self.lockouts = 0
+
+    def busiest(self, ip: str, span: float) -> int:
+        """The most requests from an IP within any `span` seconds of the last window: how evenly it spends."""
+        return self._window.busiest(ip, span)
 
     def admit(self, ip: str, now: float) -> bool:
         if self._locked_until.get(ip, 0.0) > now:

@@ -26,6 +26,9 @@ WINDOW_SLACK = 0.05  # seconds added to every window: the two clocks' resolution
 LOCKOUT_ACCOUNTS = 3  # 429s for this many accounts ...
 LOCKOUT_WINDOW = 10.0  # ... within this many seconds: the IP is locked out
 PROBE_PAUSE = 30.0  # the most a lock-out probe may hold everything up
+# The per-IP budget is also paced over windows this short: when demand exceeds it, requests go out evenly
+# instead of a minute's budget in the first seconds and then nothing until the minute is over.
+PACE_WINDOW = 5.0
 
 
 class SlidingWindow:
@@ -40,6 +43,7 @@ class SlidingWindow:
         self.clock = clock
         self._answered: deque[float] = deque()  # when each request of the last `window` seconds ended
         self._in_flight = 0
+        self._ramp_until = 0.0  # see assume_busy
         self._freed = asyncio.Event()  # set when a request in flight ends
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
@@ -55,6 +59,14 @@ class SlidingWindow:
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self.clock.monotonic())
 
+    def assume_busy(self) -> None:
+        """Start as if the window had been used evenly up to now (by this process before a restart, say):
+        room then comes back at the steady rate, limit/window, instead of all at once."""
+        self._ramp_until = self.clock.monotonic() + self.window
+
+    def _assumed(self, now: float) -> float:
+        return self.limit * (self._ramp_until - now) / self.window if now < self._ramp_until else 0.0
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait for room, hold a slot while the body runs, and date the request when the body ends."""
@@ -64,13 +76,16 @@ class SlidingWindow:
                 while self._answered and self._answered[0] <= now - self.window:
                     self._answered.popleft()
                 wait = self._paused_until - now
-                if wait <= 0 and len(self._answered) + self._in_flight < self.limit:
+                assumed = self._assumed(now)
+                if wait <= 0 and len(self._answered) + self._in_flight + assumed < self.limit:
                     break
-                if wait <= 0 and not self._answered:  # every slot is in flight: wait for an answer
+                if wait <= 0 and assumed:  # the assumed use runs out one request at a time
+                    wait = self.window / self.limit
+                elif wait <= 0 and not self._answered:  # every slot is in flight: wait for an answer
                     self._freed.clear()
                     await self._freed.wait()
                     continue
-                if wait <= 0:
+                elif wait <= 0:
                     wait = self._answered[0] + self.window - now
                 await asyncio.sleep(wait)
             self._in_flight += 1
@@ -96,7 +111,16 @@ class IpBudget:
 
     def __init__(self, limit: int, window: float, clock: Clock, *, margin: float = 0.03) -> None:
         # Keep a safety margin below Bitget's figure: other tools on the same IP, clock drift.
-        self.window = SlidingWindow(max(1, int(limit * (1 - margin))), window + WINDOW_SLACK, clock)
+        limit = max(1, int(limit * (1 - margin)))
+        self.window = SlidingWindow(limit, window + WINDOW_SLACK, clock)
+        # A process cannot know what this IP spent in the last window before it started (its own previous
+        # run, restarted after a crash): it assumes the budget was in steady use.
+        self.window.assume_busy()
+        self.pace = (
+            SlidingWindow(max(1, int(limit * PACE_WINDOW / window)), PACE_WINDOW, clock)
+            if window > PACE_WINDOW
+            else None
+        )
         self.clock = clock
         self.lockouts = 0
         self.rate_limited = 0  # 429s met by any account of this budget, since start
@@ -114,10 +138,19 @@ class IpBudget:
                 window = self._public[endpoint.path] = SlidingWindow(
                     endpoint.per_second, 1.0 + WINDOW_SLACK, self.clock
                 )
-            async with window.slot(), self.window.slot():
+            async with window.slot(), self._ip_slot():
                 yield
         else:
+            async with self._ip_slot():
+                yield
+
+    @asynccontextmanager
+    async def _ip_slot(self) -> AsyncIterator[None]:
+        if self.pace is None:
             async with self.window.slot():
+                yield
+        else:
+            async with self.pace.slot(), self.window.slot():
                 yield
 
     def note_rate_limited(self, account: str) -> bool:
