@@ -88,7 +88,8 @@ class Service:
         """Evaluate the rules for an account right after each of its polls (the fastest path to an alert)."""
         if self._alerting:
             now = self.clock.now()
-            self.alerts.evaluate([self.alerts.view(state, now)], now)
+            cadence = self.poller.cadence if self.poller is not None else None
+            self.alerts.evaluate([self.alerts.view(state, now, cadence)], now)
 
     async def _run_alerts(self, poller: Poller) -> None:
         """The alert engine and the outbox sender, once the schema is in place."""
@@ -97,7 +98,7 @@ class Service:
 
         def views() -> list[AccountView]:
             now = self.clock.now()
-            return [self.alerts.view(s, now) for s in poller.active()]
+            return [self.alerts.view(s, now, poller.cadence) for s in poller.active()]
 
         await self.alerts.run(views, portfolio=lambda: poller.owned is None)
 
@@ -146,7 +147,6 @@ class Service:
                     log.error("no database to share accounts through: polling every account meanwhile")
                     self.poller.set_owned(None)
                     claimed = True
-                continue
             await asyncio.sleep(ttl.total_seconds() / 3)
 
     async def _maintain(self) -> None:

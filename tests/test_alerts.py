@@ -20,6 +20,7 @@ from monitor.clock import ManualClock
 from monitor.config import Config, load_config
 from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, PositionMode, Side
 from monitor.errors import ConfigError
+from monitor.poller.state import AccountState, Status
 from monitor.rules.evaluate import AccountView
 from monitor.store import migrations
 from monitor.store.repository import Store
@@ -392,6 +393,28 @@ async def test_an_unreachable_account_speaks_for_its_other_alerts(make_rig: Any,
     assert "RESOLVED down" in message and "CRITICAL liq" in message and "(still firing)" in message
 
 
+async def test_a_stretched_cycle_neither_holds_alerts_nor_makes_every_account_unreachable(
+    make_rig: Any, sink: Sink
+) -> None:
+    """More accounts than the IP budget reads every poll_interval: each is read every three minutes instead.
+    Data that old is as fresh as it gets, so the rules judge it, and `unreachable` counts real intervals."""
+    text = rules(sink).replace('for = "1m"', 'for = "0s"')
+    rig = await make_rig(text + '[[rules]]\nname = "down"\ntype = "unreachable"\ncritical = 3\n')
+    read_at = rig.clock.now()
+    state = AccountState(rig.config.accounts[0], client=None)  # type: ignore[arg-type]  # views read no client
+    state.snapshot = AccountSnapshot("alpha", read_at, AccountMode.CLASSIC, positions=(position("95"),))
+    state.last_good_at, state.polls, state.status = read_at, 1, Status.OK
+    rig.clock.advance(150)  # five poll_intervals (30 s) since the last read, within one stretched cycle
+    now = rig.clock.now()
+    assert not rig.engine.view(state, now).fresh  # against poll_interval alone it would be stale
+    view = rig.engine.view(state, now, cadence=timedelta(minutes=3))
+    assert view.fresh
+    rig.engine.evaluate([view], now)
+    assert await rig.engine.flush()
+    await rig.sender.send_due()
+    assert sink.titles() == ["[CRITICAL] alpha: BTCUSDT long: 5.26% from liquidation (mark 95, liquidation 90)"]
+
+
 async def test_users_can_bring_their_own_templates(make_rig: Any, sink: Sink, tmp_path: Path) -> None:
     (tmp_path / "tpl").mkdir()
     (tmp_path / "tpl" / "short.j2").write_text(
@@ -527,3 +550,66 @@ async def test_a_batch_the_database_refuses_is_dropped_and_later_ones_are_writte
     assert await rig.engine.flush() and rig.engine.rejected == 1
     await rig.judge("alpha", position("95"))
     assert len(sink.received) == 1
+
+
+async def test_a_delivery_recorded_while_the_database_is_away_is_not_sent_again(
+    make_rig: Any, db_url: str, aiohttp_server: Any
+) -> None:
+    """The sink answers, and at that moment the database goes away (connections cut and refused for two
+    seconds): the sender keeps the result and records it when the database is back, instead of sending again."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("needs a database whose connections can be cut and refused: PostgreSQL")
+    import psycopg
+    from aiohttp import web
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db_url)
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    received: list[str] = []
+    reopened: list[asyncio.Task[None]] = []
+
+    def allow(on: bool) -> None:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'ALTER DATABASE "{url.database}" WITH ALLOW_CONNECTIONS {str(on).lower()}')
+            if not on:
+                connection.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (url.database,)
+                )
+
+    async def reopen() -> None:
+        await asyncio.sleep(2)
+        await asyncio.to_thread(allow, True)
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((await request.json())["title"])
+        await asyncio.to_thread(allow, False)
+        reopened.append(asyncio.create_task(reopen()))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = await aiohttp_server(app)
+    rig = await make_rig(
+        f'[channels]\nops = ["json://127.0.0.1:{server.port}/hook"]\n[[rules]]\nname = "liq"\n'
+        'type = "liquidation_distance"\nwarning = "15%"\ncritical = "7%"\n'
+    )
+    try:
+        await rig.judge("alpha", position("95"))  # delivered, then recorded once the database is back
+    finally:
+        await asyncio.gather(*reopened)
+    assert len(received) == 1
+    outbox = await asyncio.to_thread(rig.store.alerts.outbox)
+    assert [m.status for m in outbox] == ["sent"]
+    rig.clock.advance(600)
+    await rig.sender.send_due()
+    assert len(received) == 1
+
+
+def test_url_fragments_are_masked_but_addresses_and_ports_stay_readable() -> None:
+    from monitor.alerts.delivery import Masker
+    from monitor.secret import Secret
+
+    masker = Masker()
+    masker.learn([Secret("json://user:pa55word@127.0.0.1:8080/hooks/t0ken-xyz?key=s3cret")])
+    shown = masker.mask("POST 127.0.0.1:8080/hooks/t0ken-xyz as user:pa55word, key s3cret")
+    assert shown == "POST 127.0.0.1:8080/*** as ***:***, key ***"

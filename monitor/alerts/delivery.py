@@ -8,6 +8,7 @@ errors we keep; people see apprise's own privacy form of a URL.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import re
 import threading
@@ -84,7 +85,19 @@ def _fragments(url: str) -> set[str]:
     pieces |= {p for p in parts.path.split("/")}
     pieces |= {v for _, v in parse_qsl(parts.query)}
     pieces |= {unquote(p) for p in pieces}
-    return {p for p in pieces if len(p) >= 3}
+    return {p for p in pieces if len(p) >= 3 and not _public(p)}
+
+
+def _public(piece: str) -> bool:
+    """Fragments that are no secret, whose masking would only hide useful text (every "127.0.0.1" and port
+    in the log): IP addresses, localhost and port numbers."""
+    if piece == "localhost" or (piece.isdigit() and len(piece) <= 5):
+        return True
+    try:
+        ipaddress.ip_address(piece.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 MASKER = Masker()

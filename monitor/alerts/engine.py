@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from monitor.alerts.compose import Outgoing, compose
@@ -376,14 +376,18 @@ class AlertEngine:
         return sorted((a for a in self.alerts.values() if a.state is State.FIRING),
                       key=lambda a: (order[a.severity], a.key))  # fmt: skip
 
-    def view(self, state: AccountState, now: datetime) -> AccountView:
-        """What the rules see of an account the poller reads."""
+    def view(self, state: AccountState, now: datetime, cadence: timedelta | None = None) -> AccountView:
+        """What the rules see of an account the poller reads. `cadence` is how often accounts are really read
+        (the poller's, longer than poll_interval while polling is behind): data that old is as fresh as it gets,
+        and `unreachable` counts those intervals, so a stretched cycle neither holds every alert nor makes every
+        account look unreachable."""
         m = self.config.monitor
+        interval = max(m.poll_interval, cadence or m.poll_interval)
         last_good = state.last_good_at or self._last_success.get(state.name)
         return AccountView(
             name=state.name, tags=state.config.tags, snapshot=state.snapshot, last_good_at=last_good,
-            fresh=not state.stale(now, m.poll_interval, m.stale_grace),
-            watched_since=self._first_seen.setdefault(state.name, now), poll_interval=m.poll_interval,
+            fresh=not state.stale(now, interval, m.stale_grace),
+            watched_since=self._first_seen.setdefault(state.name, now), poll_interval=interval,
             polled=state.polls > 0, permanent_error=state.status == Status.UNREACHABLE,
             error_code=state.error_code, error_message=state.error_message, key=state.key,
         )  # fmt: skip

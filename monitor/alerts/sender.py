@@ -14,8 +14,11 @@ import functools
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.compose import Outgoing, kind, window_text
 from monitor.alerts.delivery import deliver
@@ -25,6 +28,7 @@ from monitor.alerts.messages import Item, Rendered
 from monitor.clock import Clock
 from monitor.config.model import Config
 from monitor.store.alerts import HeldItem, OutboxMessage
+from monitor.store.errors import is_data_error
 from monitor.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,7 @@ IDLE = 1.0  # seconds between looks at the outbox when nobody wakes the sender
 CLAIM = timedelta(minutes=2)  # a claim lapses after this (a sender that died mid-delivery)
 BACKOFF_BASE, BACKOFF_CAP = 5.0, 600.0  # seconds: 5, 10, 20, ... up to 10 minutes between attempts
 UNKNOWN_CHANNEL_RETRY = timedelta(hours=1)
+RECORD_RETRY_MIN, RECORD_RETRY_MAX = 1.0, 30.0  # seconds between tries to record a delivery
 DELIVERY_THREADS = 8  # apprise blocks; its own pool keeps slow endpoints away from the database threads
 
 
@@ -123,7 +128,7 @@ class Sender:
         failed = [r for r in results if not r.ok]
         now = self.clock.now()
         if not failed:
-            await asyncio.to_thread(self.store.alerts.delivered, message.id, now, done)
+            await self._record(message, functools.partial(self.store.alerts.delivered, message.id, now, done))
             self.sent += 1
             return
         self.failures += 1
@@ -131,7 +136,28 @@ class Sender:
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**message.attempts) * random.uniform(0.8, 1.2)
         log.warning("message %d to %s failed (attempt %d, next in %.0f s): %s", message.id, message.channel,
                     message.attempts + 1, delay, error)  # fmt: skip
-        await asyncio.to_thread(self.store.alerts.failed, message.id, error, now + timedelta(seconds=delay), done)
+        await self._record(
+            message,
+            functools.partial(self.store.alerts.failed, message.id, error, now + timedelta(seconds=delay), done),
+        )
+
+    async def _record(self, message: OutboxMessage, write: Callable[[], None]) -> None:
+        """Record what apprise reported, waiting out a database that is away: the message is delivered (to
+        some URLs at least), and forgetting that would send it again. The lane stays busy meanwhile, so
+        nothing else goes to this channel about this account out of order."""
+        pause = RECORD_RETRY_MIN
+        while True:
+            try:
+                await asyncio.to_thread(write)
+                return
+            except SQLAlchemyError as exc:
+                if is_data_error(exc):
+                    raise
+                log.warning("message %d to %s: delivery not recorded yet, the database is away (%s); "
+                            "trying again in %.0f s", message.id, message.channel,
+                            str(getattr(exc, "orig", exc)).strip(), pause)  # fmt: skip
+                await asyncio.sleep(pause)
+                pause = min(RECORD_RETRY_MAX, pause * 2)
 
     async def _release_held(self) -> None:
         now = self.clock.now()

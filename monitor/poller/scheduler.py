@@ -66,6 +66,8 @@ class Poller:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._behind = False
         self._behind_checked = float("-inf")
+        # How often each account is really read: poll_interval, or longer while the budget stretches the cycle.
+        self.cadence = config.monitor.poll_interval
         self._running = False
         self.owned: set[str] | None = None  # accounts this process polls; None: all (no other process shares)
         for account in config.accounts:
@@ -236,6 +238,7 @@ class Poller:
         elif self._behind and not status.behind:
             log.info("polling keeps up with poll_interval again")
         self._behind = status.behind
+        self.cadence = max(self.config.monitor.poll_interval, timedelta(seconds=status.effective_interval))
 
     # -- reload ------------------------------------------------------------------------------------------
 
