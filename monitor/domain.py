@@ -114,11 +114,18 @@ class Position:
 
     @property
     def liquidation_distance_pct(self) -> Decimal | None:
-        """Percent the mark must move against the position to reach liquidation; None without a price."""
+        """Percent the mark must move to reach liquidation; None without a price. Negative: already past it.
+
+        A crossed position in hedge mode carries the liquidation price of both legs of its symbol together,
+        and a nearly balanced pair liquidates when the price moves either way: the long leg's price can lie
+        above the mark. There the distance is the move in whichever direction reaches it.
+        """
         if self.liquidation_price is None or not self.mark_price:
             return None
         gap = self.mark_price - self.liquidation_price
-        if self.side is Side.SHORT:
+        if self.position_mode is PositionMode.HEDGE and self.margin_mode is MarginMode.CROSSED:
+            gap = abs(gap)
+        elif self.side is Side.SHORT:
             gap = -gap
         return gap / self.mark_price * 100
 

@@ -47,6 +47,16 @@ def test_a_short_positions_distance_runs_upwards() -> None:
     assert p.liquidation_distance_pct == Decimal(10)
 
 
+def test_a_crossed_hedge_pair_can_liquidate_either_way_but_a_one_way_long_above_its_price_is_past_it() -> None:
+    # Both legs of a nearly balanced crossed pair share a price that can lie above the mark for the long.
+    hedged = _position(holdSide="long", markPrice="100", liquidationPrice="104")
+    assert hedged.liquidation_distance_pct == Decimal(4)
+    one_way = _position(holdSide="long", posMode="one_way_mode", markPrice="100", liquidationPrice="104")
+    assert one_way.liquidation_distance_pct == Decimal(-4)
+    isolated = _position(holdSide="long", marginMode="isolated", markPrice="100", liquidationPrice="104")
+    assert isolated.liquidation_distance_pct == Decimal(-4)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

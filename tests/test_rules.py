@@ -232,14 +232,16 @@ def test_a_vanished_position_resolves_and_says_probably_liquidated_past_its_pric
     assert alert is not None
     closed, tr = vanish(alert, T0, "position closed")
     assert closed.state is State.RESOLVED and tr is not None and tr.reason == "position closed"
-    past = alert.__class__(
-        **{
-            **{f: getattr(alert, f) for f in alert.__slots__},  # type: ignore[attr-defined]
-            "details": {"side": "long", "mark": "93", "liquidation": "94"},
-        }
-    )
+    fields = {f: getattr(alert, f) for f in alert.__slots__}  # type: ignore[attr-defined]
+    past = alert.__class__(**{**fields, "details": {"side": "long", "mark": "93", "liquidation": "94",
+                                                    "distance": "-1.08"}})  # fmt: skip
     _, tr = vanish(past, T0, "position closed")
     assert tr is not None and tr.reason == "position closed, probably liquidated"
+    # a crossed hedge pair whose shared price lies above the long's mark is 4 % away, not past it
+    hedged = alert.__class__(**{**fields, "details": {"side": "long", "mark": "100", "liquidation": "104",
+                                                      "distance": "4.00"}})  # fmt: skip
+    _, tr = vanish(hedged, T0, "position closed")
+    assert tr is not None and tr.reason == "position closed"
 
 
 # -- quiet hours ---------------------------------------------------------------------------------------------

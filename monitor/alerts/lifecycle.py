@@ -131,12 +131,12 @@ def vanish(alert: Alert, now: datetime, reason: str) -> tuple[Alert, Transition 
 
 
 def past_liquidation(details: dict[str, str]) -> bool:
-    """Whether the last mark seen was at or past the liquidation price."""
+    """Whether the last distance to liquidation seen was zero or less: the mark at or past the price (see
+    Position.liquidation_distance_pct for the sides, crossed hedge pairs included)."""
     try:
-        mark, liquidation = Decimal(details["mark"].replace(",", "")), Decimal(details["liquidation"].replace(",", ""))
+        return Decimal(details["distance"].replace(",", "")) <= 0
     except (KeyError, InvalidOperation):
         return False
-    return mark <= liquidation if details.get("side") == "long" else mark >= liquidation
 
 
 def _transition(alert: Alert, from_state: State, now: datetime, reason: str) -> Transition:
