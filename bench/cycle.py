@@ -41,14 +41,16 @@ def eligible(config: Config, wanted: int) -> Config:
 
 async def ours(config: Config, cycles: int, database: str) -> tuple[list[float], int]:
     migrations.upgrade(database)
-    store = Store(database)
+    # The default snapshot_interval: the warm-up stores full rows, the measured cycles what a steady cycle
+    # stores (every 10th cycle at 30 s stores full rows again, about 0.02 ms per account-cycle amortized).
+    store = Store(database, snapshot_interval=config.storage.snapshot_interval)
     clock = SystemClock()
     engine = AlertEngine(config, store, clock)
     await engine.load()
     cpu_per_cycle = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
         poller = Poller(config, session, clock)
-        await poller.cycle()  # warm-up: clock sync, account modes, key permissions, connections
+        store.write_polls(await poller.cycle())  # warm-up: clock sync, modes, key permissions, connections
         for _ in range(cycles):
             cpu = time.process_time()
             outcomes = await poller.cycle()

@@ -1,10 +1,14 @@
 """Soak with faults: the monitor (a process of its own) against the simulator (another) while faults are
 injected at random: 429 bursts, 5xx, 40725, timeouts, malformed and truncated bodies, a revoked key, the
-notification sink down for a while, a SIGHUP reload, and a `kill -9` of the monitor followed by a restart
-(SQLite: a PostgreSQL restart is not part of it yet). Prices move all along,
-so alerts fire and resolve. At the end it checks and prints: every message in the outbox reached the sink
-exactly once (at most one duplicate per kill), nothing is left queued, no unhandled exception was logged, and
-how resident memory grew after warm-up.
+notification sink down for a while, a restart of the PostgreSQL server, a SIGHUP reload, and a `kill -9` of the
+monitor followed by a restart. Prices move all along, so alerts fire and resolve.
+
+The database is a PostgreSQL server of the soak's own (see bench.common.PrivatePostgres); where PostgreSQL's
+server programs are not installed, or with --sqlite, it is SQLite and the database restart is left out.
+
+At the end it checks and prints: every message in the outbox reached the sink exactly once (at most one
+duplicate per kill), nothing is left queued, no unhandled exception was logged, no account went without good
+data for longer than the faults injected into it explain, and how resident memory grew after warm-up.
 
     .venv/bin/python -m bench.soak --minutes 10
 """
@@ -14,21 +18,47 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import itertools
 import json
 import random
 import signal
+import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from sqlalchemy import select
 
-from bench.common import configure, simulator, sink
-from monitor.store.repository import Store
+from bench.common import PrivatePostgres, configure, private_postgres, simulator, sink
+from monitor.clock import SystemClock
+from monitor.exchange.bitget.client import RATE_LIMIT_BACKOFF
+from monitor.poller.scheduler import RETRY_ATTEMPTS
+from monitor.store.repository import ACCOUNT, POLL, Store
 
+CLOCK = SystemClock()
 FAULTS = ("429", "500", "40725", "45001", "timeout", "malformed", "truncated")
+POLL_INTERVAL, REQUEST_TIMEOUT, LEASE_TTL = 2.0, 2.0, 5.0
+# What one faulty answer can cost an account: a whole attempt (a timeout, or a 429's rest) and its backoff.
+FAULT_COST = REQUEST_TIMEOUT + RATE_LIMIT_BACKOFF + 1.0
+# Any account may go this many of the typical gaps between good reads without good data (its own cadence
+# varies with the budget: more accounts than one IP can read every poll_interval stretch every cycle), plus
+# one set of retries and scheduling slack.
+CADENCE_GAPS = 3
+SLACK = RETRY_ATTEMPTS * 1.0 + 5.0
+# What a kill -9 explains: buffered polls lost, the restart (migrations, first claim), the dead leases' TTL.
+KILL_GAP = 20.0 + LEASE_TTL
+
+
+@dataclass
+class Fault:
+    at: datetime
+    account: str
+    count: int
 
 
 @dataclass
@@ -41,10 +71,27 @@ class Report:
     left_queued: int
     tracebacks: int
     rss_growth: float  # after warm-up, as a fraction
+    database: str  # "postgresql" (restarted once) or "sqlite"
+    cadence: float  # seconds, the median gap between two good reads of an account (poll_interval, or longer
+    # when the per-IP budget stretches the cycle)
+    worst_gap: float  # seconds, the longest time an account went without good data
+    worst_gap_account: str
+    unexplained_gaps: int  # gaps longer than the faults injected into the account (and a kill) explain
+    database_outage_survived: bool | None  # the monitor saw its writes fail and work again (None: SQLite)
+    lockouts: int  # times the monitor found the IP locked out
+    first_traceback: str  # the first logged traceback's last lines, if any
+    longest_unexplained: list[str]  # the five longest gaps the faults do not explain, and when they began
 
     @property
     def ok(self) -> bool:
-        return not self.lost and self.duplicates <= self.kills and not self.left_queued and not self.tracebacks
+        return (
+            not self.lost
+            and self.duplicates <= self.kills
+            and not self.left_queued
+            and not self.tracebacks
+            and not self.unexplained_gaps
+            and self.database_outage_survived is not False
+        )
 
 
 def rss_kb(pid: int) -> int:
@@ -54,7 +101,9 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-async def soak(minutes: float, accounts: int, seed: int = 7) -> Report:
+async def soak(
+    minutes: float, accounts: int, seed: int = 7, *, sqlite: bool = False, keep_log: Path | None = None
+) -> Report:
     received: list[tuple[str, str]] = []
     sink_down = asyncio.Event()
 
@@ -64,18 +113,22 @@ async def soak(minutes: float, accounts: int, seed: int = 7) -> Report:
         received.append((body["title"], body["message"]))
         return 200
 
-    async with sink(receive) as url:
-        return await run(minutes, accounts, seed, url, received, sink_down)
+    with contextlib.ExitStack() as stack:
+        postgres = None if sqlite else stack.enter_context(private_postgres())
+        async with sink(receive) as url:
+            return await run(minutes, accounts, seed, url, received, sink_down, postgres, keep_log)
 
 
 async def run(minutes: float, accounts: int, seed: int, sink_url: str, received: list[tuple[str, str]],
-              sink_down: asyncio.Event) -> Report:  # fmt: skip
+              sink_down: asyncio.Event, postgres: PrivatePostgres | None,
+              keep_log: Path | None) -> Report:  # fmt: skip
     rng = random.Random(seed)
     options = ("--tick", "1", "--volatility", "0.004", "--seed", str(seed))
     with simulator(accounts, *options) as path, tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        database = f"sqlite:///{tmp}/soak.db"
-        configure(path, f'database_url = "{database}"\npoll_interval = "2s"\nrisk_poll_interval = "1s"\n'
-                        'request_timeout = "2s"\npermanent_error_retry = "5s"\n',
+        database = postgres.url if postgres is not None else f"sqlite:///{tmp}/soak.db"
+        configure(path, f'database_url = "{database}"\npoll_interval = "{POLL_INTERVAL:.0f}s"\n'
+                        f'risk_poll_interval = "1s"\nrequest_timeout = "{REQUEST_TIMEOUT:.0f}s"\n'
+                        f'permanent_error_retry = "5s"\nlease_ttl = "{LEASE_TTL:.0f}s"\n',
                   f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nsink = ["{sink_url}"]\n')  # fmt: skip
         sim_url = next(line.split('"')[1] for line in path.read_text().splitlines() if line.startswith("bitget_url"))
         log = Path(tmp) / "monitor.log"
@@ -89,11 +142,13 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
 
         process = await start()
         duration = minutes * 60
-        kills, rss_start = 0, 0
+        kills, rss_start, began = [], 0, CLOCK.now()
+        faults: list[Fault] = []
         async with aiohttp.ClientSession() as session:
             names = [f"sim-{i + 1:03d}" for i in range(accounts)]
             elapsed = 0.0
-            events = {0.25: "sink down", 0.3: "rss", 0.35: "sink up", 0.45: "reload", 0.5: "revoke", 0.6: "kill"}
+            events = {0.25: "sink down", 0.3: "rss", 0.35: "sink up", 0.4: "database down", 0.5: "database up",
+                      0.55: "reload", 0.6: "revoke", 0.7: "kill"}  # fmt: skip
             done: set[float] = set()
             while elapsed < duration:
                 await asyncio.sleep(2)
@@ -101,6 +156,7 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
                 fault = {"kind": rng.choice(FAULTS), "account": rng.choice(names), "count": rng.randint(1, 3)}
                 if fault["kind"] == "timeout":
                     fault["delay"] = 3
+                faults.append(Fault(CLOCK.now(), fault["account"], fault["count"]))
                 await session.post(sim_url + "/_sim/faults", json=fault)
                 for at, event in sorted(events.items()):
                     if at in done or elapsed < at * duration:
@@ -110,6 +166,10 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
                         sink_down.set()
                     elif event == "sink up":
                         sink_down.clear()
+                    elif event == "database down" and postgres is not None:
+                        await asyncio.to_thread(postgres.stop)
+                    elif event == "database up" and postgres is not None:
+                        await asyncio.to_thread(postgres.start)
                     elif event == "reload":
                         process.send_signal(signal.SIGHUP)
                     elif event == "revoke":  # a permanent error: the account's unreachable alert must go out
@@ -119,7 +179,7 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
                     elif event == "kill":
                         process.kill()
                         await process.wait()
-                        kills += 1
+                        kills.append(CLOCK.now())
                         process = await start()
             rss_end = rss_kb(process.pid)
             await session.delete(sim_url + "/_sim/faults")
@@ -133,30 +193,93 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)
         outbox = store.alerts.outbox(limit=1_000_000)
+        gaps = good_data_gaps(store, exclude={names[-1]})  # the revoked account is unreachable by design
         store.close()
         text = log.read_text()
+        if keep_log is not None:
+            keep_log.write_text(text)
     queued = collections.Counter((m.title, m.body) for m in outbox)
     got = collections.Counter(received)
     lost = sum(max(0, n - got[k]) for k, n in queued.items())
     duplicates = sum(max(0, n - queued[k]) for k, n in got.items())
+    cadence = typical_gap(gaps)
+    unexplained = [gap for gap in gaps if not explained(gap, faults, kills, cadence)]
+    none = CLOCK.now()
+    worst = max(gaps, key=lambda g: g[2] - g[1], default=("-", none, none))
     return Report(
-        messages=len(outbox), delivered=len(received), lost=lost, duplicates=duplicates, kills=kills,
+        messages=len(outbox), delivered=len(received), lost=lost, duplicates=duplicates, kills=len(kills),
         left_queued=sum(m.status in ("queued", "held") for m in outbox), tracebacks=text.count("Traceback"),
         rss_growth=(rss_end - rss_start) / rss_start if rss_start else 0.0,
+        database="postgresql" if postgres is not None else "sqlite",
+        cadence=round(cadence, 1),
+        worst_gap=round((worst[2] - worst[1]).total_seconds(), 1), worst_gap_account=worst[0],
+        unexplained_gaps=len(unexplained),
+        lockouts=text.count("has locked this IP out"),
+        first_traceback=first_traceback(text),
+        longest_unexplained=[
+            f"{a}: {(end - start).total_seconds():.0f} s from {(start - began).total_seconds():.0f} s"
+            for a, start, end in sorted(unexplained, key=lambda g: g[1] - g[2])[:5]
+        ],
+        database_outage_survived=None if postgres is None else (
+            "database write failed" in text and "database writes work again" in text
+        ),
     )  # fmt: skip
+
+
+def first_traceback(log: str) -> str:
+    """The record that holds the log's first traceback: its first line and the end of the traceback."""
+    at = log.find("Traceback")
+    if at < 0:
+        return ""
+    lines = log[log.rfind("\n", 0, log.rfind("\n", 0, at)) + 1 :].splitlines()
+    end = next((i for i, line in enumerate(lines[2:], 2) if not line.startswith((" ", "Traceback"))), len(lines))
+    return "\n".join(lines[:1] + lines[max(1, end - 12) : end + 1])
+
+
+def good_data_gaps(store: Store, exclude: set[str]) -> list[tuple[str, datetime, datetime]]:
+    """Every stretch between two good reads of an account, as the database recorded them."""
+    query = (
+        select(ACCOUNT.c.name, POLL.c.finished_at)
+        .join(POLL, POLL.c.account_id == ACCOUNT.c.id)
+        .where(POLL.c.ok)
+        .order_by(ACCOUNT.c.name, POLL.c.finished_at)
+    )
+    with store.engine.connect() as connection:
+        rows = [(name, at) for name, at in connection.execute(query) if name not in exclude]
+    return [(a, t1, t2) for (a, t1), (b, t2) in itertools.pairwise(rows) if a == b]
+
+
+def typical_gap(gaps: list[tuple[str, datetime, datetime]]) -> float:
+    """The median gap between good reads: the cadence the budget allowed in this run."""
+    return statistics.median([(end - start).total_seconds() for _, start, end in gaps]) if gaps else POLL_INTERVAL
+
+
+def explained(gap: tuple[str, datetime, datetime], faults: list[Fault], kills: list[datetime], cadence: float) -> bool:
+    """Whether the faults injected into the account during the gap (and a kill within it) account for it."""
+    account, start, end = gap
+    allowed = CADENCE_GAPS * max(cadence, POLL_INTERVAL) + SLACK
+    allowed += sum(
+        f.count * FAULT_COST for f in faults if f.account == account and start - timedelta(seconds=10) <= f.at <= end
+    )
+    allowed += sum(KILL_GAP for k in kills if start <= k <= end)
+    return (end - start).total_seconds() <= allowed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--accounts", type=int, default=300)
+    parser.add_argument("--sqlite", action="store_true", help="run on SQLite (no database restart)")
+    parser.add_argument("--keep-log", type=Path, help="copy the monitor's log here")
     args = parser.parse_args()
-    report = asyncio.run(soak(args.minutes, args.accounts))
+    report = asyncio.run(soak(args.minutes, args.accounts, sqlite=args.sqlite, keep_log=args.keep_log))
     print(json.dumps(report.__dict__, indent=2))
     print(f"{'OK' if report.ok else 'FAILED'}: {report.messages} messages queued, {report.delivered} received, "
           f"{report.lost} lost, {report.duplicates} duplicates after {report.kills} kill(s), {report.left_queued} "
           f"left queued, {report.tracebacks} tracebacks, RSS {report.rss_growth:+.1%} after warm-up "
-          "(target under +10 %)")  # fmt: skip
+          f"(target under +10 %); {report.database}; good reads every {report.cadence:.0f} s (median), longest "
+          f"without: {report.worst_gap:.0f} s "
+          f"({report.worst_gap_account}), {report.unexplained_gaps} gaps longer than their faults explain")  # fmt: skip
     raise SystemExit(0 if report.ok else 1)
 
 
