@@ -7,6 +7,7 @@ waits on the database. Money aggregates are computed in Python (see ExactDecimal
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -197,13 +198,12 @@ class Store:
             peak, at = peaks.get(id_, (None, None))
             if peak is not None:
                 row.update(equity_peak=peak, equity_peak_at=at)
-        # One executemany per shape of update: rows must share their keys.
+        # One update per shape: rows must share their keys.
         by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for row in state.values():
             by_shape[tuple(sorted(row))].append(row)
-        for shape, rows in by_shape.items():
-            values: dict[str, Any] = {k: bindparam(k) for k in shape if k != "_id"}
-            connection.execute(update(ACCOUNT).where(ACCOUNT.c.id == bindparam("_id")).values(values), rows)
+        for rows in by_shape.values():
+            _update_many(connection, ACCOUNT, rows)
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -497,6 +497,46 @@ def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]
     are checked and stored exactly as a Core insert would store them; only the per-row statement machinery is
     skipped, which was most of the time of a cycle's write."""
     names = [column.name for column in table.c if column.name in rows[0]]  # the order the dialect compiles
+    values = _driver_values(connection, table, names, rows)
+    if connection.dialect.name == "postgresql":
+        _copy(connection, table.name, names, values)
+    else:  # the dialect's own INSERT, positional parameters
+        statement = insert(table).compile(dialect=connection.dialect, column_keys=names)
+        connection.exec_driver_sql(str(statement), values)
+
+
+def _update_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Update rows by id (rows share their keys; "_id" names the row). On PostgreSQL the new values are
+    copied into a temporary table and applied by one UPDATE; elsewhere one executemany."""
+    names = [name for name in rows[0] if name != "_id"]
+    if connection.dialect.name != "postgresql":
+        assigned: dict[str, Any] = {name: bindparam(name) for name in names}
+        connection.execute(update(table).where(table.c.id == bindparam("_id")).values(assigned), rows)
+        return
+    from psycopg import sql
+
+    scratch = f"{table.name}_update_{zlib.crc32(','.join(names).encode())}"  # one per shape of update
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(
+        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            sql.Identifier(scratch), sql.SQL(", ").join(map(sql.Identifier, ["id", *names])), sql.Identifier(table.name)
+        )
+    )
+    values = _driver_values(connection, table, names, rows)
+    _copy(connection, scratch, ["id", *names], [(row["_id"], *line) for row, line in zip(rows, values, strict=True)])
+    assignments = sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(name)) for name in names)
+    driver.execute(
+        sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE t.id = s.id").format(
+            sql.Identifier(table.name), assignments, sql.Identifier(scratch)
+        )
+    )
+
+
+def _driver_values(
+    connection: Connection, table: Table, names: list[str], rows: list[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """The rows' values in `names` order, converted by their columns' types for this connection's driver."""
     dialect = connection.dialect
     processors = [
         (i, p)
@@ -509,19 +549,21 @@ def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]
         for i, process in processors:
             line[i] = process(line[i])
         values.append(tuple(line))
-    if dialect.name == "postgresql":
-        from psycopg import sql
+    return values
 
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
-        )
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            for values_row in values:
-                copy.write_row(values_row)
-    else:  # the dialect's own INSERT, positional parameters
-        connection.exec_driver_sql(str(insert(table).compile(dialect=dialect, column_keys=names)), values)
+
+def _copy(connection: Connection, table: str, names: list[str], values: list[tuple[Any, ...]]) -> None:
+    """COPY rows into a PostgreSQL table through the connection's psycopg driver (inside its transaction)."""
+    from psycopg import sql
+
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for line in values:
+            copy.write_row(line)
 
 
 def _point(row: Any) -> EquitySample:
