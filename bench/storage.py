@@ -70,6 +70,18 @@ def size(store: Store, url: str) -> int:
         return int(connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
 
 
+def write_cycles(store: Store, url: str, accounts: int, start: datetime, cycles: int) -> tuple[list[float], float]:
+    """Write `cycles` cycles 30 s apart: each one's time in ms, and the database growth per account-poll."""
+    before = size(store, url)
+    times = []
+    for k in range(cycles):
+        outcomes = cycle(accounts, start + timedelta(seconds=30 * k))
+        wall = time.perf_counter()
+        store.write_polls(outcomes)
+        times.append((time.perf_counter() - wall) * 1000)
+    return times, (size(store, url) - before) / (cycles * accounts)
+
+
 def measure(url: str, accounts: int, cycles: int) -> None:
     """A full cycle (every balance and position row, as after a restart or when everything changed) against
     the target, then the steady state with the default snapshot_interval: its mean cost per cycle and the
@@ -78,26 +90,12 @@ def measure(url: str, accounts: int, cycles: int) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     store = Store(url)  # snapshot_interval 0: every poll stores every row
     store.write_polls(cycle(accounts, start - timedelta(seconds=30)))  # warm-up: account rows, caches
-    before = size(store, url)
-    full = []
-    for k in range(cycles):
-        outcomes = cycle(accounts, start + timedelta(seconds=30 * k))
-        wall = time.perf_counter()
-        store.write_polls(outcomes)
-        full.append((time.perf_counter() - wall) * 1000)
-    full_per_poll = (size(store, url) - before) / (cycles * accounts)
+    full, full_per_poll = write_cycles(store, url, accounts, start, cycles)
     store.close()
     store = Store(url, snapshot_interval=SNAPSHOT_INTERVAL)
     steady_cycles = int(SNAPSHOT_INTERVAL.total_seconds()) // 30  # one interval: one full cycle, the rest thin
     start += timedelta(seconds=30 * cycles)
-    before = size(store, url)
-    steady = []
-    for k in range(steady_cycles):
-        outcomes = cycle(accounts, start + timedelta(seconds=30 * k))
-        wall = time.perf_counter()
-        store.write_polls(outcomes)
-        steady.append((time.perf_counter() - wall) * 1000)
-    per_poll = (size(store, url) - before) / (steady_cycles * accounts)
+    steady, per_poll = write_cycles(store, url, accounts, start, steady_cycles)
     store.maintain(start + timedelta(days=RAW_DAYS + 1), timedelta(days=RAW_DAYS), timedelta(days=HOURLY_DAYS))
     store.close()
     kind = url.split(":")[0].split("+")[0]
