@@ -375,6 +375,28 @@ async def test_a_result_the_database_refuses_is_dropped_alone(store: Store, capl
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_result_postgresql_refuses_in_a_bulk_write_is_dropped_alone(
+    store: Store, db_url: str, caplog: Any
+) -> None:
+    """Bulk writes talk to psycopg directly (COPY): a value the server refuses there must still read as refused
+    data, so the writer isolates that result instead of stopping."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite does not enforce column lengths: nothing to refuse")
+    writer = SnapshotWriter(store)
+    task = asyncio.create_task(writer.run())
+    try:
+        writer.submit(ok("a", T0, positions=(position(),)))
+        writer.submit(ok("a", T0 + timedelta(minutes=5), positions=(position("X" * 65),)))  # symbol: 64 at most
+        writer.submit(ok("a", T0 + timedelta(minutes=10), positions=(position(),)))
+        assert await writer.flush(timeout=10)
+        assert (writer.written, writer.dropped, writer.healthy) == (2, 1, True)
+        series = await asyncio.to_thread(store.equity_series, "a", T0, T0 + timedelta(hours=1))
+        assert [s.at for s in series] == [T0, T0 + timedelta(minutes=10)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def test_the_peak_since_a_moment_ignores_earlier_points_of_its_hour(store: Store) -> None:
     store.write_polls([ok("a", T0, equity="5000"), ok("a", T0 + timedelta(minutes=30), equity="100")])
     store.maintain(T0 + timedelta(hours=2), raw_retention=timedelta(days=7), hourly_retention=timedelta(days=30))

@@ -6,15 +6,16 @@ waits on the database. Money aggregates are computed in Python (see ExactDecimal
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from monitor.config.model import AccountConfig
 from monitor.domain import AccountSnapshot, MarginMode, PollOutcome, Position, PositionMode, Side
@@ -496,18 +497,20 @@ def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]
     executemany on SQLite. Values still go through their columns' types (ExactDecimal, UTCDateTime), so they
     are checked and stored exactly as a Core insert would store them; only the per-row statement machinery is
     skipped, which was most of the time of a cycle's write."""
-    names = [column.name for column in table.c if column.name in rows[0]]  # the order the dialect compiles
-    values = _driver_values(connection, table, names, rows)
     if connection.dialect.name == "postgresql":
-        _copy(connection, table.name, names, values)
-    else:  # the dialect's own INSERT, positional parameters
-        statement = insert(table).compile(dialect=connection.dialect, column_keys=names)
-        connection.exec_driver_sql(str(statement), values)
+        names = list(rows[0])
+        values = _driver_values(connection, table, names, rows)
+        with _driver_errors(f"COPY {table.name}"):
+            _copy(connection, table.name, names, values)
+        return
+    statement = insert(table).compile(dialect=connection.dialect, column_keys=list(rows[0]))
+    names = list(statement.positiontup or ())  # as compiled: a column with a default must be in the rows
+    connection.exec_driver_sql(str(statement), _driver_values(connection, table, names, rows))
 
 
 def _update_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Update rows by id (rows share their keys; "_id" names the row). On PostgreSQL the new values are
-    copied into a temporary table and applied by one UPDATE; elsewhere one executemany."""
+    """Update rows by id (rows share their keys; "_id" names the row): on PostgreSQL one UPDATE from arrays
+    of the new values, elsewhere one executemany."""
     names = [name for name in rows[0] if name != "_id"]
     if connection.dialect.name != "postgresql":
         assigned: dict[str, Any] = {name: bindparam(name) for name in names}
@@ -515,22 +518,32 @@ def _update_many(connection: Connection, table: Table, rows: list[dict[str, Any]
         return
     from psycopg import sql
 
-    scratch = f"{table.name}_update_{zlib.crc32(','.join(names).encode())}"  # one per shape of update
+    dialect = connection.dialect
+    values = _driver_values(connection, table, names, rows)
+    columns = [[row["_id"] for row in rows], *([line[i] for line in values] for i in range(len(names)))]
+    types = ["integer", *(table.c[name].type.dialect_impl(dialect).compile(dialect=dialect) for name in names)]
+    statement = sql.SQL("UPDATE {} AS t SET {} FROM unnest({}) AS s ({}) WHERE t.id = s.id").format(
+        sql.Identifier(table.name),
+        sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(name)) for name in names),
+        sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(type_)) for type_ in types),
+        sql.SQL(", ").join(map(sql.Identifier, ["id", *names])),
+    )
     driver = connection.connection.driver_connection
     assert driver is not None
-    driver.execute(
-        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            sql.Identifier(scratch), sql.SQL(", ").join(map(sql.Identifier, ["id", *names])), sql.Identifier(table.name)
-        )
-    )
-    values = _driver_values(connection, table, names, rows)
-    _copy(connection, scratch, ["id", *names], [(row["_id"], *line) for row, line in zip(rows, values, strict=True)])
-    assignments = sql.SQL(", ").join(sql.SQL("{0} = s.{0}").format(sql.Identifier(name)) for name in names)
-    driver.execute(
-        sql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE t.id = s.id").format(
-            sql.Identifier(table.name), assignments, sql.Identifier(scratch)
-        )
-    )
+    with _driver_errors(f"UPDATE {table.name}"):
+        driver.execute(statement, columns)
+
+
+@contextlib.contextmanager
+def _driver_errors(statement: str) -> Iterator[None]:
+    """psycopg used directly (COPY, arrays) raises its own errors: give them SQLAlchemy's classes, as every
+    other statement has, so callers tell a database that went away from refused data the same way."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
 def _driver_values(
