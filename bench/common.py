@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import resource
 import shutil
 import socket
@@ -65,7 +66,9 @@ class PrivatePostgres:
     can restart it without touching anyone else's database. Run as root, it runs as the `postgres` user."""
 
     def __init__(self, folder: Path) -> None:
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        bins = sorted(
+            glob.glob("/usr/lib/postgresql/*/bin"), key=lambda path: [int(n) for n in re.findall(r"\d+", path)]
+        )
         found = shutil.which("pg_ctl")
         self.bin = Path(bins[-1]) if bins else Path(found).parent if found else None
         self.data = folder / "data"

@@ -183,6 +183,7 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
                         process = await start()
             rss_end = rss_kb(process.pid)
             await session.delete(sim_url + "/_sim/faults")
+            ended = CLOCK.now()
         # Faults over: give retries time to deliver everything, then stop cleanly.
         store = Store(database)
         for _ in range(120):
@@ -193,7 +194,8 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)
         outbox = store.alerts.outbox(limit=1_000_000)
-        gaps = good_data_gaps(store, exclude={names[-1]})  # the revoked account is unreachable by design
+        # the revoked account is unreachable by design
+        gaps = good_data_gaps(store, names[:-1], began, ended)
         store.close()
         text = log.read_text()
         if keep_log is not None:
@@ -236,17 +238,19 @@ def first_traceback(log: str) -> str:
     return "\n".join(lines[:1] + lines[max(1, end - 12) : end + 1])
 
 
-def good_data_gaps(store: Store, exclude: set[str]) -> list[tuple[str, datetime, datetime]]:
-    """Every stretch between two good reads of an account, as the database recorded them."""
-    query = (
-        select(ACCOUNT.c.name, POLL.c.finished_at)
-        .join(POLL, POLL.c.account_id == ACCOUNT.c.id)
-        .where(POLL.c.ok)
-        .order_by(ACCOUNT.c.name, POLL.c.finished_at)
-    )
+def good_data_gaps(
+    store: Store, accounts: list[str], began: datetime, ended: datetime
+) -> list[tuple[str, datetime, datetime]]:
+    """Every stretch without a good read of an account, as the database recorded them: from the start to its
+    first good read, between two, and from its last to the end of the faults (an account never read is one
+    stretch from start to end)."""
+    query = select(ACCOUNT.c.name, POLL.c.finished_at).join(POLL, POLL.c.account_id == ACCOUNT.c.id).where(POLL.c.ok)
+    reads: dict[str, list[datetime]] = {name: [began, ended] for name in accounts}
     with store.engine.connect() as connection:
-        rows = [(name, at) for name, at in connection.execute(query) if name not in exclude]
-    return [(a, t1, t2) for (a, t1), (b, t2) in itertools.pairwise(rows) if a == b]
+        for name, at in connection.execute(query):
+            if name in reads:
+                reads[name].append(at)
+    return [(a, t1, t2) for a, times in reads.items() for t1, t2 in itertools.pairwise(sorted(times))]
 
 
 def typical_gap(gaps: list[tuple[str, datetime, datetime]]) -> float:

@@ -147,6 +147,8 @@ class Service:
                     log.error("no database to share accounts through: polling every account meanwhile")
                     self.poller.set_owned(None)
                     claimed = True
+                if isinstance(exc, TimeoutError):
+                    continue  # the wait for storage was the pause
             await asyncio.sleep(ttl.total_seconds() / 3)
 
     async def _maintain(self) -> None:

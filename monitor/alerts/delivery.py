@@ -7,6 +7,7 @@ errors we keep; people see apprise's own privacy form of a URL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -14,7 +15,7 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 import apprise
 from apprise.decorators import notify
@@ -85,19 +86,23 @@ def _fragments(url: str) -> set[str]:
     pieces |= {p for p in parts.path.split("/")}
     pieces |= {v for _, v in parse_qsl(parts.query)}
     pieces |= {unquote(p) for p in pieces}
-    return {p for p in pieces if len(p) >= 3 and not _public(p)}
+    return {p for p in pieces if len(p) >= 3} - _public(parts)
 
 
-def _public(piece: str) -> bool:
-    """Fragments that are no secret, whose masking would only hide useful text (every "127.0.0.1" and port
-    in the log): IP addresses, localhost and port numbers."""
-    if piece == "localhost" or (piece.isdigit() and len(piece) <= 5):
-        return True
-    try:
-        ipaddress.ip_address(piece.strip("[]"))
-    except ValueError:
-        return False
-    return True
+def _public(parts: SplitResult) -> set[str]:
+    """The port, and the host when it is an IP address or localhost: no secret (a token can sit where a host
+    would, as in tgram://TOKEN/...), and masking them would hide every "127.0.0.1" and port in the log."""
+    public = set()
+    with contextlib.suppress(ValueError):  # a port that is no number
+        if parts.port is not None:
+            public.add(str(parts.port))
+    host = parts.hostname or ""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        public.add(host)
+    if host == "localhost":
+        public.add(host)
+    return public
 
 
 MASKER = Masker()

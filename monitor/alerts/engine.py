@@ -382,7 +382,7 @@ class AlertEngine:
         and `unreachable` counts those intervals, so a stretched cycle neither holds every alert nor makes every
         account look unreachable."""
         m = self.config.monitor
-        interval = max(m.poll_interval, cadence or m.poll_interval)
+        interval = cadence or m.poll_interval
         last_good = state.last_good_at or self._last_success.get(state.name)
         return AccountView(
             name=state.name, tags=state.config.tags, snapshot=state.snapshot, last_good_at=last_good,

@@ -66,7 +66,7 @@ class Poller:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._behind = False
         self._behind_checked = float("-inf")
-        # How often each account is really read: poll_interval, or longer while the budget stretches the cycle.
+        # How often each account is really read: poll_interval, or the longer median gap while polling is behind.
         self.cadence = config.monitor.poll_interval
         self._running = False
         self.owned: set[str] | None = None  # accounts this process polls; None: all (no other process shares)
@@ -238,7 +238,9 @@ class Poller:
         elif self._behind and not status.behind:
             log.info("polling keeps up with poll_interval again")
         self._behind = status.behind
-        self.cadence = max(self.config.monitor.poll_interval, timedelta(seconds=status.effective_interval))
+        self.cadence = (
+            timedelta(seconds=status.effective_interval) if status.behind else self.config.monitor.poll_interval
+        )
 
     # -- reload ------------------------------------------------------------------------------------------
 
@@ -247,6 +249,9 @@ class Poller:
         old = self.config
         self.config = config
         self.risk = RiskLevels.from_rules(config.rules)
+        self._behind_checked = float("-inf")  # cadence and "behind" against the new poll_interval, soon
+        if not self._behind:
+            self.cadence = config.monitor.poll_interval
         new = {a.name: a for a in config.accounts}
         for name in list(self.accounts):
             if name not in new:

@@ -67,27 +67,31 @@ class SlidingWindow:
     def _assumed(self, now: float) -> float:
         return self.limit * (self._ramp_until - now) / self.window if now < self._ramp_until else 0.0
 
+    async def _room(self) -> None:
+        """Wait (under the lock) until the window has room for one more request."""
+        while True:
+            now = self.clock.monotonic()
+            while self._answered and self._answered[0] <= now - self.window:
+                self._answered.popleft()
+            wait = self._paused_until - now
+            assumed = self._assumed(now)
+            if wait <= 0 and len(self._answered) + self._in_flight + assumed < self.limit:
+                return
+            if wait <= 0 and assumed:  # the assumed use runs out one request at a time
+                wait = self.window / self.limit
+            elif wait <= 0 and not self._answered:  # every slot is in flight: wait for an answer
+                self._freed.clear()
+                await self._freed.wait()
+                continue
+            elif wait <= 0:
+                wait = self._answered[0] + self.window - now
+            await asyncio.sleep(wait)
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait for room, hold a slot while the body runs, and date the request when the body ends."""
         async with self._lock:
-            while True:
-                now = self.clock.monotonic()
-                while self._answered and self._answered[0] <= now - self.window:
-                    self._answered.popleft()
-                wait = self._paused_until - now
-                assumed = self._assumed(now)
-                if wait <= 0 and len(self._answered) + self._in_flight + assumed < self.limit:
-                    break
-                if wait <= 0 and assumed:  # the assumed use runs out one request at a time
-                    wait = self.window / self.limit
-                elif wait <= 0 and not self._answered:  # every slot is in flight: wait for an answer
-                    self._freed.clear()
-                    await self._freed.wait()
-                    continue
-                elif wait <= 0:
-                    wait = self._answered[0] + self.window - now
-                await asyncio.sleep(wait)
+            await self._room()
             self._in_flight += 1
         try:
             yield
@@ -95,6 +99,12 @@ class SlidingWindow:
             self._in_flight -= 1
             self._answered.append(self.clock.monotonic())
             self._freed.set()
+
+    async def take(self) -> None:
+        """Wait for room and count a request now: for pacing, where only the spacing of departures matters."""
+        async with self._lock:
+            await self._room()
+            self._answered.append(self.clock.monotonic())
 
 
 def parse_budget(text: str) -> tuple[int, float]:
@@ -146,12 +156,10 @@ class IpBudget:
 
     @asynccontextmanager
     async def _ip_slot(self) -> AsyncIterator[None]:
-        if self.pace is None:
-            async with self.window.slot():
-                yield
-        else:
-            async with self.pace.slot(), self.window.slot():
-                yield
+        if self.pace is not None:
+            await self.pace.take()
+        async with self.window.slot():
+            yield
 
     def note_rate_limited(self, account: str) -> bool:
         """Record a 429 for an account. True when 429s for several accounts at once suggest that the IP itself
