@@ -35,6 +35,11 @@ class SlidingWindow:
     """At most `limit` requests in any `window` seconds; callers wait their turn in order.
 
     A request counts from the moment it takes a slot until `window` seconds after its answer arrived.
+
+    Waiters are granted in batches: whenever room appears (a request ages out of the window, a pause ends),
+    one pass hands out every slot that fits. A lock handed from waiter to waiter would admit one request per
+    turn of the event loop, and a busy loop would then admit fewer than the budget allows while the queue
+    grew: every account late, some for minutes.
     """
 
     def __init__(self, limit: int, window: float, clock: Clock) -> None:
@@ -44,9 +49,10 @@ class SlidingWindow:
         self._answered: deque[float] = deque()  # when each request of the last `window` seconds ended
         self._in_flight = 0
         self._ramp_until = 0.0  # see assume_busy
-        self._freed = asyncio.Event()  # set when a request in flight ends
-        self._lock = asyncio.Lock()
         self._paused_until = 0.0
+        # Waiting callers in order: their future, and whether they hold a slot (True) or only depart (False).
+        self._waiters: deque[tuple[asyncio.Future[None], bool]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     def pause(self, seconds: float) -> None:
         """Admit nothing for a while (a 429 backs off; a lock-out stops everything)."""
@@ -54,6 +60,7 @@ class SlidingWindow:
 
     def resume(self) -> None:
         self._paused_until = 0.0
+        self._grant()
 
     @property
     def paused_for(self) -> float:
@@ -67,44 +74,79 @@ class SlidingWindow:
     def _assumed(self, now: float) -> float:
         return self.limit * (self._ramp_until - now) / self.window if now < self._ramp_until else 0.0
 
-    async def _room(self) -> None:
-        """Wait (under the lock) until the window has room for one more request."""
-        while True:
-            now = self.clock.monotonic()
-            while self._answered and self._answered[0] <= now - self.window:
-                self._answered.popleft()
-            wait = self._paused_until - now
-            assumed = self._assumed(now)
-            if wait <= 0 and len(self._answered) + self._in_flight + assumed < self.limit:
-                return
-            if wait <= 0 and assumed:  # the assumed use runs out one request at a time
-                wait = self.window / self.limit
-            elif wait <= 0 and not self._answered:  # every slot is in flight: wait for an answer
-                self._freed.clear()
-                await self._freed.wait()
+    def _room(self, now: float) -> tuple[bool, float | None]:
+        """Whether one more request fits now; if not, how long until it may (None: when an answer arrives)."""
+        while self._answered and self._answered[0] <= now - self.window:
+            self._answered.popleft()
+        if self._paused_until > now:
+            return False, self._paused_until - now
+        assumed = self._assumed(now)
+        if len(self._answered) + self._in_flight + assumed < self.limit:
+            return True, 0.0
+        if assumed:  # the assumed use runs out one request at a time
+            return False, self.window / self.limit
+        if self._answered:
+            return False, self._answered[0] + self.window - now
+        return False, None  # every slot is in flight
+
+    def _count(self, holds: bool, now: float) -> None:
+        if holds:
+            self._in_flight += 1
+        else:
+            self._answered.append(now)
+
+    def _grant(self) -> None:
+        """Hand out every slot that fits now, in order; come back when the next may fit."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = self.clock.monotonic()
+        while self._waiters:
+            future, holds = self._waiters[0]
+            if future.done():  # its caller was cancelled while waiting
+                self._waiters.popleft()
                 continue
-            elif wait <= 0:
-                wait = self._answered[0] + self.window - now
-            await asyncio.sleep(wait)
+            fits, wait = self._room(now)
+            if not fits:
+                if wait is not None:
+                    self._timer = asyncio.get_running_loop().call_later(max(wait, 0.001), self._grant)
+                return
+            self._waiters.popleft()
+            self._count(holds, now)
+            future.set_result(None)
+
+    async def _admit(self, holds: bool) -> None:
+        now = self.clock.monotonic()
+        if not self._waiters and self._room(now)[0]:
+            self._count(holds, now)
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((future, holds))
+        if self._timer is None:
+            self._grant()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and holds:  # granted, but cancelled before it ran
+                self._in_flight -= 1
+                self._grant()
+            raise
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait for room, hold a slot while the body runs, and date the request when the body ends."""
-        async with self._lock:
-            await self._room()
-            self._in_flight += 1
+        await self._admit(holds=True)
         try:
             yield
         finally:
             self._in_flight -= 1
             self._answered.append(self.clock.monotonic())
-            self._freed.set()
+            if self._waiters and self._timer is None:  # waiting for an answer to date: it is here
+                self._grant()
 
     async def take(self) -> None:
         """Wait for room and count a request now: for pacing, where only the spacing of departures matters."""
-        async with self._lock:
-            await self._room()
-            self._answered.append(self.clock.monotonic())
+        await self._admit(holds=False)
 
 
 def parse_budget(text: str) -> tuple[int, float]:
