@@ -78,6 +78,7 @@ class Report:
     lost: int  # in the outbox, never received
     duplicates: int  # received more often than queued
     kills: int
+    crashes: int  # times the monitor exited without being told to (restarted each time)
     left_queued: int
     tracebacks: int
     rss_growth: float  # after warm-up, as a fraction
@@ -97,6 +98,7 @@ class Report:
         return (
             not self.lost
             and self.duplicates <= self.kills
+            and not self.crashes
             and not self.left_queued
             and not self.tracebacks
             and not self.unexplained_gaps
@@ -105,7 +107,8 @@ class Report:
 
 
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    status = Path(f"/proc/{pid}/status")
+    for line in status.read_text().splitlines() if status.exists() else ():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
@@ -154,7 +157,7 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
 
         process = await start()
         duration = minutes * 60
-        kills, rss_start, began = [], 0, CLOCK.now()
+        kills, crashes, rss_start, began = [], 0, 0, CLOCK.now()
         faults: list[Fault] = []
         async with aiohttp.ClientSession() as session:
             names = [f"sim-{i + 1:03d}" for i in range(accounts)]
@@ -165,6 +168,10 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
             while elapsed < duration:
                 await asyncio.sleep(2)
                 elapsed += 2
+                if process.returncode is not None:  # it died on its own: a failure, but the soak goes on
+                    crashes += 1
+                    kills.append(CLOCK.now())  # what a restart explains is the same as after a kill
+                    process = await start()
                 fault = {"kind": rng.choice(FAULTS), "account": rng.choice(names), "count": rng.randint(1, 3)}
                 if fault["kind"] == "timeout":
                     fault["delay"] = 3
@@ -221,7 +228,8 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
     none = CLOCK.now()
     worst = max(gaps, key=lambda g: g[2] - g[1], default=("-", none, none))
     return Report(
-        messages=len(outbox), delivered=len(received), lost=lost, duplicates=duplicates, kills=len(kills),
+        messages=len(outbox), delivered=len(received), lost=lost, duplicates=duplicates,
+        kills=len(kills) - crashes, crashes=crashes,
         left_queued=sum(m.status in ("queued", "held") for m in outbox), tracebacks=text.count("Traceback"),
         rss_growth=(rss_end - rss_start) / rss_start if rss_start else 0.0,
         database="postgresql" if postgres is not None else "sqlite",
@@ -291,10 +299,10 @@ def main() -> None:
     report = asyncio.run(soak(args.minutes, args.accounts, sqlite=args.sqlite, keep_log=args.keep_log))
     print(json.dumps(report.__dict__, indent=2))
     print(f"{'OK' if report.ok else 'FAILED'}: {report.messages} messages queued, {report.delivered} received, "
-          f"{report.lost} lost, {report.duplicates} duplicates after {report.kills} kill(s), {report.left_queued} "
-          f"left queued, {report.tracebacks} tracebacks, RSS {report.rss_growth:+.1%} after warm-up "
-          f"(target under +10 %); {report.database}; good reads every {report.cadence:.0f} s (median), longest "
-          f"without: {report.worst_gap:.0f} s "
+          f"{report.lost} lost, {report.duplicates} duplicates after {report.kills} kill(s), {report.crashes} "
+          f"crashes, {report.left_queued} left queued, {report.tracebacks} tracebacks, "
+          f"RSS {report.rss_growth:+.1%} after warm-up (target under +10 %); {report.database}; "
+          f"good reads every {report.cadence:.0f} s (median), longest without: {report.worst_gap:.0f} s "
           f"({report.worst_gap_account}), {report.unexplained_gaps} gaps longer than their faults explain")  # fmt: skip
     raise SystemExit(0 if report.ok else 1)
 

@@ -14,7 +14,7 @@ from bench.soak import soak
 async def test_a_minute_of_faults_loses_no_message() -> None:
     report = await soak(minutes=1, accounts=40)
     print(report)
-    assert report.messages > 0 and report.kills == 1
+    assert report.messages > 0 and report.kills == 1 and report.crashes == 0, report
     assert report.lost == 0 and report.left_queued == 0, report
     assert report.duplicates <= report.kills, report
     assert report.tracebacks == 0, report
