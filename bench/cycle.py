@@ -24,6 +24,7 @@ from monitor.alerts.engine import AlertEngine
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
 from monitor.poller.scheduler import Poller
+from monitor.runtime import tune_gc
 from monitor.store import migrations
 from monitor.store.repository import Store
 
@@ -50,6 +51,7 @@ async def ours(config: Config, cycles: int, database: str) -> tuple[list[float],
     cpu_per_cycle = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
         poller = Poller(config, session, clock)
+        tune_gc()  # as the service does once its poller is built; the baseline below runs under it too
         store.write_polls(await poller.cycle())  # warm-up: clock sync, modes, key permissions, connections
         for _ in range(cycles):
             cpu = time.process_time()

@@ -27,6 +27,7 @@ from monitor.exchange.bitget.codes import CODES
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState
 from monitor.rules.evaluate import AccountView
+from monitor.runtime import tune_gc
 from monitor.store import migrations
 from monitor.store.repository import Store
 from monitor.store.writer import SnapshotWriter
@@ -71,6 +72,7 @@ class Service:
         # budget turn would reach Bitget in a burst). Slow answers hold connections, hence the headroom.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
         self.poller = Poller(self.config, self.session, self.clock, hooks=(self._store_outcome, self._judge_outcome))
+        tune_gc()
         self._tasks.append(asyncio.create_task(self._prepare_storage(), name="storage"))
         try:
             yield self.poller

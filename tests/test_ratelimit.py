@@ -59,22 +59,23 @@ async def test_waiters_go_in_the_order_they_came_and_a_cancelled_one_gives_its_t
 
 async def test_a_slot_counts_until_a_window_after_its_answer() -> None:
     window = SlidingWindow(2, 0.2, CLOCK)
-    release = asyncio.Event()
+    answered = asyncio.Event()
     admitted: list[float] = []
 
     async def request() -> None:
-        async with window.slot():
-            admitted.append(CLOCK.monotonic())
-            await release.wait()
+        await window.acquire()
+        admitted.append(CLOCK.monotonic())
+        await answered.wait()
+        window.release()
 
     held = [asyncio.create_task(request()) for _ in range(2)]
     third = asyncio.create_task(request())
     await asyncio.sleep(0.3)  # longer than the window: the two held slots still count
     assert len(admitted) == 2 and not third.done()
-    answered = CLOCK.monotonic()
-    release.set()
+    answered_at = CLOCK.monotonic()
+    answered.set()
     await asyncio.gather(*held, third)
-    assert admitted[2] >= answered + 0.2
+    assert admitted[2] >= answered_at + 0.2
 
 
 async def test_a_waiter_cancelled_after_its_turn_came_gives_the_slot_back() -> None:
@@ -83,8 +84,9 @@ async def test_a_waiter_cancelled_after_its_turn_came_gives_the_slot_back() -> N
     entered: list[str] = []
 
     async def holder(name: str) -> None:
-        async with window.slot():
-            entered.append(name)
+        await window.acquire()
+        entered.append(name)
+        window.release()
 
     first = asyncio.create_task(holder("first"))
     second = asyncio.create_task(holder("second"))

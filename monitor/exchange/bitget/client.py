@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -30,7 +29,7 @@ from monitor.domain import (
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget import parse
 from monitor.exchange.bitget.codes import CODES, classify
-from monitor.exchange.bitget.ratelimit import AccountBudget
+from monitor.exchange.bitget.ratelimit import AccountBudget, release
 from monitor.exchange.bitget.signing import encode_query, prehash, signer_for
 from monitor.secret import Secret
 
@@ -151,19 +150,17 @@ class BitgetClient:
     async def _request_once(self, endpoint: ep.Endpoint, params: Mapping[str, str], *, budgeted: bool = True) -> Any:
         signed_query, sent_query = encode_query(params)
         url = URL(self.base_url + endpoint.path + (f"?{sent_query}" if sent_query else ""), encoded=True)
-        slot: AbstractAsyncContextManager[None] = nullcontext()
-        if self.budget is not None and budgeted:
-            slot = self.budget.slot(endpoint)
+        # Slots held until the answer is read: Bitget counts the request somewhere in between.
+        held = await self.budget.acquire(endpoint) if self.budget is not None and budgeted else []
         try:
-            async with slot:  # held until the answer is read: Bitget counts the request somewhere in between
-                headers = {"Content-Type": "application/json", "locale": "en-US"}
-                if endpoint.signed:  # signed after any wait for the budget: the timestamp must be fresh when sent
-                    headers.update(self._auth_headers(endpoint.path, signed_query))
-                self.requests += 1
-                async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
-                    status = response.status
-                    remaining = response.headers.get(REMAINING_HEADER)
-                    text = (await response.read()).decode("utf-8", errors="replace")
+            headers = {"Content-Type": "application/json", "locale": "en-US"}
+            if endpoint.signed:  # signed after any wait for the budget: the timestamp must be fresh when sent
+                headers.update(self._auth_headers(endpoint.path, signed_query))
+            self.requests += 1
+            async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
+                status = response.status
+                remaining = response.headers.get(REMAINING_HEADER)
+                text = (await response.read()).decode("utf-8", errors="replace")
         except TimeoutError as exc:
             raise self._error(errors.RequestTimeout, "no answer within the request timeout", endpoint) from exc
         except aiohttp.ClientPayloadError as exc:
@@ -172,6 +169,8 @@ class BitgetClient:
             raise self._error(errors.MalformedResponse, f"broken HTTP response ({exc.message})", endpoint) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise self._error(errors.ConnectionFailed, f"connection failed: {exc}", endpoint) from exc
+        finally:
+            release(held)
         if remaining is not None and remaining.isdigit():
             self.remaining[endpoint.path] = int(remaining)
         try:

@@ -14,8 +14,6 @@ import asyncio
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from monitor.clock import Clock
 from monitor.exchange.bitget import endpoints as ep
@@ -132,21 +130,28 @@ class SlidingWindow:
                 self._grant()
             raise
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for room, hold a slot while the body runs, and date the request when the body ends."""
+    async def acquire(self) -> None:
+        """Wait for room and hold a slot until `release`, which dates the request."""
         await self._admit(holds=True)
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            self._answered.append(self.clock.monotonic())
-            if self._waiters and self._timer is None:  # waiting for an answer to date: it is here
-                self._grant()
+
+    def release(self) -> None:
+        self._in_flight -= 1
+        self._answered.append(self.clock.monotonic())
+        if self._waiters and self._timer is None:  # waiting for an answer to date: it is here
+            self._grant()
 
     async def take(self) -> None:
         """Wait for room and count a request now: for pacing, where only the spacing of departures matters."""
         await self._admit(holds=False)
+
+
+Held = list[SlidingWindow]  # the windows one request holds a slot in
+
+
+def release(held: Held) -> None:
+    """Give back the slots of a request whose answer has been read (or that never went out)."""
+    for window in held:
+        window.release()
 
 
 def parse_budget(text: str) -> tuple[int, float]:
@@ -181,27 +186,32 @@ class IpBudget:
         self._probing = False
         self.probe: asyncio.Task[None] | None = None  # the running probe (a reference keeps the task alive)
 
-    @asynccontextmanager
-    async def slot(self, endpoint: ep.Endpoint) -> AsyncIterator[None]:
-        """Hold a slot of the IP budget (and of an IP-limited endpoint's own limit) for one request."""
-        if endpoint.scope is ep.Scope.IP:
-            window = self._public.get(endpoint.path)
-            if window is None:
-                window = self._public[endpoint.path] = SlidingWindow(
-                    endpoint.per_second, 1.0 + WINDOW_SLACK, self.clock
-                )
-            async with window.slot(), self._ip_slot():
-                yield
-        else:
-            async with self._ip_slot():
-                yield
+    async def acquire(self, endpoint: ep.Endpoint, first: SlidingWindow | None = None) -> Held:
+        """Hold slots for one request: in `first` (an account's own window for the endpoint), in the
+        endpoint's own per-IP limit if it has one, and in the IP budget (after its pacing). Give them back with
+        `release` once the answer is read. Plain awaits, no context managers: this runs for every request."""
+        held: list[SlidingWindow] = []
+        try:
+            for window in (first, self._public_window(endpoint)):
+                if window is not None:
+                    await window.acquire()
+                    held.append(window)
+            if self.pace is not None:
+                await self.pace.take()
+            await self.window.acquire()
+            held.append(self.window)
+        except BaseException:
+            release(held)
+            raise
+        return held
 
-    @asynccontextmanager
-    async def _ip_slot(self) -> AsyncIterator[None]:
-        if self.pace is not None:
-            await self.pace.take()
-        async with self.window.slot():
-            yield
+    def _public_window(self, endpoint: ep.Endpoint) -> SlidingWindow | None:
+        if endpoint.scope is not ep.Scope.IP:
+            return None
+        window = self._public.get(endpoint.path)
+        if window is None:
+            window = self._public[endpoint.path] = SlidingWindow(endpoint.per_second, 1.0 + WINDOW_SLACK, self.clock)
+        return window
 
     def note_rate_limited(self, account: str) -> bool:
         """Record a 429 for an account. True when 429s for several accounts at once suggest that the IP itself
@@ -245,16 +255,10 @@ class AccountBudget:
             )
         return window
 
-    @asynccontextmanager
-    async def slot(self, endpoint: ep.Endpoint) -> AsyncIterator[None]:
+    async def acquire(self, endpoint: ep.Endpoint) -> Held:
         """Hold this account's slot for the endpoint and the IP's for one request, from before it is signed
-        until its answer has been read."""
-        if endpoint.scope is ep.Scope.ACCOUNT:
-            async with self._window(endpoint).slot(), self.ip.slot(endpoint):
-                yield
-        else:
-            async with self.ip.slot(endpoint):
-                yield
+        until its answer has been read (then `release`)."""
+        return await self.ip.acquire(endpoint, self._window(endpoint) if endpoint.scope is ep.Scope.ACCOUNT else None)
 
     def back_off(self, endpoint: ep.Endpoint, seconds: float) -> None:
         """After a 429 on this account and endpoint."""
