@@ -30,6 +30,7 @@ from monitor.domain import (
     Side,
     SpotAsset,
 )
+from monitor.runtime import tune_gc
 from monitor.store import migrations
 from monitor.store.repository import Store
 
@@ -90,6 +91,7 @@ def measure(url: str, accounts: int, cycles: int) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     store = Store(url)  # snapshot_interval 0: every poll stores every row
     store.write_polls(cycle(accounts, start - timedelta(seconds=30)))  # warm-up: account rows, caches
+    tune_gc()  # as in the service, whose writer runs in the same process
     full, full_per_poll = write_cycles(store, url, accounts, start, cycles)
     store.close()
     store = Store(url, snapshot_interval=SNAPSHOT_INTERVAL)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,6 +23,7 @@ from monitor.store import leases
 from monitor.store import tables as t
 from monitor.store.alerts import AlertStore
 from monitor.store.engine import make_engine
+from monitor.store.types import UTCDateTime
 from monitor.store.views import BalanceLine, EquitySample, LatestAccount, MaintenanceReport
 
 log = logging.getLogger(__name__)
@@ -551,11 +552,15 @@ def _driver_values(
 ) -> list[tuple[Any, ...]]:
     """The rows' values in `names` order, converted by their columns' types for this connection's driver."""
     dialect = connection.dialect
-    processors = [
-        (i, p)
-        for i, name in enumerate(names)
-        if (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-    ]
+    processors = []
+    for i, name in enumerate(names):
+        column_type = table.c[name].type
+        process: Callable[[Any], Any] | None = column_type.dialect_impl(dialect).bind_processor(dialect)
+        if process is None:
+            continue
+        if isinstance(column_type, UTCDateTime):  # the rows of a write share a few times: convert each once
+            process = _memoized(process)
+        processors.append((i, process))
     values = []
     for row in rows:
         line: list[Any] = [row[name] for name in names]
@@ -563,6 +568,21 @@ def _driver_values(
             line[i] = process(line[i])
         values.append(tuple(line))
     return values
+
+
+def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """For values whose equals convert alike (times: equal instants are stored alike; not Decimals, whose
+    equals may differ in exponent)."""
+    memo: dict[Any, Any] = {}
+
+    def once(value: Any) -> Any:
+        try:
+            return memo[value]
+        except KeyError:
+            result = memo[value] = process(value)
+            return result
+
+    return once
 
 
 def _copy(connection: Connection, table: str, names: list[str], values: list[tuple[Any, ...]]) -> None:
