@@ -190,7 +190,7 @@ class IpBudget:
         """Hold slots for one request: in `first` (an account's own window for the endpoint), in the
         endpoint's own per-IP limit if it has one, and in the IP budget (after its pacing). Give them back with
         `release` once the answer is read. Plain awaits, no context managers: this runs for every request."""
-        held: list[SlidingWindow] = []
+        held: Held = []
         try:
             for window in (first, self._public_window(endpoint)):
                 if window is not None:
