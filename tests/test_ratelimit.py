@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from monitor.clock import ManualClock, SystemClock
-from monitor.exchange.bitget.ratelimit import SlidingWindow
+from monitor.exchange.bitget.endpoints import SPOT_ASSETS
+from monitor.exchange.bitget.ratelimit import PACE_WINDOW, IpBudget, SlidingWindow, pacing, release
 
 CLOCK = SystemClock()
 
@@ -96,3 +97,32 @@ async def test_a_waiter_cancelled_after_its_turn_came_gives_the_slot_back() -> N
     await asyncio.gather(first, return_exceptions=True)
     await asyncio.wait_for(second, 1)  # not stuck behind a slot nobody holds
     assert entered == ["second"]
+
+
+def test_pacing_keeps_the_budgets_rate_whole() -> None:
+    """About a second's worth at a time, but no rate lost to rounding: 582 a minute is 9.7 a second."""
+    for limit, window in ((582, 60.0), (5820, 60.0), (1164, 60.0), (100, 3600.0)):
+        pace = pacing(limit, window, CLOCK)
+        assert pace is not None and pace.limit >= 1
+        assert abs(pace.limit / pace.window - limit / window) < 1e-9
+        assert pace.limit <= max(1, limit * 2 * PACE_WINDOW / window)  # a burst stays about a second's worth
+    assert pacing(100, 1.0, CLOCK) is None
+
+
+async def test_requests_held_back_by_a_pause_leave_paced_when_it_ends() -> None:
+    """While the budget is paused (a lock-out probe asks), requests queue; when it ends they go out at the
+    budget's rate, not all at once, so Bitget never sees more than the margin allows in a burst."""
+    budget = IpBudget(1200, 60.0, CLOCK)  # 1164 kept: 19 every 0.98 s
+    budget.window.resume()  # no assumed earlier use: only pacing holds them back
+    budget.window.pause(2.0)
+    left: list[float] = []
+
+    async def request() -> None:
+        held = await budget.acquire(SPOT_ASSETS)
+        left.append(CLOCK.monotonic())
+        release(held)
+
+    await asyncio.gather(*(request() for _ in range(60)))
+    assert budget.pace is not None
+    first = min(left)
+    assert sum(t < first + 0.5 for t in left) <= 2 * budget.pace.limit

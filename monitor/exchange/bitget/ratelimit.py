@@ -24,9 +24,11 @@ WINDOW_SLACK = 0.05  # seconds added to every window: the two clocks' resolution
 LOCKOUT_ACCOUNTS = 3  # 429s for this many accounts ...
 LOCKOUT_WINDOW = 10.0  # ... within this many seconds: the IP is locked out
 PROBE_PAUSE = 30.0  # the most a lock-out probe may hold everything up
-# The per-IP budget is also paced over windows this short: when demand exceeds it, requests go out evenly
-# instead of a minute's budget in the first seconds and then nothing until the minute is over.
-PACE_WINDOW = 5.0
+# The per-IP budget is also paced, at its steady rate over about this long: requests go out evenly instead of a
+# minute's budget in the first seconds (or all at once after a pause). The longest burst pacing lets through is
+# then a second's worth, under the margin kept below Bitget's figure (3 %, about two seconds' worth): so a
+# process restarted at full load, which assumes the last minute was spent evenly, stays inside Bitget's count.
+PACE_WINDOW = 1.0
 
 
 class SlidingWindow:
@@ -163,6 +165,15 @@ def parse_budget(text: str) -> tuple[int, float]:
     return int(m.group(1)), {"s": 1.0, "m": 60.0, "h": 3600.0}[unit]
 
 
+def pacing(limit: int, window: float, clock: Clock) -> SlidingWindow | None:
+    """A budget's steady rate over a short window: n requests per n * window / limit seconds, n being about a
+    PACE_WINDOW's worth, whole, so no rate is lost to rounding. None for budgets of a second or less."""
+    if window <= PACE_WINDOW:
+        return None
+    n = max(1, round(limit * PACE_WINDOW / window))
+    return SlidingWindow(n, window * n / limit, clock)
+
+
 class IpBudget:
     """The per-IP budget shared by every account this process polls."""
 
@@ -173,11 +184,7 @@ class IpBudget:
         # A process cannot know what this IP spent in the last window before it started (its own previous
         # run, restarted after a crash): it assumes the budget was in steady use.
         self.window.assume_busy()
-        self.pace = (
-            SlidingWindow(max(1, int(limit * PACE_WINDOW / window)), PACE_WINDOW, clock)
-            if window > PACE_WINDOW
-            else None
-        )
+        self.pace = pacing(limit, window, clock)
         self.clock = clock
         self.lockouts = 0
         self.rate_limited = 0  # 429s met by any account of this budget, since start
@@ -188,7 +195,7 @@ class IpBudget:
 
     async def acquire(self, endpoint: ep.Endpoint, first: SlidingWindow | None = None) -> Held:
         """Hold slots for one request: in `first` (an account's own window for the endpoint), in the
-        endpoint's own per-IP limit if it has one, and in the IP budget (after its pacing). Give them back with
+        endpoint's own per-IP limit if it has one, and in the IP budget, then wait for pacing. Give them back with
         `release` once the answer is read. Plain awaits, no context managers: this runs for every request."""
         held: Held = []
         try:
@@ -196,10 +203,10 @@ class IpBudget:
                 if window is not None:
                     await window.acquire()
                     held.append(window)
-            if self.pace is not None:
-                await self.pace.take()
             await self.window.acquire()
             held.append(self.window)
+            if self.pace is not None:  # last: it spaces the requests as they really leave
+                await self.pace.take()
         except BaseException:
             release(held)
             raise
