@@ -10,10 +10,16 @@ import gc
 # process's CPU time (bench/cycle.py); with these thresholds, about a tenth. Objects that are garbage without
 # cycles are freed at once whatever the thresholds; only cyclic garbage waits a little longer.
 GC_THRESHOLDS = (10_000, 10, 10)
+_frozen = False
 
 
 def tune_gc() -> None:
-    """Collect young objects less often, and move what exists now (modules, configuration, accounts) out of the
-    collector's way for good: it lives as long as the process. Call once everything long-lived is built."""
+    """Collect young objects less often and, the first time only, move what is alive now (modules,
+    configuration, accounts) out of the collector's way for good: it lives as long as the process. Call once
+    everything long-lived is built."""
+    global _frozen
     gc.set_threshold(*GC_THRESHOLDS)
-    gc.freeze()
+    if not _frozen:
+        gc.collect()  # garbage frozen now would never be collected
+        gc.freeze()
+        _frozen = True
