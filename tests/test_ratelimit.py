@@ -113,7 +113,6 @@ async def test_requests_held_back_by_a_pause_leave_paced_when_it_ends() -> None:
     """While the budget is paused (a lock-out probe asks), requests queue; when it ends they go out at the
     budget's rate, not all at once, so Bitget never sees more than the margin allows in a burst."""
     budget = IpBudget(1200, 60.0, CLOCK)  # 1164 kept: 19 every 0.98 s
-    budget.window.resume()  # no assumed earlier use: only pacing holds them back
     budget.window.pause(2.0)
     left: list[float] = []
 
@@ -126,3 +125,30 @@ async def test_requests_held_back_by_a_pause_leave_paced_when_it_ends() -> None:
     assert budget.pace is not None
     first = min(left)
     assert sum(t < first + 0.5 for t in left) <= 2 * budget.pace.limit
+
+
+async def test_a_pause_also_holds_back_what_waits_for_pacing() -> None:
+    """Requests admitted by the minute window but still waiting for pacing must not go out into a lock-out."""
+    clock = ManualClock()
+    budget = IpBudget(1200, 60.0, clock)
+    clock.advance(61)  # past the assumed earlier use: the minute window admits everything at once
+    left: list[float] = []
+
+    async def request() -> None:
+        held = await budget.acquire(SPOT_ASSETS)
+        left.append(clock.monotonic())
+        release(held)
+
+    tasks = [asyncio.create_task(request()) for _ in range(60)]
+    await asyncio.sleep(0.05)
+    assert budget.pace is not None and len(left) == budget.pace.limit  # the first pacing window's worth
+    budget.pause(300)
+    clock.advance(5)  # pacing alone would let five more windows' worth go
+    await asyncio.sleep(1.2)  # its timer has fired
+    assert len(left) == budget.pace.limit
+    budget.resume()  # the probe found no lock-out: the next pacing window's worth goes at once
+    await asyncio.sleep(0.05)
+    assert len(left) == 2 * budget.pace.limit
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -220,6 +220,18 @@ class IpBudget:
             window = self._public[endpoint.path] = SlidingWindow(endpoint.per_second, 1.0 + WINDOW_SLACK, self.clock)
         return window
 
+    def pause(self, seconds: float) -> None:
+        """Send nothing for a while: nothing more is admitted, and what was admitted but still waits for pacing
+        waits for the pause to end too."""
+        for window in (self.window, self.pace):
+            if window is not None:
+                window.pause(seconds)
+
+    def resume(self) -> None:
+        for window in (self.window, self.pace):
+            if window is not None:
+                window.resume()
+
     def note_rate_limited(self, account: str) -> bool:
         """Record a 429 for an account. True when 429s for several accounts at once suggest that the IP itself
         is locked out: the caller then probes an IP-only endpoint and reports with `probed`."""
@@ -232,7 +244,7 @@ class IpBudget:
             return False
         self._probing = True
         self._recent_429.clear()
-        self.window.pause(PROBE_PAUSE)  # nothing more goes out into a possible lock-out while the probe asks
+        self.pause(PROBE_PAUSE)  # nothing more goes out into a possible lock-out while the probe asks
         return True
 
     def probed(self, locked_out: bool, lockout: float) -> None:
@@ -241,10 +253,10 @@ class IpBudget:
         self._probing = False
         if locked_out:
             log.error("Bitget has locked this IP out; pausing every request for %.0f s", lockout)
-            self.window.pause(lockout)
+            self.pause(lockout)
             self.lockouts += 1
         else:
-            self.window.resume()
+            self.resume()
 
 
 class AccountBudget:
