@@ -165,6 +165,14 @@ def parse_budget(text: str) -> tuple[int, float]:
     return int(m.group(1)), {"s": 1.0, "m": 60.0, "h": 3600.0}[unit]
 
 
+def per_second(windows: dict[str, SlidingWindow], endpoint: ep.Endpoint, clock: Clock) -> SlidingWindow:
+    """The window of an endpoint's per-second limit, made on first use."""
+    window = windows.get(endpoint.path)
+    if window is None:
+        window = windows[endpoint.path] = SlidingWindow(endpoint.per_second, 1.0 + WINDOW_SLACK, clock)
+    return window
+
+
 def pacing(limit: int, window: float, clock: Clock) -> SlidingWindow | None:
     """A budget's steady rate over a short window: n requests per n * window / limit seconds, n being about a
     PACE_WINDOW's worth, whole, so no rate is lost to rounding. None for budgets of a second or less."""
@@ -185,6 +193,7 @@ class IpBudget:
         # run, restarted after a crash): it assumes the budget was in steady use.
         self.window.assume_busy()
         self.pace = pacing(limit, window, clock)
+        self._gates = (self.window,) if self.pace is None else (self.window, self.pace)  # what a pause stops
         self.clock = clock
         self.lockouts = 0
         self.rate_limited = 0  # 429s met by any account of this budget, since start
@@ -213,24 +222,17 @@ class IpBudget:
         return held
 
     def _public_window(self, endpoint: ep.Endpoint) -> SlidingWindow | None:
-        if endpoint.scope is not ep.Scope.IP:
-            return None
-        window = self._public.get(endpoint.path)
-        if window is None:
-            window = self._public[endpoint.path] = SlidingWindow(endpoint.per_second, 1.0 + WINDOW_SLACK, self.clock)
-        return window
+        return per_second(self._public, endpoint, self.clock) if endpoint.scope is ep.Scope.IP else None
 
     def pause(self, seconds: float) -> None:
         """Send nothing for a while: nothing more is admitted, and what was admitted but still waits for pacing
         waits for the pause to end too."""
-        for window in (self.window, self.pace):
-            if window is not None:
-                window.pause(seconds)
+        for window in self._gates:
+            window.pause(seconds)
 
     def resume(self) -> None:
-        for window in (self.window, self.pace):
-            if window is not None:
-                window.resume()
+        for window in self._gates:
+            window.resume()
 
     def note_rate_limited(self, account: str) -> bool:
         """Record a 429 for an account. True when 429s for several accounts at once suggest that the IP itself
@@ -267,12 +269,7 @@ class AccountBudget:
         self._endpoints: dict[str, SlidingWindow] = {}
 
     def _window(self, endpoint: ep.Endpoint) -> SlidingWindow:
-        window = self._endpoints.get(endpoint.path)
-        if window is None:
-            window = self._endpoints[endpoint.path] = SlidingWindow(
-                endpoint.per_second, 1.0 + WINDOW_SLACK, self.ip.clock
-            )
-        return window
+        return per_second(self._endpoints, endpoint, self.ip.clock)
 
     async def acquire(self, endpoint: ep.Endpoint) -> Held:
         """Hold this account's slot for the endpoint and the IP's for one request, from before it is signed
