@@ -60,6 +60,10 @@ class Fields:
         self._where = where
         self._skipped = skipped
 
+    def _name(self, names: tuple[str, ...]) -> str:
+        """The spelling this object uses, for messages: the first of `names` present, else the first."""
+        return next((name for name in names if name in self._obj), names[0])
+
     def _raw(self, names: tuple[str, ...]) -> Any:
         for name in names:
             if name in self._obj:
@@ -73,9 +77,9 @@ class Fields:
         value = self._raw(names)
         if value is _MISSING or value is None or value == "":
             return None
-        result = self._decimal(names[0], value)
+        result = self._decimal(self._name(names), value)
         if floor is not None and result < floor:
-            raise BadValue(f"{self._where}.{names[0]}: impossible value {show(value)}")
+            raise BadValue(f"{self._where}.{self._name(names)}: impossible value {show(value)}")
         return result
 
     def num(self, *names: str, default: Decimal | None = None, floor: Decimal | None = None) -> Decimal:
@@ -85,7 +89,7 @@ class Fields:
             return value
         if default is not None:
             return default
-        raise BadField(f"{self._where}.{names[0]}: missing")
+        raise BadField(f"{self._where}.{self._name(names)}: missing")
 
     def text(self, *names: str, default: str | None = None, limit: int = limits.TEXT) -> str:
         """A string (or a JSON integer), cleaned and clipped to `limit`."""
@@ -93,9 +97,9 @@ class Fields:
         if value is _MISSING or value is None or value == "":
             if default is not None:
                 return default
-            raise BadField(f"{self._where}.{names[0]}: missing")
+            raise BadField(f"{self._where}.{self._name(names)}: missing")
         if isinstance(value, bool) or not isinstance(value, str | int):
-            raise BadField(f"{self._where}.{names[0]}: expected text, got {show(value)}")
+            raise BadField(f"{self._where}.{self._name(names)}: expected text, got {show(value)}")
         return clean(value if isinstance(value, str) else str(value), limit)
 
     def items(self, name: str) -> list[Fields]:
@@ -109,7 +113,9 @@ class Fields:
         if value is None:
             return None
         if not FIRST_MS <= value < LAST_MS:  # compared as a Decimal: never int() of a huge exponent
-            raise BadValue(f"{self._where}.{names[0]}: not a millisecond time between 2010 and 2100: {show(value)}")
+            raise BadValue(
+                f"{self._where}.{self._name(names)}: not a millisecond time between 2010 and 2100: {show(value)}"
+            )
         return int(value)
 
     def time(self, *names: str) -> datetime | None:
@@ -120,13 +126,13 @@ class Fields:
     # -- lenient: unknown (None) instead of a failed read ----------------------------------------------------
 
     def loose(self, *names: str) -> Decimal | None:
-        return self._lenient(names[0], lambda: self.opt(*names))
+        return self._lenient(self._name(names), lambda: self.opt(*names))
 
     def loose_time(self, *names: str) -> datetime | None:
-        return self._lenient(names[0], lambda: self.time(*names))
+        return self._lenient(self._name(names), lambda: self.time(*names))
 
     def loose_text(self, *names: str) -> str | None:
-        return self._lenient(names[0], lambda: self.text(*names, default="") or None)
+        return self._lenient(self._name(names), lambda: self.text(*names, default="") or None)
 
     def _lenient(self, name: str, read: Callable[[], V]) -> V | None:
         try:

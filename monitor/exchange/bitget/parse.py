@@ -91,8 +91,13 @@ def _margin_mode(f: Fields) -> MarginMode:
 
 
 def _position_mode(f: Fields, name: str) -> PositionMode:
+    # Strict: a crossed hedge pair's distance is measured both ways, so a wrong guess misjudges the risk.
     value = f.text(name, default="one_way_mode").lower()
-    return PositionMode.HEDGE if value.startswith("hedge") else PositionMode.ONE_WAY
+    if value.startswith("hedge"):
+        return PositionMode.HEDGE
+    if value.startswith("one_way"):
+        return PositionMode.ONE_WAY
+    raise BadField(f"{name}: unknown position mode {value!r}")
 
 
 # -- endpoints ---------------------------------------------------------------------------------------------
