@@ -167,7 +167,7 @@ class Fields:
             return _ZERO  # "0E-999999999" is zero; formatted as written it would be a million characters
         exponent = result.as_tuple().exponent
         assert isinstance(exponent, int)  # finite
-        if abs(result) >= MAX_MAGNITUDE or exponent < MIN_EXPONENT:  # cheap, whatever the exponent
+        if result.copy_abs() >= MAX_MAGNITUDE or exponent < MIN_EXPONENT:  # exact and cheap, whatever the size
             raise BadValue(f"{self._where}.{name}: out of range: {show(value)}")
         return result
 
