@@ -119,6 +119,7 @@ async def test_a_hostile_error_is_clipped_escaped_and_counted_as_other(sim: Sim)
     with pytest.raises(errors.ExchangeError) as caught:
         await sim.client(account).spot_assets()
     error = caught.value
+    assert error.retryable  # a 5xx
     assert error.code is not None and error.code.isprintable() and len(error.code) <= 32
     assert error.message.isprintable() and len(error.message) <= 300
     assert "\n" not in str(error) and "\u202e" not in str(error)

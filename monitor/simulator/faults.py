@@ -106,6 +106,6 @@ async def huge_body(request: web.Request, envelope: dict[str, Any], size: int) -
 
 def hostile_error() -> tuple[dict[str, Any], int]:
     """An error answer no real Bitget sends: an unknown code with a line break, a 100 kB message that forges
-    lines and overrides the text direction. (body, HTTP status)"""
+    lines and overrides the text direction. A 5xx, so a passing fault. (body, HTTP status)"""
     msg = ("service error\n2026-01-01 00:00:00 CRITICAL forged log line \u202egnp.exe\r\n" * 2000)[:100_000]
-    return {"code": "ERR-0-x\n", "msg": msg, "data": None}, 400
+    return {"code": "ERR-0-x\n", "msg": msg, "data": None}, 502
