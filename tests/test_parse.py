@@ -246,3 +246,18 @@ def test_a_key_info_with_odd_values_is_read_leniently() -> None:
 )  # fmt: skip
 def test_only_bitgets_known_codes_and_our_error_names_become_metric_labels(code: str | None, label: str) -> None:
     assert metric_label(code) == label
+
+
+@pytest.mark.parametrize(
+    ("side", "mode", "refused"),
+    [("short", "isolated", True), ("long", "isolated", False), ("short", "crossed", False), ("long", "crossed", False)],
+)
+def test_a_negative_liquidation_price_is_refused_only_for_an_isolated_short(
+    side: str, mode: str, refused: bool
+) -> None:
+    changes = {"holdSide": side, "marginMode": mode, "liquidationPrice": "-5"}
+    if refused:
+        with pytest.raises(parse.BadValue, match=r"data\[0\]\.liquidationPrice: impossible value -5"):
+            _position(**changes)
+    else:
+        assert _position(**changes).liquidation_price is None

@@ -67,9 +67,13 @@ def is_success(code: str) -> bool:
     return code == SUCCESS
 
 
-def _liquidation(f: Fields, name: str) -> Decimal | None:
-    # 0, "" or a negative price (Bitget sends them for low-risk cross positions) all mean "no liquidation price".
+def _liquidation(f: Fields, name: str, side: Side, mode: MarginMode) -> Decimal | None:
+    # 0, "" or a negative price (Bitget sends them for low-risk cross positions, and an isolated long holding
+    # more margin than its value has one) all mean "no liquidation price". An isolated short always has one,
+    # above its entry: a negative one there is no real answer.
     price = f.opt(name)
+    if price is not None and price < 0 and side is Side.SHORT and mode is MarginMode.ISOLATED:
+        raise BadValue(f"{name}: impossible value {price} for an isolated short")
     return price if price is not None and price > 0 else None
 
 
@@ -180,17 +184,18 @@ def futures_accounts(data: Any, product_type: str, skipped: list[Skipped] | None
 
 def positions(data: Any, product_type: str, skipped: list[Skipped] | None = None) -> tuple[Position, ...]:
     def row(f: Fields) -> Position:
+        side, mode = _side(f, "holdSide"), _margin_mode(f)
         return Position(
             product_type=product_type,
             symbol=f.text("symbol", limit=limits.SYMBOL),
             margin_coin=f.text("marginCoin", limit=limits.COIN),
-            side=_side(f, "holdSide"),
+            side=side,
             position_mode=_position_mode(f, "posMode"),
-            margin_mode=_margin_mode(f),
+            margin_mode=mode,
             size=f.num("total", floor=_ZERO),
             entry_price=f.num("openPriceAvg", floor=_ZERO),  # stored with every position row
             mark_price=f.num("markPrice", floor=_ZERO),
-            liquidation_price=_liquidation(f, "liquidationPrice"),
+            liquidation_price=_liquidation(f, "liquidationPrice", side, mode),
             margin=f.num("marginSize", default=_ZERO, floor=_ZERO),
             leverage=f.opt("leverage", floor=_ZERO),
             unrealized_pnl=f.num("unrealizedPL", default=_ZERO),
@@ -254,17 +259,18 @@ def unified_account(data: Any, skipped: list[Skipped] | None = None) -> UnifiedA
 def unified_positions(data: Any, skipped: list[Skipped] | None = None) -> tuple[Position, ...]:
     def row(f: Fields) -> Position:
         open_fee, close_fee = f.loose("openFeeTotal"), f.loose("closeFeeTotal")
+        side, mode = _side(f, "posSide"), _margin_mode(f)
         return Position(
             product_type=f.text("category", limit=limits.CODE).upper(),
             symbol=f.text("symbol", limit=limits.SYMBOL),
             margin_coin=f.text("marginCoin", limit=limits.COIN),
-            side=_side(f, "posSide"),
+            side=side,
             position_mode=_position_mode(f, "holdMode"),
-            margin_mode=_margin_mode(f),
+            margin_mode=mode,
             size=f.num("total", floor=_ZERO),
             entry_price=f.num("avgPrice", floor=_ZERO),  # stored with every position row
             mark_price=f.num("markPrice", floor=_ZERO),
-            liquidation_price=_liquidation(f, "liquidationPrice"),
+            liquidation_price=_liquidation(f, "liquidationPrice", side, mode),
             margin=f.num("positionBalance", default=_ZERO, floor=_ZERO),
             leverage=f.opt("leverage", floor=_ZERO),
             unrealized_pnl=f.num("unrealisedPnl", default=_ZERO),
