@@ -218,6 +218,7 @@ class BitgetClient:
         limit = self.max_response_size
         declared = response.content_length
         if declared is not None and declared > limit:
+            response.close()  # unread: the connection goes, not into the pool
             raise self._too_large(endpoint, response.status, f"{declared} bytes declared")
         chunks, size = [], 0
         async for chunk in response.content.iter_chunked(_CHUNK):
