@@ -1,5 +1,6 @@
 """Soak with faults: the monitor (a process of its own) against the simulator (another) while faults are
-injected at random: 429 bursts, 5xx, 40725, timeouts, malformed and truncated bodies, a revoked key, the
+injected at random: 429 bursts, 5xx, 40725, timeouts, malformed and truncated bodies, hostile answers (a huge
+exponent, a 50 MB body, a negative size, a symbol that forges lines, an unknown code), a revoked key, the
 notification sink down for a while, a restart of the PostgreSQL server, a SIGHUP reload, and a `kill -9` of the
 monitor followed by a restart. Prices move all along, so alerts fire and resolve.
 
@@ -42,7 +43,9 @@ from monitor.poller.scheduler import RETRY_ATTEMPTS
 from monitor.store.repository import ACCOUNT, POLL, Store
 
 CLOCK = SystemClock()
-FAULTS = ("429", "500", "40725", "45001", "timeout", "malformed", "truncated")
+FAULTS = ("429", "500", "40725", "45001", "timeout", "malformed", "truncated",
+          # hostile answers: each is refused (or, for the symbol, escaped) and retried like a malformed one
+          "huge_exponent", "huge_body", "negative_size", "bidi_symbol", "hostile_error")  # fmt: skip
 REQUEST_TIMEOUT, LEASE_TTL = 2.0, 5.0
 # Polling as fast as the default per-IP budget (6000/min, 97 requests a second kept) allows for the number of
 # accounts, at about four requests a read: the soak is about faults, not about a budget far too small.

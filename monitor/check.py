@@ -45,6 +45,7 @@ def client_for(
         credentials,
         server_clock,
         timeout=config.monitor.request_timeout.total_seconds(),
+        max_response_size=config.monitor.max_response_size,
     )
 
 
@@ -100,7 +101,7 @@ def render_table(report: CheckReport) -> str:
         else:
             code = r.error.code if r.error and r.error.code else type(r.error).__name__
             outcome = f"FAILED ({code})"
-        rows.append((r.account.name, key, r.mode.value if r.mode else "-", r.key.uid if r.key else "-", outcome))
+        rows.append((r.account.name, key, r.mode.value if r.mode else "-", (r.key and r.key.uid) or "-", outcome))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     for r in results:

@@ -10,6 +10,13 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+# What a real answer from Bitget can hold; the exchange package refuses anything beyond (a value that is not
+# data: 1e999999999 would freeze the process turned into an int, and overflow the liquidation distance).
+MAX_AMOUNT = Decimal("1e20")  # no balance, price or size comes near it (absolute value)
+MIN_EXPONENT = -30  # no amount has more decimal places
+FIRST_TIME_MS = 1_262_304_000_000  # 2010-01-01T00:00:00Z: before Bitget existed
+LAST_TIME_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+
 
 class AccountMode(StrEnum):
     CLASSIC = "classic"  # v2 account and position endpoints
@@ -41,7 +48,7 @@ _WITHDRAW_MARKERS = ("withdraw", "wdr", "transfer")
 class KeyInfo:
     """What `/api/v2/spot/account/info` says about the key."""
 
-    uid: str
+    uid: str | None  # None: Bitget's answer held no readable user id
     permissions: tuple[str, ...]
     ips: tuple[str, ...]
     parent_uid: str | None = None

@@ -23,7 +23,7 @@ from monitor.clock import Clock
 from monitor.config import Config, load_config
 from monitor.domain import PollOutcome
 from monitor.errors import ConfigError
-from monitor.exchange.bitget.codes import CODES
+from monitor.exchange.bitget.codes import metric_label
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState
 from monitor.rules.evaluate import AccountView
@@ -83,8 +83,7 @@ class Service:
         self.writer.submit(outcome)
         self.requests += outcome.requests
         if outcome.error_code is not None:  # Bitget's known codes and our error classes: a bounded set
-            code = outcome.error_code
-            self.poll_errors[code if code in CODES or not code.isdigit() else "other"] += 1
+            self.poll_errors[metric_label(outcome.error_code)] += 1
 
     def _judge_outcome(self, state: AccountState, outcome: PollOutcome) -> None:
         """Evaluate the rules for an account right after each of its polls (the fastest path to an alert)."""

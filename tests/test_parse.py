@@ -9,6 +9,8 @@ import pytest
 
 from monitor.domain import MarginMode, PositionMode, Side
 from monitor.exchange.bitget import parse
+from monitor.exchange.bitget.clean import clean
+from monitor.exchange.bitget.codes import metric_label
 
 POSITION: dict[str, Any] = {
     "symbol": "BTCUSDT", "marginCoin": "USDT", "holdSide": "long", "posMode": "hedge_mode",
@@ -124,3 +126,138 @@ def test_unified_positions_and_assets_use_v3_spellings() -> None:
     assert (position.product_type, position.side, position.margin_ratio) == ("USDT-FUTURES", Side.SHORT, None)
     assert position.fees == Decimal("-1.2")
     assert parse.unified_positions({"list": None}) == ()
+
+
+# -- hostile values --------------------------------------------------------------------------------------------
+
+
+def test_a_huge_exponent_in_a_time_is_refused_at_once_and_left_unknown() -> None:
+    # int(Decimal("1e999999999")) ran for minutes on the event loop; now the range check comes first.
+    skipped: list[parse.Skipped] = []
+    (p,) = parse.positions([{**POSITION, "cTime": "1e999999999", "uTime": "-1e999999999"}], "USDT-FUTURES", skipped)
+    assert p.opened_at is None and p.updated_at is None
+    assert [s.field for s in skipped] == ["cTime", "uTime"]
+    assert "data[0].cTime: " in skipped[0].problem
+
+
+@pytest.mark.parametrize("server_time", ["1e999999999", "999", "4102444800000", 1e300, "-1"])
+def test_a_server_time_outside_2010_to_2100_is_a_bad_value(server_time: Any) -> None:
+    with pytest.raises(parse.BadValue, match=r"data\.serverTime: "):
+        parse.server_time({"serverTime": server_time})
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"total": "-0.01"}, "total"),
+        ({"markPrice": "-59875"}, "markPrice"),
+        ({"marginSize": "-1"}, "marginSize"),
+        ({"leverage": -10}, "leverage"),
+        ({"marginRatio": "-0.5"}, "marginRatio"),
+        ({"markPrice": "1e999999999"}, "markPrice"),
+        ({"markPrice": "1e309"}, "markPrice"),
+        ({"markPrice": "Infinity"}, "markPrice"),
+        ({"unrealizedPL": "-inf"}, "unrealizedPL"),
+        ({"openPriceAvg": "1e-999999999"}, "openPriceAvg"),
+        ({"total": "1" * 65}, "total"),
+    ],
+)
+def test_an_impossible_or_out_of_range_value_is_a_bad_value_naming_the_field(
+    changes: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(parse.BadValue) as caught:
+        _position(**changes)
+    assert str(caught.value).startswith(f"data[0].{field}: ")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"code":"00000","data":[{"marginCoin":"USDT","accountEquity":1e309}]}',
+        '{"code":"00000","data":[{"marginCoin":"USDT","accountEquity":Infinity}]}',
+        '{"code":"00000","data":[{"marginCoin":"USDT","accountEquity":NaN}]}',
+        '{"code":"00000","data":[{"marginCoin":"USDT","accountEquity":"+Inf"}]}',
+    ],
+)
+def test_an_infinite_equity_is_never_data(body: str) -> None:
+    _, _, data = parse.envelope(parse.loads(body))
+    with pytest.raises(parse.BadValue, match=r"data\[0\]\.accountEquity: "):
+        parse.futures_accounts(data, "USDT-FUTURES")
+
+
+def test_the_largest_and_finest_real_values_are_read_exactly() -> None:
+    p = _position(total="99999999999999999999.5", markPrice="0.000000000000000000000000000001", unrealizedPL="0E-99")
+    assert p.size == Decimal("99999999999999999999.5")
+    assert p.mark_price == Decimal("1E-30")
+    assert p.unrealized_pnl == 0 and p.unrealized_pnl.as_tuple().exponent == 0  # never a million zeros
+
+
+def test_a_negative_liquidation_price_is_still_bitgets_no_liquidation_price() -> None:
+    assert _position(liquidationPrice="-12.5").liquidation_price is None
+
+
+def test_a_lenient_field_that_cannot_be_read_is_unknown_and_reported_not_fatal() -> None:
+    skipped: list[parse.Skipped] = []
+    p = parse.positions([{**POSITION, "totalFee": "111,1", "keepMarginRate": [], "breakEvenPrice": "1e999"}],
+                        "USDT-FUTURES", skipped)[0]  # fmt: skip
+    assert (p.fees, p.maintenance_rate, p.break_even_price) == (None, None, None)
+    assert sorted(s.field for s in skipped) == ["breakEvenPrice", "keepMarginRate", "totalFee"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit", "expected"),
+    [
+        ("BTCUSDT", 64, "BTCUSDT"),
+        ("BTC\nUSDT", 64, "BTC\\nUSDT"),
+        ("BTC\r\n[CRITICAL] x", 64, "BTC\\r\\n[CRITICAL] x"),
+        ("USD\u202eTSB", 64, "USD\\u202eTSB"),
+        ("a\u2066b\u2069c\u200bd", 64, "a\\u2066b\\u2069c\\u200bd"),
+        ("\x1b[31mred", 64, "\\x1b[31mred"),
+        ("line\u2028sep", 64, "line\\u2028sep"),
+        ("x" * 500, 10, "x" * 9 + "…"),
+        ("\n" * 500, 10, "\\n\\n\\n\\n\\n…"[:9] + "…"),
+        ("héllo 世界", 64, "héllo 世界"),
+    ],
+)
+def test_exchange_text_is_escaped_and_clipped(raw: str, limit: int, expected: str) -> None:
+    assert clean(raw, limit) == expected
+    assert len(clean(raw, limit)) <= limit
+
+
+def test_symbols_coins_codes_and_messages_are_cleaned_where_they_are_read() -> None:
+    p = _position(symbol="BTCUSDT\n2026-01-01 CRITICAL forged" + "X" * 200, marginCoin="US\u202eDT")
+    assert p.symbol.isprintable() and len(p.symbol) == 64 and p.symbol.startswith("BTCUSDT\\n")
+    assert p.margin_coin == "US\\u202eDT"
+    code, msg, _ = parse.envelope({"code": "ERR-0-x\n" + "9" * 100, "msg": "bad\r\n" * 10_000_000, "data": None})
+    assert code.isprintable() and len(code) <= 32
+    assert msg.isprintable() and len(msg) <= 300 and msg.startswith("bad\\r\\nbad")
+
+
+def test_a_key_info_with_odd_values_is_read_leniently() -> None:
+    info = parse.key_info({"userId": [], "ips": "1.2.3.4\u202e,5.6.7.8", "authorities": [{"x": 1}, "readonly"] * 500})
+    assert info.uid is None and info.ips == ("1.2.3.4\\u202e", "5.6.7.8")
+    assert len(info.permissions) <= 100
+
+
+@pytest.mark.parametrize(
+    ("code", "label"),
+    [("40012", "40012"), ("429", "429"), ("ERR-0-x", "other"), ("12345", "other"), ("", "other"), (None, "other"),
+     ("MalformedResponse", "MalformedResponse"), ("RequestTimeout", "RequestTimeout"), ("Exception", "other")],
+)  # fmt: skip
+def test_only_bitgets_known_codes_and_our_error_names_become_metric_labels(code: str | None, label: str) -> None:
+    assert metric_label(code) == label
+
+
+@pytest.mark.parametrize(
+    ("side", "mode", "refused"),
+    [("short", "isolated", True), ("long", "isolated", False), ("short", "crossed", False), ("long", "crossed", False)],
+)
+def test_a_negative_liquidation_price_is_refused_only_for_an_isolated_short(
+    side: str, mode: str, refused: bool
+) -> None:
+    changes = {"holdSide": side, "marginMode": mode, "liquidationPrice": "-5"}
+    if refused:
+        with pytest.raises(parse.BadValue, match=r"data\[0\]\.liquidationPrice: impossible value -5"):
+            _position(**changes)
+    else:
+        assert _position(**changes).liquidation_price is None

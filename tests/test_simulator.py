@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import tracemalloc
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from monitor.clock import SystemClock
+from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.simulator.generate import generate_world
 from monitor.simulator.world import ScenarioError, load_scenario
@@ -239,12 +243,15 @@ async def test_positions_filter_by_margin_coin_and_single_position_needs_a_symbo
         ("/_sim/accounts/sim-001", {"ips": "1.2.3.4"}),
         ("/_sim/accounts/sim-001", {"revoked": "yes"}),
         ("/_sim/faults", {"kind": "500", "count": "many"}),
+        ("/_sim/faults", {"kind": "field", "field": "total"}),
+        ("/_sim/faults", {"kind": "field", "value": "-1"}),
+        ("/_sim/faults", {"kind": "huge_body", "size": "big"}),
         ("/_sim/price", {"symbol": "BTCUSDT", "mark": "cheap"}),
         ("/_sim/clock", {"offset_ms": "soon"}),
     ],
 )
 async def test_the_control_api_refuses_bad_input_with_400(
-    make_sim: SimFactory, path: str, payload: dict[str, str]
+    make_sim: SimFactory, path: str, payload: dict[str, Any]
 ) -> None:
     sim = await make_sim(accounts=2)
     async with sim.session.post(sim.url + path, json=payload) as response:
@@ -287,3 +294,52 @@ def test_an_accounts_file_written_to_a_relative_path_loads(tmp_path: Path, monke
     write_accounts_file(generate_world(4), Path("out/sim.toml"), "http://127.0.0.1:1")
     config = load_config(Path("out/sim.toml"), env={})
     assert [a.key_type for a in config.accounts] == ["hmac", "hmac", "rsa", "hmac"]
+
+
+async def test_a_field_fault_rewrites_that_field_of_that_endpoints_answer_only(make_sim: SimFactory) -> None:
+    sim = await make_sim(limits=False)
+    account = sim.first(lambda a: not a.unified and any(p.product_type == "USDT-FUTURES" for p in a.positions))
+    client = sim.client(account)
+    query = {"productType": "USDT-FUTURES"}
+    fault = {"kind": "field", "account": account.name, "endpoint": ep.ALL_POSITIONS.path, "field": "total"}
+    await sim.control("POST", "/_sim/faults", {**fault, "value": {"odd": [1]}})
+    await sim.control("POST", "/_sim/faults", {**fault, "endpoint": ep.MIX_ACCOUNTS.path, "value": 1})
+    await client.request(ep.SPOT_ASSETS, {})
+    assert len(sim.sim.faults) == 2  # neither is taken by another endpoint's answer
+    rows = await client.request(ep.ALL_POSITIONS, query)
+    assert rows and all(r["total"] == {"odd": [1]} and r["markPrice"] != {"odd": [1]} for r in rows)
+    assert all(r["total"] != {"odd": [1]} for r in await client.request(ep.ALL_POSITIONS, query))  # used up
+    assert len(sim.sim.faults) == 1  # the one for the futures accounts is still waiting
+
+
+@pytest.mark.parametrize("kind", ["negative_size", "bidi_symbol", "huge_exponent"])
+async def test_a_hostile_rewrite_waits_for_an_answer_it_can_change(make_sim: SimFactory, kind: str) -> None:
+    sim = await make_sim(limits=False)
+    account = sim.first(lambda a: not a.unified and any(p.product_type == "USDT-FUTURES" for p in a.positions))
+    client = sim.client(account)
+    await sim.control("POST", "/_sim/faults", {"kind": kind, "account": account.name})
+    await client.request(ep.ACCOUNT_INFO, {})  # holds no field any of them rewrites
+    assert len(sim.sim.faults) == 1
+    text = json.dumps(await client.request(ep.ALL_POSITIONS, {"productType": "USDT-FUTURES"}))
+    assert {"negative_size": '"total": "-', "bidi_symbol": "\\u202e\\r\\n[CRITICAL]",
+            "huge_exponent": '"1e999999999"'}[kind] in text  # fmt: skip
+    assert sim.sim.faults == []
+
+
+async def test_a_huge_body_is_streamed_in_full_without_being_built_in_memory(make_sim: SimFactory) -> None:
+    sim = await make_sim(accounts=2)
+    size = 20 * 1024 * 1024
+    await sim.control("POST", "/_sim/faults", {"kind": "huge_body", "endpoint": ep.SERVER_TIME.path, "size": size})
+    tracemalloc.start()
+    try:
+        received, tail = 0, b""
+        async with sim.session.get(sim.url + ep.SERVER_TIME.path) as response:
+            assert response.content_length is None  # chunked: the client cannot tell its size in advance
+            async for chunk in response.content.iter_chunked(1 << 16):
+                received += len(chunk)
+                tail = (tail + chunk)[-8:]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert size - 70 * 1024 <= received <= size and tail.endswith(b"0]}")
+    assert peak < 4 * 1024 * 1024, f"{peak} bytes at peak"

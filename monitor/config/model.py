@@ -24,6 +24,7 @@ class MonitorSettings:
     permanent_error_retry: timedelta = timedelta(minutes=5)
     stale_grace: timedelta = timedelta(seconds=30)
     lease_ttl: timedelta = timedelta(seconds=30)
+    max_response_size: int = 4 * 1024 * 1024  # bytes
 
     @property
     def database_display(self) -> str:

@@ -13,6 +13,12 @@ from typing import Any
 from monitor.config import values
 
 
+def _size(value: Any) -> int:
+    from monitor.exchange.bitget.client import parse_size  # the client owns its cap; imported when needed
+
+    return parse_size(value)
+
+
 @dataclass(frozen=True)
 class Setting:
     section: str  # one of SECTIONS
@@ -79,6 +85,13 @@ SETTINGS: tuple[Setting, ...] = (
         values.duration,
         "30s",
         doc="with PostgreSQL, how long a process holds an account it stopped renewing (shared polling)",
+    ),
+    Setting(
+        "monitor",
+        "max_response_size",
+        _size,
+        "4MB",
+        doc="the largest answer read from Bitget; a larger one is dropped as a malformed answer and retried",
     ),
     Setting(
         "storage",

@@ -79,7 +79,7 @@ class Poller:
             self.session, m.bitget_url, account.name,
             Credentials(account.api_key, account.api_secret, account.passphrase, account.demo),
             self.server_clock, timeout=m.request_timeout.total_seconds(), budget=AccountBudget(self.ip_budget),
-            lockout=m.ip_lockout.total_seconds(),
+            lockout=m.ip_lockout.total_seconds(), max_response_size=m.max_response_size,
         )  # fmt: skip
 
     # -- one poll ----------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ GET    /_sim/stats                  requests, 429s, rejections and bad signature
 POST   /_sim/price                  {"symbol", "product_type"?, "mark"}: set a mark, liquidate
 POST   /_sim/step                   {"steps"?}: move prices as the ticker would
 POST   /_sim/accounts/{name}        {"revoked"?, "passphrase"?, "ips"?, "permissions"?, "unified"?, "demo"?}
-POST   /_sim/faults                 {"kind", "count"?, "account"?, "endpoint"?, "delay"?}
+POST   /_sim/faults                 {"kind", "count"?, "account"?, "endpoint"?, "delay"?, "field"?, "value"?,
+                                     "size"?} (kinds: monitor/simulator/faults.py)
 DELETE /_sim/faults                 clear every pending fault
 POST   /_sim/clock                  {"offset_ms"}: run Bitget's clock ahead (or behind) of ours
 POST   /_sim/limits                 {"enabled"?, "ip_per_minute"?, "lockout"?}
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from monitor.simulator import faults
 from monitor.simulator.render import fmt
 
 if TYPE_CHECKING:
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 
 def add_control_routes(app: web.Application, sim: Simulator) -> None:
-    from monitor.simulator.server import FAULT_KINDS, Fault
+    from monitor.simulator.faults import FAULT_KINDS, Fault
 
     async def body(request: web.Request) -> dict[str, Any]:
         try:
@@ -141,6 +143,8 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
             raise web.HTTPBadRequest(text=f"kind must be one of {', '.join(FAULT_KINDS)}")
         if data.get("account") is not None and data["account"] not in sim.world.accounts:
             raise web.HTTPNotFound(text=f"no simulated account {data['account']!r}")
+        if kind == "field" and (not isinstance(data.get("field"), str) or "value" not in data):
+            raise web.HTTPBadRequest(text='a "field" fault needs "field" (a JSON name) and "value" (any JSON)')
         sim.faults.append(
             Fault(
                 kind=kind,
@@ -148,6 +152,9 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
                 account=data.get("account"),
                 endpoint=data.get("endpoint"),
                 delay=float(data.get("delay", 0)),
+                field=data.get("field"),
+                value=data.get("value"),
+                size=int(data.get("size", faults.HUGE_BODY)),
             )
         )
         return web.json_response({"ok": True, "pending": len(sim.faults)})

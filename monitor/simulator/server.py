@@ -17,7 +17,6 @@ import logging
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -30,7 +29,8 @@ from monitor.clock import Clock, SystemClock, epoch_ms
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget.codes import CODES
 from monitor.exchange.bitget.signing import prehash
-from monitor.simulator import render
+from monitor.simulator import faults, render
+from monitor.simulator.faults import Fault
 from monitor.simulator.limits import IpLimiter, SlidingWindow
 from monitor.simulator.market import SimAccount
 from monitor.simulator.world import World
@@ -48,16 +48,6 @@ _CLASSIC_ONLY = {
     ep.ALL_ACCOUNT_BALANCE,
 }
 _UNIFIED_ONLY = {ep.UNIFIED_ASSETS, ep.UNIFIED_POSITIONS, ep.UNIFIED_SETTINGS}
-FAULT_KINDS = ("429", "500", "40725", "45001", "timeout", "slow", "malformed", "truncated")
-
-
-@dataclass
-class Fault:
-    kind: str
-    remaining: int
-    account: str | None = None  # None: every request
-    endpoint: str | None = None  # None: every endpoint
-    delay: float = 0.0
 
 
 def _remain(remaining: int | None) -> dict[str, str]:
@@ -185,6 +175,8 @@ class Simulator:
             data = self.data(endpoint, account, request.query)
         except Rejection as r:
             return self.error(r.code, remaining)
+        if fault is not None and faults.rewrites(fault):
+            data = faults.rewrite(fault, data)
         return self.ok(data, remaining)
 
     def authenticate(self, request: web.Request, endpoint: ep.Endpoint) -> SimAccount:
@@ -300,7 +292,7 @@ class Simulator:
 
     def take_fault(self, account: str, path: str) -> Fault | None:
         for fault in self.faults:
-            if fault.account not in (None, account) or fault.endpoint not in (None, path):
+            if not fault.takes(account, path):
                 continue
             fault.remaining -= 1
             if fault.remaining <= 0:
@@ -309,7 +301,14 @@ class Simulator:
         return None
 
     async def apply_fault(self, fault: Fault, request: web.Request) -> web.StreamResponse | None:
-        """The faulty response, or None to carry on normally after a delay."""
+        """The faulty response, or None to carry on normally (after a delay, or to rewrite the answer)."""
+        if faults.rewrites(fault):
+            return None
+        if fault.kind == "huge_body":
+            return await faults.huge_body(request, self.envelope("00000", "success", None), fault.size)
+        if fault.kind == "hostile_error":
+            answer, status = faults.hostile_error()
+            return web.json_response(answer, status=status)
         if fault.kind in ("timeout", "slow"):
             await asyncio.sleep(fault.delay or (60.0 if fault.kind == "timeout" else 2.0))
             return None

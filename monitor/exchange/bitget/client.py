@@ -26,8 +26,10 @@ from monitor.domain import (
     SpotAsset,
     UnifiedAccount,
 )
+from monitor.exchange.bitget import clean as limits
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget import parse
+from monitor.exchange.bitget.clean import clean
 from monitor.exchange.bitget.codes import CODES, classify
 from monitor.exchange.bitget.ratelimit import AccountBudget, release
 from monitor.exchange.bitget.signing import encode_query, prehash, signer_for
@@ -36,9 +38,28 @@ from monitor.secret import Secret
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Parser = Callable[[Any, list[parse.Skipped]], T]  # data and the list that collects lenient fields left unknown
 
 REMAINING_HEADER = "x-mbx-used-remain-limit"
 RATE_LIMIT_BACKOFF = 2.0  # seconds an account's endpoint rests after a 429
+MAX_RESPONSE_SIZE = 4 * 1024 * 1024  # bytes; Bitget's largest real answers are a few hundred kB
+_CHUNK = 64 * 1024
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+
+
+def parse_size(value: Any) -> int:
+    """A number of bytes: 4194304, "4MB", "512kB" (units of 1024), at least 1 kB."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f'expected a size such as "4MB", got {value!r}')
+    text = str(value).strip().lower().replace(" ", "")
+    number = text.rstrip("kmgb")
+    unit = text[len(number) :]
+    if not number.isdigit() or len(number) > 12 or unit not in _SIZE_UNITS:
+        raise ValueError(f'expected a size such as "4MB", "512kB" or a number of bytes, got {value!r}')
+    size = int(number) * _SIZE_UNITS[unit]
+    if size < 1024:
+        raise ValueError(f"expected at least 1kB, got {value!r}")
+    return size
 
 
 @dataclass(frozen=True)
@@ -103,6 +124,7 @@ class BitgetClient:
         mode: AccountMode | None = None,
         budget: AccountBudget | None = None,
         lockout: float = 300.0,
+        max_response_size: int = MAX_RESPONSE_SIZE,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
@@ -113,6 +135,8 @@ class BitgetClient:
         self.mode = mode
         self.budget = budget  # client-side rate limits; None: send at will (check, tests)
         self.lockout = lockout
+        self.max_response_size = max_response_size
+        self._skipped_logged: set[tuple[str, str]] = set()  # (endpoint, field) of lenient fields left unknown
         self.requests = 0  # requests sent, for the poll record
         self.remaining: dict[str, int] = {}  # last x-mbx-used-remain-limit per endpoint path
         self._signer = signer_for(credentials.secret)
@@ -160,7 +184,9 @@ class BitgetClient:
             async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
                 status = response.status
                 remaining = response.headers.get(REMAINING_HEADER)
-                text = (await response.read()).decode("utf-8", errors="replace")
+                text = (await self._read_bounded(response, endpoint)).decode("utf-8", errors="replace")
+        except errors.ExchangeError:
+            raise
         except TimeoutError as exc:
             raise self._error(errors.RequestTimeout, "no answer within the request timeout", endpoint) from exc
         except aiohttp.ClientPayloadError as exc:
@@ -171,8 +197,8 @@ class BitgetClient:
             raise self._error(errors.ConnectionFailed, f"connection failed: {exc}", endpoint) from exc
         finally:
             release(held)
-        if remaining is not None and remaining.isdigit():
-            self.remaining[endpoint.path] = int(remaining)
+        if remaining is not None and remaining.isascii() and remaining.isdigit() and len(remaining) <= 9:
+            self.remaining[endpoint.path] = int(remaining)  # bounded: int() of a long header raises
         try:
             return self._unwrap(endpoint, status, text)
         except errors.RateLimited:
@@ -182,6 +208,30 @@ class BitgetClient:
                     # A task of its own: the read that met the 429 is about to fail and be cancelled.
                     self.budget.ip.probe = asyncio.create_task(self._probe_lockout(), name="lock-out probe")
             raise
+
+    async def _read_bounded(self, response: aiohttp.ClientResponse, endpoint: ep.Endpoint) -> bytes:
+        """The body, or a MalformedResponse (retried) past `max_response_size`: never more in memory than that.
+
+        The declared length is checked first; a body sent without one (or lying about it, or compressed) is
+        counted as it arrives and dropped with its connection at the cap.
+        """
+        limit = self.max_response_size
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            response.close()  # unread: the connection goes, not into the pool
+            raise self._too_large(endpoint, response.status, f"{declared} bytes declared")
+        chunks, size = [], 0
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                response.close()  # the rest is never read: the connection goes, not into the pool
+                raise self._too_large(endpoint, response.status, f"more than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, endpoint: ep.Endpoint, status: int, what: str) -> errors.ExchangeError:
+        message = f"response too large ({what}; max_response_size is {self.max_response_size} bytes)"
+        return self._error(errors.MalformedResponse, message, endpoint, status)
 
     async def _probe_lockout(self) -> None:
         """Ask an endpoint limited by IP only: a 429 there means the whole IP is locked out."""
@@ -213,7 +263,7 @@ class BitgetClient:
         try:
             code, msg, data = parse.envelope(parse.loads(text))
         except (ValueError, RecursionError, parse.BadField):
-            snippet = " ".join(text[:80].split())
+            snippet = clean(" ".join(text[:80].split()), 80)
             if status == 429:
                 raise self._error(errors.RateLimited, "Too Many Requests", endpoint, status, "429") from None
             if status >= 400:  # a proxy's or firewall's page: judged by its status alone
@@ -236,15 +286,26 @@ class BitgetClient:
         status: int | None = None,
         code: str | None = None,
     ) -> errors.ExchangeError:
-        return kind(message, account=self.account, endpoint=endpoint.path, http_status=status, code=code)
+        # Every message may carry Bitget's words or a server's: cleaned here, once, whatever its source.
+        text = clean(message, limits.MESSAGE)
+        return kind(text, account=self.account, endpoint=endpoint.path, http_status=status, code=code)
 
-    def _parsed(self, endpoint: ep.Endpoint, parser: Callable[[Any], T], data: Any) -> T:
+    def _parsed(self, endpoint: ep.Endpoint, parser: Parser[T], data: Any) -> T:
+        skipped: list[parse.Skipped] = []
         try:
-            return parser(data)
+            result = parser(data, skipped)
         except parse.BadField as exc:
             raise parse.unexpected(exc, account=self.account, endpoint=endpoint.path) from None
+        for item in skipped:
+            if (endpoint.path, item.field) not in self._skipped_logged:
+                self._skipped_logged.add((endpoint.path, item.field))
+                log.warning(
+                    "%s: %s: %s is left unknown (the monitor does not need it to judge risk)",
+                    self.account, endpoint.path, item.problem,
+                )  # fmt: skip
+        return result
 
-    async def _get(self, endpoint: ep.Endpoint, parser: Callable[[Any], T], **params: str) -> T:
+    async def _get(self, endpoint: ep.Endpoint, parser: Parser[T], **params: str) -> T:
         return self._parsed(endpoint, parser, await self.request(endpoint, params))
 
     # -- reads -------------------------------------------------------------------------------------------
@@ -271,11 +332,13 @@ class BitgetClient:
 
     async def futures_accounts(self, product_type: str) -> tuple[FuturesAccount, ...]:
         return await self._get(
-            ep.MIX_ACCOUNTS, lambda d: parse.futures_accounts(d, product_type), productType=product_type
+            ep.MIX_ACCOUNTS, lambda d, s: parse.futures_accounts(d, product_type, s), productType=product_type
         )
 
     async def positions(self, product_type: str) -> tuple[Position, ...]:
-        return await self._get(ep.ALL_POSITIONS, lambda d: parse.positions(d, product_type), productType=product_type)
+        return await self._get(
+            ep.ALL_POSITIONS, lambda d, s: parse.positions(d, product_type, s), productType=product_type
+        )
 
     async def unified_account(self) -> UnifiedAccount:
         return await self._get(ep.UNIFIED_ASSETS, parse.unified_account)

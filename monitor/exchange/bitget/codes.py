@@ -107,3 +107,19 @@ def fix_for(error: errors.ExchangeError) -> str:
     """A plain-language fix for an error, as specific as its code allows."""
     known = CODES.get(error.code or "")
     return known.fix if known and known.fix else error.fix
+
+
+def _error_names(kind: type[errors.ExchangeError]) -> set[str]:
+    return {kind.__name__}.union(*(_error_names(sub) for sub in kind.__subclasses__()))
+
+
+_ERROR_NAMES = frozenset(_error_names(errors.ExchangeError))
+
+
+def metric_label(code: str | None) -> str:
+    """The metric label for a failed poll's code: Bitget's known codes and the names of our own error classes
+    (a failure without a code) as they are; anything else, whatever a server sent, is "other". A label set
+    that an answer can grow would grow the metrics without bound."""
+    if code is not None and (code in CODES or code in _ERROR_NAMES):
+        return code
+    return "other"

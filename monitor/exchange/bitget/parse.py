@@ -1,18 +1,25 @@
 """Bitget response bodies into domain objects.
 
-Every numeric field is read tolerantly (strings, JSON numbers, "" and null) into Decimal, never float. A body
-that does not fit raises MalformedResponse naming the endpoint and the field; nothing here crashes on input.
+Every numeric field is read tolerantly (strings, JSON numbers, "" and null) into Decimal, never float, and
+range-checked before any arithmetic (fields.py); every string is cleaned (clean.py) as it is read.
+
+Fields come in two kinds. Strict ones are what the risk picture rests on (equity, available, unrealized PnL,
+risk and margin ratios, side, size, mark, liquidation price, margin, leverage) and what names a row (coin,
+symbol, modes): one that cannot be read fails the read, naming the endpoint and the field. Every other field
+is lenient: an unreadable value becomes unknown (None) and is reported in `skipped` for the caller to log,
+so an odd value in a field the monitor does not need never makes an account unreadable.
+
+Two failures: BadField (the answer's shape changed: permanent) and its subclass BadValue (a value no real
+answer holds: a passing fault, retried). Nothing here crashes on input or spends time on a huge number.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from monitor.clock import from_epoch_ms
 from monitor.domain import (
     FuturesAccount,
     KeyInfo,
@@ -24,128 +31,49 @@ from monitor.domain import (
     UnifiedAccount,
     UnifiedAsset,
 )
-from monitor.errors import UnexpectedResponse
+from monitor.errors import MalformedResponse, UnexpectedResponse
+from monitor.exchange.bitget import clean as limits
+from monitor.exchange.bitget.clean import clean
 from monitor.exchange.bitget.codes import SUCCESS
+from monitor.exchange.bitget.fields import MAX_LIST, BadField, BadValue, Fields, Skipped, items_of, show
+
+__all__ = ["BadField", "BadValue", "Fields", "Skipped"]
 
 _ZERO = Decimal(0)
-_MISSING = object()
 
 
-class BadField(ValueError):
-    """A field that does not parse; turned into MalformedResponse with the endpoint by the caller."""
+def _constant(name: str) -> Decimal:
+    # NaN and Infinity (JSON extensions Python accepts) become non-finite Decimals that the field check refuses.
+    return Decimal(name)
 
 
 def loads(text: str) -> Any:
     """JSON with every non-integer number as Decimal: a float never touches money."""
-    return json.loads(text, parse_float=Decimal)
+    return json.loads(text, parse_float=Decimal, parse_constant=_constant)
 
 
 def envelope(body: Any) -> tuple[str, str, Any]:
-    """(code, msg, data) of Bitget's envelope; `code` may arrive as a number or a string."""
+    """(code, msg, data) of Bitget's envelope; `code` may arrive as a number or a string. Both are cleaned."""
     if not isinstance(body, Mapping) or "code" not in body:
         raise BadField("the body is not Bitget's {code, msg, data} envelope")
-    return str(body["code"]), str(body.get("msg") or ""), body.get("data")
+    code, msg = body["code"], body.get("msg")
+    if isinstance(code, bool) or not isinstance(code, str | int):
+        raise BadField(f"code: expected text, got {show(code)}")
+    message = msg if isinstance(msg, str) else str(msg) if isinstance(msg, int) and not isinstance(msg, bool) else ""
+    return clean(str(code), limits.CODE), clean(message, limits.MESSAGE), body.get("data")
 
 
 def is_success(code: str) -> bool:
     return code == SUCCESS
 
 
-class Fields:
-    """Typed access to one JSON object, with the path used in error messages."""
-
-    __slots__ = ("_obj", "_where")
-
-    def __init__(self, obj: Any, where: str) -> None:
-        if not isinstance(obj, Mapping):
-            raise BadField(f"{where}: expected an object, got {_show(obj)}")
-        self._obj = obj
-        self._where = where
-
-    def _raw(self, names: tuple[str, ...]) -> Any:
-        for name in names:
-            if name in self._obj:
-                return self._obj[name]
-        return _MISSING
-
-    def opt(self, *names: str) -> Decimal | None:
-        """A decimal, or None when absent, "" or null."""
-        value = self._raw(names)
-        if value is _MISSING or value is None or value == "":
-            return None
-        return self._decimal(names[0], value)
-
-    def num(self, *names: str, default: Decimal | None = None) -> Decimal:
-        """A decimal that must be there; `default` stands in for absent, "" or null when given."""
-        value = self.opt(*names)
-        if value is not None:
-            return value
-        if default is not None:
-            return default
-        raise BadField(f"{self._where}.{names[0]}: missing")
-
-    def text(self, *names: str, default: str | None = None) -> str:
-        value = self._raw(names)
-        if value is _MISSING or value is None or value == "":
-            if default is not None:
-                return default
-            raise BadField(f"{self._where}.{names[0]}: missing")
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise BadField(f"{self._where}.{names[0]}: expected text, got {_show(value)}")
-        return str(value)
-
-    def items(self, name: str) -> list[Fields]:
-        """A list of objects under `name`; absent or null is an empty list."""
-        raw = self._raw((name,))
-        return _items(None if raw is _MISSING else raw, f"{self._where}.{name}")
-
-    def time(self, *names: str) -> datetime | None:
-        """Bitget's millisecond timestamps ("1702575043747" or a number) as UTC."""
-        value = self.opt(*names)
-        if value is None:
-            return None
-        try:
-            return from_epoch_ms(int(value))
-        except (OverflowError, ValueError, OSError):
-            raise BadField(f"{self._where}.{names[0]}: not a millisecond timestamp: {_show(value)}") from None
-
-    def _decimal(self, name: str, value: Any) -> Decimal:
-        if isinstance(value, bool):
-            raise BadField(f"{self._where}.{name}: expected a number, got {_show(value)}")
-        if isinstance(value, Decimal):
-            result = value
-        elif isinstance(value, int):
-            result = Decimal(value)
-        elif isinstance(value, float):
-            result = Decimal(repr(value))
-        elif isinstance(value, str):
-            try:
-                result = Decimal(value.strip())
-            except InvalidOperation:
-                raise BadField(f"{self._where}.{name}: not a number: {_show(value)}") from None
-        else:
-            raise BadField(f"{self._where}.{name}: expected a number, got {_show(value)}")
-        if not result.is_finite():
-            raise BadField(f"{self._where}.{name}: not a finite number: {_show(value)}")
-        return result
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _items(data: Any, where: str) -> list[Fields]:
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise BadField(f"{where}: expected a list, got {_show(data)}")
-    return [Fields(item, f"{where}[{i}]") for i, item in enumerate(data)]
-
-
-def _liquidation(f: Fields, name: str) -> Decimal | None:
-    # 0, "" or a negative price (seen live for low-risk cross positions) all mean "no liquidation price".
+def _liquidation(f: Fields, name: str, side: Side, mode: MarginMode) -> Decimal | None:
+    # 0, "" or a negative price (Bitget sends them for low-risk cross positions, and an isolated long holding
+    # more margin than its value has one) all mean "no liquidation price". An isolated short always has one,
+    # above its entry: a negative one there is no real answer.
     price = f.opt(name)
+    if price is not None and price < 0 and side is Side.SHORT and mode is MarginMode.ISOLATED:
+        raise BadValue(f"{name}: impossible value {price} for an isolated short")
     return price if price is not None and price > 0 else None
 
 
@@ -167,95 +95,119 @@ def _margin_mode(f: Fields) -> MarginMode:
 
 
 def _position_mode(f: Fields, name: str) -> PositionMode:
+    # Strict: a crossed hedge pair's distance is measured both ways, so a wrong guess misjudges the risk.
     value = f.text(name, default="one_way_mode").lower()
-    return PositionMode.HEDGE if value.startswith("hedge") else PositionMode.ONE_WAY
+    if value.startswith("hedge"):
+        return PositionMode.HEDGE
+    if value.startswith("one_way"):
+        return PositionMode.ONE_WAY
+    raise BadField(f"{name}: unknown position mode {value!r}")
 
 
 # -- endpoints ---------------------------------------------------------------------------------------------
+# Each takes `data` and, optionally, a list that collects the lenient fields left unknown.
 
 
-def server_time(data: Any) -> int:
-    return int(Fields(data, "data").num("serverTime"))
+def server_time(data: Any, skipped: list[Skipped] | None = None) -> int:
+    value = Fields(data, "data", skipped).ms("serverTime")
+    if value is None:
+        raise BadField("data.serverTime: missing")
+    return value
 
 
-def key_info(data: Any) -> KeyInfo:
-    f = Fields(data, "data")
-    ips_raw = f._raw(("ips",))
-    if isinstance(ips_raw, list):
-        ips = tuple(str(ip).strip() for ip in ips_raw if str(ip).strip())
-    elif isinstance(ips_raw, str):
-        ips = tuple(ip.strip() for ip in ips_raw.split(",") if ip.strip())
-    else:
-        ips = ()
-    perms_raw = f._raw(("authorities",))
-    perms = tuple(str(p) for p in perms_raw) if isinstance(perms_raw, list) else ()
-    parent = f.text("parentId", default="") or None
-    return KeyInfo(uid=f.text("userId"), permissions=perms, ips=ips, parent_uid=parent)
-
-
-def spot_assets(data: Any) -> tuple[SpotAsset, ...]:
-    return tuple(
-        SpotAsset(
-            coin=f.text("coin"),
-            available=f.num("available", default=_ZERO),
-            frozen=f.num("frozen", default=_ZERO),
-            locked=f.num("locked", default=_ZERO),
-            updated_at=f.time("uTime"),
-        )
-        for f in _items(data, "data")
+def key_info(data: Any, skipped: list[Skipped] | None = None) -> KeyInfo:
+    # All lenient: what the key may do is a warning on the page, never a reason to stop reading the account.
+    f = Fields(data, "data", skipped)
+    return KeyInfo(
+        uid=f.loose_text("userId"),
+        permissions=_texts(f._raw(("authorities",)), split=False),
+        ips=_texts(f._raw(("ips",)), split=True),
+        parent_uid=f.loose_text("parentId"),
     )
 
 
-def account_balances(data: Any) -> dict[str, Decimal]:
-    return {f.text("accountType"): f.num("usdtBalance", default=_ZERO) for f in _items(data, "data")}
+def _texts(raw: Any, *, split: bool) -> tuple[str, ...]:
+    """A list of strings, or (with `split`) one comma-separated string; anything else is none at all."""
+    if isinstance(raw, str) and split:
+        raw = raw[: MAX_LIST * limits.TEXT].split(",")
+    if not isinstance(raw, list):
+        return ()
+    words = (clean(str(v).strip(), limits.TEXT) for v in raw[:MAX_LIST] if isinstance(v, str | int))
+    return tuple(w for w in words if w)
 
 
-def futures_accounts(data: Any, product_type: str) -> tuple[FuturesAccount, ...]:
+def spot_assets(data: Any, skipped: list[Skipped] | None = None) -> tuple[SpotAsset, ...]:
+    # frozen and locked are strict too: with no USDT valuation they count towards the equity.
+    return tuple(
+        SpotAsset(
+            coin=f.text("coin", limit=limits.COIN),
+            available=f.num("available", default=_ZERO, floor=_ZERO),
+            frozen=f.num("frozen", default=_ZERO, floor=_ZERO),
+            locked=f.num("locked", default=_ZERO, floor=_ZERO),
+            updated_at=f.loose_time("uTime"),
+        )
+        for f in items_of(data, "data", skipped)
+    )
+
+
+def account_balances(data: Any, skipped: list[Skipped] | None = None) -> dict[str, Decimal]:
+    """USDT valuation per account type. Only the spot one is used (it is part of the equity): strict."""
+    result = {}
+    for f in items_of(data, "data", skipped):
+        kind = f.loose_text("accountType")
+        value = f.num("usdtBalance", default=_ZERO, floor=_ZERO) if kind == "spot" else f.loose("usdtBalance")
+        if kind is not None and value is not None:
+            result[kind] = value
+    return result
+
+
+def futures_accounts(data: Any, product_type: str, skipped: list[Skipped] | None = None) -> tuple[FuturesAccount, ...]:
     return tuple(
         FuturesAccount(
             product_type=product_type,
-            margin_coin=f.text("marginCoin"),
+            margin_coin=f.text("marginCoin", limit=limits.COIN),
             equity=f.num("accountEquity"),
-            usdt_equity=f.opt("usdtEquity"),
+            usdt_equity=f.opt("usdtEquity"),  # converts the equity of a coin-margined account: strict
             available=f.num("available", default=_ZERO),
-            locked=f.num("locked", default=_ZERO),
+            locked=f.num("locked", default=_ZERO, floor=_ZERO),  # stored with every balance row
             unrealized_pnl=f.num("unrealizedPL", default=_ZERO),
-            cross_risk_ratio=f.opt("crossedRiskRate"),
-            crossed_margin=f.opt("crossedMargin"),
-            isolated_margin=f.opt("isolatedMargin"),
-            # Bitget's own example spells it "unionTotalMagin".
-            union_total_margin=f.opt("unionTotalMargin", "unionTotalMagin"),
-            asset_mode=f.text("assetMode", default="") or None,
+            cross_risk_ratio=f.opt("crossedRiskRate", floor=_ZERO),
+            crossed_margin=f.loose("crossedMargin"),
+            isolated_margin=f.loose("isolatedMargin"),
+            # Bitget's own example spells it "unionTotalMagin" (and writes "111,1" in it).
+            union_total_margin=f.loose("unionTotalMargin", "unionTotalMagin"),
+            asset_mode=f.loose_text("assetMode"),
         )
-        for f in _items(data, "data")
+        for f in items_of(data, "data", skipped)
     )
 
 
-def positions(data: Any, product_type: str) -> tuple[Position, ...]:
+def positions(data: Any, product_type: str, skipped: list[Skipped] | None = None) -> tuple[Position, ...]:
     def row(f: Fields) -> Position:
+        side, mode = _side(f, "holdSide"), _margin_mode(f)
         return Position(
             product_type=product_type,
-            symbol=f.text("symbol"),
-            margin_coin=f.text("marginCoin"),
-            side=_side(f, "holdSide"),
+            symbol=f.text("symbol", limit=limits.SYMBOL),
+            margin_coin=f.text("marginCoin", limit=limits.COIN),
+            side=side,
             position_mode=_position_mode(f, "posMode"),
-            margin_mode=_margin_mode(f),
-            size=f.num("total"),
-            entry_price=f.num("openPriceAvg"),
-            mark_price=f.num("markPrice"),
-            liquidation_price=_liquidation(f, "liquidationPrice"),
-            margin=f.num("marginSize", default=_ZERO),
-            leverage=f.opt("leverage"),
+            margin_mode=mode,
+            size=f.num("total", floor=_ZERO),
+            entry_price=f.num("openPriceAvg", floor=_ZERO),  # stored with every position row
+            mark_price=f.num("markPrice", floor=_ZERO),
+            liquidation_price=_liquidation(f, "liquidationPrice", side, mode),
+            margin=f.num("marginSize", default=_ZERO, floor=_ZERO),
+            leverage=f.opt("leverage", floor=_ZERO),
             unrealized_pnl=f.num("unrealizedPL", default=_ZERO),
-            margin_ratio=f.opt("marginRatio"),
-            maintenance_rate=f.opt("keepMarginRate"),
-            break_even_price=f.opt("breakEvenPrice"),
-            fees=f.opt("totalFee"),
-            opened_at=f.time("cTime"),
-            updated_at=f.time("uTime"),
+            margin_ratio=f.opt("marginRatio", floor=_ZERO),
+            maintenance_rate=f.loose("keepMarginRate"),
+            break_even_price=f.loose("breakEvenPrice"),
+            fees=f.loose("totalFee"),
+            opened_at=f.loose_time("cTime"),
+            updated_at=f.loose_time("uTime"),
         )
 
-    return _rows(_items(data, "data"), row)
+    return _rows(items_of(data, "data", skipped), row)
 
 
 def _rows(items: list[Fields], row: Callable[[Fields], Position]) -> tuple[Position, ...]:
@@ -266,25 +218,29 @@ def _rows(items: list[Fields], row: Callable[[Fields], Position]) -> tuple[Posit
             result.append(row(f))
         except BadField as exc:
             message = str(exc)
-            raise (exc if message.startswith(f._where) else BadField(f"{f._where}.{message}")) from None
+            if message.startswith(f._where):
+                raise
+            raise type(exc)(f"{f._where}.{message}") from None
     return tuple(result)
 
 
-def unified_settings(data: Any) -> str:
-    return Fields(data, "data").text("accountMode", default="unified")
+def unified_settings(data: Any, skipped: list[Skipped] | None = None) -> str:
+    # The mode is known from the endpoint answering at all (a classic account gets 40084): lenient.
+    return Fields(data, "data", skipped).loose_text("accountMode") or "unified"
 
 
-def unified_account(data: Any) -> UnifiedAccount:
-    f = Fields(data, "data")
+def unified_account(data: Any, skipped: list[Skipped] | None = None) -> UnifiedAccount:
+    f = Fields(data, "data", skipped)
+    # An asset's amounts are strict: they are stored, and balance and debt tell a changed holding.
     assets = tuple(
         UnifiedAsset(
-            coin=a.text("coin"),
+            coin=a.text("coin", limit=limits.COIN),
             equity=a.num("equity", default=_ZERO),
-            usd_value=a.opt("usdValue"),
+            usd_value=a.loose("usdValue"),
             balance=a.num("balance", default=_ZERO),
             available=a.num("available", default=_ZERO),
-            debt=a.num("debt", default=_ZERO),
-            locked=a.num("locked", default=_ZERO),
+            debt=a.num("debt", default=_ZERO, floor=_ZERO),
+            locked=a.num("locked", default=_ZERO, floor=_ZERO),
         )
         for a in f.items("assets")
     )
@@ -292,41 +248,45 @@ def unified_account(data: Any) -> UnifiedAccount:
         equity=f.num("accountEquity"),
         usdt_equity=f.num("usdtEquity"),
         unrealized_pnl=f.num("usdtUnrealisedPnl", "unrealisedPnl", default=_ZERO),
-        margin_ratio=f.opt("mgnRatio"),
-        maintenance_margin=f.opt("mmr"),
-        initial_margin=f.opt("imr"),
-        effective_equity=f.opt("effEquity"),
+        margin_ratio=f.opt("mgnRatio", floor=_ZERO),
+        maintenance_margin=f.loose("mmr"),
+        initial_margin=f.loose("imr"),
+        effective_equity=f.loose("effEquity"),
         assets=assets,
     )
 
 
-def unified_positions(data: Any) -> tuple[Position, ...]:
+def unified_positions(data: Any, skipped: list[Skipped] | None = None) -> tuple[Position, ...]:
     def row(f: Fields) -> Position:
-        open_fee, close_fee = f.opt("openFeeTotal"), f.opt("closeFeeTotal")
+        open_fee, close_fee = f.loose("openFeeTotal"), f.loose("closeFeeTotal")
+        side, mode = _side(f, "posSide"), _margin_mode(f)
         return Position(
-            product_type=f.text("category").upper(),
-            symbol=f.text("symbol"),
-            margin_coin=f.text("marginCoin"),
-            side=_side(f, "posSide"),
+            product_type=f.text("category", limit=limits.CODE).upper(),
+            symbol=f.text("symbol", limit=limits.SYMBOL),
+            margin_coin=f.text("marginCoin", limit=limits.COIN),
+            side=side,
             position_mode=_position_mode(f, "holdMode"),
-            margin_mode=_margin_mode(f),
-            size=f.num("total"),
-            entry_price=f.num("avgPrice"),
-            mark_price=f.num("markPrice"),
-            liquidation_price=_liquidation(f, "liquidationPrice"),
-            margin=f.num("positionBalance", default=_ZERO),
-            leverage=f.opt("leverage"),
+            margin_mode=mode,
+            size=f.num("total", floor=_ZERO),
+            entry_price=f.num("avgPrice", floor=_ZERO),  # stored with every position row
+            mark_price=f.num("markPrice", floor=_ZERO),
+            liquidation_price=_liquidation(f, "liquidationPrice", side, mode),
+            margin=f.num("positionBalance", default=_ZERO, floor=_ZERO),
+            leverage=f.opt("leverage", floor=_ZERO),
             unrealized_pnl=f.num("unrealisedPnl", default=_ZERO),
             margin_ratio=None,  # v3 positions carry none; the account's mgnRatio speaks for them
-            maintenance_rate=f.opt("mmr"),
-            break_even_price=f.opt("breakEvenPrice"),
+            maintenance_rate=f.loose("mmr"),
+            break_even_price=f.loose("breakEvenPrice"),
             fees=None if open_fee is None and close_fee is None else (open_fee or _ZERO) + (close_fee or _ZERO),
-            opened_at=f.time("createdTime"),
-            updated_at=f.time("updatedTime"),
+            opened_at=f.loose_time("createdTime"),
+            updated_at=f.loose_time("updatedTime"),
         )
 
-    return _rows(Fields(data, "data").items("list") if data is not None else [], row)
+    return _rows(Fields(data, "data", skipped).items("list") if data is not None else [], row)
 
 
-def unexpected(exc: BadField, *, account: str, endpoint: str) -> UnexpectedResponse:
-    return UnexpectedResponse(f"unreadable response: {exc}", account=account, endpoint=endpoint, http_status=200)
+def unexpected(exc: BadField, *, account: str, endpoint: str) -> UnexpectedResponse | MalformedResponse:
+    """The error a field that cannot be read becomes: malformed (retried) for an impossible value, unexpected
+    (permanent: the format changed) for a value of the wrong kind."""
+    kind = MalformedResponse if isinstance(exc, BadValue) else UnexpectedResponse
+    return kind(f"unreadable response: {exc}", account=account, endpoint=endpoint, http_status=200)
