@@ -185,8 +185,8 @@ class _Loader:
             except ValueError as exc:
                 if empty := self.empty_variables(table.get(key)):
                     raise self.empty_error((*at, key), empty, account) from None
-                if setting.secret and (isinstance(raw, str) or isinstance(raw, list) and raw and
-                                       all(isinstance(r, str) for r in raw)):  # fmt: skip
+                strings = isinstance(raw, str) or (isinstance(raw, list) and all(isinstance(r, str) for r in raw))
+                if setting.secret and strings:  # quoted, yet empty
                     raise self.error((*at, key), "must not be empty") from None
                 if setting.secret:  # the message may quote the value
                     raise self.error(
@@ -219,7 +219,10 @@ class _Loader:
             if isinstance(value, dict):
                 v = self.values("channel", value, at, None)
             elif isinstance(value, str | list) and value and all(isinstance(u, str) for u in value):
-                v = self.values("channel", {"urls": value}, at, None)
+                try:
+                    v = self.values("channel", {"urls": value}, at, None)
+                except ConfigError as exc:  # the file says `NAME = [...]`: no `urls` key to name
+                    raise self.error(at, exc.message, hint=exc.hint) from None
             else:
                 raise self.error(
                     at,

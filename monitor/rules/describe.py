@@ -32,7 +32,7 @@ def span(value: timedelta) -> str:
 def _levels(rule: Rule, first: str, then: str) -> str:
     """'warning <first>, critical <then>' (or the one level there is, in the first form). `first` and `then`
     are format strings of the level `{v}`."""
-    parts = []
+    parts: list[str] = []
     for severity, level in sorted(rule.levels(), key=lambda sl: sl[0].rank):
         parts.append(f"{severity} " + (then if parts else first).format(v=_shown(rule, level)))
     return ", ".join(parts)
