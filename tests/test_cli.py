@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -187,3 +188,43 @@ async def test_check_exits_2_on_a_level_in_the_wrong_unit(tmp_path: Path) -> Non
     assert (code, out) == (2, "")
     assert "rules[0].warning: 0.15 is ambiguous: warning is in percent, so this reads as 0.15 %" in err
     assert '(write "15%" for 15 %, or "0.15%" if you mean 0.15 %)' in err
+
+
+@pytest.mark.parametrize("with_accounts_file", [False, True], ids=["demo", "run"])
+async def test_make_run_serves_on_the_port_it_is_given(
+    make_sim: SimFactory, tmp_path: Path, with_accounts_file: bool
+) -> None:
+    import signal
+    import subprocess
+
+    from aiohttp.test_utils import unused_port
+
+    root = Path(__file__).resolve().parent.parent
+    dry = subprocess.run(["make", "-n", "run", "PORT=8090"], cwd=root, capture_output=True, text=True, check=True)
+    assert "scripts/run.py --port 8090" in dry.stdout
+    if with_accounts_file:
+        sim: Sim = await make_sim(accounts=2)
+        write_accounts_file(sim.world, tmp_path / "accounts.toml", sim.url)  # [web] listen: the default, 8080
+    port = unused_port()
+    with (tmp_path / "out.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(root / "scripts" / "run.py"), "--port", str(port), cwd=tmp_path, stdout=log, stderr=log
+        )
+        try:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(600):
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"http://127.0.0.1:{port}/healthz") as answer:
+                            if answer.status == 200:
+                                break
+                    assert process.returncode is None, (tmp_path / "out.log").read_text()
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError(f"nothing answered on port {port}: {(tmp_path / 'out.log').read_text()}")
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert ("starting the demo" in (tmp_path / "out.log").read_text()) is not with_accounts_file
