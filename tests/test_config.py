@@ -439,3 +439,12 @@ def test_env_example_names_every_variable_of_the_example_accounts_file() -> None
     named = set(re.findall(r"^#?\s*([A-Za-z_][A-Za-z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     assert used, "the example uses no variables: this test reads the wrong file"
     assert used <= named, f"missing from .env.example: {sorted(used - named)}"
+
+
+def test_the_readme_refers_to_no_file_outside_the_repository() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "../" not in readme
+    paths = re.findall(r"`((?:[\w.\-]+/)+[\w.\-]+\.(?:md|py|toml|yml|yaml|j2|sh|txt))`", readme)
+    assert "monitor/runtime.py" in paths, "the pattern finds no path: this test reads the wrong thing"
+    # ./accounts.toml and ./.env are the user's own files, in the folder they run from.
+    assert [p for p in paths if not p.startswith("./") and not (ROOT / p).exists()] == []
