@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# make run PORT=8090: the status page on that port (instead of [web] listen's, or the demo's 8080)
 run: $(STAMP)
-	$(BIN)/python scripts/run.py
+	$(BIN)/python scripts/run.py $(if $(PORT),--port $(PORT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check monitor web tests scripts bench

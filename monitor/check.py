@@ -16,6 +16,8 @@ from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerCloc
 from monitor.exchange.bitget.codes import fix_for
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.exchange.retry import with_retries
+from monitor.rules.describe import describe
+from monitor.rules.model import DEFAULT_RULES, Rule
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ def client_for(
 class CheckReport:
     results: list[CheckResult]
     clock_offset_ms: int | None  # Bitget's clock minus ours; None when it could not be read
+    rules: tuple[Rule, ...] = ()  # printed with their levels in words, to catch unit mistakes by eye
 
     @property
     def ok(self) -> bool:
@@ -68,7 +71,7 @@ async def check_accounts(config: Config, session: aiohttp.ClientSession, clock: 
         except ExchangeError as exc:
             log.warning("cannot read Bitget's clock (%s); signing with this machine's clock", exc)
     results = await asyncio.gather(*(_check_one(c, a, clock) for c, a in zip(clients, config.accounts, strict=True)))
-    return CheckReport(list(results), server_clock.offset_ms if server_clock.measured else None)
+    return CheckReport(list(results), server_clock.offset_ms if server_clock.measured else None, config.rules)
 
 
 async def _check_one(client: BitgetClient, account: AccountConfig, clock: Clock) -> CheckResult:
@@ -109,6 +112,10 @@ def render_table(report: CheckReport) -> str:
             lines.append(f"{r.error}\n    fix: {fix_for(r.error)}")
     for r in results:
         lines.extend(f"warning: {r.account.name}: {w}" for w in r.warnings)
+    if report.rules:
+        defaults = " (the defaults: the file has no [[rules]])" if report.rules is DEFAULT_RULES else ""
+        lines.append(f"rules{defaults}:")
+        lines.extend(f"  {describe(rule)}" for rule in report.rules)
     if report.clock_offset_ms is not None:
         lines.append(f"clock offset to Bitget: {report.clock_offset_ms:+d} ms (compensated when signing)")
     return "\n".join(lines)

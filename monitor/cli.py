@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-migrate", action="store_true", help="do not upgrade the database schema on start")
     run.add_argument("--allow-public-without-auth", action="store_true",
                      help="serve the status page on a non-loopback address without [web] token")  # fmt: skip
+    run.add_argument("--port", type=int, help="serve the status page on this port instead of [web] listen's")
 
     once = sub.add_parser("once", help="read every account once, store it, print it")
     once.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
@@ -161,6 +162,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
+    if args.port is not None:  # `make run PORT=...`: the host stays the file's
+        from dataclasses import replace
+
+        config = replace(config, web=replace(config.web, listen=(config.web.listen[0], args.port)))
     host, port = config.web.listen
     if not is_loopback(host) and config.web.token is None and not args.allow_public_without_auth:
         print(f"error: {args.config}: [web] listen = {host}:{port} is not a loopback address and [web] has no token: "

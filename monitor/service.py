@@ -64,6 +64,7 @@ class Service:
         self.sender = Sender(config, self.store, clock, self.node)
         self.alerts = AlertEngine(config, self.store, clock, on_queued=self.sender.wake)
         self._mtime = self._file_mtime()
+        self._reloading = asyncio.Lock()  # reloads apply one at a time, in the order they were asked for
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Poller]:
@@ -180,7 +181,7 @@ class Service:
 
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         runner = web.AppRunner(create_app(StatusSource(self)), access_log=None)
         await runner.setup()
         host, port = self.config.web.listen
@@ -224,7 +225,9 @@ class Service:
     async def close(self) -> None:
         # Stop polling first (in-flight requests are cancelled), then give the writer time to flush.
         poller_tasks = [
-            t for t in self._tasks if t.get_name() in ("poller", "config watch", "storage", "leases", "summary")
+            t
+            for t in self._tasks
+            if t.get_name() in ("poller", "config watch", "reload", "storage", "leases", "summary")
         ]
         for task in poller_tasks:
             task.cancel()
@@ -267,19 +270,36 @@ class Service:
     async def _watch_config(self) -> None:
         while True:
             await asyncio.sleep(CONFIG_WATCH_INTERVAL)
-            mtime = self._file_mtime()
+            mtime = await asyncio.to_thread(self._file_mtime)  # a hung network disk must not stall the loop
             if mtime is not None and mtime != self._mtime:
-                self.reload()
+                await self.reload()
 
-    def reload(self) -> bool:
+    def _reload_soon(self) -> None:
+        """SIGHUP: reload in a task of its own (a signal handler must not wait)."""
+
+        async def reload() -> None:
+            await self.reload()
+
+        self._tasks.append(asyncio.get_running_loop().create_task(reload(), name="reload"))
+
+    async def reload(self) -> bool:
         """Load the accounts file again; a valid one replaces the running configuration, an invalid one is
-        logged and ignored."""
-        self._mtime = self._file_mtime()
-        try:
-            config = load_config(self.config_path)
-        except ConfigError as exc:
-            log.error("reload rejected, the running configuration stays: %s", exc)
-            return False
+        logged and ignored.
+
+        The file, its secret files and templates are read and its PEM keys parsed in a thread: a slow disk, a
+        FIFO or hundreds of RSA keys would otherwise stall polling, and every account would look unreachable
+        afterwards."""
+        async with self._reloading:
+            self._mtime = await asyncio.to_thread(self._file_mtime)
+            try:
+                config = await asyncio.to_thread(load_config, self.config_path)
+            except ConfigError as exc:
+                log.error("reload rejected, the running configuration stays: %s", exc)
+                return False
+            self._apply(config)
+            return True
+
+    def _apply(self, config: Config) -> None:
         if self.poller is not None:
             self.poller.apply(config)
         self.alerts.apply(config)
@@ -288,7 +308,6 @@ class Service:
         self.config = config
         self._tasks.append(asyncio.get_running_loop().create_task(self._register(config), name="register"))
         log.info("reloaded %s: %d accounts", self.config_path, len(config.accounts))
-        return True
 
     async def _register(self, config: Config) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -97,3 +98,133 @@ async def test_an_unreachable_bitget_fails_every_account_with_a_fix(tmp_path: Pa
     assert out.count("FAILED (ConnectionFailed)") == 2
     assert "fix: cannot connect to bitget_url" in out
     assert "cannot read Bitget's clock" in err
+
+
+RULES_OF_EVERY_TYPE = """
+[[rules]]
+name = "liquidation"
+type = "liquidation_distance"
+warning = "15%"
+critical = "7%"
+clear = "2%"
+[[rules]]
+name = "margin"
+type = "margin_ratio"
+warning = "60%"
+critical = 0.8
+[[rules]]
+name = "position-loss"
+type = "unrealized_pnl"
+warning = -500
+critical = -1000
+[[rules]]
+name = "position-loss-share"
+type = "unrealized_pnl"
+critical = "-50%"
+for = "2m"
+[[rules]]
+name = "account-loss"
+type = "account_pnl"
+warning = "-10%"
+[[rules]]
+name = "drawdown"
+type = "drawdown"
+warning = "5%"
+critical = "10%"
+scope = "portfolio"
+[[rules]]
+name = "unreachable"
+type = "unreachable"
+warning = 2
+critical = 3
+[[rules]]
+name = "key"
+type = "key_permissions"
+warning = ["trade", "no_ip_binding"]
+critical = ["withdraw"]
+"""
+
+
+async def test_check_prints_every_rules_levels_in_words(make_sim: SimFactory, tmp_path: Path) -> None:
+    sim: Sim = await make_sim(accounts=2)
+    path = tmp_path / "accounts.toml"
+    write_accounts_file(sim.world, path, sim.url)
+    code, out, _ = await _run("check", "-c", str(path))
+    assert code == 0
+    assert out.splitlines()[-5:-1] == [
+        "rules (the defaults: the file has no [[rules]]):",
+        "  liquidation: warning under 15 % from liquidation, critical under 7 %; lets go 2 % past its level",
+        "  margin_ratio: warning at a margin ratio of 0.6 or more, critical at 0.8 (Bitget liquidates at 1); lets go "
+        "0.05 past its level",
+        "  unreachable: critical after 3 poll intervals without good data; a permanent Bitget error (key, IP, "
+        "permission) is critical at once",
+    ]
+    path.write_text(path.read_text() + RULES_OF_EVERY_TYPE)
+    code, out, _ = await _run("check", "-c", str(path))
+    assert code == 0
+    start = out.splitlines().index("rules:")
+    assert out.splitlines()[start + 1 : start + 9] == [
+        "  liquidation: warning under 15 % from liquidation, critical under 7 %; lets go 2 % past its level",
+        "  margin: warning at a margin ratio of 0.6 or more, critical at 0.8 (Bitget liquidates at 1)",
+        "  position-loss: warning at a position loss of 500 or more in its margin coin, critical at 1,000",
+        "  position-loss-share: critical at a position loss of 50 % of its margin or more; fires once it holds for "
+        "2 min",
+        "  account-loss: warning at an unrealized loss of 10 % of equity or more",
+        "  drawdown: warning 5 % or more below the 24 h peak of the selected accounts' total equity, critical 10 %",
+        "  unreachable: warning after 2 poll intervals without good data, critical after 3; a permanent Bitget error "
+        "(key, IP, permission) is critical at once",
+        "  key: warning when the key can trade or is not bound to an IP address; critical when the key can withdraw",
+    ]
+
+
+async def test_check_exits_2_on_a_level_in_the_wrong_unit(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    write_accounts_file(generate_world(1), path, "http://127.0.0.1:9")
+    path.write_text(
+        path.read_text() + '[[rules]]\nname = "liquidation"\ntype = "liquidation_distance"\nwarning = 0.15\n'
+        "critical = 0.07\n"
+    )
+    code, out, err = await _run("check", "-c", str(path))
+    assert (code, out) == (2, "")
+    assert "rules[0].warning: 0.15 is ambiguous: warning is in percent, so this reads as 0.15 %" in err
+    assert '(write "15%" for 15 %, or "0.15%" if you mean 0.15 %)' in err
+
+
+@pytest.mark.parametrize("with_accounts_file", [False, True], ids=["demo", "run"])
+async def test_make_run_serves_on_the_port_it_is_given(
+    make_sim: SimFactory, tmp_path: Path, with_accounts_file: bool
+) -> None:
+    import signal
+    import subprocess
+
+    from aiohttp.test_utils import unused_port
+
+    root = Path(__file__).resolve().parent.parent
+    dry = subprocess.run(["make", "-n", "run", "PORT=8090"], cwd=root, capture_output=True, text=True, check=True)
+    assert "scripts/run.py --port 8090" in dry.stdout
+    if with_accounts_file:
+        sim: Sim = await make_sim(accounts=2)
+        write_accounts_file(sim.world, tmp_path / "accounts.toml", sim.url)  # [web] listen: the default, 8080
+    port = unused_port()
+    with (tmp_path / "out.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(root / "scripts" / "run.py"), "--port", str(port), cwd=tmp_path, stdout=log, stderr=log
+        )
+        try:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(600):
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"http://127.0.0.1:{port}/healthz") as answer:
+                            if answer.status == 200:
+                                break
+                    assert process.returncode is None, (tmp_path / "out.log").read_text()
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError(f"nothing answered on port {port}: {(tmp_path / 'out.log').read_text()}")
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert ("starting the demo" in (tmp_path / "out.log").read_text()) is not with_accounts_file

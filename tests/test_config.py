@@ -296,3 +296,155 @@ def test_a_binary_secret_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_text('[[accounts]]\nname = "a"\napi_key = "k"\npassphrase = "p"\napi_secret_file = "key.der"\n')
     with pytest.raises(ConfigError, match=r"key.der is not text \(it must hold the secret or a PEM key"):
         load_config(path, env={})
+
+
+UNIT_MISTAKES = [
+    (
+        "liquidation levels as fractions",
+        'type = "liquidation_distance"\nwarning = 0.15\ncritical = 0.07\n',
+        "{f}:4: rules[0].warning: 0.15 is ambiguous: warning is in percent, so this reads as 0.15 %; as a fraction "
+        'it would mean 15 % (write "15%" for 15 %, or "0.15%" if you mean 0.15 %)',
+    ),
+    (
+        "one fraction beside a percentage",
+        'type = "liquidation_distance"\nwarning = "15%"\ncritical = 0.07\n',
+        "{f}:5: rules[0].critical: 0.07 is ambiguous: critical is in percent, so this reads as 0.07 %; as a fraction "
+        'it would mean 7 % (write "7%" for 7 %, or "0.07%" if you mean 0.07 %)',
+    ),
+    (
+        "a drawdown as a quoted fraction",
+        'type = "drawdown"\nwarning = "0.5"\n',
+        "{f}:4: rules[0].warning: '0.5' is ambiguous: warning is in percent, so this reads as 0.5 %; as a fraction "
+        'it would mean 50 % (write "50%" for 50 %, or "0.5%" if you mean 0.5 %)',
+    ),
+    (
+        "a liquidation clear as a fraction",
+        'type = "liquidation_distance"\nwarning = "15%"\nclear = 0.02\n',
+        "{f}:5: rules[0].clear: 0.02 is ambiguous: clear is in percent, so this reads as 0.02 %; as a fraction it "
+        'would mean 2 % (write "2%" for 2 %, or "0.02%" if you mean 0.02 %)',
+    ),
+    (
+        "a margin ratio written as a tiny percentage",
+        'type = "margin_ratio"\nwarning = "0.6%"\n',
+        "{f}:4: rules[0].warning: '0.6%' is a margin ratio of 0.006 (Bitget liquidates at 1, that is 100%) "
+        '(write 0.6 or "60%" for a ratio of 0.6)',
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "expected"), [u[1:] for u in UNIT_MISTAKES], ids=[u[0] for u in UNIT_MISTAKES])
+def test_a_fraction_where_percent_is_read_is_a_unit_mistake(tmp_path: Path, rule: str, expected: str) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('[[rules]]\nname = "liquidation"\n' + rule + "[[accounts]]\n" + ACCOUNT)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert str(caught.value) == expected.format(f=path)
+
+
+@pytest.mark.parametrize(
+    ("rule", "levels"),
+    [
+        ('type = "liquidation_distance"\nwarning = "0.15%"\ncritical = 0\n', ("0.15", "0")),
+        ('type = "liquidation_distance"\nwarning = 15\ncritical = "7"\nclear = 2\n', ("15", "7")),
+        ('type = "drawdown"\nwarning = 1\ncritical = "12.5%"\n', ("1", "12.5")),
+        ('type = "margin_ratio"\nwarning = 0.6\ncritical = "80%"\n', ("0.6", "0.8")),
+        ('type = "unrealized_pnl"\nwarning = -0.5\ncritical = "-0.5%"\n', None),  # an amount and a percentage
+        ('type = "account_pnl"\nwarning = -0.5\n', ("-0.5", None)),  # a loss of half a USDT: odd, not ambiguous
+    ],
+)
+def test_levels_that_say_their_unit_are_taken_as_written(
+    tmp_path: Path, rule: str, levels: tuple[str, str | None] | None
+) -> None:
+    from decimal import Decimal
+
+    path = tmp_path / "accounts.toml"
+    path.write_text('[[rules]]\nname = "r"\n' + rule + "[[accounts]]\n" + ACCOUNT)
+    if levels is None:
+        with pytest.raises(ConfigError, match="warning and critical must both be amounts or both be percentages"):
+            load_config(path, env={})
+        return
+    (loaded,) = load_config(path, env={}).rules
+    assert (loaded.warning, loaded.critical) == tuple(Decimal(v) if v is not None else None for v in levels)
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        (
+            '[[accounts]]\nname = "alpha"\napi_key = "k"\napi_secret = "${ALPHA_SECRET}"\npassphrase = "p"\n',
+            {"ALPHA_SECRET": ""},
+            '{f}:4: accounts[0].api_secret: environment variable ALPHA_SECRET is set but empty for account "alpha" '
+            "(export ALPHA_SECRET with its value, or put the value in a file)",
+        ),
+        (
+            '[[accounts]]\nname = "alpha"\napi_key = "${KEY}"\napi_secret = "s"\npassphrase = "p"\n',
+            {"KEY": "  "},
+            '{f}:3: accounts[0].api_key: environment variable KEY is set but empty for account "alpha" '
+            "(export KEY with its value, or put the value in a file)",
+        ),
+        (
+            '[channels]\nops = ["tgram://${BOT}/${CHAT}"]\n[[accounts]]\n' + ACCOUNT,
+            {"BOT": "", "CHAT": ""},
+            "{f}:2: channels.ops: environment variables BOT, CHAT are set but empty (export BOT with its value, or "
+            "put the value in a file)",
+        ),
+        (
+            '[channels]\nops = ["${URL}"]\n[[accounts]]\n' + ACCOUNT,
+            {"URL": ""},
+            "{f}:2: channels.ops: environment variable URL is set but empty (export URL with its value, or put the "
+            "value in a file)",
+        ),
+        (
+            '[[accounts]]\nname = "alpha"\napi_key = "k"\napi_secret = ""\npassphrase = "p"\n',
+            {},
+            "{f}:4: accounts[0].api_secret: must not be empty",
+        ),
+    ],
+    ids=["secret", "blank key", "channel url parts", "whole channel url", "literal empty"],
+)
+def test_an_empty_variable_is_named_as_empty(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env=env)
+    assert str(caught.value) == expected.format(f=path)
+    assert "quote it" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("channels", "line"),
+    [
+        ('[channels]\nops = ["notaservice://token-1"]\n', 2),
+        ('[channels]\nops = { urls = ["notaservice://token-1"] }\n', 2),
+        ('\nchannels.ops = ["notaservice://token-1"]\n', 2),
+        ('[channels.ops]\nmin_severity = "warning"\nurls = ["notaservice://token-1"]\n', 3),
+        ('[channels."on call"]\nurls = ["notaservice://token-1"]\n', 2),
+    ],
+    ids=["list", "inline table", "dotted key", "table", "quoted name"],
+)
+def test_a_bad_channel_url_is_reported_at_its_line(tmp_path: Path, channels: str, line: int) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text(channels + "[[accounts]]\n" + ACCOUNT)
+    with pytest.raises(ConfigError, match="is not a valid apprise URL") as caught:
+        load_config(path, env={})
+    assert caught.value.line == line
+    assert str(caught.value).startswith(f"{path}:{line}: channels.")
+    assert "token-1" not in str(caught.value)
+
+
+def test_env_example_names_every_variable_of_the_example_accounts_file() -> None:
+    # Settings, also commented-out ones (`# token = "${MONITOR_WEB_TOKEN}"`); not the prose that explains ${VAR}.
+    settings = re.findall(r"^#?\s*[\w.\-\"]+\s*=(.*)$", (ROOT / "accounts.example.toml").read_text(), re.MULTILINE)
+    used = {var for value in settings for var in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value)}
+    named = set(re.findall(r"^#?\s*([A-Za-z_][A-Za-z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    assert used, "the example uses no variables: this test reads the wrong file"
+    assert used <= named, f"missing from .env.example: {sorted(used - named)}"
+
+
+def test_the_readme_refers_to_no_file_outside_the_repository() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "../" not in readme
+    paths = re.findall(r"`((?:[\w.\-]+/)+[\w.\-]+\.(?:md|py|toml|yml|yaml|j2|sh|txt))`", readme)
+    assert "monitor/runtime.py" in paths, "the pattern finds no path: this test reads the wrong thing"
+    # ./accounts.toml and ./.env are the user's own files, in the folder they run from.
+    assert [p for p in paths if not p.startswith("./") and not (ROOT / p).exists()] == []

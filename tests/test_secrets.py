@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import json
 import logging
+import os
 import pickle
 import sys
 import traceback
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import load_config
-from monitor.errors import ExchangeError
+from monitor.errors import ConfigError, ExchangeError
 from monitor.exchange.bitget.signing import signer_for
 from monitor.secret import Secret
 from monitor.simulator.generate import write_accounts_file
@@ -115,3 +117,51 @@ def test_a_missing_variable_error_names_the_variable_not_a_value(tmp_path: Path)
     with pytest.raises(Exception, match="SECRET is not set") as caught:
         load_config(path, env={"KEY": "visible-only-to-signer"})
     assert "visible-only-to-signer" not in str(caught.value)
+
+
+def _secret_file_config(tmp_path: Path, secret_file: str) -> Path:
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        f'[[accounts]]\nname = "alpha"\napi_key = "k"\npassphrase = "p"\napi_secret_file = "{secret_file}"\n'
+    )
+    return path
+
+
+def test_a_fifo_as_secret_file_is_a_config_error_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "secret.fifo"
+    os.mkfifo(fifo)
+    path = _secret_file_config(tmp_path, "secret.fifo")
+    try:
+        # Reading a FIFO waits for a writer that never comes: the error must come first (the per-test timeout
+        # ends a hang). The opening below releases a reader that was blocked anyway, so a failure ends cleanly.
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, env={})
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert str(caught.value) == (
+        f"{path}:5: accounts[0].api_secret_file: account 'alpha': {fifo.resolve()} is a FIFO (named pipe), not a "
+        "regular file (point api_secret_file at a file that holds the secret or the PEM key)"
+    )
+
+
+def test_a_device_as_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    path = _secret_file_config(tmp_path, "/dev/zero")
+    with pytest.raises(ConfigError, match=r"accounts\[0\]\.api_secret_file: account 'alpha': /dev/zero is a character "
+                       r"device, not a regular file"):  # fmt: skip
+        load_config(path, env={})
+
+
+def test_a_secret_file_larger_than_any_key_is_a_config_error(tmp_path: Path) -> None:
+    from monitor.config.loader import SECRET_FILE_LIMIT
+
+    (tmp_path / "big.pem").write_text("a" * SECRET_FILE_LIMIT)
+    path = _secret_file_config(tmp_path, "big.pem")
+    assert load_config(path, env={}).accounts[0].api_secret.reveal() == "a" * SECRET_FILE_LIMIT  # at the limit: read
+    (tmp_path / "big.pem").write_text("a" * (SECRET_FILE_LIMIT + 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert str(caught.value) == (
+        f"{path}:5: accounts[0].api_secret_file: account 'alpha': {(tmp_path / 'big.pem').resolve()} is larger than "
+        "any key can be (over 64 KiB) (point api_secret_file at the file that holds the secret or the PEM key)"
+    )

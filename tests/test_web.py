@@ -246,6 +246,6 @@ async def test_a_new_token_applies_on_reload(served: Any) -> None:
     assert (await client.get("/api/v1/status", headers={"Authorization": "Bearer first-token"})).status == 200
     path = service.config_path
     path.write_text(path.read_text().replace('token = "first-token"', 'token = "second-token"'))
-    assert service.reload()
+    assert await service.reload()
     assert (await client.get("/api/v1/status", headers={"Authorization": "Bearer first-token"})).status == 401
     assert (await client.get("/api/v1/status", headers={"Authorization": "Bearer second-token"})).status == 200

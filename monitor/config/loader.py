@@ -28,6 +28,8 @@ from monitor.secret import Secret
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEYS = ("api_key", "api_secret", "passphrase")
+# The largest secret file read: an RSA-4096 PEM is about 3.3 KB; anything far larger is the wrong file.
+SECRET_FILE_LIMIT = 64 * 1024
 KeyPath = tuple[str | int, ...]
 
 
@@ -143,6 +145,22 @@ class _Loader:
 
         return _VAR.sub(replace, value)
 
+    def empty_variables(self, raw: Any) -> list[str]:
+        """The ${VAR}s in a raw value (a string or a list of them) that are set but empty."""
+        texts = raw if isinstance(raw, list) else [raw]
+        found = (_VAR.findall(t) for t in texts if isinstance(t, str))
+        return list(dict.fromkeys(v for names in found for v in names if v in self.env and not self.env[v].strip()))
+
+    def empty_error(self, key: KeyPath, names: list[str], account: str | None) -> ConfigError:
+        owner = f' for account "{account}"' if account else ""
+        listed = ", ".join(names)
+        return self.error(
+            key,
+            f"environment variable{'s' if len(names) > 1 else ''} {listed} {'are' if len(names) > 1 else 'is'} "
+            f"set but empty{owner}",
+            hint=f"export {names[0]} with its value, or put the value in a file",
+        )
+
     def values(self, section: str, table: Mapping[str, Any], at: KeyPath, account: str | None) -> dict[str, Any]:
         """Every declared key of a section: substituted, parsed, defaulted; required ones enforced."""
         settings = schema.section(section)
@@ -165,6 +183,11 @@ class _Loader:
             try:
                 out[key] = setting.parse(raw)
             except ValueError as exc:
+                if empty := self.empty_variables(table.get(key)):
+                    raise self.empty_error((*at, key), empty, account) from None
+                strings = isinstance(raw, str) or (isinstance(raw, list) and all(isinstance(r, str) for r in raw))
+                if setting.secret and strings:  # quoted, yet empty
+                    raise self.error((*at, key), "must not be empty") from None
                 if setting.secret:  # the message may quote the value
                     raise self.error(
                         (*at, key),
@@ -196,7 +219,10 @@ class _Loader:
             if isinstance(value, dict):
                 v = self.values("channel", value, at, None)
             elif isinstance(value, str | list) and value and all(isinstance(u, str) for u in value):
-                v = self.values("channel", {"urls": value}, at, None)
+                try:
+                    v = self.values("channel", {"urls": value}, at, None)
+                except ConfigError as exc:  # the file says `NAME = [...]`: no `urls` key to name
+                    raise self.error(at, exc.message, hint=exc.hint) from None
             else:
                 raise self.error(
                     at,
@@ -205,6 +231,8 @@ class _Loader:
                 )
             for index, url in enumerate(v["urls"]):
                 if not valid(url):  # the URL is a secret: name its place, not its text
+                    if empty := self.empty_variables(value.get("urls") if isinstance(value, dict) else value):
+                        raise self.empty_error((*at, "urls") if isinstance(value, dict) else at, empty, None)
                     raise self.error(
                         (*at, "urls") if isinstance(value, dict) else at,
                         f"URL number {index + 1} of channel {name!r} is not a valid apprise URL (not shown: it "
@@ -237,7 +265,7 @@ class _Loader:
             try:
                 rules.append(build_rule(v, set(table)))
             except RuleError as exc:
-                raise self.error((*at, exc.key), str(exc)) from None
+                raise self.error((*at, exc.key), str(exc), hint=exc.hint) from None
         return tuple(rules)
 
     def check_templates(self, folder: Path) -> None:
@@ -333,7 +361,7 @@ class _Loader:
             return Secret(inline), None
         file = (self.path.parent / file_name).resolve()
         try:
-            content = file.read_text(encoding="utf-8")
+            content = self.read_secret_file(file, (*at, "api_secret_file"), name).decode("utf-8")
         except OSError as exc:
             raise self.error(
                 (*at, "api_secret_file"),
@@ -352,22 +380,52 @@ class _Loader:
             raise self.error((*at, "api_secret_file"), f"{file} is empty")
         return secret, file
 
+    def read_secret_file(self, file: Path, key: KeyPath, account: str) -> bytes:
+        """The bytes of a regular file of at most SECRET_FILE_LIMIT bytes. A FIFO would block until something
+        writes to it and /dev/zero never ends, so the file is opened without blocking and checked before any
+        read; the read is bounded in case the file grows meanwhile."""
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise self.error(
+                    key,
+                    f"account {account!r}: {file} is {_file_kind(mode)}, not a regular file",
+                    hint="point api_secret_file at a file that holds the secret or the PEM key",
+                )
+            with os.fdopen(fd, "rb", closefd=False) as stream:
+                content = stream.read(SECRET_FILE_LIMIT + 1)
+        finally:
+            os.close(fd)
+        if len(content) > SECRET_FILE_LIMIT:
+            raise self.error(
+                key,
+                f"account {account!r}: {file} is larger than any key can be (over {SECRET_FILE_LIMIT // 1024} KiB)",
+                hint="point api_secret_file at the file that holds the secret or the PEM key",
+            )
+        return content
+
     def check_readable(self, file: Path, what: str) -> None:
         mode = file.stat().st_mode
         if mode & (stat.S_IRGRP | stat.S_IROTH):
             self.warnings.append(f"{what} {file} is readable by other users; chmod 600 {file}")
 
 
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+    return next((what for test, what in kinds if test(mode)), "a special file")
+
+
 def locate(source: str, path: KeyPath) -> int | None:
     """The 1-based line of a key in TOML text, else of the table it belongs in, if findable.
 
-    Follows `[table]`, `[table.sub]` and `[[array]]` headers; keys inside inline tables are found through their
-    table line.
+    Follows `[table]`, `[table.sub]` and `[[array]]` headers and dotted keys (`channels.ops = [...]`); keys
+    inside inline tables are found through the line of the key that holds the inline table.
     """
     if not path:
         return None
-    key = path[-1] if isinstance(path[-1], str) else None
-    parent = tuple(path[:-1])
+    target = tuple(path)
     table: tuple[str | int, ...] = ()
     counts: dict[str, int] = {}
     headers: dict[tuple[str | int, ...], int] = {}
@@ -377,12 +435,19 @@ def locate(source: str, path: KeyPath) -> int | None:
             counts[m.group(1)] = counts.get(m.group(1), -1) + 1
             table = (m.group(1), counts[m.group(1)])
         elif m := re.match(r'^\[\s*([\w\-."\s]+?)\s*\]', stripped):
-            table = tuple(part.strip().strip('"') for part in m.group(1).split("."))
-        elif m := re.match(r'^"?([\w\-]+)"?\s*=', stripped):
-            if key is not None and table == parent and m.group(1) == key:
+            table = _dotted(m.group(1))
+        elif m := re.match(r'^((?:"[^"]*"|[\w\-]+)(?:\s*\.\s*(?:"[^"]*"|[\w\-]+))*)\s*=', stripped):
+            if (*table, *_dotted(m.group(1))) == target:
                 return number
             continue
         else:
             continue
         headers.setdefault(table, number)
-    return headers.get(tuple(path)) or headers.get(parent)
+    found = headers.get(target) or headers.get(target[:-1])
+    if found is None and len(target) > 1:  # inside an inline table: the line of the key holding it
+        return locate(source, target[:-1])
+    return found
+
+
+def _dotted(key: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip('"') for part in key.split("."))

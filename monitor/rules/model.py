@@ -53,9 +53,10 @@ TYPE_KEYS: dict[str, frozenset[RuleType]] = {
 
 
 class RuleError(ValueError):
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -131,13 +132,46 @@ def _decimal(key: str, raw: Any) -> tuple[Decimal, bool]:
     return value, percent
 
 
+def _plain(value: Decimal) -> str:
+    """A decimal as people write it: 15, 0.15, 7.5 (no exponent, no trailing zeros)."""
+    text = f"{value.normalize():f}"
+    return "0" if text == "-0" else text
+
+
+def _unit_mistake(key: str, raw: Any, value: Decimal) -> RuleError:
+    """A bare fraction where a percentage is read: 0.15 is 0.15 %, though it was most likely meant as 15 %."""
+    meant = _plain(value * 100)
+    return RuleError(
+        key,
+        f"{raw!r} is ambiguous: {key} is in percent, so this reads as {_plain(value)} %; as a fraction it would "
+        f"mean {meant} %",
+        hint=f'write "{meant}%" for {meant} %, or "{_plain(value)}%" if you mean {_plain(value)} %',
+    )
+
+
+def percent_level(key: str, raw: Any) -> Decimal:
+    """A level or margin in percent (liquidation distance, drawdown). A bare number below 1 is refused: a
+    fraction (0.15) written where percent (15) is read is the likeliest unit mistake, and it would make the rule
+    silently useless. "0.15%" says what it means."""
+    value, percent = _decimal(key, raw)
+    if not percent and 0 < abs(value) < 1:
+        raise _unit_mistake(key, raw, value)
+    return value
+
+
 def _level(rule_type: RuleType, key: str, raw: Any) -> tuple[Decimal, bool]:
     value, percent = _decimal(key, raw)
     if rule_type in (RuleType.LIQUIDATION_DISTANCE, RuleType.DRAWDOWN):
         if value < 0 or value >= 100:
             raise RuleError(key, f'expected a percentage between 0% and 100%, like "15%", got {raw!r}')
-        return value, True
+        return percent_level(key, raw), True
     if rule_type is RuleType.MARGIN_RATIO:
+        if percent and 0 < value < 1:  # "0.6%" is a ratio of 0.006: surely 0.6 (or "60%") was meant
+            raise RuleError(
+                key,
+                f"{raw!r} is a margin ratio of {_plain(value / 100)} (Bitget liquidates at 1, that is 100%)",
+                hint=f'write {_plain(value)} or "{_plain(value * 100)}%" for a ratio of {_plain(value)}',
+            )
         value = value / 100 if percent else value  # "60%" and 0.6 mean the same
         if not 0 < value <= 10:
             raise RuleError(key, f'expected a ratio like 0.6 or "60%" (Bitget liquidates at 1.0), got {raw!r}')
@@ -192,7 +226,10 @@ def build_rule(v: dict[str, Any], present: set[str]) -> Rule:
             if (critical > warning) if lower else (critical < warning):
                 word = "at or below" if lower else "at or above"
                 raise RuleError("critical", f"the critical level must be {word} the warning level ({warning})")
-        clear = _decimal("clear", v["clear"])[0] if v["clear"] is not None else Decimal(0)
+        clear = Decimal(0)
+        if v["clear"] is not None:
+            percent_type = rule_type in (RuleType.LIQUIDATION_DISTANCE, RuleType.DRAWDOWN)
+            clear = percent_level("clear", v["clear"]) if percent_type else _decimal("clear", v["clear"])[0]
         if rule_type is RuleType.MARGIN_RATIO and isinstance(v["clear"], str) and v["clear"].strip().endswith("%"):
             clear /= 100
         if clear < 0:
