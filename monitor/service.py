@@ -85,6 +85,7 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self.storage_ready = asyncio.Event()
         self.lease_mode = LeaseMode.STARTING if self.store.shared else LeaseMode.SINGLE
+        self._claimed = asyncio.Event()  # the first lease claim succeeded
         self._alerting = False  # `run` evaluates rules and sends alerts; `once` only reads
         self.requests = 0  # sent to Bitget since start (for metrics)
         self.poll_errors: Counter[str] = Counter()
@@ -123,8 +124,13 @@ class Service:
             self.alerts.evaluate([self.alerts.view(state, now, cadence)], now)
 
     async def _run_alerts(self, poller: Poller) -> None:
-        """The alert engine and the outbox sender, once the schema is in place."""
+        """The alert engine and the outbox sender, once the schema is in place (and, when processes share the
+        accounts, once this one holds its share: one that polled alone while the database was away must not
+        judge accounts another process now holds)."""
         await self.storage_ready.wait()
+        if self.store.shared:
+            with contextlib.suppress(TimeoutError):  # claims failing with the database up: judge what it polls
+                await asyncio.wait_for(self._claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
         self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
 
         def views() -> list[AccountView]:
@@ -175,6 +181,7 @@ class Service:
                              self.config.monitor.database_display)  # fmt: skip
                 self.lease_mode = LeaseMode.SHARING
                 self.poller.set_owned(owned)
+                self._claimed.set()
             except (SQLAlchemyError, TimeoutError) as exc:
                 reason = _reason(exc) if isinstance(exc, SQLAlchemyError) else "database not ready"
                 log.warning("cannot claim account leases: %s", reason)
