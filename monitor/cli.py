@@ -238,7 +238,9 @@ def cmd_once(args: argparse.Namespace) -> int:
             if not held:
                 return EXIT_CONFIG
             result = asyncio.run(service.once(deliver_timeout))
-        alerts = alerts_json(config, result.alerts)
+        # Without the database there is no lifecycle to judge through; what the rules say about this one read
+        # is still worth seeing (a position near liquidation does not wait for the database).
+        alerts = alerts_json(config, result.alerts) if result.error is None else outcome_alerts(config, result.outcomes)
     outcomes = result.outcomes
     print(outcomes_json(outcomes, alerts) if args.json else outcomes_table(outcomes, alerts))
     if result.error is not None:

@@ -225,7 +225,8 @@ async def test_once_exits_3_when_the_cycle_cannot_be_stored(make_sim: SimFactory
         )
         out, err = await asyncio.wait_for(process.communicate(), timeout=60)
         assert process.returncode == 3, err.decode()
-        assert "iso      ok" in out.decode()  # the reads are still shown
+        assert "iso      ok" in out.decode()  # the reads are still shown, and what the rules say about them
+        assert any(line.split()[:4] == ["BREACHED", "CRITICAL", "iso", "liq"] for line in out.decode().splitlines())
         last = err.decode().strip().splitlines()[-1]
         assert last.startswith("error: database ") and "not (all) stored" in last
         assert sink.received == []
