@@ -230,3 +230,34 @@ async def test_once_exits_3_when_the_cycle_cannot_be_stored(make_sim: SimFactory
         last = err.decode().strip().splitlines()[-1]
         assert last.startswith("error: database ") and "not (all) stored" in last
         assert sink.received == []
+
+
+async def test_silences_and_hysteresis_carry_across_once_runs(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path, db_url: str
+) -> None:
+    sim = await _world(make_sim, tmp_path)
+    path = _accounts_file(sim, tmp_path, db_url, sink.url(), RULE.replace('for = "1m"', ""))
+    clock = CronClock()
+    assert (await _once(path, clock)).error is None  # the schema is in place
+    store = Store(db_url)
+    try:
+        now = clock.now()
+        await asyncio.to_thread(store.alerts.add_silence, "iso", None, None, now, now + timedelta(minutes=10), "margin")
+    finally:
+        store.close()
+
+    async def cron(mark: str, after: timedelta = timedelta(minutes=1)) -> tuple[list[str], str | None]:
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": mark})
+        clock.advance(after)
+        before = len(sink.received)
+        result = await _once(path, clock)
+        assert result.error is None
+        (alert,) = result.alerts
+        return sink.titles()[before:], alert.severity
+
+    assert await cron("93") == ([], "critical")  # firing, silenced: tracked, quiet
+    critical = "[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.90909091)"
+    assert await cron("93", timedelta(minutes=10)) == ([critical], "critical")  # announced when the silence ends
+    assert await cron("95.5") == ([], "critical")  # 4.81 %: past the critical level, not by its `clear`
+    eased, severity = await cron("96")  # 5.30 %: past it by more than 1 %: eases back to warning, announced
+    assert severity == "warning" and len(eased) == 1 and eased[0].startswith("[WARNING] iso: BTCUSDT long: 5.3")
