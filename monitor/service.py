@@ -86,7 +86,7 @@ class Service:
         self.storage_ready = asyncio.Event()
         self.lease_mode = LeaseMode.STARTING if self.store.shared else LeaseMode.SINGLE
         self._claimed = asyncio.Event()  # the first lease claim succeeded
-        self._alerting = False  # `run` evaluates rules and sends alerts; `once` only reads
+        self._alerting = False  # `run` judges after every poll (its hooks); `once` judges after its cycle
         self.requests = 0  # sent to Bitget since start (for metrics)
         self.poll_errors: Counter[str] = Counter()
         self.web_url: str | None = None  # failed polls by Bitget code (or error class), since start
@@ -239,8 +239,10 @@ class Service:
                 await asyncio.to_thread(migrations.upgrade, self.config.monitor.database_url.reveal())
             await asyncio.to_thread(self.store.register_accounts, self.config.accounts, self.clock.now())
             await asyncio.wait_for(self.alerts.load(), ONCE_LOAD_TIMEOUT)  # load() itself waits for ever
+        except TimeoutError:
+            return f"alert state not loaded within {ONCE_LOAD_TIMEOUT:.0f} s"
         except Exception as exc:
-            return _reason(exc) or "alert state not loaded in time"
+            return _reason(exc)
         return None
 
     async def _once_judge(self, result: OnceResult) -> str | None:
