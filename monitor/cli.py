@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +20,18 @@ from monitor.config import Config, load_config
 from monitor.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+EXIT_NOT_STORED = 3  # `once`: the cycle or its messages could not be stored
+
+
+def _database_options(parser: argparse.ArgumentParser, *, inner: bool = False) -> None:
+    """-c and --database-url for commands that read only database_url. Their subcommands take them too
+    (`silence list -c FILE`); there the default is SUPPRESS, so an option given before the subcommand stays."""
+    parser.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS if inner else Path("accounts.toml"),
+                        help="the accounts file (only its database_url is read)")  # fmt: skip
+    parser.add_argument("--database-url", default=argparse.SUPPRESS if inner else None,
+                        help="overrides the file and MONITOR_DATABASE_URL")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,32 +50,32 @@ def build_parser() -> argparse.ArgumentParser:
                      help="serve the status page on a non-loopback address without [web] token")  # fmt: skip
     run.add_argument("--port", type=int, help="serve the status page on this port instead of [web] listen's")
 
-    once = sub.add_parser("once", help="read every account once, store it, print it")
+    once = sub.add_parser("once", help="one monitor cycle (for cron and timers): read, store, judge, send")
     once.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
     once.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     once.add_argument("--no-migrate", action="store_true", help="do not upgrade the database schema on start")
+    once.add_argument("--dry-run", action="store_true",
+                      help="read and judge this one cycle and print it; store and send nothing")  # fmt: skip
+    once.add_argument("--deliver-timeout", default="30s",
+                      help="how long to deliver due messages before exiting (the rest stay queued)")  # fmt: skip
 
     db = sub.add_parser("db", help="database migrations")
-    db.add_argument(
-        "-c", "--config", default="accounts.toml", type=Path, help="the accounts file (only its database_url is read)"
-    )
-    db.add_argument("--database-url", help="overrides the file and MONITOR_DATABASE_URL")
+    _database_options(db)
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_sub.add_parser("upgrade", help="migrate to the newest schema").add_argument(
-        "revision", nargs="?", default="head"
-    )
-    db_sub.add_parser("current", help="show the schema revision of the database")
-    db_sub.add_parser("downgrade", help="migrate back to a revision ('base' empties it)").add_argument("revision")
+    upgrade = db_sub.add_parser("upgrade", help="migrate to the newest schema")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    current = db_sub.add_parser("current", help="show the schema revision of the database")
+    downgrade = db_sub.add_parser("downgrade", help="migrate back to a revision ('base' empties it)")
+    downgrade.add_argument("revision")
+    for inner in (upgrade, current, downgrade):
+        _database_options(inner, inner=True)
 
     test = sub.add_parser("notify-test", help="send a test message to every channel (or one) and report each URL")
     test.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
     test.add_argument("--channel", help="only this channel")
 
     silence = sub.add_parser("silence", help="quiet matching alerts for a while (they are still tracked)")
-    silence.add_argument(
-        "-c", "--config", default="accounts.toml", type=Path, help="the accounts file (only its database_url is read)"
-    )
-    silence.add_argument("--database-url", help="overrides the file and MONITOR_DATABASE_URL")
+    _database_options(silence)
     silence_sub = silence.add_subparsers(dest="silence_command", required=True)
     add = silence_sub.add_parser("add", help="add a silence")
     add.add_argument("--account", required=True, help='account name or glob ("*" for all, "portfolio")')
@@ -70,9 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--symbol", help="only alerts about this symbol, e.g. BTCUSDT")
     add.add_argument("--for", dest="duration", required=True, help='how long, e.g. "2h" or "30m"')
     add.add_argument("--reason", required=True, help="why: shown with the silence")
+    add.add_argument("--force", action="store_true", help="add it even if --account matches no configured account")
     listing = silence_sub.add_parser("list", help="show active silences")
     listing.add_argument("--all", action="store_true", help="also ended and removed ones")
-    silence_sub.add_parser("remove", help="end a silence now").add_argument("id", type=int)
+    remove = silence_sub.add_parser("remove", help="end a silence now")
+    remove.add_argument("id", type=int)
+    for inner in (add, listing, remove):
+        _database_options(inner, inner=True)
 
     demo = sub.add_parser("demo", help="the simulator, the monitor and its web page in one process")
     demo.add_argument("--port", type=int, default=8080, help="the status page's port (0: any free port)")
@@ -107,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         "check": cmd_check, "db": cmd_db, "run": cmd_run, "once": cmd_once, "notify-test": cmd_notify_test,
         "silence": cmd_silence, "demo": cmd_demo, "simulate": cmd_simulate,
     }  # fmt: skip
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except ConfigError as exc:  # e.g. an unsupported database URL, from whichever command meets it first
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def until_signalled(work: Callable[[asyncio.Event], Awaitable[None]]) -> int:
@@ -172,18 +193,67 @@ def cmd_run(args: argparse.Namespace) -> int:
               "anyone who reaches it would see every account (set token = \"${MONITOR_WEB_TOKEN}\", listen on "
               "127.0.0.1, or pass --allow-public-without-auth)", file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
-    return until_signalled(Service(args.config, config, SystemClock(), migrate=not args.no_migrate).run)
+    service = Service(args.config, config, SystemClock(), migrate=not args.no_migrate)
+    with _holding(config) as held:
+        return until_signalled(service.run) if held else EXIT_CONFIG
+
+
+@contextlib.contextmanager
+def _holding(config: Config) -> Iterator[bool]:
+    """This process's hold on a SQLite database (no other `run` or `once` may poll into it meanwhile). Yields
+    False, having said why, when another process holds it."""
+    from monitor.store.lock import DatabaseBusy, hold
+
+    try:
+        lock = hold(config.monitor.database_url.reveal(), SystemClock().now(), config.monitor.database_display)
+    except DatabaseBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        yield False
+        return
+    except OSError as exc:  # the folder is missing or read-only: the database itself will say so too
+        logging.getLogger("monitor").warning("cannot lock database %s (%s): a second process on it would not be "
+                                             "noticed", config.monitor.database_display, exc.strerror)  # fmt: skip
+        lock = None
+    try:
+        yield True
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from monitor.report import outcome_alerts, outcomes_json, outcomes_table
+    from monitor.config.values import duration
+    from monitor.report import alerts_json, outcome_alerts, outcomes_json, outcomes_table
     from monitor.service import Service
 
+    try:
+        deliver_timeout = duration(args.deliver_timeout).total_seconds()
+    except ValueError as exc:
+        print(f"error: --deliver-timeout: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    outcomes = asyncio.run(Service(args.config, config, SystemClock(), migrate=not args.no_migrate).once())
-    print(outcomes_json(outcomes, outcome_alerts(config, outcomes)) if args.json else outcomes_table(outcomes))
+    service = Service(args.config, config, SystemClock(), migrate=not args.no_migrate)
+    if args.dry_run:
+        result = asyncio.run(service.once(dry_run=True))
+        alerts = outcome_alerts(config, result.outcomes)
+    else:
+        with _holding(config) as held:
+            if not held:
+                return EXIT_CONFIG
+            result = asyncio.run(service.once(deliver_timeout))
+        # Without the database there is no lifecycle to judge through; what the rules say about this one read
+        # is still worth seeing (a position near liquidation does not wait for the database).
+        alerts = alerts_json(config, result.alerts) if result.error is None else outcome_alerts(config, result.outcomes)
+    outcomes = result.outcomes
+    print(outcomes_json(outcomes, alerts) if args.json else outcomes_table(outcomes, alerts))
+    if result.error is not None:
+        print(f"error: database {config.monitor.database_display}: {result.error}; this cycle is not (all) stored, "
+              "nothing more was sent", file=sys.stderr)  # fmt: skip
+        return EXIT_NOT_STORED
+    if not args.dry_run:
+        print(f"{result.sent} messages sent, {result.queued} queued", file=sys.stderr)
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
 
 
@@ -229,6 +299,10 @@ def cmd_silence(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 print(f"error: --for: {exc}", file=sys.stderr)
                 return EXIT_CONFIG
+            unknown = None if args.force else _unmatched_account(args.config, args.account)
+            if unknown is not None:
+                print(f"error: {unknown}", file=sys.stderr)
+                return EXIT_FAILED
             now = clock.now()
             id_ = store.alerts.add_silence(args.account, args.rule, args.symbol, now, now + length, args.reason)
             print(f"silence {id_} added until {now + length:%Y-%m-%d %H:%M} UTC")
@@ -254,6 +328,27 @@ def cmd_silence(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return EXIT_OK
+
+
+def _unmatched_account(path: Path, pattern: str) -> str | None:
+    """Why a silence's --account glob is probably a typo: it matches no account of the file (`portfolio`
+    names portfolio alerts). Only the accounts' names are read, so their secrets need not be set."""
+    import fnmatch
+    import tomllib
+
+    if fnmatch.fnmatchcase("portfolio", pattern):
+        return None
+    try:
+        with path.open("rb") as f:
+            accounts = tomllib.load(f).get("accounts", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return f"--account {pattern!r}: cannot read the account names of {path} ({exc}); pass --force to add it anyway"
+    names = [a["name"] for a in accounts if isinstance(a, dict) and isinstance(a.get("name"), str)]
+    if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+        return None
+    listed = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "") or "none"
+    return (f"--account {pattern!r} matches no account in {path} (accounts: {listed}); the silence would quiet "
+            "nothing. Pass --force to add it anyway (for an account not configured yet)")  # fmt: skip
 
 
 def cmd_db(args: argparse.Namespace) -> int:

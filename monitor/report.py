@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from monitor.alerts.lifecycle import Alert
 from monitor.config.model import Config
 from monitor.domain import PollOutcome, Position
 from monitor.rules.evaluate import AccountView, evaluate_account
@@ -64,7 +66,28 @@ def outcome_alerts(config: Config, outcomes: list[PollOutcome]) -> list[dict[str
     ]  # fmt: skip
 
 
-def outcomes_table(outcomes: list[PollOutcome]) -> str:
+def alerts_json(config: Config, alerts: list[Alert]) -> list[dict[str, Any]]:
+    """Alerts after a `once` cycle judged through the lifecycle: pending, firing, and resolved by this cycle."""
+    types = {r.name: str(r.type) for r in config.rules}
+    return [
+        {"rule": a.rule, "type": types.get(a.rule, ""), "account": a.account, "subject": a.subject,
+         "severity": None if a.severity is None else str(a.severity), "value": _dec(a.value), "summary": a.summary,
+         "state": str(a.state)}
+        for a in alerts
+    ]  # fmt: skip
+
+
+def _columns(rows: Sequence[tuple[str, ...]], numeric: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in rows
+    ]
+
+
+def outcomes_table(outcomes: list[PollOutcome], alerts: list[dict[str, Any]] | None = None) -> str:
     rows = [("ACCOUNT", "STATUS", "EQUITY USDT", "UPNL USDT", "POSITIONS", "WORST LIQ %")]
     for o in outcomes:
         s = o.snapshot
@@ -74,13 +97,12 @@ def outcomes_table(outcomes: list[PollOutcome]) -> str:
         worst = s.worst_liquidation_distance_pct
         rows.append((o.account, "ok", f"{s.equity_usdt:,.2f}", f"{s.unrealized_pnl_usdt:,.2f}",
                      str(len(s.positions)), f"{worst:.2f}" if worst is not None else "-"))  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    numeric = {2, 3, 4, 5}
-    lines = [
-        "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ).rstrip()
-        for r in rows
-    ]
+    lines = _columns(rows, {2, 3, 4, 5})
     lines += [f"{o.account}: {o.error_message}" for o in outcomes if not o.ok]
+    if alerts:  # the same alerts as --json, one line each
+        found = [(a.get("state", "breached").upper(), (a["severity"] or "-").upper(), a["account"] or "portfolio",
+                  a["rule"], a["summary"]) for a in alerts]  # fmt: skip
+        lines += ["", *_columns([("STATE", "SEVERITY", "ACCOUNT", "RULE", "SUMMARY"), *found], set())]
+    else:
+        lines += ["", "no alerts"]
     return "\n".join(lines)

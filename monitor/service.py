@@ -11,6 +11,8 @@ import signal
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +20,8 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.engine import AlertEngine
-from monitor.alerts.sender import Sender
+from monitor.alerts.lifecycle import ACTIVE, Alert, State
+from monitor.alerts.sender import CLAIM, Sender
 from monitor.clock import Clock
 from monitor.config import Config, load_config
 from monitor.domain import PollOutcome
@@ -40,7 +43,32 @@ CONFIG_WATCH_INTERVAL = 2.0  # seconds between checks of the accounts file's mod
 SHUTDOWN_FLUSH = 5.0  # seconds the writer gets to flush on shutdown
 CONNECTIONS = 512
 SUMMARY_INTERVAL = 300.0
-DATABASE_PATIENCE = 60.0  # seconds without a database before a process that shares accounts polls them all
+ONCE_LOAD_TIMEOUT = 15.0  # seconds `once` waits for the alert state once the schema is in place
+
+
+class LeaseMode(StrEnum):
+    """How a process that can share accounts with others (PostgreSQL) decides what it polls."""
+
+    SINGLE = "single"  # SQLite: this process polls every account, no other may
+    STARTING = "starting"  # waiting for its first claim
+    ALONE = "alone"  # the database was unreachable at start: every account, as a lone process
+    SHARING = "sharing"  # the accounts it holds leases for
+
+
+@dataclass
+class OnceResult:
+    """What one `once` cycle did. `error` says why the cycle or its messages are not (all) stored."""
+
+    outcomes: list[PollOutcome]
+    alerts: list[Alert] = field(default_factory=list)  # active after the cycle, or resolved by it
+    error: str | None = None
+    sent: int = 0
+    queued: int = 0  # messages still in the outbox (due later, failing, or cut off by the timeout)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Service:
@@ -56,7 +84,9 @@ class Service:
         self.poller: Poller | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.storage_ready = asyncio.Event()
-        self._alerting = False  # `run` evaluates rules and sends alerts; `once` only reads
+        self.lease_mode = LeaseMode.STARTING if self.store.shared else LeaseMode.SINGLE
+        self._claimed = asyncio.Event()  # the first lease claim succeeded
+        self._alerting = False  # `run` judges after every poll (its hooks); `once` judges after its cycle
         self.requests = 0  # sent to Bitget since start (for metrics)
         self.poll_errors: Counter[str] = Counter()
         self.web_url: str | None = None  # failed polls by Bitget code (or error class), since start
@@ -94,8 +124,13 @@ class Service:
             self.alerts.evaluate([self.alerts.view(state, now, cadence)], now)
 
     async def _run_alerts(self, poller: Poller) -> None:
-        """The alert engine and the outbox sender, once the schema is in place."""
+        """The alert engine and the outbox sender, once the schema is in place (and, when processes share the
+        accounts, once this one holds its share: one that polled alone while the database was away must not
+        judge accounts another process now holds)."""
         await self.storage_ready.wait()
+        if self.store.shared:
+            with contextlib.suppress(TimeoutError):  # claims failing with the database up: judge what it polls
+                await asyncio.wait_for(self._claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
         self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
 
         def views() -> list[AccountView]:
@@ -124,34 +159,41 @@ class Service:
     async def _share_accounts(self) -> None:
         """With a database several processes can use, split the accounts among them through leases.
 
-        Until the first claim succeeds this process polls nothing (two processes reading one account would
-        share its per-account limits); if the database stays away for a minute (or two TTLs) it polls everything
-        rather than nothing. When renewals fail it keeps what it holds, preferring a double read to a miss.
+        At start this process polls nothing until its first claim (two processes reading one account would
+        share its per-account limits), but only while the database answers: one it cannot reach within a
+        renewal interval means polling every account of the file, as a lone process would, until a claim
+        succeeds; then it joins the lease protocol. When renewals fail later it keeps what it holds,
+        preferring a double read to a miss.
         """
         assert self.poller is not None
-        ttl = self.config.monitor.lease_ttl
-        self.poller.set_owned(set())  # nothing until a claim: two processes must not read one account at once
-        give_up = self.clock.monotonic() + max(2 * ttl.total_seconds(), DATABASE_PATIENCE)
-        claimed = False
+        pause = self.config.monitor.lease_ttl.total_seconds() / 3
+        self.poller.set_owned(set())
+        self.lease_mode = LeaseMode.STARTING
         while True:
             try:
-                await asyncio.wait_for(self.storage_ready.wait(), ttl.total_seconds() / 3)
+                await asyncio.wait_for(self.storage_ready.wait(), pause)
                 names = [a.name for a in self.config.accounts]
-                owned = await asyncio.to_thread(self.store.claim, self.node, names, self.clock.now(), ttl)
+                owned = await asyncio.to_thread(self.store.claim, self.node, names, self.clock.now(),
+                                                self.config.monitor.lease_ttl)  # fmt: skip
                 await self.alerts.adopt(owned)  # before polling them: their alert state first
+                if self.lease_mode is not LeaseMode.SHARING:
+                    log.info("joined the lease protocol: this process shares the accounts through %s",
+                             self.config.monitor.database_display)  # fmt: skip
+                self.lease_mode = LeaseMode.SHARING
                 self.poller.set_owned(owned)
-                claimed = True
+                self._claimed.set()
             except (SQLAlchemyError, TimeoutError) as exc:
-                log.warning(
-                    "cannot claim account leases: %s", str(getattr(exc, "orig", exc)).strip() or "database not ready"
-                )
-                if not claimed and self.clock.monotonic() > give_up:
-                    log.error("no database to share accounts through: polling every account meanwhile")
+                reason = _reason(exc) if isinstance(exc, SQLAlchemyError) else "database not ready"
+                log.warning("cannot claim account leases: %s", reason)
+                if self.lease_mode is LeaseMode.STARTING:
+                    log.error("database %s unreachable: polling every account of %s as a lone process until it "
+                              "answers, then sharing them through leases", self.config.monitor.database_display,
+                              self.config_path)  # fmt: skip
+                    self.lease_mode = LeaseMode.ALONE
                     self.poller.set_owned(None)
-                    claimed = True
                 if isinstance(exc, TimeoutError):
                     continue  # the wait for storage was the pause
-            await asyncio.sleep(ttl.total_seconds() / 3)
+            await asyncio.sleep(pause)
 
     async def _maintain(self) -> None:
         storage = self.config.storage
@@ -163,15 +205,83 @@ class Service:
                 log.warning("storage maintenance skipped: %s", str(getattr(exc, "orig", exc)).strip())
             await asyncio.sleep(MAINTENANCE_INTERVAL)
 
-    async def once(self, storage_timeout: float = 30.0) -> list[PollOutcome]:
-        """One cycle over every account, stored before returning (unless the database stays away)."""
-        async with self.running() as poller:
-            outcomes = await poller.cycle()
-            try:
-                await asyncio.wait_for(self.storage_ready.wait(), storage_timeout)
-            except TimeoutError:
-                log.error("database %s unreachable: this cycle was not stored", self.config.monitor.database_display)
-            return outcomes
+    async def once(self, deliver_timeout: float = 30.0, *, dry_run: bool = False) -> OnceResult:
+        """One monitor cycle, for cron and timers: the same lifecycle as `run`, continued from the database.
+
+        Load the alert state, read every account once, store the reads, judge them (`for` and repeats count
+        from stored times, so a series of calls behaves like `run`), store the transitions and the outbox, and
+        deliver what is due (earlier queued messages too) for at most `deliver_timeout` seconds; what is not
+        delivered stays queued for the next call. `dry_run`: read and report only, the database is not touched.
+        """
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
+        self.poller = Poller(self.config, self.session, self.clock)  # no hooks: stored and judged after the cycle
+        result = OnceResult([])
+        try:
+            if not dry_run:
+                result.error = await self._once_storage()
+            result.outcomes = await self.poller.cycle()
+            if dry_run or result.error is not None:
+                return result
+            result.error = await self._once_judge(result)
+            if result.error is None:
+                result.error = await self._once_deliver(result, deliver_timeout)
+            return result
+        finally:
+            await self.poller.stop()
+            await self.session.close()
+            self.sender.close()
+            await asyncio.to_thread(self.store.close)
+
+    async def _once_storage(self) -> str | None:
+        """Schema, accounts and the alert state, or why not (the database is away, locked, too new)."""
+        try:
+            if self.migrate:
+                await asyncio.to_thread(migrations.upgrade, self.config.monitor.database_url.reveal())
+            await asyncio.to_thread(self.store.register_accounts, self.config.accounts, self.clock.now())
+            await asyncio.wait_for(self.alerts.load(), ONCE_LOAD_TIMEOUT)  # load() itself waits for ever
+        except TimeoutError:
+            return f"alert state not loaded within {ONCE_LOAD_TIMEOUT:.0f} s"
+        except Exception as exc:
+            return _reason(exc)
+        return None
+
+    async def _once_judge(self, result: OnceResult) -> str | None:
+        assert self.poller is not None
+        try:
+            await asyncio.to_thread(self.store.write_polls, result.outcomes)
+        except Exception as exc:
+            return f"reads not stored: {_reason(exc)}"
+        now = self.clock.now()
+        self.alerts.evaluate([self.alerts.view(s, now) for s in self.poller.accounts.values()], now, portfolio=True)
+        if not await self.alerts.flush():
+            return f"alert changes and their messages not stored ({self.alerts.waiting} messages)"
+        rank = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2}
+        shown = [a for a in self.alerts.alerts.values()
+                 if a.state in ACTIVE or (a.state is State.RESOLVED and a.resolved_at == now)]  # fmt: skip
+        result.alerts = sorted(shown, key=lambda a: (rank[a.state], -(a.severity.rank if a.severity else 0), a.key))
+        return None
+
+    async def _once_deliver(self, result: OnceResult, timeout: float) -> str | None:
+        """Deliver until nothing more is due: a lane's next message becomes due once its head is sent, and a
+        failed one waits for its backoff (the next call)."""
+
+        async def deliver() -> None:
+            while await self.sender.send_due():
+                pass
+
+        try:
+            await asyncio.wait_for(deliver(), timeout)
+        except TimeoutError:
+            log.warning("--deliver-timeout (%.0f s) reached: undelivered messages stay queued for the next run "
+                        "(one cut off mid-delivery once its claim lapses, in %s)", timeout, CLAIM)  # fmt: skip
+        except Exception as exc:
+            return f"deliveries not recorded: {_reason(exc)}"
+        result.sent = self.sender.sent
+        try:
+            result.queued = (await asyncio.to_thread(self.store.alerts.outbox_counts)).get("queued", 0)
+        except Exception as exc:
+            return f"outbox not readable: {_reason(exc)}"
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set; SIGHUP or a change of the file reloads the accounts. The status page is

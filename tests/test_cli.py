@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -228,3 +229,90 @@ async def test_make_run_serves_on_the_port_it_is_given(
                 process.kill()
                 await process.wait()
     assert ("starting the demo" in (tmp_path / "out.log").read_text()) is not with_accounts_file
+
+
+# -- the database commands ------------------------------------------------------------------------------------
+
+ACCOUNTS = """[monitor]
+database_url = "{url}"
+[[accounts]]
+name = "alpha"
+api_key = "k"
+api_secret = "s"
+passphrase = "p"
+[[accounts]]
+name = "beta-main"
+api_key = "k"
+api_secret = "s"
+passphrase = "p"
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["check"], ["run"], ["once"], ["notify-test"], ["db", "upgrade"], ["db", "current"], ["db", "downgrade", "base"],
+     ["silence", "add", "--account", "a", "--for", "1h", "--reason", "r"], ["silence", "list"],
+     ["silence", "remove", "1"]],
+)  # fmt: skip
+def test_dash_c_after_the_subcommand_names_the_file_for_every_command(command: list[str]) -> None:
+    from monitor.cli import build_parser
+
+    assert build_parser().parse_args([*command, "-c", "mine.toml"]).config == Path("mine.toml")
+    if command[0] in ("db", "silence"):  # before the subcommand, as before
+        args = build_parser().parse_args([command[0], "-c", "mine.toml", "--database-url", "x", *command[1:]])
+        assert (args.config, args.database_url) == (Path("mine.toml"), "x")
+
+
+def test_db_and_silence_commands_work_with_dash_c_after_the_subcommand(tmp_path: Path, capsys: Any) -> None:
+    from monitor.cli import main
+
+    database = tmp_path / "m.db"
+    path = tmp_path / "accounts.toml"
+    path.write_text(ACCOUNTS.format(url=f"sqlite:///{database}"))
+    assert main(["db", "upgrade", "-c", str(path)]) == 0
+    assert database.exists()
+    assert main(["db", "current", "-c", str(path)]) == 0
+    assert f"database sqlite:///{database}: revision" in capsys.readouterr().out
+    add = ["silence", "add", "--account", "alpha", "--for", "1h", "--reason", "margin added", "-c", str(path)]
+    assert main(add) == 0
+    assert main(["silence", "list", "-c", str(path)]) == 0
+    assert "margin added" in capsys.readouterr().out
+    assert main(["silence", "remove", "1", "-c", str(path)]) == 0
+
+
+def test_an_unsupported_database_url_is_one_line_naming_the_scheme_and_what_is_supported(
+    tmp_path: Path, capsys: Any
+) -> None:
+    from monitor.cli import main
+
+    path = tmp_path / "accounts.toml"
+    path.write_text(ACCOUNTS.format(url="mysql://monitor:hunter2@db.example/monitor"))
+    commands = [["once"], ["run"], ["db", "current"], ["silence", "list"]]
+    for command in [
+        *([*c, "-c", str(path)] for c in commands),
+        ["db", "--database-url", "mysql://u:hunter2@h/d", "upgrade"],
+    ]:
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: database_url: mysql:// is not supported"), err
+        assert "sqlite:///" in err and "postgresql://" in err and "hunter2" not in err
+
+
+def test_a_silence_for_an_account_that_does_not_exist_is_refused_unless_forced(tmp_path: Path, capsys: Any) -> None:
+    from monitor.cli import main
+
+    path = tmp_path / "accounts.toml"
+    path.write_text(ACCOUNTS.format(url=f"sqlite:///{tmp_path}/m.db"))
+    assert main(["db", "upgrade", "-c", str(path)]) == 0
+    add = ["silence", "-c", str(path), "add", "--for", "1h", "--reason", "r", "--account"]
+    assert main([*add, "alpah"]) == 1
+    err = capsys.readouterr().err
+    assert "--account 'alpah' matches no account in" in err and "(accounts: alpha, beta-main)" in err
+    assert "--force" in err
+    assert main(["silence", "-c", str(path), "list"]) == 0
+    assert "alpah" not in capsys.readouterr().out  # nothing was added
+    assert main([*add, "alpah", "--force"]) == 0
+    assert main([*add, "beta-*"]) == 0  # globs that match, and portfolio alerts, are fine
+    assert main([*add, "portfolio"]) == 0
+    assert main(["silence", "-c", str(path), "list"]) == 0
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[-3:]] == ["alpah", "beta-*", "portfolio"]

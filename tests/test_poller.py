@@ -273,7 +273,8 @@ async def test_once_prints_json_and_exits_1_when_an_account_fails(make_sim: SimF
     assert all(isinstance(v, str) or v is None for v in position.values())
     unreachable = [a for a in report["alerts"] if a["rule"] == "unreachable"]
     assert unreachable == [{"rule": "unreachable", "type": "unreachable", "account": "sim-002", "subject": "",
-                            "severity": "critical", "value": "0", "summary": unreachable[0]["summary"]}]  # fmt: skip
+                            "severity": "critical", "value": "0", "summary": unreachable[0]["summary"],
+                            "state": "firing"}]  # fmt: skip
     assert unreachable[0]["summary"].startswith("cannot be read: Bitget error 40037")
     assert all(a["severity"] in ("warning", "critical") for a in report["alerts"])
 

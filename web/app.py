@@ -208,8 +208,10 @@ async def readyz(request: web.Request) -> web.Response:
         "database": service.storage_ready.is_set() and service.writer.healthy and await source.database_ok(),
         "poller": service.poller is not None and service.poller.running,
         "fresh_accounts": share >= settings_of(request).ready_fresh_share,
+        "leases": str(service.lease_mode) in ("single", "sharing"),  # not polling alone, not still claiming
     }
-    body = {"ready": all(checks.values()), "checks": checks, "fresh_share": round(share, 4), "accounts": len(rows)}
+    body = {"ready": all(checks.values()), "checks": checks, "fresh_share": round(share, 4), "accounts": len(rows),
+            "mode": str(service.lease_mode)}  # fmt: skip
     return json_response(body, status=200 if body["ready"] else 503)
 
 

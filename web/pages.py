@@ -154,6 +154,7 @@ async def overview(request: web.Request) -> web.Response:
         "statuses": STATUSES,
         "all_tags": sorted({t for r in rows for t in r.tags}),
         "behind": poller.status().behind if poller is not None else False,
+        "lease_mode": str(source.service.lease_mode),
     }
     return render(request, "overview.html.j2", context)
 

@@ -60,6 +60,10 @@ class Sender:
     def wake(self) -> None:
         self._wake.set()
 
+    def close(self) -> None:
+        """Let the delivery threads go, for a process that used send_due without run (`once`)."""
+        self._pool.shutdown(wait=False)
+
     async def run(self) -> None:
         try:
             while True:

@@ -7,15 +7,30 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import ArgumentError
+
+from monitor.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SUPPORTED = "sqlite:///path/to/monitor.db or postgresql://user:password@host:5432/dbname"
 
 
 def normalize_url(url: str) -> URL:
-    """`postgres://` and `postgresql://` mean psycopg 3, the driver we ship."""
-    parsed = make_url(url)
+    """`postgres://` and `postgresql://` mean psycopg 3, the driver we ship. Raises ConfigError, naming the
+    scheme, for a URL that is not SQLite or PostgreSQL (a traceback about a missing MySQL driver helps nobody)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        raise ConfigError(
+            f"{scheme + ': ' if scheme else ''}not a database URL", key="database_url", hint=f"use {SUPPORTED}"
+        ) from None
     if parsed.drivername in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql") or (backend == "postgresql" and parsed.get_driver_name() != "psycopg"):
+        raise ConfigError(f"{parsed.drivername}:// is not supported", key="database_url",
+                          hint=f"SQLite and PostgreSQL are: {SUPPORTED}")  # fmt: skip
     return parsed
 
 
