@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from monitor.config.model import AccountConfig
-from monitor.domain import AccountSnapshot, KeyInfo, PollOutcome
+from monitor.domain import AccountSnapshot, KeyInfo, PollOutcome, Position
 from monitor.exchange.bitget.client import BitgetClient
+from monitor.poller.lag import LoopWatch
 from monitor.rules.model import Rule, RuleType
+
+INVALID_SNAPSHOT = "InvalidSnapshot"  # the error code of an answer whose numbers cannot be used
+# Beyond these a number is not an amount, price or ratio any account can have; formatting or storing it could
+# take the process down (a huge exponent written out in full), so the whole answer is refused.
+MAGNITUDE = (-30, 20)  # allowed range of Decimal.adjusted() (the exponent of the leading digit)
 
 
 class Status:
@@ -67,13 +74,25 @@ class AccountState:
     polls: int = 0
     full_read_at: float | None = None  # monotonic time of the last full (not risk-only) read
     history: list[float] = field(default_factory=list)  # recent gaps between poll starts, seconds
+    watch: LoopWatch | None = None  # the poller's measure of time it could not poll
+    stall_mark: float = 0.0  # the watch's total when this account last gave good data (or was added)
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    def stalled(self) -> timedelta:
+        """Time since the last good data (or since the account was added) during which the monitor could not
+        have polled at all: a stalled event loop or a suspended machine is not the account's fault."""
+        if self.watch is None:
+            return timedelta(0)
+        return timedelta(seconds=max(0.0, self.watch.stalled() - self.stall_mark))
+
+    def mark_good(self) -> None:
+        self.stall_mark = self.watch.stalled() if self.watch is not None else 0.0
+
     def stale(self, now: datetime, interval: timedelta, grace: timedelta) -> bool:
-        return self.last_good_at is None or now - self.last_good_at > interval + grace
+        return self.last_good_at is None or now - self.last_good_at - self.stalled() > interval + grace
 
     def merge_partial(self, partial: AccountSnapshot) -> AccountSnapshot:
         """A risk poll reads futures only: keep the spot part of the last full snapshot, so equity and the
@@ -82,3 +101,56 @@ class AccountState:
             return partial
         return replace(partial, spot=self.snapshot.spot, spot_usdt=self.snapshot.spot_usdt,
                        products=self.snapshot.products)  # fmt: skip
+
+
+def snapshot_problem(snapshot: AccountSnapshot) -> str | None:
+    """Why this snapshot cannot enter the poller's state, or None when it can.
+
+    Every number, read or derived (equity in USDT, unrealized PnL, each liquidation distance, the margin ratios),
+    must be finite and of a plausible magnitude: what gets past here is shown, stored and judged without further
+    checks, so one account's absurd answer cannot break the page, the metrics or the rules for the others.
+    """
+    parts: list[object] = [*snapshot.spot, *snapshot.futures, *snapshot.positions]
+    if snapshot.unified is not None:
+        parts += [snapshot.unified, *snapshot.unified.assets]
+    read: list[tuple[str, Decimal | None]] = [("spot USDT value", snapshot.spot_usdt)]
+    read += [(f"{_label(part)} {f.name}", getattr(part, f.name)) for part in parts for f in fields(part)]  # type: ignore[arg-type]
+    for name, value in read:
+        if isinstance(value, Decimal) and not plausible(value):
+            return f"{name} is implausible ({str(value)[:40]})"
+    derived: list[tuple[str, Callable[[], Decimal | None]]] = [
+        ("equity in USDT", lambda: snapshot.equity_usdt),
+        ("unrealized PnL in USDT", lambda: snapshot.unrealized_pnl_usdt),
+        *((f"{_label(p)} liquidation distance", partial(_distance, p)) for p in snapshot.positions),
+    ]
+    for name, compute in derived:
+        try:
+            value = compute()
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            return f"{name} cannot be computed ({type(exc).__name__})"
+        if value is not None and not plausible(value):
+            return f"{name} is implausible ({str(value)[:40]})"
+    return None
+
+
+def _distance(position: Position) -> Decimal | None:
+    return position.liquidation_distance_pct
+
+
+def plausible(value: Decimal) -> bool:
+    """Finite and within MAGNITUDE (a zero: at most 100 zeros when written out, "0E-999999" would be a
+    million); checked without arithmetic, which is what overflows."""
+    if not value.is_finite():
+        return False
+    if not value:  # a zero's exponent only says how many zeros it is written with
+        return value.adjusted() >= -100
+    return MAGNITUDE[0] <= value.adjusted() <= MAGNITUDE[1]
+
+
+def _label(part: object) -> str:
+    for attribute in ("symbol", "margin_coin", "coin"):
+        name = getattr(part, attribute, None)
+        if isinstance(name, str):
+            side = getattr(part, "side", None)
+            return f"{type(part).__name__} {name[:40]!r}" + (f" {side}" if side is not None else "")
+    return type(part).__name__

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, String, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.config.model import AccountConfig
 from monitor.domain import AccountSnapshot, MarginMode, PollOutcome, Position, PositionMode, Side
@@ -55,14 +56,45 @@ class Store:
         self._ids: dict[str, int] = {}
         self._detailed: dict[int, tuple[datetime, Shape]] = {}  # per account: its last stored detail
         self.alerts = AlertStore(self)
+        database = self.engine.url.database
+        self._file = database if self.engine.dialect.name == "sqlite" and database not in (None, "", ":memory:") \
+            else None  # fmt: skip
+        self._file_identity: tuple[int, int] | None = None  # device and inode of the SQLite file when first seen
+        self._file_lost = False
 
     def close(self) -> None:
         self.engine.dispose()
 
     def ping(self) -> None:
-        """Raises when the database cannot be reached."""
+        """Raises when the database cannot be reached (or its SQLite file is gone)."""
+        self._check_file()
         with self.engine.connect() as connection:
             connection.execute(select(1))
+        self._check_file()
+
+    def _check_file(self) -> None:
+        """A SQLite file deleted (or replaced) under a running monitor keeps taking writes through the open
+        connections, into a file nobody will ever read again: refuse them instead, loudly, so the writer buffers
+        and /readyz fails until someone restarts the monitor."""
+        if self._file is None:
+            return
+        try:
+            stat = os.stat(self._file)
+        except FileNotFoundError:
+            identity = None
+        else:
+            identity = (stat.st_dev, stat.st_ino)
+        if self._file_identity is None:  # not created yet (SQLite creates it at the first connection)
+            self._file_identity = identity
+            return
+        if identity == self._file_identity:
+            return
+        problem = f"the SQLite database file {self._file} was {'deleted' if identity is None else 'replaced'}"
+        if not self._file_lost:
+            log.error("%s while the monitor runs: nothing more is written to it; restart the monitor (it creates "
+                      "a new database, or opens the file now there)", problem)  # fmt: skip
+            self._file_lost = True
+        raise OperationalError("SQLite file check", None, FileNotFoundError(problem))
 
     @property
     def shared(self) -> bool:
@@ -115,6 +147,7 @@ class Store:
         """Store a batch of poll outcomes in one transaction (all or nothing)."""
         if not outcomes:
             return
+        self._check_file()
         outcomes = sorted(outcomes, key=lambda o: o.finished_at)
         with self.engine.begin() as connection:
             ids = self._ensure_ids(connection, {o.account for o in outcomes}, outcomes[0].finished_at)
@@ -163,6 +196,7 @@ class Store:
             self._update_accounts(connection, ids, outcomes)
         self._ids.update(ids)
         self._detailed.update(detailed)
+        self._check_file()  # the file may have been there when the first connection opened it
 
     def _update_accounts(self, connection: Connection, ids: dict[str, int], outcomes: Sequence[PollOutcome]) -> None:
         peaks = {
@@ -556,6 +590,8 @@ def _driver_values(
     for i, name in enumerate(names):
         column_type = table.c[name].type
         process: Callable[[Any], Any] | None = column_type.dialect_impl(dialect).bind_processor(dialect)
+        if isinstance(column_type, String) and column_type.length:  # exchange strings can be any length
+            process = _clipping(column_type.length, process)
         if process is None:
             continue
         if isinstance(column_type, UTCDateTime):  # the rows of a write share a few times: convert each once
@@ -568,6 +604,17 @@ def _driver_values(
             line[i] = process(line[i])
         values.append(tuple(line))
     return values
+
+
+def _clipping(length: int, process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """Clip text to its column's length (PostgreSQL refuses longer text in a varchar, failing the whole write)."""
+
+    def clip(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > length:
+            value = _clip(value, length)
+        return value if process is None else process(value)
+
+    return clip
 
 
 def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
