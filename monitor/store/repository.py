@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, String, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.config.model import AccountConfig
@@ -549,6 +549,9 @@ def _update_many(connection: Connection, table: Table, rows: list[dict[str, Any]
     names = [name for name in rows[0] if name != "_id"]
     if connection.dialect.name != "postgresql":
         assigned: dict[str, Any] = {name: bindparam(name) for name in names}
+        fits = {name: _fitting(length, None) for name in names if (length := _text_length(table, name))}
+        if fits:  # SQLite would take any length; clipped alike on both, a value reads back the same
+            rows = [{k: fits[k](v) if k in fits else v for k, v in row.items()} for row in rows]
         connection.execute(update(table).where(table.c.id == bindparam("_id")).values(assigned), rows)
         return
     from psycopg import sql
@@ -590,8 +593,9 @@ def _driver_values(
     for i, name in enumerate(names):
         column_type = table.c[name].type
         process: Callable[[Any], Any] | None = column_type.dialect_impl(dialect).bind_processor(dialect)
-        if isinstance(column_type, String) and column_type.length:  # exchange strings can be any length
-            process = _clipping(column_type.length, process)
+        length = _text_length(table, name)
+        if length:  # exchange strings can be any length
+            process = _fitting(length, process)
         if process is None:
             continue
         if isinstance(column_type, UTCDateTime):  # the rows of a write share a few times: convert each once
@@ -606,15 +610,25 @@ def _driver_values(
     return values
 
 
-def _clipping(length: int, process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
-    """Clip text to its column's length (PostgreSQL refuses longer text in a varchar, failing the whole write)."""
+def _text_length(table: Table, name: str) -> int | None:
+    """The length limit of a text column (String, or SQLModel's AutoString, a decorator over it), else None."""
+    length = getattr(table.c[name].type, "length", None)
+    return length if isinstance(length, int) and length > 0 else None
 
-    def clip(value: Any) -> Any:
-        if isinstance(value, str) and len(value) > length:
-            value = _clip(value, length)
+
+def _fitting(length: int, process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """Text as its column can take it: clipped to the column's length and without NUL characters (PostgreSQL
+    refuses both, failing the whole write)."""
+
+    def fit(value: Any) -> Any:
+        if isinstance(value, str):
+            if "\x00" in value:
+                value = value.replace("\x00", "")
+            if len(value) > length:
+                value = _clip(value, length)
         return value if process is None else process(value)
 
-    return clip
+    return fit
 
 
 def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
