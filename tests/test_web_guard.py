@@ -199,9 +199,11 @@ async def test_with_a_token_set_the_server_still_answers_only_to_its_own_names(s
                 return response.status
 
         assert await status("attacker.example", headers=bearer) == 421
+        assert await status("monitor.attacker.example.", headers=bearer) == 421
         assert await status("attacker.example:8080", "/login", "POST", data={"token": "guess"}) == 421
         assert await status("attacker.example", "/healthz") == 200
-        for host in ("127.0.0.1:8080", "localhost", "monitor.example.org", "192.168.1.20:8080", "[::1]:8080"):
+        hosts = ("127.0.0.1:8080", "localhost", "monitor.example.org", "192.168.1.20:8080", "[::1]:8080", "monitor")
+        for host in hosts:  # its own names, addresses, and names without a dot (Prometheus in a container network)
             assert await status(host, headers=bearer) == 200, host
         assert await status("192.168.1.20") == 401
 

@@ -89,9 +89,10 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Only the names this server is meant to be reached by: loopback, IP addresses, the `listen` host and the
-    `public_url` host. A page elsewhere cannot point its own domain at 127.0.0.1 (DNS rebinding) and use the
-    browser to read the accounts (no token) or to guess the token (with one)."""
+    """Only the names this server is meant to be reached by: loopback, IP addresses, names without a dot (a
+    container's or a machine's on the local network), the `listen` host and the `public_url` host. A page
+    elsewhere cannot point its own domain at 127.0.0.1 (DNS rebinding) and use the browser to read the accounts
+    (no token) or to guess the token (with one)."""
     settings = settings_of(request)
     if request.path == "/healthz":
         return await handler(request)
@@ -99,7 +100,7 @@ async def check_host(request: web.Request, handler: Handler) -> web.StreamRespon
     allowed = {settings.listen[0]}
     if settings.public_url:
         allowed.add(urlsplit(settings.public_url).hostname or "")
-    if is_loopback(host) or is_address(host) or host in allowed:
+    if is_loopback(host) or is_address(host) or "." not in host.rstrip(".") or host in allowed:
         return await handler(request)
     hint = (
         "set [web] public_url to the address people use" if settings.token else "set [web] token to serve other names"
