@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from operator import attrgetter
 
 from monitor.config.model import AccountConfig
 from monitor.domain import AccountSnapshot, KeyInfo, PollOutcome, Position
@@ -110,27 +111,49 @@ def snapshot_problem(snapshot: AccountSnapshot) -> str | None:
     must be finite and of a plausible magnitude: what gets past here is shown, stored and judged without further
     checks, so one account's absurd answer cannot break the page, the metrics or the rules for the others.
     """
+    low, high = MAGNITUDE
     parts: list[object] = [*snapshot.spot, *snapshot.futures, *snapshot.positions]
     if snapshot.unified is not None:
         parts += [snapshot.unified, *snapshot.unified.assets]
-    read: list[tuple[str, Decimal | None]] = [("spot USDT value", snapshot.spot_usdt)]
-    read += [(f"{_label(part)} {f.name}", getattr(part, f.name)) for part in parts for f in fields(part)]  # type: ignore[arg-type]
-    for name, value in read:
-        if isinstance(value, Decimal) and not plausible(value):
-            return f"{name} is implausible ({str(value)[:40]})"
-    derived: list[tuple[str, Callable[[], Decimal | None]]] = [
+    if snapshot.spot_usdt is not None and not plausible(snapshot.spot_usdt):
+        return f"spot USDT value is implausible ({str(snapshot.spot_usdt)[:40]})"
+    for part in parts:  # at every poll, so the common case is one pass in C per part; names only for a failure
+        names, values = _fields_of(part)
+        if all(v.is_finite() and low <= v.adjusted() <= high for v in values(part) if isinstance(v, Decimal)):
+            continue
+        for name, number in zip(names, values(part), strict=True):  # a zero with many places may still pass
+            if isinstance(number, Decimal) and not plausible(number):
+                return f"{_label(part)} {name} is implausible ({str(number)[:40]})"
+    derived: list[tuple[object, Callable[[], Decimal | None]]] = [
         ("equity in USDT", lambda: snapshot.equity_usdt),
         ("unrealized PnL in USDT", lambda: snapshot.unrealized_pnl_usdt),
-        *((f"{_label(p)} liquidation distance", partial(_distance, p)) for p in snapshot.positions),
+        *((p, partial(_distance, p)) for p in snapshot.positions),
     ]
-    for name, compute in derived:
+    for what, compute in derived:
         try:
             value = compute()
         except (ArithmeticError, ValueError, TypeError) as exc:
-            return f"{name} cannot be computed ({type(exc).__name__})"
+            return f"{_derived_name(what)} cannot be computed ({type(exc).__name__})"
         if value is not None and not plausible(value):
-            return f"{name} is implausible ({str(value)[:40]})"
+            return f"{_derived_name(what)} is implausible ({str(value)[:40]})"
     return None
+
+
+_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[object], tuple[object, ...]]]] = {}
+
+
+def _fields_of(part: object) -> tuple[tuple[str, ...], Callable[[object], tuple[object, ...]]]:
+    """A domain type's field names and a getter of all their values at once."""
+    kind = type(part)
+    found = _FIELDS.get(kind)
+    if found is None:
+        names = tuple(f.name for f in fields(kind))  # type: ignore[arg-type]
+        found = _FIELDS[kind] = (names, attrgetter(*names))
+    return found
+
+
+def _derived_name(what: object) -> str:
+    return what if isinstance(what, str) else f"{_label(what)} liquidation distance"
 
 
 def _distance(position: Position) -> Decimal | None:
