@@ -89,8 +89,11 @@ async def test_a_client_that_trickles_its_header_is_dropped_after_the_header_tim
         writer.close()
     assert answer == b""  # closed, no answer
     assert loop.time() - started >= 0.9  # by the deadline, not at once for some other reason
-    async with aiohttp.ClientSession() as session, session.get(served.url + "/healthz") as response:
-        assert response.status == 200
+    async with aiohttp.ClientSession() as session:
+        async with session.get(served.url + "/healthz") as response:
+            assert response.status == 200
+        async with session.get(served.url + "/static/style.css") as response:  # sendfile through the counting
+            assert response.status == 200 and len(await response.read()) > 100
 
 
 async def test_a_client_that_connects_and_says_nothing_is_dropped(serve: Any) -> None:
