@@ -197,3 +197,29 @@ async def test_deleting_the_sqlite_file_under_a_running_monitor_is_logged_and_fa
     assert f"the SQLite database file {database} was deleted" in caplog.text
     assert service.writer.pending >= 1  # kept in memory, not written into a file nobody will read
     assert (await client.get("/healthz")).status == 200
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "refused"),
+    [
+        ("mark_price", "60000.5", False),
+        ("size", "0.00000001", False),
+        ("size", "0E-50", False),  # a zero written with many places is still zero
+        ("size", "0E-999999", True),  # ... but not a million of them
+        ("mark_price", "1e999999999", True),
+        ("mark_price", "1e21", True),
+        ("size", "1e-31", True),
+        ("unrealized_pnl", "-Infinity", True),
+        ("margin", "NaN", True),
+        ("liquidation_price", "sNaN", True),
+    ],
+)
+def test_a_snapshot_is_refused_for_any_number_no_account_can_have(field: str, value: str, refused: bool) -> None:
+    from monitor.poller.state import snapshot_problem
+
+    snapshot = absurd_snapshot("a", D("60000"))
+    snapshot = replace(snapshot, positions=(replace(snapshot.positions[0], **{field: D(value)}),))
+    problem = snapshot_problem(snapshot)
+    assert (problem is not None) == refused, problem
+    if refused:
+        assert problem is not None and field in problem and "BTCUSDT" in problem
