@@ -170,6 +170,18 @@ async def test_a_login_body_past_the_limit_is_refused(serve: Any) -> None:
         assert response.status == 413
 
 
+async def test_a_login_form_that_never_finishes_arriving_gets_a_408(serve: Any) -> None:
+    served = await serve(f'token = "{TOKEN}"')
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    try:
+        writer.write(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded"
+                     b"\r\nContent-Length: 1000\r\n\r\ntoken=gue")  # and nothing more  # fmt: skip
+        status = await asyncio.wait_for(reader.readline(), 60)
+    finally:
+        writer.close()
+    assert status.startswith(b"HTTP/1.1 408 "), status
+
+
 @pytest.mark.parametrize(
     "header",
     [
