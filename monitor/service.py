@@ -287,16 +287,17 @@ class Service:
         """Poll until `stop` is set; SIGHUP or a change of the file reloads the accounts. The status page is
         served meanwhile."""
         from web.app import create_app
+        from web.site import GuardedSite, make_runner
         from web.status import StatusSource
 
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
-        runner = web.AppRunner(create_app(StatusSource(self)), access_log=None)
+        runner = make_runner(create_app(StatusSource(self)))
         await runner.setup()
         host, port = self.config.web.listen
         try:
-            await web.TCPSite(runner, host, port).start()
+            await GuardedSite(runner, host, port, limit=lambda: self.config.web.max_connections).start()
         except OSError as exc:
             await runner.cleanup()
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", key="web.listen",

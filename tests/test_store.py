@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlmodel import SQLModel
 
 import monitor.store.tables  # noqa: F401
@@ -379,17 +379,18 @@ async def test_a_result_postgresql_refuses_in_a_bulk_write_is_dropped_alone(
     store: Store, db_url: str, caplog: Any
 ) -> None:
     """Bulk writes talk to psycopg directly (COPY): a value the server refuses there must still read as refused
-    data, so the writer isolates that result instead of stopping."""
+    data, so the writer isolates that result instead of stopping, and says which account it was."""
     if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite does not enforce column lengths: nothing to refuse")
+        pytest.skip("SQLite stores any decimal as text: nothing to refuse")
     writer = SnapshotWriter(store)
     task = asyncio.create_task(writer.run())
     try:
         writer.submit(ok("a", T0, positions=(position(),)))
-        writer.submit(ok("a", T0 + timedelta(minutes=5), positions=(position("X" * 65),)))  # symbol: 64 at most
+        writer.submit(ok("a", T0 + timedelta(minutes=5), positions=(position(mark="1e200000"),)))  # past NUMERIC
         writer.submit(ok("a", T0 + timedelta(minutes=10), positions=(position(),)))
         assert await writer.flush(timeout=10)
         assert (writer.written, writer.dropped, writer.healthy) == (2, 1, True)
+        assert writer.refused == {"a": 1} and writer.refusals == {}  # the next result was stored: error cleared
         series = await asyncio.to_thread(store.equity_series, "a", T0, T0 + timedelta(hours=1))
         assert [s.at for s in series] == [T0, T0 + timedelta(minutes=10)]
     finally:
@@ -413,3 +414,27 @@ def test_hourly_maintenance_with_a_short_raw_retention_keeps_every_hour(store: S
     hours = store.equity_series("a", T0, clock.now(), hourly=True)
     assert [h.at for h in hours] == [T0 + timedelta(hours=h) for h in range(12)]
     assert [h.equity for h in hours] == [Decimal(100 + h) + Decimal("10.75") for h in range(12)]
+
+
+async def test_over_long_exchange_strings_are_clipped_to_their_columns_instead_of_failing_the_write(
+    store: Store, db_url: str
+) -> None:
+    """PostgreSQL refused a 33-character code in varchar(32) and every poll of that account was dropped."""
+    failed = PollOutcome("a", T0, T0, error_code="4" * 500, error_message="m\x00" * 5000, requests=1)
+    long_symbol = position("S" * 300)
+    writer = SnapshotWriter(store)
+    task = asyncio.create_task(writer.run())
+    try:
+        writer.submit(failed)
+        writer.submit(ok("a", T0 + timedelta(minutes=5), positions=(long_symbol,)))
+        assert await writer.flush(timeout=10)
+        assert (writer.written, writer.dropped, writer.refused) == (2, 0, {})
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    latest = (await asyncio.to_thread(store.latest, ["a"]))["a"]
+    symbol = latest.positions[0].symbol
+    assert len(symbol) == 64 and symbol.startswith("SSS") and symbol.endswith("…")
+    with store.engine.connect() as connection:
+        code, message = connection.execute(text("SELECT last_error_code, last_error_message FROM account")).one()
+    assert len(code) == 32 and 500 <= len(message) <= 1000 and "\x00" not in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -14,15 +15,18 @@ from aiohttp import web
 
 from monitor.config.model import WebSettings
 from web import pages
-from web.keys import SOURCE, TEMPLATES
+from web.keys import SIGN_INS, SOURCE, TEMPLATES
 from web.metrics import render_metrics
 from web.pages import json_response
+from web.signin import FailedSignIns
 from web.status import StatusSource
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SESSION_AGE = 30 * 86400  # seconds a sign-in lasts
 COOKIE = "bm_session"
+MAX_BODY = 64 * 1024  # bytes: the only body this server reads is the login form
+BODY_TIMEOUT = 10.0  # seconds a client has to send that body
 OPEN_PATHS = ("/healthz", "/login", "/static/")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -34,8 +38,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app(source: StatusSource) -> web.Application:
     """The app reads its settings from the service on every request, so a reload (a new token) applies at
     once; only `listen` needs a restart."""
-    app = web.Application(middlewares=[security_headers, check_host, authenticate])
+    app = web.Application(middlewares=[security_headers, check_host, authenticate], client_max_size=MAX_BODY)
     app[SOURCE] = source
+    app[SIGN_INS] = FailedSignIns(source.clock)
     app[TEMPLATES] = pages.environment(HERE / "templates")
     app.router.add_get("/", pages.overview)
     app.router.add_get("/accounts/{name}", pages.account)
@@ -84,19 +89,32 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Without a token, only the names this server is meant to be reached by: a page elsewhere cannot point
-    its own domain at 127.0.0.1 (DNS rebinding) and read the accounts through the browser."""
+    """Only the names this server is meant to be reached by: loopback, IP addresses, names without a dot (a
+    container's or a machine's on the local network), the `listen` host and the `public_url` host. A page
+    elsewhere cannot point its own domain at 127.0.0.1 (DNS rebinding) and use the browser to read the accounts
+    (no token) or to guess the token (with one)."""
     settings = settings_of(request)
-    if settings.token is not None or request.path == "/healthz":
+    if request.path == "/healthz":
         return await handler(request)
     host = request.url.host or ""
     allowed = {settings.listen[0]}
     if settings.public_url:
         allowed.add(urlsplit(settings.public_url).hostname or "")
-    if is_loopback(host) or host in allowed:
+    if is_loopback(host) or is_address(host) or "." not in host.rstrip(".") or host in allowed:
         return await handler(request)
-    raise web.HTTPMisdirectedRequest(text=f"this server does not answer to {host!r}; set [web] token to serve "
-                                     "other names")  # fmt: skip
+    hint = (
+        "set [web] public_url to the address people use" if settings.token else "set [web] token to serve other names"
+    )
+    raise web.HTTPMisdirectedRequest(text=f"this server does not answer to {host[:100]!r}; {hint}")
+
+
+def is_address(host: str) -> bool:
+    """An IP address, which no other site can rebind (rebinding needs a name the attacker's DNS answers for)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -116,21 +134,49 @@ def session_value(token: str, issued: int) -> str:
 
 
 def valid_session(cookie: str, token: str, now: float) -> bool:
+    """Whether the cookie is a sign-in that is still valid; anything malformed is simply not one."""
     issued, _, _ = cookie.partition(".")
-    if not issued.isdigit() or not 0 <= now - int(issued) <= SESSION_AGE:
+    if not (issued.isascii() and issued.isdigit() and len(issued) <= 12) or not 0 <= now - int(issued) <= SESSION_AGE:
         return False
-    return hmac.compare_digest(cookie.encode(), session_value(token, int(issued)).encode())
+    return hmac.compare_digest(_bytes(cookie), session_value(token, int(issued)).encode())
+
+
+def _bytes(text: str) -> bytes:
+    """Header text as bytes: aiohttp keeps undecodable bytes as surrogates, which a plain encode() refuses."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def too_many(request: web.Request) -> web.HTTPTooManyRequests | None:
+    """A 429 for an address that failed to sign in too often, or None."""
+    wait = request.app[SIGN_INS].retry_after(_client(request))
+    if wait is None:
+        return None
+    return web.HTTPTooManyRequests(text="too many failed sign-ins from this address; try again later\n",
+                                   headers={"Retry-After": str(int(wait) + 1)})  # fmt: skip
 
 
 def authorized(request: web.Request, settings: WebSettings) -> bool:
+    """Raises 429 when a bearer token comes from an address that failed too often (it is not checked)."""
     if settings.token is None:
         return True
     token = settings.token.reveal()
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), token.encode()):
-        return True
     now = request.app[SOURCE].clock.now().timestamp()
-    return valid_session(request.cookies.get(COOKIE, ""), token, now)
+    if valid_session(request.cookies.get(COOKIE, ""), token, now):
+        return True
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return False
+    refusal = too_many(request)
+    if refusal is not None:
+        raise refusal
+    if hmac.compare_digest(_bytes(header[7:]), token.encode()):
+        return True
+    request.app[SIGN_INS].failed(_client(request), "bearer token")
+    return False
 
 
 @web.middleware
@@ -171,10 +217,17 @@ async def login(request: web.Request) -> web.StreamResponse:
     settings = settings_of(request)
     if settings.token is None:
         raise web.HTTPNotFound(text="no login: this server has no token")
-    form = await request.post()
+    refusal = too_many(request)
+    if refusal is not None:
+        raise refusal
+    try:
+        form = await asyncio.wait_for(request.post(), BODY_TIMEOUT)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="the form took too long to arrive\n") from None
     target = _next(str(form.get("next", "/")))
     given = str(form.get("token", ""))
-    if not hmac.compare_digest(given.encode(), settings.token.reveal().encode()):
+    if not hmac.compare_digest(_bytes(given), settings.token.reveal().encode()):
+        request.app[SIGN_INS].failed(_client(request), "login form")
         response = pages.render(request, "login.html.j2", {"title": "Sign in", "next": target, "failed": True})
         response.set_status(401)
         return response

@@ -5,7 +5,9 @@ from __future__ import annotations
 import jinja2
 from aiohttp import web
 
+from web.signin import FailedSignIns
 from web.status import StatusSource
 
 SOURCE: web.AppKey[StatusSource] = web.AppKey("source", StatusSource)
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates", jinja2.Environment)
+SIGN_INS: web.AppKey[FailedSignIns] = web.AppKey("sign_ins", FailedSignIns)

@@ -78,6 +78,14 @@ class _Snapshot(Collector):
         yield outbox
         yield GaugeMetricFamily(PREFIX + "outbox_failing_messages", "Queued messages whose last attempt failed",
                                 value=self.outbox.get("failing", 0))  # fmt: skip
+        refused = CounterMetricFamily(PREFIX + "refused_writes", "Poll results the database refused, per account",
+                                      labels=["account"])  # fmt: skip
+        for account, count in sorted(service.writer.refused.items()):
+            refused.add_metric([account], count)
+        yield refused
+        stalled = poller.watch.recorded if poller is not None else 0.0
+        yield CounterMetricFamily(PREFIX + "stalled_seconds", "Time the monitor could not run (a stalled event loop "
+                                  "or a suspended machine), left out of staleness", value=stalled)  # fmt: skip
         sender = service.sender
         yield CounterMetricFamily(PREFIX + "notifications_sent", "Messages delivered to every URL", value=sender.sent)
         yield CounterMetricFamily(PREFIX + "notification_failures", "Failed delivery attempts", value=sender.failures)

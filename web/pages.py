@@ -15,6 +15,8 @@ import jinja2
 from aiohttp import web
 
 from monitor.alerts.lifecycle import Alert
+from monitor.domain import AccountSnapshot
+from monitor.poller.state import INVALID_SNAPSHOT, AccountState
 from monitor.report import position_json
 from web.chart import equity_svg
 from web.keys import SOURCE, TEMPLATES
@@ -184,16 +186,17 @@ async def account(request: web.Request) -> web.Response:
     except Exception:
         log.exception("%s: history not read", found.name)
         chart = outbox = None
+    snapshot = usable_snapshot(state, found)
     context = {
         "title": found.name,
         "refresh": True,
         "row": found,
-        "snapshot": state.snapshot,
+        "snapshot": snapshot,
         "positions": sorted(
-            state.snapshot.positions,
+            snapshot.positions,
             key=lambda p: (p.liquidation_distance_pct is None, p.liquidation_distance_pct or 0),
         )
-        if state.snapshot
+        if snapshot
         else [],
         "chart": chart,
         "range": span,
@@ -203,6 +206,11 @@ async def account(request: web.Request) -> web.Response:
         "outbox": outbox,
     }
     return render(request, "account.html.j2", context)
+
+
+def usable_snapshot(state: AccountState, found: AccountRow) -> AccountSnapshot | None:
+    """The snapshot to show in detail: none when its numbers could not even be summed up for the row."""
+    return None if found.error_code == INVALID_SNAPSHOT else state.snapshot
 
 
 # -- alerts ------------------------------------------------------------------------------------------------------
@@ -271,7 +279,7 @@ async def api_account(request: web.Request) -> web.Response:
     source, found = _account(request, api=True)
     state = source.state(found.name)
     assert state is not None
-    snapshot = state.snapshot
+    snapshot = usable_snapshot(state, found)
     body = row_json(found) | {
         "positions": [position_json(p) for p in snapshot.positions] if snapshot else [],
         "alerts": [alert_json(a, source.silenced(a)) for a in source.alerts(found.name, include_resolved=True)],

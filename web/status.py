@@ -4,6 +4,7 @@ no database round trip), the alert engine's alerts, and the database for history
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 from monitor.alerts.lifecycle import Alert, State
 from monitor.domain import AccountSnapshot
 from monitor.exchange.bitget.codes import CODES
-from monitor.poller.state import AccountState, Status
+from monitor.poller.state import INVALID_SNAPSHOT, AccountState, Status, plausible
 from monitor.store.alerts import OutboxMessage
 from monitor.store.views import EquitySample
 
 if TYPE_CHECKING:
     from monitor.service import Service
 
+log = logging.getLogger(__name__)
 STATUSES = ("unreachable", "stale", "failing", "pending", "ok")  # worst first
 RANGES = {
     "24h": timedelta(hours=24),
@@ -46,6 +48,7 @@ class AccountRow:
     age: float | None  # seconds since the last good data
     at_risk: bool
     positions: int
+    storage_error: str | None = None  # why the database refused this account's last result, until one is stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,8 @@ class StatusSource:
     def rows(self) -> list[AccountRow]:
         now = self.clock.now()
         m = self.service.config.monitor
-        return [row(s, now, s.stale(now, m.poll_interval, m.stale_grace)) for s in self.states()]
+        refusals = self.service.writer.refusals
+        return [row(s, now, s.stale(now, m.poll_interval, m.stale_grace), refusals.get(s.name)) for s in self.states()]
 
     def state(self, name: str) -> AccountState | None:
         """An account this process polls (with processes sharing accounts, each shows its own)."""
@@ -86,7 +90,7 @@ class StatusSource:
             return None
         now = self.clock.now()
         m = self.service.config.monitor
-        return row(state, now, state.stale(now, m.poll_interval, m.stale_grace))
+        return row(state, now, state.stale(now, m.poll_interval, m.stale_grace), self.service.writer.refusals.get(name))
 
     def alerts(self, account: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
         """Firing alerts first (critical, then warning), then pending, then recently resolved."""
@@ -128,35 +132,57 @@ class StatusSource:
         return True
 
 
-def row(state: AccountState, now: datetime, stale: bool) -> AccountRow:
+def row(state: AccountState, now: datetime, stale: bool, storage_error: str | None = None) -> AccountRow:
+    """The account's line; numbers that cannot be computed or shown (the poller refuses such answers, so this is
+    a last line of defence) leave the numbers empty and mark the account failing, never the whole page."""
     s = state.snapshot
+    try:
+        numbers = _numbers(s) if s is not None else (None, None, None, None)
+    except (ArithmeticError, ValueError, TypeError) as exc:
+        log.error("%s: the last snapshot's numbers cannot be shown: %s", state.name, exc)
+        s, numbers = None, (None, None, None, None)
+        error: tuple[str | None, str | None] = (INVALID_SNAPSHOT, f"the last answer's numbers are unusable: {exc}")
+    else:
+        error = (state.error_code, state.error_message)
     if state.status == Status.UNREACHABLE:
         status = "unreachable"
-    elif state.status == Status.PENDING and s is None:
+    elif state.status == Status.PENDING and state.snapshot is None:
         status = "pending"
     elif stale:
         status = "stale"
-    elif state.status == Status.FAILING:
+    elif state.status == Status.FAILING or error[0] == INVALID_SNAPSHOT:
         status = "failing"
     else:
         status = "ok"
-    known = CODES.get(state.error_code or "")
+    known = CODES.get(error[0] or "")
+    equity, upnl, worst, ratio = numbers
     return AccountRow(
         name=state.name,
         tags=state.config.tags,
         status=status,
-        error_code=state.error_code,
-        error_message=state.error_message,
+        error_code=error[0],
+        error_message=error[1],
         fix=known.fix if known is not None and known.fix else None,
-        equity=s.equity_usdt if s else None,
-        upnl=s.unrealized_pnl_usdt if s else None,
-        worst_distance=s.worst_liquidation_distance_pct if s else None,
-        margin_ratio=margin_ratio(s) if s else None,
+        equity=equity,
+        upnl=upnl,
+        worst_distance=worst,
+        margin_ratio=ratio,
         last_good_at=state.last_good_at,
         age=(now - state.last_good_at).total_seconds() if state.last_good_at else None,
         at_risk=state.at_risk,
         positions=len(s.positions) if s else 0,
+        storage_error=storage_error,
     )
+
+
+def _numbers(s: AccountSnapshot) -> tuple[Decimal | None, ...]:
+    """Equity, unrealized PnL, worst liquidation distance and margin ratio; raises on what cannot be shown."""
+    names = ("equity in USDT", "unrealized PnL", "worst liquidation distance", "margin ratio")
+    values = (s.equity_usdt, s.unrealized_pnl_usdt, s.worst_liquidation_distance_pct, margin_ratio(s))
+    for name, value in zip(names, values, strict=True):
+        if value is not None and not plausible(value):
+            raise ValueError(f"{name} is {str(value)[:40]}")
+    return values
 
 
 def margin_ratio(snapshot: AccountSnapshot) -> Decimal | None:

@@ -389,5 +389,5 @@ class AlertEngine:
             fresh=not state.stale(now, interval, m.stale_grace),
             watched_since=self._first_seen.setdefault(state.name, now), poll_interval=interval,
             polled=state.polls > 0, permanent_error=state.status == Status.UNREACHABLE,
-            error_code=state.error_code, error_message=state.error_message, key=state.key,
+            error_code=state.error_code, error_message=state.error_message, key=state.key, stalled=state.stalled(),
         )  # fmt: skip

@@ -77,6 +77,7 @@ class WebSettings:
     metrics_public: bool = False
     ready_fresh_share: float = 0.8
     public_url: str | None = None
+    max_connections: int = 256  # open connections to the status page; past it new ones get a 503
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,13 @@ SETTINGS: tuple[Setting, ...] = (
         optional=True,
         doc="where people reach the status page; messages link to it",
     ),
+    Setting(
+        "web",
+        "max_connections",
+        values.positive_int,
+        256,
+        doc="open connections the status page accepts; past it new ones are refused with a 503",
+    ),
 )
 
 SECTIONS = ("monitor", "storage", "alerts", "web", "channels", "rules", "accounts")

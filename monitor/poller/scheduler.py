@@ -16,13 +16,14 @@ import aiohttp
 from monitor.clock import Clock
 from monitor.config.model import AccountConfig, Config
 from monitor.domain import PollOutcome
-from monitor.errors import ExchangeError
+from monitor.errors import ExchangeError, MalformedResponse
 from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerClock
 from monitor.exchange.bitget.endpoints import SPOT
 from monitor.exchange.bitget.ratelimit import AccountBudget, IpBudget
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.exchange.retry import with_retries
-from monitor.poller.state import AccountState, RiskLevels, Status
+from monitor.poller.lag import LoopWatch
+from monitor.poller.state import AccountState, RiskLevels, Status, snapshot_problem
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,13 @@ class Poller:
         self.cadence = config.monitor.poll_interval
         self._running = False
         self.owned: set[str] | None = None  # accounts this process polls; None: all (no other process shares)
+        self.watch = LoopWatch(clock)  # runs with `run`: stalls there are not held against the accounts
+        self._watching: asyncio.Task[None] | None = None
         for account in config.accounts:
-            self.accounts[account.name] = AccountState(account, self._client(account))
+            self.accounts[account.name] = self._state(account)
+
+    def _state(self, account: AccountConfig) -> AccountState:
+        return AccountState(account, self._client(account), watch=self.watch, stall_mark=self.watch.stalled())
 
     def _client(self, account: AccountConfig) -> BitgetClient:
         m = self.config.monitor
@@ -99,6 +105,9 @@ class Poller:
             snapshot = await with_retries(lambda: read_snapshot(client, products, self.clock), attempts=RETRY_ATTEMPTS)
             if risk_only:
                 snapshot = state.merge_partial(snapshot)
+            problem = snapshot_problem(snapshot)
+            if problem is not None:  # refused before it reaches the state, the store, the rules or the page
+                raise MalformedResponse(f"answer refused: {problem}", account=state.name)
             outcome = PollOutcome(state.name, started, self.clock.now(), snapshot=snapshot,
                                   requests=client.requests - before, key=key)  # fmt: skip
         except ExchangeError as exc:
@@ -121,6 +130,7 @@ class Poller:
         state.status = Status.OK
         state.snapshot = outcome.snapshot
         state.last_good_at = outcome.finished_at
+        state.mark_good()
         state.failures = 0
         state.error_code = state.error_message = None
         if outcome.key is not None:
@@ -161,6 +171,7 @@ class Poller:
         """Poll every account this process owns until cancelled."""
         await self._sync_time()
         self._running = True
+        self._watching = asyncio.create_task(self.watch.run(), name="loop watch")
         for state in self.active():
             self._start(state, stagger=True)
         try:
@@ -191,6 +202,9 @@ class Poller:
     async def stop(self) -> None:
         self._running = False
         tasks = list(self._tasks.values())
+        if self._watching is not None:
+            tasks.append(self._watching)
+            self._watching = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -263,7 +277,7 @@ class Poller:
         for name, account in new.items():
             state = self.accounts.get(name)
             if state is None:
-                state = self.accounts[name] = AccountState(account, self._client(account))
+                state = self.accounts[name] = self._state(account)
                 log.info("%s: added", name)
             elif state.config != account or old.monitor != config.monitor:
                 state.config, state.client = account, self._client(account)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
+from operator import attrgetter
 
 from monitor.config.model import AccountConfig
-from monitor.domain import AccountSnapshot, KeyInfo, PollOutcome
+from monitor.domain import AccountSnapshot, KeyInfo, PollOutcome, Position
 from monitor.exchange.bitget.client import BitgetClient
+from monitor.poller.lag import LoopWatch
 from monitor.rules.model import Rule, RuleType
+
+INVALID_SNAPSHOT = "InvalidSnapshot"  # the error code of an answer whose numbers cannot be used
+# Beyond these a number is not an amount, price or ratio any account can have; formatting or storing it could
+# take the process down (a huge exponent written out in full), so the whole answer is refused.
+MAGNITUDE = (-30, 20)  # allowed range of Decimal.adjusted() (the exponent of the leading digit)
 
 
 class Status:
@@ -67,13 +75,25 @@ class AccountState:
     polls: int = 0
     full_read_at: float | None = None  # monotonic time of the last full (not risk-only) read
     history: list[float] = field(default_factory=list)  # recent gaps between poll starts, seconds
+    watch: LoopWatch | None = None  # the poller's measure of time it could not poll
+    stall_mark: float = 0.0  # the watch's total when this account last gave good data (or was added)
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    def stalled(self) -> timedelta:
+        """Time since the last good data (or since the account was added) during which the monitor could not
+        have polled at all: a stalled event loop or a suspended machine is not the account's fault."""
+        if self.watch is None:
+            return timedelta(0)
+        return timedelta(seconds=max(0.0, self.watch.stalled() - self.stall_mark))
+
+    def mark_good(self) -> None:
+        self.stall_mark = self.watch.stalled() if self.watch is not None else 0.0
+
     def stale(self, now: datetime, interval: timedelta, grace: timedelta) -> bool:
-        return self.last_good_at is None or now - self.last_good_at > interval + grace
+        return self.last_good_at is None or now - self.last_good_at - self.stalled() > interval + grace
 
     def merge_partial(self, partial: AccountSnapshot) -> AccountSnapshot:
         """A risk poll reads futures only: keep the spot part of the last full snapshot, so equity and the
@@ -82,3 +102,78 @@ class AccountState:
             return partial
         return replace(partial, spot=self.snapshot.spot, spot_usdt=self.snapshot.spot_usdt,
                        products=self.snapshot.products)  # fmt: skip
+
+
+def snapshot_problem(snapshot: AccountSnapshot) -> str | None:
+    """Why this snapshot cannot enter the poller's state, or None when it can.
+
+    Every number, read or derived (equity in USDT, unrealized PnL, each liquidation distance, the margin ratios),
+    must be finite and of a plausible magnitude: what gets past here is shown, stored and judged without further
+    checks, so one account's absurd answer cannot break the page, the metrics or the rules for the others.
+    """
+    low, high = MAGNITUDE
+    parts: list[object] = [*snapshot.spot, *snapshot.futures, *snapshot.positions]
+    if snapshot.unified is not None:
+        parts += [snapshot.unified, *snapshot.unified.assets]
+    if snapshot.spot_usdt is not None and not plausible(snapshot.spot_usdt):
+        return f"spot USDT value is implausible ({str(snapshot.spot_usdt)[:40]})"
+    for part in parts:  # at every poll, so the common case is one pass in C per part; names only for a failure
+        names, values = _fields_of(part)
+        if all(v.is_finite() and low <= v.adjusted() <= high for v in values(part) if isinstance(v, Decimal)):
+            continue
+        for name, number in zip(names, values(part), strict=True):  # a zero with many places may still pass
+            if isinstance(number, Decimal) and not plausible(number):
+                return f"{_label(part)} {name} is implausible ({str(number)[:40]})"
+    derived: list[tuple[object, Callable[[], Decimal | None]]] = [
+        ("equity in USDT", lambda: snapshot.equity_usdt),
+        ("unrealized PnL in USDT", lambda: snapshot.unrealized_pnl_usdt),
+        *((p, partial(_distance, p)) for p in snapshot.positions),
+    ]
+    for what, compute in derived:
+        try:
+            value = compute()
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            return f"{_derived_name(what)} cannot be computed ({type(exc).__name__})"
+        if value is not None and not plausible(value):
+            return f"{_derived_name(what)} is implausible ({str(value)[:40]})"
+    return None
+
+
+_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[object], tuple[object, ...]]]] = {}
+
+
+def _fields_of(part: object) -> tuple[tuple[str, ...], Callable[[object], tuple[object, ...]]]:
+    """A domain type's field names and a getter of all their values at once."""
+    kind = type(part)
+    found = _FIELDS.get(kind)
+    if found is None:
+        names = tuple(f.name for f in fields(kind))  # type: ignore[arg-type]
+        found = _FIELDS[kind] = (names, attrgetter(*names))
+    return found
+
+
+def _derived_name(what: object) -> str:
+    return what if isinstance(what, str) else f"{_label(what)} liquidation distance"
+
+
+def _distance(position: Position) -> Decimal | None:
+    return position.liquidation_distance_pct
+
+
+def plausible(value: Decimal) -> bool:
+    """Finite and within MAGNITUDE (a zero: at most 100 zeros when written out, "0E-999999" would be a
+    million); checked without arithmetic, which is what overflows."""
+    if not value.is_finite():
+        return False
+    if not value:  # a zero's exponent only says how many zeros it is written with
+        return value.adjusted() >= -100
+    return MAGNITUDE[0] <= value.adjusted() <= MAGNITUDE[1]
+
+
+def _label(part: object) -> str:
+    for attribute in ("symbol", "margin_coin", "coin"):
+        name = getattr(part, attribute, None)
+        if isinstance(name, str):
+            side = getattr(part, "side", None)
+            return f"{type(part).__name__} {name[:40]!r}" + (f" {side}" if side is not None else "")
+    return type(part).__name__

@@ -33,6 +33,7 @@ class AccountView:
     error_code: str | None = None
     error_message: str | None = None
     key: KeyInfo | None = None
+    stalled: timedelta = timedelta(0)  # time since the last good data when the monitor could not poll at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +194,7 @@ def _drawdown_summary(rule: Rule, equity: Decimal, peak: Decimal | None, value: 
 
 def _unreachable(rule: Rule, view: AccountView, now: datetime, severity_of: SeverityOf) -> Observation:
     since = view.last_good_at or view.watched_since
-    intervals = Decimal(int((now - since) / view.poll_interval))
+    intervals = Decimal(int(max(timedelta(0), now - since - view.stalled) / view.poll_interval))
     error = f" (last error {view.error_code}: {view.error_message})" if view.error_code else ""
     severity: Severity | None
     if view.permanent_error:  # retrying does not fix it: as bad as it gets, at once

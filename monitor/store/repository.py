@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.config.model import AccountConfig
 from monitor.domain import AccountSnapshot, MarginMode, PollOutcome, Position, PositionMode, Side
@@ -55,14 +56,45 @@ class Store:
         self._ids: dict[str, int] = {}
         self._detailed: dict[int, tuple[datetime, Shape]] = {}  # per account: its last stored detail
         self.alerts = AlertStore(self)
+        database = self.engine.url.database
+        self._file = database if self.engine.dialect.name == "sqlite" and database not in (None, "", ":memory:") \
+            else None  # fmt: skip
+        self._file_identity: tuple[int, int] | None = None  # device and inode of the SQLite file when first seen
+        self._file_lost = False
 
     def close(self) -> None:
         self.engine.dispose()
 
     def ping(self) -> None:
-        """Raises when the database cannot be reached."""
+        """Raises when the database cannot be reached (or its SQLite file is gone)."""
+        self._check_file()
         with self.engine.connect() as connection:
             connection.execute(select(1))
+        self._check_file()
+
+    def _check_file(self) -> None:
+        """A SQLite file deleted (or replaced) under a running monitor keeps taking writes through the open
+        connections, into a file nobody will ever read again: refuse them instead, loudly, so the writer buffers
+        and /readyz fails until someone restarts the monitor."""
+        if self._file is None:
+            return
+        try:
+            stat = os.stat(self._file)
+        except FileNotFoundError:
+            identity = None
+        else:
+            identity = (stat.st_dev, stat.st_ino)
+        if self._file_identity is None:  # not created yet (SQLite creates it at the first connection)
+            self._file_identity = identity
+            return
+        if identity == self._file_identity:
+            return
+        problem = f"the SQLite database file {self._file} was {'deleted' if identity is None else 'replaced'}"
+        if not self._file_lost:
+            log.error("%s while the monitor runs: nothing more is written to it; restart the monitor (it creates "
+                      "a new database, or opens the file now there)", problem)  # fmt: skip
+            self._file_lost = True
+        raise OperationalError("SQLite file check", None, FileNotFoundError(problem))
 
     @property
     def shared(self) -> bool:
@@ -115,6 +147,7 @@ class Store:
         """Store a batch of poll outcomes in one transaction (all or nothing)."""
         if not outcomes:
             return
+        self._check_file()
         outcomes = sorted(outcomes, key=lambda o: o.finished_at)
         with self.engine.begin() as connection:
             ids = self._ensure_ids(connection, {o.account for o in outcomes}, outcomes[0].finished_at)
@@ -163,6 +196,7 @@ class Store:
             self._update_accounts(connection, ids, outcomes)
         self._ids.update(ids)
         self._detailed.update(detailed)
+        self._check_file()  # the file may have been there when the first connection opened it
 
     def _update_accounts(self, connection: Connection, ids: dict[str, int], outcomes: Sequence[PollOutcome]) -> None:
         peaks = {
@@ -515,6 +549,9 @@ def _update_many(connection: Connection, table: Table, rows: list[dict[str, Any]
     names = [name for name in rows[0] if name != "_id"]
     if connection.dialect.name != "postgresql":
         assigned: dict[str, Any] = {name: bindparam(name) for name in names}
+        fits = {name: _fitting(length, None) for name in names if (length := _text_length(table, name))}
+        if fits:  # SQLite would take any length; clipped alike on both, a value reads back the same
+            rows = [{k: fits[k](v) if k in fits else v for k, v in row.items()} for row in rows]
         connection.execute(update(table).where(table.c.id == bindparam("_id")).values(assigned), rows)
         return
     from psycopg import sql
@@ -556,6 +593,9 @@ def _driver_values(
     for i, name in enumerate(names):
         column_type = table.c[name].type
         process: Callable[[Any], Any] | None = column_type.dialect_impl(dialect).bind_processor(dialect)
+        length = _text_length(table, name)
+        if length:  # exchange strings can be any length
+            process = _fitting(length, process)
         if process is None:
             continue
         if isinstance(column_type, UTCDateTime):  # the rows of a write share a few times: convert each once
@@ -568,6 +608,27 @@ def _driver_values(
             line[i] = process(line[i])
         values.append(tuple(line))
     return values
+
+
+def _text_length(table: Table, name: str) -> int | None:
+    """The length limit of a text column (String, or SQLModel's AutoString, a decorator over it), else None."""
+    length = getattr(table.c[name].type, "length", None)
+    return length if isinstance(length, int) and length > 0 else None
+
+
+def _fitting(length: int, process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """Text as its column can take it: clipped to the column's length and without NUL characters (PostgreSQL
+    refuses both, failing the whole write)."""
+
+    def fit(value: Any) -> Any:
+        if isinstance(value, str):
+            if "\x00" in value:
+                value = value.replace("\x00", "")
+            if len(value) > length:
+                value = _clip(value, length)
+        return value if process is None else process(value)
+
+    return fit
 
 
 def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,6 +42,8 @@ class SnapshotWriter:
         self.written = 0
         self.healthy = True  # False while the database refuses writes
         self.last_error: str | None = None
+        self.refused: Counter[str] = Counter()  # per account: poll results the database refused, since start
+        self.refusals: dict[str, str] = {}  # per account: why its last result was refused, until one is stored
         self._queue: deque[PollOutcome] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -82,8 +84,8 @@ class SnapshotWriter:
             try:
                 # A database that stops answering mid-write (not refusing: hanging) is an outage too.
                 await asyncio.wait_for(asyncio.to_thread(self.store.write_polls, batch), WRITE_TIMEOUT)
-            except (SQLAlchemyError, TypeError, ValueError, TimeoutError) as exc:
-                if is_data_error(exc):
+            except (SQLAlchemyError, TypeError, ValueError, ArithmeticError, TimeoutError) as exc:
+                if is_data_error(exc) or isinstance(exc, ArithmeticError):
                     await self._write_one_by_one(batch)
                     continue
                 # The database is away, locked or not migrated yet: put the batch back in front, in order;
@@ -99,6 +101,8 @@ class SnapshotWriter:
                 continue
             else:
                 self.written += len(batch)
+                if self.refusals:
+                    self._stored(batch)
             delay = self.retry_min
             if not self.healthy:
                 log.warning("database writes work again; %d buffered snapshots pending", len(self._queue))
@@ -112,12 +116,20 @@ class SnapshotWriter:
             try:
                 await asyncio.to_thread(self.store.write_polls, [outcome])
                 self.written += 1
-            except (SQLAlchemyError, TypeError, ValueError) as exc:
-                if not is_data_error(exc):  # the database went away meanwhile: keep the rest for later
+                self._stored([outcome])
+            except (SQLAlchemyError, TypeError, ValueError, ArithmeticError) as exc:
+                if not (is_data_error(exc) or isinstance(exc, ArithmeticError)):  # the database went away meanwhile
                     self._queue.extendleft(reversed(batch[index:]))
                     return
                 log.exception("%s: a poll result the database refuses was dropped", outcome.account)
                 self.dropped += 1
+                self.refused[outcome.account] += 1
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                self.refusals[outcome.account] = (reason[0] if reason else type(exc).__name__)[:300]
+
+    def _stored(self, outcomes: list[PollOutcome]) -> None:
+        for outcome in outcomes:
+            self.refusals.pop(outcome.account, None)
 
     async def flush(self, timeout: float) -> bool:
         """Wait until everything queued is written (for shutdown); False if the timeout ran out first."""
