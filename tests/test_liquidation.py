@@ -244,3 +244,81 @@ async def test_after_a_restart_the_stored_alert_is_the_evidence(started: Any, si
     assert sink.titles()[-1].startswith("[LIQUIDATED] alpha: BTCUSDT short liquidated: mark 115 is past its ")
     assert sink.received[-1]["type"] == "failure"
     assert transitions(rig)[-1][:2] == ("firing", "liquidated")
+
+
+async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    """The whole monitor (`run`: poller, budget, engine, outbox, sender, status page) against the simulator."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from monitor.service import Service
+    from monitor.simulator.generate import write_accounts_file
+    from monitor.simulator.world import load_scenario
+    from tests.test_alerts_e2e import until
+    from tests.test_simulator import SCENARIO
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "cross.pem").write_bytes(pem)
+    (tmp_path / "scenario.toml").write_text(SCENARIO)
+    sim = await make_sim(world=load_scenario(tmp_path / "scenario.toml"))
+    path = tmp_path / "accounts.toml"
+    write_accounts_file(sim.world, path, sim.url)
+    monitor = f'database_url = "sqlite:///{tmp_path}/m.db"\npoll_interval = "1s"\nrisk_poll_interval = "200ms"\n'
+    alerting = (
+        f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nops = ["{sink.url()}"]\n'
+        '[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "3%"\n'
+    )
+    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + monitor, 1)
+    path.write_text(text.replace("[[accounts]]", alerting + "[[accounts]]", 1))
+    service = Service(path, load_config(path, env={}), SystemClock())
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await until(lambda: service.alerts.ready and all(s.polls for s in service.poller.accounts.values()))  # type: ignore[union-attr]
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # 2.2 %: critical
+        await until(lambda: len(sink.received) >= 1)
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "85"})  # the isolated long goes
+        await until(lambda: len(sink.received) >= 2)
+        await asyncio.sleep(1.0)  # more polls: nothing else to say
+        assert sink.titles() == [
+            "[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.90909091)",
+            "[LIQUIDATED] iso: BTCUSDT long liquidated: mark 85 is past its liquidation price 90.90909091 (last read: "
+            "mark 93, 2.25% away)",
+        ]
+        assert [r["type"] for r in sink.received] == ["failure", "failure"]
+        assert sim.sim.requests[("-", ep.TICKERS.path)] == 1
+        for page in ("/alerts", "/accounts/iso"):
+            async with sim.session.get(f"{service.web_url}{page}") as response:
+                html = await response.text()
+            assert '<span class="badge critical">LIQUIDATED</span>' in html and "liquidated: mark 85" in html
+        async with sim.session.get(f"{service.web_url}/api/v1/accounts/iso") as response:
+            (alert,) = (await response.json())["alerts"]
+        assert (alert["state"], alert["severity"]) == ("liquidated", "critical")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+
+
+def test_the_email_form_gives_the_mark_read_after_and_the_last_read() -> None:
+    from monitor.alerts.departures import details_after
+    from monitor.alerts.lifecycle import Alert, Reason, State, liquidated
+    from monitor.alerts.messages import Item, Messages
+    from monitor.rules.model import Severity
+
+    seen = last()
+    verdict = judge(seen, D(85), D(7))
+    firing = Alert("k", "liq", "alpha", "USDT-FUTURES BTCUSDT long", State.FIRING, T0, Severity.CRITICAL)
+    alert, transition = liquidated(firing, T0, summary=verdict.summary, reason=verdict.reason, value=verdict.value,
+                                   details=details_after(seen, D(85)))  # fmt: skip
+    rendered = Messages(None, None).render("alpha", (), [Item(alert, Reason.LIQUIDATED, "liquidation_distance")])
+    assert rendered.title == (
+        "[LIQUIDATED] alpha: BTCUSDT long liquidated: mark 85 is past its liquidation price 90 (last read: mark 95, "
+        "5.26% away)"
+    )
+    assert "State:       liquidated (liquidated), severity critical" in rendered.body_long
+    assert "Mark price:  85 after it was gone; 95 at the last read" in rendered.body_long
+    assert "Liquidation: 90 at the last read (5.26% away then)" in rendered.body_long
+    assert transition.to_state is State.LIQUIDATED and transition.from_state is State.FIRING
