@@ -55,7 +55,8 @@ def last(side: str = "long", mark: str = "95", liquidation: str = "90", hedge: b
             "93",
             "probably liquidated: mark 93 is 3.23% from its last liquidation price 90 and moved toward it from 95",
         ),
-        (last(mark="120"), "97", "position closed"),  # 25 % away at the last read, 7.2 % now: outside critical
+        (last(mark="120"), "97", "position closed"),  # 25 % away at the last read: not near enough to count
+        (last(mark="100"), "93", "position closed"),  # 10 % away at the last read, 3.2 % now: still not
         (last(mark="89"), "92", "liquidated: the last read had the mark 89 past its liquidation price 90"),
         (
             last("short", "100", "110"),

@@ -5,8 +5,9 @@ Bitget liquidates against the mark price, and a liquidated position simply disap
 the current public mark against the position's last liquidation price:
 
 - past it (or the last read already had the mark past it): liquidated;
-- within the critical liquidation level and moved toward it since the last read: probably liquidated (Bitget
-  liquidates at the maintenance margin, which fees and a crossed position's moving price can bring forward);
+- the last read within the critical liquidation level, and the mark moved on toward it since: probably
+  liquidated (a crossed position's price moves with the others on its margin coin, and fees bring the
+  maintenance margin forward, so "not quite past" is no proof it was closed);
 - otherwise: closed.
 
 When the mark cannot be read, the last read decides alone, and the message says the mark was unavailable: past
@@ -111,7 +112,7 @@ def judge(last: LastSeen, mark: Decimal | None, critical: Decimal | None, unavai
         if before <= 0:
             evidence = f"the last read had the mark {num(last.mark)} past its liquidation price {liq}"
             return _liquidated(name, evidence, mark, now)
-        if critical is not None and now <= critical and toward:
+        if critical is not None and before <= critical and toward:
             evidence = (f"mark {num(mark)} is {num(now, 2)}% from its last liquidation price {liq} and moved toward "
                         f"it from {num(last.mark)}")  # fmt: skip
             return _liquidated(name, evidence, mark, now, probably=True)
