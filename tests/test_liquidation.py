@@ -323,3 +323,15 @@ def test_the_email_form_gives_the_mark_read_after_and_the_last_read() -> None:
     assert "Mark price:  85 after it was gone; 95 at the last read" in rendered.body_long
     assert "Liquidation: 90 at the last read (5.26% away then)" in rendered.body_long
     assert transition.to_state is State.LIQUIDATED and transition.from_state is State.FIRING
+
+
+async def test_an_account_handed_back_by_another_process_is_not_judged_on_an_old_read(started: Any, sink: Sink) -> None:
+    sim, rig, read = await started(False, "long", "crossed")
+    await rig.judge("alpha", *(await read()).positions)
+    await rig.engine.adopt(set())  # another process polls it now; it sees the trader close the position
+    await sim.control("POST", "/_sim/close", {"account": "alpha", "symbol": "BTCUSDT"})
+    await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "product_type": "USDT-FUTURES", "mark": "70"})
+    await rig.engine.adopt({"alpha"})
+    rig.clock.advance(30)
+    await rig.judge("alpha", *(await read()).positions)
+    assert sink.received == [] and transitions(rig) == []

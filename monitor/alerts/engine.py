@@ -126,6 +126,9 @@ class AlertEngine:
         for name in [n for n in self._by_account if n is not None and n not in owned]:
             for key in self._by_account.pop(name):
                 self.alerts.pop(key, None)
+        # What another process polls is its to judge; an old read kept here would make its closed positions
+        # look gone (and judged again) when the account comes back.
+        self._seen = {name: snapshot for name, snapshot in self._seen.items() if name in owned}
         if gained and self.ready:
             await self.load(gained)
 
