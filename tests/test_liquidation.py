@@ -335,3 +335,24 @@ async def test_an_account_handed_back_by_another_process_is_not_judged_on_an_old
     rig.clock.advance(30)
     await rig.judge("alpha", *(await read()).positions)
     assert sink.received == [] and transitions(rig) == []
+
+
+async def test_both_legs_of_a_crossed_hedge_pair_liquidated_at_once_are_one_message(started: Any, sink: Sink) -> None:
+    sim, rig, read = await started(False, "long", "crossed")
+    account = sim.account("alpha")
+    for leg in account.positions:  # a hedge pair on 100 USDT: both legs share one price, 85.32 (14.7 % away)
+        leg.hedge = True
+    short = type(account.positions[0])(**{**vars(account.positions[0]), "side": "short", "size": D(4)})
+    account.positions.append(short)
+    account.wallets[("USDT-FUTURES", "USDT")] = D(100)
+    await rig.judge("alpha", *(await read()).positions)
+    assert sink.titles() == ["[WARNING] alpha: 2 alerts"]
+    await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "product_type": "USDT-FUTURES", "mark": "85"})
+    rig.clock.advance(30)
+    await rig.judge("alpha", *(await read()).positions)
+    assert sink.titles()[-1] == "[LIQUIDATED] alpha: 2 alerts" and sink.received[-1]["type"] == "failure"
+    lines = sink.received[-1]["message"].splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith("LIQUIDATED")] == ["LIQUIDATED liq"] * 2
+    assert {"BTCUSDT long liquidated", "BTCUSDT short liquidated"} <= {
+        line.split(": ", 2)[1] for line in lines if line.startswith("LIQUIDATED")
+    }
