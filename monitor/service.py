@@ -27,6 +27,7 @@ from monitor.config import Config, load_config
 from monitor.domain import PollOutcome
 from monitor.errors import ConfigError
 from monitor.exchange.bitget.codes import metric_label
+from monitor.exchange.bitget.market import MarkPrices
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState
 from monitor.rules.evaluate import AccountView
@@ -103,6 +104,10 @@ class Service:
         # budget turn would reach Bitget in a burst). Slow answers hold connections, hence the headroom.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
         self.poller = Poller(self.config, self.session, self.clock, hooks=(self._store_outcome, self._judge_outcome))
+        m = self.config.monitor  # positions that disappear are judged against the public mark, inside the IP budget
+        self.marks = MarkPrices(self.session, m.bitget_url, self.poller.ip_budget, self.clock,
+                                timeout=m.request_timeout.total_seconds())  # fmt: skip
+        self.alerts.marks = self.marks
         tune_gc()
         self._tasks.append(asyncio.create_task(self._prepare_storage(), name="storage"))
         try:
@@ -350,6 +355,8 @@ class Service:
         if self._alerting and not await self.sender.drain(SHUTDOWN_FLUSH):
             log.warning("shutting down during a delivery: its message is sent again after a restart")
         if self._alerting and self.alerts.ready:
+            with contextlib.suppress(TimeoutError):  # a position that just disappeared: its verdict goes out too
+                await asyncio.wait_for(self.alerts.judged(), SHUTDOWN_FLUSH)
             try:
                 written = await asyncio.wait_for(self.alerts.flush(), SHUTDOWN_FLUSH)
             except TimeoutError:
@@ -413,6 +420,7 @@ class Service:
     def _apply(self, config: Config) -> None:
         if self.poller is not None:
             self.poller.apply(config)
+            self.marks.configure(config.monitor.bitget_url, config.monitor.request_timeout.total_seconds())
         self.alerts.apply(config)
         self.sender.apply(config)
         self.store.snapshot_interval = config.storage.snapshot_interval

@@ -16,15 +16,16 @@ import pytest
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.sender import Sender
 from monitor.cli import main
-from monitor.clock import ManualClock
+from monitor.clock import ManualClock, SystemClock
 from monitor.config import Config, load_config
 from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, PositionMode, Side
 from monitor.errors import ConfigError
+from monitor.exchange.bitget.market import MarkPrices
 from monitor.poller.state import AccountState, Status
 from monitor.rules.evaluate import AccountView
 from monitor.store import migrations
 from monitor.store.repository import Store
-from tests.conftest import Mailbox, Sink
+from tests.conftest import Mailbox, Sim, Sink
 
 D = Decimal
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -58,6 +59,7 @@ class Rig:
     clock: ManualClock
     engine: AlertEngine
     sender: Sender
+    marks: MarkPrices | None = None
 
     async def judge(self, name: str, *positions: Position, fresh: bool = True) -> None:
         now = self.clock.now()
@@ -72,35 +74,39 @@ class Rig:
             self.config.monitor.poll_interval,
         )
         self.engine.evaluate([view], now)
+        await self.engine.judged()  # a position gone: closed or liquidated, once the mark is read
         assert await self.engine.flush()
         await self.sender.send_due()
 
     async def restart(self) -> None:
         """A new process: new store, engine and sender on the same database."""
         self.store.close()
-        fresh = await rig_for(self.config, self.clock)
+        fresh = await rig_for(self.config, self.clock, self.marks)
         self.store, self.engine, self.sender = fresh.store, fresh.engine, fresh.sender
 
 
-async def rig_for(config: Config, clock: ManualClock) -> Rig:
+async def rig_for(config: Config, clock: ManualClock, marks: MarkPrices | None = None) -> Rig:
     store = Store(config.monitor.database_url.reveal())
     sender = Sender(config, store, clock, "test-node")
     engine = AlertEngine(config, store, clock, on_queued=sender.wake)
+    engine.marks = marks
     await engine.load()
-    return Rig(config, store, clock, engine, sender)
+    return Rig(config, store, clock, engine, sender, marks)
 
 
 @pytest.fixture
 def make_rig(tmp_path: Path, db_url: str) -> Any:
     rigs: list[Rig] = []
 
-    async def make(text: str, accounts: tuple[str, ...] = ("alpha",), start: datetime = T0) -> Rig:
+    async def make(
+        text: str, accounts: tuple[str, ...] = ("alpha",), start: datetime = T0, marks: MarkPrices | None = None
+    ) -> Rig:
         path = tmp_path / "accounts.toml"
         body = "\n".join("[[accounts]]\n" + ACCOUNT.format(name=n) for n in accounts)
         path.write_text(f'[monitor]\ndatabase_url = "{db_url}"\n{text}\n{body}')
         config = load_config(path, env={})
         await asyncio.to_thread(migrations.upgrade, db_url)
-        rig = await rig_for(config, ManualClock(start))
+        rig = await rig_for(config, ManualClock(start), marks)
         rigs.append(rig)
         return rig
 
@@ -178,8 +184,10 @@ async def test_the_lifecycle_for_repeat_escalation_hysteresis_and_resolve(make_r
     assert {r["type"] for r in sink.received} == {"warning", "failure", "success"}
 
 
-async def test_missing_data_holds_and_a_closed_position_resolves(make_rig: Any, sink: Sink) -> None:
-    rig = await make_rig(rules(sink).replace('for = "1m"', 'for = "0s"'))
+async def test_missing_data_holds_and_a_closed_position_resolves(make_rig: Any, sink: Sink, sim: Sim) -> None:
+    await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "product_type": "USDT-FUTURES", "mark": "95"})
+    marks = MarkPrices(sim.session, sim.url, None, SystemClock())
+    rig = await make_rig(rules(sink).replace('for = "1m"', 'for = "0s"'), marks=marks)
     await rig.judge("alpha", position("95"))
     assert len(sink.received) == 1
     rig.clock.advance(60)
@@ -187,11 +195,12 @@ async def test_missing_data_holds_and_a_closed_position_resolves(make_rig: Any, 
     assert len(sink.received) == 1
     assert rig.engine.firing()[0].state == "firing"
     rig.clock.advance(60)
-    await rig.judge("alpha")  # fresh data without the position: it was closed
+    await rig.judge("alpha")  # fresh data without the position, the mark where it was: it was closed
     assert (
         sink.titles()[-1]
         == "[RESOLVED] alpha: BTCUSDT long: 5.26% from liquidation (mark 95, liquidation 90): position closed"
     )
+    assert sink.received[-1]["type"] == "success"
 
 
 async def test_a_silence_quiets_an_alert_and_its_end_announces_it(

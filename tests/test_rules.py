@@ -147,6 +147,37 @@ def test_a_permanent_error_is_critical_at_once() -> None:
     assert result["down|acct|"] == (C, "cannot be read: Bitget error 40012: bad passphrase")
 
 
+@pytest.mark.parametrize(
+    ("code", "message", "said"),
+    [
+        (
+            "40012",
+            "acct: /api/v2/spot/account/info: Bitget 40012 (HTTP 400): Passphrase error",
+            "Bitget error 40012 on /api/v2/spot/account/info: Passphrase error",
+        ),
+        ("40012", "bad passphrase", "Bitget error 40012: bad passphrase"),
+        (
+            "ExchangeUnavailable",
+            "acct: /api/v2/mix/account/accounts: HTTP 502: HTTP 502 without a Bitget body: '<html>'",
+            "ExchangeUnavailable on /api/v2/mix/account/accounts: HTTP 502 without a Bitget body: '<html>'",
+        ),
+        (
+            "RequestTimeout",
+            "acct: /api/v2/mix/position/all-position: no answer within the request timeout",
+            "RequestTimeout on /api/v2/mix/position/all-position: no answer within the request timeout",
+        ),
+    ],
+)
+def test_an_unreachable_message_says_the_account_endpoint_and_code_once(code: str, message: str, said: str) -> None:
+    from dataclasses import replace
+
+    unreachable = Rule("down", RuleType.UNREACHABLE, D(3), D(10))
+    permanent = replace(view(permanent=True), error_code=code, error_message=message)
+    assert judge([unreachable], permanent)["down|acct|"] == (C, f"cannot be read: {said}")
+    failing = replace(permanent, permanent_error=False, last_good_at=T0 - timedelta(minutes=3))
+    assert judge([unreachable], failing)["down|acct|"][1].endswith(f"(last error: {said})")
+
+
 def test_pnl_rules_in_coin_and_percent_and_key_findings() -> None:
     coin = Rule("pnl", RuleType.UNREALIZED_PNL, D(-50), D(-200))
     pct = Rule("pnlpct", RuleType.UNREALIZED_PNL, D(-20), D(-50), percent=True)
@@ -227,21 +258,12 @@ def test_silence_keeps_it_quiet_and_its_end_announces_a_still_firing_alert() -> 
     assert notify_reason(resolved, LIQ, T0, silenced=False) is None  # never announced: nothing to resolve
 
 
-def test_a_vanished_position_resolves_and_says_probably_liquidated_past_its_price() -> None:
+def test_a_closed_position_resolves_its_alert_with_the_reason() -> None:
     alert, _ = step(None, observe(LIQ, "6", C), T0)  # type: ignore[arg-type]
     assert alert is not None
     closed, tr = vanish(alert, T0, "position closed")
     assert closed.state is State.RESOLVED and tr is not None and tr.reason == "position closed"
-    fields = {f: getattr(alert, f) for f in alert.__slots__}  # type: ignore[attr-defined]
-    past = alert.__class__(**{**fields, "details": {"side": "long", "mark": "93", "liquidation": "94",
-                                                    "distance": "-1.08"}})  # fmt: skip
-    _, tr = vanish(past, T0, "position closed")
-    assert tr is not None and tr.reason == "position closed, probably liquidated"
-    # a crossed hedge pair whose shared price lies above the long's mark is 4 % away, not past it
-    hedged = alert.__class__(**{**fields, "details": {"side": "long", "mark": "100", "liquidation": "104",
-                                                      "distance": "4.00"}})  # fmt: skip
-    _, tr = vanish(hedged, T0, "position closed")
-    assert tr is not None and tr.reason == "position closed"
+    assert closed.summary == "s: position closed"
 
 
 # -- quiet hours ---------------------------------------------------------------------------------------------

@@ -343,3 +343,72 @@ async def test_a_huge_body_is_streamed_in_full_without_being_built_in_memory(mak
         tracemalloc.stop()
     assert size - 70 * 1024 <= received <= size and tail.endswith(b"0]}")
     assert peak < 4 * 1024 * 1024, f"{peak} bytes at peak"
+
+
+@pytest.mark.parametrize("unified", [False, True])
+async def test_a_mark_moved_directly_liquidates_before_the_next_read_classic_or_unified(
+    make_sim: SimFactory, unified: bool
+) -> None:
+    """The demo moves marks between ticks without the control API: a position past its price must still go
+    (the demo once showed a unified long 33 % past its liquidation price)."""
+    sim = await make_sim(accounts=12)
+    account = sim.first(
+        lambda a: a.unified is unified and any(p.product_type == "USDT-FUTURES" and p.symbol == "BTCUSDT"
+                                                  and sim.world.market.liquidation_price(a, p) > 0
+                                                  for p in a.positions)
+    )  # fmt: skip
+    position = next(p for p in account.positions if p.symbol == "BTCUSDT" and p.product_type == "USDT-FUTURES")
+    liquidation = sim.world.market.liquidation_price(account, position)
+    beyond = Decimal("0.9") if position.side == "long" else Decimal("1.1")
+    sim.world.market.symbol("USDT-FUTURES", "BTCUSDT").mark = (liquidation * beyond).quantize(Decimal("0.1"))
+    snapshot = await read_snapshot(sim.client(account), ("USDT-FUTURES",), SystemClock())
+    assert all(d is None or d > 0 for d in (p.liquidation_distance_pct for p in snapshot.positions))
+    assert (position.symbol, position.side) not in {(p.symbol, str(p.side)) for p in snapshot.positions}
+    assert account.liquidations >= 1
+
+
+async def test_tickers_carry_exactly_the_marks_positions_use_for_every_product_type(make_sim: SimFactory) -> None:
+    from monitor.exchange.bitget import endpoints as ep
+
+    sim = await make_sim(accounts=12)
+    await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "product_type": "USDT-FUTURES", "mark": "61234.5"})
+    for product_type in ep.FUTURES_PRODUCT_TYPES:
+        async with sim.session.get(f"{sim.url}{ep.TICKERS.path}?productType={product_type}") as response:
+            rows = (await response.json())["data"]
+        marks = {r["symbol"]: Decimal(r["markPrice"]) for r in rows}
+        assert marks == {s.name: s.mark for (pt, _), s in sim.world.market.symbols.items() if pt == product_type}
+        assert {"lastPr", "indexPrice", "fundingRate", "ts", "deliveryStatus"} <= set(rows[0])
+        for account in sim.world.accounts.values():
+            if account.unified or product_type not in account.products or not account.positions:
+                continue
+            snapshot = await read_snapshot(sim.client(account), (product_type,), SystemClock())
+            assert all(p.mark_price == marks[p.symbol] for p in snapshot.positions)
+    assert marks is not None
+
+
+async def test_tickers_are_limited_per_ip_like_bitget(make_sim: SimFactory) -> None:
+    from monitor.exchange.bitget import endpoints as ep
+
+    sim = await make_sim(accounts=1)
+    statuses = []
+    for _ in range(ep.TICKERS.per_second + 1):
+        async with sim.session.get(f"{sim.url}{ep.TICKERS.path}?productType=USDT-FUTURES") as response:
+            statuses.append(response.status)
+    assert statuses.count(200) == ep.TICKERS.per_second and statuses[-1] == 429
+
+
+async def test_closing_a_position_through_the_control_api_realises_its_pnl(
+    make_sim: SimFactory, scenario: Path
+) -> None:
+    sim = await make_sim(world=load_scenario(scenario))
+    await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "105"})
+    assert await sim.control("POST", "/_sim/close", {"account": "iso", "symbol": "BTCUSDT", "side": "long"}) == {
+        "ok": True,
+        "closed": 1,
+    }
+    iso = sim.account("iso")
+    assert iso.positions == [] and iso.liquidations == 0
+    assert iso.wallets[("USDT-FUTURES", "USDT")] == Decimal(1050)  # 10 * (105 - 100) realised
+    for payload in ({"account": "iso", "symbol": "BTCUSDT"}, {"account": "nobody", "symbol": "BTCUSDT"}):
+        async with sim.session.post(sim.url + "/_sim/close", json=payload) as response:
+            assert response.status == 404

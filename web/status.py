@@ -93,10 +93,10 @@ class StatusSource:
         return row(state, now, state.stale(now, m.poll_interval, m.stale_grace), self.service.writer.refusals.get(name))
 
     def alerts(self, account: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
-        """Firing alerts first (critical, then warning), then pending, then recently resolved."""
-        order = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2}
+        """Firing alerts first (critical, then warning), then pending, then recent liquidations and resolutions."""
+        order = {State.FIRING: 0, State.PENDING: 1, State.LIQUIDATED: 2, State.RESOLVED: 3}
         rank = {"critical": 0, "warning": 1}
-        wanted = (State.FIRING, State.PENDING, State.RESOLVED) if include_resolved else (State.FIRING, State.PENDING)
+        wanted = (State.FIRING, State.PENDING) + ((State.LIQUIDATED, State.RESOLVED) if include_resolved else ())
         found = [
             a
             for a in self.service.alerts.alerts.values()

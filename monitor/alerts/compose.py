@@ -93,7 +93,7 @@ def compose(
 
 def kind(items: list[Item]) -> str | None:
     """What a message is, for apprise's notification type: "resolved" when it only resolves, else the worst
-    severity in it."""
+    severity in it (a liquidation is critical: never a green message about a lost position)."""
     if all(i.reason is Reason.RESOLVED for i in items):
         return "resolved"
     return min(items, key=lambda i: i.rank).alert.severity

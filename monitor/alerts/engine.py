@@ -16,12 +16,14 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from monitor.alerts import departures, lifecycle
 from monitor.alerts.compose import Outgoing, compose
 from monitor.alerts.lifecycle import ACTIVE, CLOSED, Alert, State, Transition, notified, notify_reason, step, vanish
 from monitor.alerts.messages import Item, Messages
 from monitor.alerts.silences import Silence, silenced
 from monitor.clock import Clock
 from monitor.config.model import Config
+from monitor.domain import AccountSnapshot
 from monitor.poller.state import AccountState, Status
 from monitor.rules.evaluate import AccountView, RollingPeak, evaluate_account, evaluate_portfolio, portfolio_equity
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
@@ -55,6 +57,11 @@ class AlertEngine:
         self._flushing = asyncio.Lock()  # batches are written one after the other, in order
         self.ready = False
         self.rejected = 0  # batches the database refused (logged; never retried)
+        # Positions that disappear are judged against the current mark (None: on the last read alone).
+        self.marks: departures.MarkSource | None = None
+        self._seen: dict[str, AccountSnapshot] = {}  # the last fresh snapshot judged, per account
+        self._awaiting: set[str] = set()  # alerts whose position is gone, waiting for the mark
+        self._verdicts: set[asyncio.Task[None]] = set()
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -64,6 +71,7 @@ class AlertEngine:
         self.messages = messages_for(config)
         self._channels = {a.name: a.channels for a in config.accounts}
         self._tags = {a.name: a.tags for a in config.accounts}
+        self._seen = {name: s for name, s in self._seen.items() if name in self._tags}
         self._retire(self.clock.now())
 
     def _retire(self, now: datetime) -> None:
@@ -118,6 +126,9 @@ class AlertEngine:
         for name in [n for n in self._by_account if n is not None and n not in owned]:
             for key in self._by_account.pop(name):
                 self.alerts.pop(key, None)
+        # What another process polls is its to judge; an old read kept here would make its closed positions
+        # look gone (and judged again) when the account comes back.
+        self._seen = {name: snapshot for name, snapshot in self._seen.items() if name in owned}
         if gained and self.ready:
             await self.load(gained)
 
@@ -190,6 +201,7 @@ class AlertEngine:
     def _evaluate_account(self, view: AccountView, now: datetime) -> None:
         evaluation = evaluate_account(self.rules.values(), view, now, self._severity_of, self._peak_of)
         seen, held = set(), set()
+        closing: dict[str, Alert] = {}
         changes: dict[str, tuple[Alert, Transition | None]] = {}
         for obs in evaluation.observations:
             seen.add(obs.key)
@@ -209,16 +221,139 @@ class AlertEngine:
             rule = self.rules.get(alert.rule)
             if key in seen or alert.state not in ACTIVE or rule is None:
                 continue
-            if rule.name in evaluation.held:
+            if rule.name in evaluation.held or key in self._awaiting:
                 held.add(key)
                 continue
-            reason = CLOSED if rule.per_position else "no longer reported"
             if not rule.selects(view.name, view.tags):
                 reason = "the rule no longer selects this account"
+            elif rule.per_position:  # its position is gone: closed or liquidated? Judged with the mark first
+                closing[key] = alert
+                held.add(key)
+                continue
+            else:
+                reason = "no longer reported"
             new, transition = vanish(alert, now, reason)
             changes[key] = (new, transition)
+        for key, change in self._depart(view, closing, now).items():  # what cannot wait for a mark
+            changes[key] = change
+            held.discard(key)
         keys = set(self._by_account.get(view.name, ())) | changes.keys()
         self._settle(changes, keys - held, now)
+
+    # -- positions that disappear --------------------------------------------------------------------------
+
+    def _depart(
+        self, view: AccountView, closing: dict[str, Alert], now: datetime
+    ) -> dict[str, tuple[Alert, Transition | None]]:
+        """Positions gone since the account's last fresh read, and the alerts of positions gone: each is judged
+        closed or liquidated (monitor.alerts.departures) once the mark has been read, in a task of its own.
+        Returns what is settled at once: alerts of positions without a liquidation price close."""
+        snapshot = view.snapshot
+        if snapshot is None or not view.fresh:
+            return {}
+        previous, self._seen[view.name] = self._seen.get(view.name), snapshot
+        gone = {}
+        if previous is not None and previous is not snapshot:
+            gone = departures.gone_positions(previous.positions, snapshot.positions)
+        if not closing and not gone:
+            return {}
+        speakers = [r for r in self.rules.values()
+                    if r.type is RuleType.LIQUIDATION_DISTANCE and r.selects(view.name, view.tags)]  # fmt: skip
+        critical = max((r.critical for r in speakers if r.critical is not None), default=None)
+        plan, closed = departures.plan(
+            gone, {k: (a.subject, a.details) for k, a in closing.items()}, [r.name for r in speakers]
+        )
+        settled = {key: vanish(closing[key], now, CLOSED) for key in closed}
+        if not plan:
+            return settled
+        if self.marks is None:  # no mark source wired (a bare engine): the last read decides
+            self._conclude(view.name, plan, {}, critical, now, "no mark source")
+            return settled
+        self._awaiting.update(k for d in plan for k in d.alerts)
+        task = asyncio.get_running_loop().create_task(
+            self._verdict(view.name, plan, critical, snapshot.taken_at), name=f"verdict {view.name}"
+        )
+        self._verdicts.add(task)
+        task.add_done_callback(self._verdicts.discard)
+        return settled
+
+    async def _verdict(
+        self, account: str, plan: list[departures.Departure], critical: Decimal | None, since: datetime
+    ) -> None:
+        """Read the marks of the gone positions' product types (asked after the read that found them gone),
+        then judge them. A mark that cannot be read within the request timeout leaves the last read's evidence,
+        and the message says so."""
+        marks: dict[str, departures.MarkTable | str] = {}
+        assert self.marks is not None
+        limit = self.config.monitor.request_timeout.total_seconds() * 2  # a wait for the budget, then the request
+        try:
+            for product_type in sorted({d.last.product_type for d in plan}):
+                try:
+                    async with asyncio.timeout(limit):
+                        marks[product_type] = await self.marks.read(product_type, since)
+                except Exception as exc:  # any failure: judged on the last read, saying the mark was unavailable
+                    marks[product_type] = departures.unavailable(exc, limit)
+                    log.warning("%s: marks of %s unavailable for a position that disappeared: %s", account,
+                                product_type, exc or marks[product_type])  # fmt: skip
+            self._conclude(account, plan, marks, critical, self.clock.now())
+            self._dirty.set()
+        except Exception:
+            log.exception("%s: judging positions that disappeared failed", account)
+        finally:
+            self._awaiting.difference_update(k for d in plan for k in d.alerts)
+
+    def _conclude(
+        self, account: str, plan: list[departures.Departure], marks: dict[str, departures.MarkTable | str],
+        critical: Decimal | None, now: datetime, unavailable: str = "",
+    ) -> None:  # fmt: skip
+        changes: dict[str, tuple[Alert, Transition | None]] = {}
+        latest = self._seen.get(account)
+        back = departures.subjects(latest.positions) if latest is not None else set()
+        watched = account in self._tags and (self._owned is None or account in self._owned)
+        for d in plan:
+            if d.subject in back or not watched:  # reopened meanwhile, or no longer this process's to judge
+                continue
+            mark, why = None, unavailable
+            source = marks.get(d.last.product_type, unavailable)
+            if isinstance(source, str):
+                why = source
+            else:
+                try:
+                    mark = source.mark(d.last.symbol)
+                except KeyError as exc:
+                    why = str(exc.args[0]) if exc.args else "no mark"
+            verdict = departures.judge(d.last, mark, critical, why)
+            details = departures.details_after(d.last, mark)
+            for key in d.alerts:
+                alert = self.alerts.get(key)
+                if alert is None or alert.state not in ACTIVE:
+                    continue
+                if verdict.liquidated:
+                    changes[key] = self._liquidated(alert, verdict, details, now)
+                else:
+                    changes[key] = vanish(alert, now, verdict.reason)
+            for rule in d.speakers if verdict.liquidated else ():
+                key = departures.alert_key(rule, account, d.subject)
+                base = self.alerts.get(key)
+                if base is not None and base.state in ACTIVE:
+                    continue
+                base = base or Alert(key, rule, account, d.subject, State.INACTIVE, now)
+                changes[key] = self._liquidated(base, verdict, details, now)
+        if changes:
+            self._settle(changes, changes.keys(), now)
+
+    @staticmethod
+    def _liquidated(
+        alert: Alert, verdict: departures.Verdict, details: dict[str, str], now: datetime
+    ) -> tuple[Alert, Transition | None]:
+        return lifecycle.liquidated(
+            alert, now, summary=verdict.summary, reason=verdict.reason, value=verdict.value, details=details
+        )
+
+    async def judged(self) -> None:
+        """Wait for positions that disappeared to be judged (`once`, shutdown: before the last flush)."""
+        while self._verdicts:
+            await asyncio.gather(*list(self._verdicts), return_exceptions=True)
 
     def _evaluate_portfolio(self, views: list[AccountView], now: datetime) -> None:
         changes: dict[str, tuple[Alert, Transition | None]] = {}
@@ -281,7 +416,9 @@ class AlertEngine:
         self._pending.alerts[alert.key] = alert
         if transition is not None:
             self._pending.transitions.append(transition)
-            if transition.to_state in (State.FIRING, State.RESOLVED) or transition.from_state is State.FIRING:
+            if transition.to_state is State.LIQUIDATED:
+                log.warning("alert %s: %s -> liquidated (%s)", alert.key, transition.from_state, transition.reason)
+            elif transition.to_state in (State.FIRING, State.RESOLVED) or transition.from_state is State.FIRING:
                 log.info("alert %s: %s -> %s (%s): %s", alert.key, transition.from_state, transition.to_state,
                          transition.reason, alert.summary)  # fmt: skip
 
@@ -313,7 +450,7 @@ class AlertEngine:
         """Drop settled alerts from memory (the database keeps them)."""
         for key, alert in list(self.alerts.items()):
             settled = alert.state is State.INACTIVE or (
-                alert.state is State.RESOLVED and alert.resolved_at is not None
+                alert.state in lifecycle.ENDED and alert.resolved_at is not None
                 and now - alert.resolved_at > RESOLVED_KEPT
             )  # fmt: skip
             if settled and key not in self._pending.alerts:

@@ -1,15 +1,17 @@
 """The alert lifecycle, as pure functions of (alert, observation, rule, now).
 
 inactive -> pending (the condition holds, waiting `for`) -> firing -> resolved. A firing alert that changes
-severity stays firing (a transition is recorded and people are told at once). Whether to notify is a separate
-decision, `notify_reason`, made from the alert's state and what was last sent about it.
+severity stays firing (a transition is recorded and people are told at once). A position that was liquidated
+ends in a state of its own, `liquidated`, from whatever state its alert was in (monitor.alerts.departures judges
+it): critical, and announced even if it never fired. Whether to notify is a separate decision, `notify_reason`,
+made from the alert's state and what was last sent about it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 
 from monitor.rules.evaluate import Observation
@@ -21,9 +23,11 @@ class State(StrEnum):
     PENDING = "pending"
     FIRING = "firing"
     RESOLVED = "resolved"
+    LIQUIDATED = "liquidated"  # its position was liquidated: over, but never "resolved"
 
 
 ACTIVE = (State.PENDING, State.FIRING)
+ENDED = (State.RESOLVED, State.LIQUIDATED)
 CLOSED = "position closed"
 
 
@@ -69,7 +73,7 @@ def step(alert: Alert | None, obs: Observation, now: datetime) -> tuple[Alert | 
         if alert is not None
         else None
     )
-    if current is None or current.state in (State.INACTIVE, State.RESOLVED):
+    if current is None or current.state in (State.INACTIVE, *ENDED):
         if severity is None:
             return alert, None
         firing = rule.for_.total_seconds() <= 0
@@ -117,10 +121,7 @@ def step(alert: Alert | None, obs: Observation, now: datetime) -> tuple[Alert | 
 
 def vanish(alert: Alert, now: datetime, reason: str) -> tuple[Alert, Transition | None]:
     """The alert's subject is gone from fresh data (a position closed, a rule removed): resolve it, or drop
-    it if it was only pending. A closed position whose last mark was past its liquidation price was probably
-    liquidated, and the reason says so."""
-    if reason == CLOSED and past_liquidation(alert.details):
-        reason = f"{CLOSED}, probably liquidated"
+    it if it was only pending. (A position that was liquidated goes to `liquidated` instead.)"""
     if alert.state is State.PENDING:
         new = replace(alert, state=State.INACTIVE, updated_at=now)
         return new, _transition(new, State.PENDING, now, reason)
@@ -130,13 +131,16 @@ def vanish(alert: Alert, now: datetime, reason: str) -> tuple[Alert, Transition 
     return new, _transition(new, State.FIRING, now, reason)
 
 
-def past_liquidation(details: dict[str, str]) -> bool:
-    """Whether the last distance to liquidation seen was zero or less: the mark at or past the price (see
-    Position.liquidation_distance_pct for the sides, crossed hedge pairs included)."""
-    try:
-        return Decimal(details["distance"].replace(",", "")) <= 0
-    except (KeyError, InvalidOperation):
-        return False
+def liquidated(
+    alert: Alert, now: datetime, *, summary: str, reason: str, value: Decimal, details: dict[str, str]
+) -> tuple[Alert, Transition]:
+    """The alert's position was liquidated: critical, and over. `alert` may be a new, inactive one (a position
+    that disappeared without ever alerting)."""
+    new = replace(
+        alert, state=State.LIQUIDATED, severity=Severity.CRITICAL, worst_severity=Severity.CRITICAL, value=value,
+        summary=summary, details=details, resolved_at=now, updated_at=now,
+    )  # fmt: skip
+    return new, _transition(new, alert.state, now, reason)
 
 
 def _transition(alert: Alert, from_state: State, now: datetime, reason: str) -> Transition:
@@ -149,6 +153,7 @@ class Reason(StrEnum):
     EASED = "eased"
     REPEAT = "repeat"
     RESOLVED = "resolved"
+    LIQUIDATED = "liquidated"
 
 
 def notify_reason(alert: Alert, rule: Rule, now: datetime, *, silenced: bool) -> Reason | None:
@@ -167,6 +172,8 @@ def notify_reason(alert: Alert, rule: Rule, now: datetime, *, silenced: bool) ->
         if repeat is not None and alert.last_notified_at is not None and now - alert.last_notified_at >= repeat:
             return Reason.REPEAT
         return None
+    if alert.state is State.LIQUIDATED and alert.last_notified_state is not State.LIQUIDATED:
+        return Reason.LIQUIDATED  # whatever the alert was before, and whatever `send_resolved` says
     if alert.state is State.RESOLVED and alert.last_notified_state is State.FIRING:
         return Reason.RESOLVED if rule.send_resolved else None
     return None

@@ -36,9 +36,11 @@ class Item:
 
     @property
     def rank(self) -> tuple[int, str]:
-        """Critical first, then warnings, then resolved ones."""
+        """Liquidations first, then critical, then warnings, then resolved ones."""
         if self.reason is Reason.RESOLVED:
             return 0, self.alert.key
+        if self.reason is Reason.LIQUIDATED:
+            return -3, self.alert.key
         return -(2 if self.alert.severity == "critical" else 1), self.alert.key
 
 
@@ -148,9 +150,11 @@ class Messages:
 def _context(item: Item) -> dict[str, Any]:
     a = item.alert
     resolved = item.reason is Reason.RESOLVED
-    since = a.resolved_at if resolved else (a.firing_since or a.pending_since)
+    ended = resolved or item.reason is Reason.LIQUIDATED
+    since = a.resolved_at if ended else (a.firing_since or a.pending_since)
+    label = "RESOLVED" if resolved else "LIQUIDATED" if item.reason is Reason.LIQUIDATED else a.severity or ""
     return {
-        "label": "RESOLVED" if resolved else str(a.severity or "").upper(),
+        "label": label.upper(),
         "account": a.account or "portfolio",
         "rule": a.rule,
         "type": item.rule_type,

@@ -7,6 +7,7 @@ data must never resolve an alert.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -195,16 +196,31 @@ def _drawdown_summary(rule: Rule, equity: Decimal, peak: Decimal | None, value: 
 def _unreachable(rule: Rule, view: AccountView, now: datetime, severity_of: SeverityOf) -> Observation:
     since = view.last_good_at or view.watched_since
     intervals = Decimal(int(max(timedelta(0), now - since - view.stalled) / view.poll_interval))
-    error = f" (last error {view.error_code}: {view.error_message})" if view.error_code else ""
+    error = f" (last error: {last_error(view)})" if view.error_code else ""
     severity: Severity | None
     if view.permanent_error:  # retrying does not fix it: as bad as it gets, at once
         severity = rule.levels()[0][0]
-        summary = f"cannot be read: Bitget error {view.error_code}: {view.error_message}"
+        summary = f"cannot be read: {last_error(view)}"
     else:
         severity = severity_of(rule, alert_key(rule.name, view.name, ""), intervals)
         seen = f"since {since:%Y-%m-%d %H:%M} UTC" if view.last_good_at else "since the monitor started"
         summary = f"no good data for {intervals} poll intervals ({seen}){error}"
     return Observation(rule, view.name, "", severity, intervals, summary, {"error_code": view.error_code or ""})
+
+
+def last_error(view: AccountView) -> str:
+    """The account's last error, each part once: "Bitget error 40012 on /api/v2/...: Passphrase error".
+
+    The stored text is the error as raised ("sim-003: /api/...: Bitget 40012 (HTTP 400): Passphrase error"): the
+    account is already the message's subject and the code is said once, up front."""
+    code, text = view.error_code or "", (view.error_message or "").removeprefix(f"{view.name}: ")
+    endpoint = ""
+    if text.startswith("/"):
+        endpoint, _, text = text.partition(": ")
+    text = re.sub(rf"^Bitget {re.escape(code)}(?: \(HTTP \d+\))?: ", "", text)
+    text = re.sub(r"^HTTP (\d+): (?=.*\bHTTP \1\b)", "", text)  # "HTTP 502: HTTP 502 without a Bitget body"
+    head = f"Bitget error {code}" if code.isdigit() else code
+    return f"{head}{f' on {endpoint}' if endpoint else ''}: {text}" if text else head
 
 
 def _key_permissions(rule: Rule, account: str, key: KeyInfo) -> Observation:
@@ -243,6 +259,8 @@ def position_details(p: Position) -> dict[str, str]:
         "distance": num(distance, 2) if distance is not None else "-",
         "upnl": num(p.unrealized_pnl, 2),
         "coin": p.margin_coin,
+        "margin_mode": str(p.margin_mode),
+        "position_mode": str(p.position_mode),
     }
 
 

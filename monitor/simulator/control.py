@@ -4,6 +4,7 @@ GET    /_sim/state                  accounts, positions with marks and liquidati
 GET    /_sim/stats                  requests, 429s, rejections and bad signatures per account
 POST   /_sim/price                  {"symbol", "product_type"?, "mark"}: set a mark, liquidate
 POST   /_sim/step                   {"steps"?}: move prices as the ticker would
+POST   /_sim/close                  {"account", "symbol", "side"?, "product_type"?}: close positions at the mark
 POST   /_sim/accounts/{name}        {"revoked"?, "passphrase"?, "ips"?, "permissions"?, "unified"?, "demo"?}
 POST   /_sim/faults                 {"kind", "count"?, "account"?, "endpoint"?, "delay"?, "field"?, "value"?,
                                      "size"?} (kinds: monitor/simulator/faults.py)
@@ -46,6 +47,7 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
         return sim.world.accounts[name]
 
     async def state(request: web.Request) -> web.Response:
+        sim.liquidate()  # marks may have been moved directly (the demo does): never show a position past its price
         market = sim.world.market
         accounts = []
         for a in sim.world.accounts.values():
@@ -119,6 +121,29 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
         sim.liquidate()
         return web.json_response({"ok": True})
 
+    async def close(request: web.Request) -> web.Response:
+        """The trader closes positions at the current mark: the PnL is realised into the wallet."""
+        data = await body(request)
+        a = sim.world.accounts.get(str(data.get("account")))
+        if a is None:
+            raise web.HTTPNotFound(text=f"no simulated account {data.get('account')!r}")
+        product_type = str(data.get("product_type", "")).upper()
+        closing = [
+            p
+            for p in a.positions
+            if p.symbol == data.get("symbol")
+            and data.get("side") in (None, p.side)
+            and product_type in ("", p.product_type)
+        ]
+        if not closing:
+            raise web.HTTPNotFound(text=f"{a.name} holds no such position")
+        for p in closing:
+            pnl = sim.world.market.pnl(p)
+            a.positions.remove(p)
+            key = (p.product_type, p.margin_coin)
+            a.wallets[key] = a.wallets.get(key, Decimal(0)) + pnl
+        return web.json_response({"ok": True, "closed": len(closing)})
+
     async def step(request: web.Request) -> web.Response:
         for _ in range(int((await body(request)).get("steps", 1))):
             sim.step()
@@ -187,6 +212,7 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
     app.router.add_get("/_sim/stats", stats)
     app.router.add_post("/_sim/price", checked(price))
     app.router.add_post("/_sim/step", checked(step))
+    app.router.add_post("/_sim/close", checked(close))
     app.router.add_post("/_sim/accounts/{name}", checked(patch_account))
     app.router.add_post("/_sim/faults", checked(add_fault))
     app.router.add_delete("/_sim/faults", clear_faults)

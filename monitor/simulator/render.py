@@ -245,15 +245,38 @@ def symbol_price(market: Market, product_type: str, symbol: str, now_ms: int) ->
 
 
 def tickers(market: Market, product_type: str, now_ms: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "symbol": s.name,
-            "lastPr": fmt(s.mark),
-            "markPrice": fmt(s.mark),
-            "indexPrice": fmt(s.mark),
-            "fundingRate": "0.0001",
-            "ts": str(now_ms),
-        }
-        for (pt, _), s in market.symbols.items()
-        if pt == product_type.upper()
-    ]
+    """Every symbol of a product type, with Bitget's fields. `markPrice` is exactly the mark the positions,
+    their PnL and their liquidation use; the rest is plausible filler around it."""
+    rows = []
+    for (pt, _), s in market.symbols.items():
+        if pt != product_type.upper():
+            continue
+        mark = fmt(s.mark)
+        rows.append(
+            {
+                "symbol": s.name,
+                "lastPr": mark,
+                "askPr": fmt(s.mark + s.tick_size),
+                "bidPr": fmt(max(s.tick_size, s.mark - s.tick_size)),
+                "bidSz": "1.5",
+                "askSz": "2.1",
+                "high24h": mark,
+                "low24h": mark,
+                "ts": str(now_ms),
+                "change24h": "0",
+                "baseVolume": "1000",
+                "quoteVolume": fmt(q(s.mark * 1000)),
+                "usdtVolume": fmt(q(s.mark * 1000)),
+                "openUtc": mark,
+                "changeUtc24h": "0",
+                "indexPrice": mark,
+                "fundingRate": "0.0001",
+                "holdingAmount": "500",
+                "open24h": mark,
+                "deliveryStartTime": None,
+                "deliveryTime": None,
+                "deliveryStatus": "",
+                "markPrice": mark,
+            }
+        )
+    return rows

@@ -116,8 +116,14 @@ class Simulator:
 
     def liquidate(self) -> None:
         for account in self.world.accounts.values():
-            for p in self.world.market.liquidate(account):
-                log.info("simulator: %s %s %s liquidated in %s", p.symbol, p.side, p.margin_mode, account.name)
+            self.liquidate_account(account)
+
+    def liquidate_account(self, account: SimAccount) -> None:
+        """Liquidate what the current marks break in one account, classic or unified alike. Also run before
+        any of its data is served, so no position is ever shown past its liquidation price, however its mark
+        got there (the demo's drift moves marks directly, between ticks)."""
+        for p in self.world.market.liquidate(account):
+            log.info("simulator: %s %s %s liquidated in %s", p.symbol, p.side, p.margin_mode, account.name)
 
     def server_ms(self) -> int:
         return epoch_ms(self.clock.now()) + self.world.clock_offset_ms
@@ -239,6 +245,7 @@ class Simulator:
         if endpoint is ep.TICKERS:
             return render.tickers(market, self._product(product_type), now)
         assert account is not None
+        self.liquidate_account(account)
         if endpoint is ep.ACCOUNT_INFO:
             return render.account_info(account)
         if endpoint is ep.SPOT_ASSETS:

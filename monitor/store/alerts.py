@@ -112,7 +112,7 @@ class AlertStore:
             .where(
                 or_(
                     ALERT.c.state.in_([State.PENDING, State.FIRING]),
-                    and_(ALERT.c.state == State.RESOLVED, ALERT.c.resolved_at >= now - RESOLVED_KEPT),
+                    and_(ALERT.c.state != State.INACTIVE, ALERT.c.resolved_at >= now - RESOLVED_KEPT),
                 )
             )
         )
