@@ -104,16 +104,20 @@ class Service:
         # budget turn would reach Bitget in a burst). Slow answers hold connections, hence the headroom.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
         self.poller = Poller(self.config, self.session, self.clock, hooks=(self._store_outcome, self._judge_outcome))
-        m = self.config.monitor  # positions that disappear are judged against the public mark, inside the IP budget
-        self.marks = MarkPrices(self.session, m.bitget_url, self.poller.ip_budget, self.clock,
-                                timeout=m.request_timeout.total_seconds())  # fmt: skip
-        self.alerts.marks = self.marks
+        self._read_marks(self.session, self.poller)
         tune_gc()
         self._tasks.append(asyncio.create_task(self._prepare_storage(), name="storage"))
         try:
             yield self.poller
         finally:
             await self.close()
+
+    def _read_marks(self, session: aiohttp.ClientSession, poller: Poller) -> None:
+        """Positions that disappear are judged against the public mark, read inside the poller's IP budget."""
+        m = self.config.monitor
+        self.marks = MarkPrices(session, m.bitget_url, poller.ip_budget, self.clock,
+                                timeout=m.request_timeout.total_seconds())  # fmt: skip
+        self.alerts.marks = self.marks
 
     def _store_outcome(self, state: AccountState, outcome: PollOutcome) -> None:
         self.writer.submit(outcome)
@@ -220,6 +224,7 @@ class Service:
         """
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
         self.poller = Poller(self.config, self.session, self.clock)  # no hooks: stored and judged after the cycle
+        self._read_marks(self.session, self.poller)
         result = OnceResult([])
         try:
             if not dry_run:
@@ -258,6 +263,7 @@ class Service:
             return f"reads not stored: {_reason(exc)}"
         now = self.clock.now()
         self.alerts.evaluate([self.alerts.view(s, now) for s in self.poller.accounts.values()], now, portfolio=True)
+        await self.alerts.judged()  # positions gone since the stored alerts: judged against the mark read now
         if not await self.alerts.flush():
             return f"alert changes and their messages not stored ({self.alerts.waiting} messages)"
         rank = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2}

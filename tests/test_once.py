@@ -261,3 +261,22 @@ async def test_silences_and_hysteresis_carry_across_once_runs(
     assert await cron("95.5") == ([], "critical")  # 4.81 %: past the critical level, not by its `clear`
     eased, severity = await cron("96")  # 5.30 %: past it by more than 1 %: eases back to warning, announced
     assert severity == "warning" and len(eased) == 1 and eased[0].startswith("[WARNING] iso: BTCUSDT long: 5.3")
+
+
+async def test_a_position_liquidated_between_once_runs_is_announced_liquidated_against_the_mark_read_then(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    sim = await _world(make_sim, tmp_path)
+    path = _accounts_file(sim, tmp_path, f"sqlite:///{tmp_path}/m.db", sink.url(), RULE.replace('for = "1m"\n', ""))
+    clock = CronClock()
+    await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})
+    assert (await _once(path, clock)).error is None
+    assert sink.titles() == ["[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.90909091)"]
+    await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "89"})  # the simulator liquidates it
+    clock.advance(timedelta(minutes=1))
+    result = await _once(path, clock)
+    assert result.error is None and result.outcomes[0].snapshot is not None
+    assert result.outcomes[0].snapshot.positions == ()
+    assert len(sink.received) == 2
+    assert sink.titles()[1].startswith("[LIQUIDATED] iso: BTCUSDT long liquidated: mark 89 is past its liquidation")
+    assert sink.received[1]["type"] == "failure"
