@@ -208,8 +208,10 @@ async def readyz(request: web.Request) -> web.Response:
         "database": service.storage_ready.is_set() and service.writer.healthy and await source.database_ok(),
         "poller": service.poller is not None and service.poller.running,
         "fresh_accounts": share >= settings_of(request).ready_fresh_share,
+        "outbox_written": service.sender.memory.waiting == 0,  # else messages wait in memory
     }
-    body = {"ready": all(checks.values()), "checks": checks, "fresh_share": round(share, 4), "accounts": len(rows)}
+    body = {"ready": all(checks.values()), "checks": checks, "fresh_share": round(share, 4), "accounts": len(rows),
+            "messages_in_memory": service.sender.memory.waiting}  # fmt: skip
     return json_response(body, status=200 if body["ready"] else 503)
 
 
