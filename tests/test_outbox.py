@@ -22,13 +22,17 @@ from typing import Any
 
 import pytest
 
-from monitor.clock import ManualClock
+from monitor.clock import ManualClock, SystemClock
 from monitor.config import load_config
 from monitor.domain import AccountMode, AccountSnapshot, Position
 from monitor.rules.evaluate import AccountView
+from monitor.service import Service
+from monitor.simulator.generate import write_accounts_file
+from monitor.simulator.world import load_scenario
 from monitor.store import migrations
-from tests.conftest import Sink
+from tests.conftest import SimFactory, Sink
 from tests.test_alerts import ACCOUNT, T0, Rig, position, rig_for, rules
+from tests.test_simulator import SCENARIO
 
 NOW = "0s"
 
@@ -271,3 +275,54 @@ async def test_a_kill_during_deliveries_repeats_at_most_one_message_per_channel_
     assert waited < 60  # the dead process's claims (two minutes) were released, not waited out
     outbox = await asyncio.to_thread(rig.store.alerts.outbox)
     assert sorted(m.status for m in outbox) == ["sent"] * 9
+
+
+async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_what_waits_in_memory(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    """`run` against the simulator on SQLite; another connection holds the database's write lock while a mark
+    crosses the critical level: the message reaches the sink during the outage, /metrics and /readyz show it
+    waiting in memory, and once the lock is gone it is in the outbox table as sent, and never sent again."""
+    import aiohttp
+
+    (tmp_path / "scenario.toml").write_text(
+        SCENARIO.replace('rsa_private_key_file = "cross.pem"', 'api_secret = "cross-secret"')
+    )
+    sim = await make_sim(world=load_scenario(tmp_path / "scenario.toml"))
+    path = tmp_path / "accounts.toml"
+    write_accounts_file(sim.world, path, sim.url)
+    database = f"sqlite:///{tmp_path}/m.db"
+    monitor = f'database_url = "{database}"\npoll_interval = "1s"\nrisk_poll_interval = "200ms"\n'
+    alerting = (
+        f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nops = ["{sink.url()}"]\n'
+        '[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "3%"\nclear = "1%"\n'
+    )
+    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + monitor, 1)
+    path.write_text(text.replace("[[accounts]]", alerting + "[[accounts]]", 1))
+    service = Service(path, load_config(path, env={}), SystemClock())
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await until(lambda: service.alerts.ready and all(s.polls for s in service.poller.accounts.values()), 30)  # type: ignore[union-attr]
+        await asyncio.sleep(1.5)
+        assert sink.received == []
+        with database_away(database):
+            await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # 2.2 %: critical
+            await until(lambda: len(sink.received) >= 1, 30)
+            assert sink.titles()[0].startswith("[CRITICAL] iso: BTCUSDT long")
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{service.web_url}/metrics") as response:
+                    metrics = await response.text()
+                async with session.get(f"{service.web_url}/readyz") as response:
+                    ready = (response.status, await response.json())
+            assert 'bitget_monitor_outbox_messages{status="memory"} 1.0' in metrics
+            assert ready[0] == 503 and ready[1]["messages_in_memory"] == 1
+            assert ready[1]["checks"]["outbox_written"] is False
+        await until(lambda: len(service.sender.memory) == 0, 30)
+        await asyncio.sleep(2.0)  # more polls and passes: nothing is sent again
+        assert len(sink.received) == 1
+        outbox = await asyncio.to_thread(service.store.alerts.outbox)
+        assert [(m.account, m.status, m.attempts) for m in outbox] == [("iso", "sent", 1)]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)

@@ -61,6 +61,7 @@ class AlertEngine:
         self._flushing = asyncio.Lock()  # batches are written one after the other, in order
         self.ready = False
         self.rejected = 0  # batches the database refused (logged; never retried)
+        self._failing = False  # the last write failed: messages go to memory before the next attempt
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -341,6 +342,9 @@ class AlertEngine:
         rebuilds)."""
         async with self._flushing:
             batch, self._pending = self._pending, AlertBatch(self.clock.now())
+            if self._failing and batch.messages:  # the database failed last time: no message waits to see
+                self._to_memory(batch)
+                self.on_queued()
             try:
                 if batch:
                     try:
@@ -351,8 +355,8 @@ class AlertEngine:
             except Exception as exc:
                 batch.extend(self._pending)
                 self._pending = batch
-                dropped = {id(m) for m in self.memory.admit(m for m in batch.messages if m.id is None)}
-                batch.messages = [m for m in batch.messages if m.id is None and id(m) not in dropped]
+                self._to_memory(batch)
+                self._failing = True
                 log.error(
                     "alert changes not written (%s); %d messages wait, delivered from memory meanwhile",
                     str(getattr(exc, "orig", exc)).strip(),
@@ -362,6 +366,7 @@ class AlertEngine:
                 if batch.messages:
                     self.on_queued()
                 return False
+            self._failing = False
             try:
                 await self.memory.settle(self.store)
             except Exception as exc:
@@ -372,6 +377,11 @@ class AlertEngine:
         if batch.messages:
             self.on_queued()
         return True
+
+    def _to_memory(self, batch: AlertBatch) -> None:
+        """The batch's messages go to the outbox in memory (those it cannot hold leave the batch too)."""
+        dropped = {id(m) for m in self.memory.admit(m for m in batch.messages if m.id is None)}
+        batch.messages = [m for m in batch.messages if m.id is None and id(m) not in dropped]
 
     async def _save(self, batch: AlertBatch) -> None:
         """Write a batch; the messages the sender delivers from memory are written as they are now (a copy:
