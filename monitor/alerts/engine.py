@@ -178,6 +178,9 @@ class AlertEngine:
             except Exception:
                 log.exception("portfolio alert evaluation failed")
         self._dirty.set()
+        if self._failing and self._pending.messages:  # no waiting for the next write attempt to send them
+            self._to_memory(self._pending)
+            self.on_queued()
 
     def _track_peaks(self, view: AccountView) -> None:
         if view.snapshot is None or not view.fresh:
