@@ -250,7 +250,8 @@ async def test_a_kill_during_deliveries_repeats_at_most_one_message_per_channel_
     app = web.Application()
     app.router.add_post("/{channel}", hook)
     server = await aiohttp_server(app)
-    channels = "\n".join(f'{c} = ["json://127.0.0.1:{server.port}/{c}"]' for c in "abc")
+    # rto: apprise gives up on an answer after 4 s by default; here the sink holds its answers longer than that
+    channels = "\n".join(f'{c} = ["json://127.0.0.1:{server.port}/{c}?rto=60"]' for c in "abc")
     rig = await make_rig(
         f'[channels]\n{channels}\n[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "15%"\n'
         'critical = "7%"\n',
@@ -263,17 +264,15 @@ async def test_a_kill_during_deliveries_repeats_at_most_one_message_per_channel_
     async with sender_process(accounts_file) as process:
         await until(lambda: len(received) >= 3, 30)
         await asyncio.sleep(0.5)  # nothing more starts while each channel has a delivery under way
-        assert sorted(p for p, _ in received) == ["/a", "/b", "/c"]
+        assert sorted(p for p, _ in received) == ["/a", "/b", "/c"], received
         os.kill(process.pid, signal.SIGKILL)
         await process.wait()
     answer.set()
-    started = time.monotonic()
-    async with sender_process(accounts_file):
+    async with sender_process(accounts_file):  # well within the dead process's claims (two minutes)
         await until(lambda: len(set(received)) == 9, 60)
-        waited = time.monotonic() - started
+        await until(lambda: {m.status for m in rig.store.alerts.outbox()} == {"sent"}, 30)  # recorded, too
     per_channel = Counter(p for p, _ in received)
-    assert per_channel == {"/a": 4, "/b": 4, "/c": 4}  # three messages each, and the one cut short again
-    assert waited < 60  # the dead process's claims (two minutes) were released, not waited out
+    assert per_channel == {"/a": 4, "/b": 4, "/c": 4}, received  # three each, and the one cut short again
     outbox = await asyncio.to_thread(rig.store.alerts.outbox)
     assert sorted(m.status for m in outbox) == ["sent"] * 9
 
@@ -327,3 +326,25 @@ async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=15)
+
+
+def test_a_full_outbox_in_memory_forgets_sent_messages_first_then_the_oldest_unsent() -> None:
+    from monitor.alerts.compose import Outgoing
+    from monitor.alerts.messages import Rendered
+    from monitor.alerts.outbox import MemoryOutbox
+    from monitor.store.alerts import Queued
+
+    def message(n: int) -> Queued:
+        return Queued(Outgoing("ops", f"a{n}", "critical", Rendered(f"m{n}", "", ""), ()), T0)
+
+    memory = MemoryOutbox("node", limit=3)
+    first = [message(n) for n in range(3)]
+    assert memory.admit(first) == []
+    [claimed] = memory.claim(T0, ())  # one channel: one at a time, the oldest
+    assert claimed is first[0]
+    memory.attempted(claimed, ["fp"], sent_at=T0)
+    assert [m.title for m in memory.claim(T0, ())] == ["m1"]
+    fourth, fifth = message(3), message(4)
+    assert memory.admit([fourth]) == [first[0]]  # already sent: only its record goes
+    assert memory.admit([fifth]) == [first[2]]  # m1 is under way; m2 is the oldest unsent
+    assert memory.dropped == 1 and memory.waiting == 3
