@@ -51,6 +51,7 @@ BACKOFF_BASE, BACKOFF_CAP = 5.0, 600.0  # seconds: 5, 10, 20, ... up to 10 minut
 UNKNOWN_CHANNEL_RETRY = timedelta(hours=1)
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 1.0, 30.0  # seconds between tries to record a delivery
 DELIVERY_THREADS = 8  # apprise blocks; its own pool keeps slow endpoints away from the database threads
+DATABASE_RETRY = 5.0  # seconds between looks at the outbox table while it fails
 RECLAIM_INTERVAL = 60.0  # seconds between looks for claims of dead processes on this host
 UNEXPECTED_RETRY = timedelta(seconds=30)  # a delivery from memory that broke unexpectedly is tried again then
 
@@ -83,6 +84,10 @@ def dead(node: str) -> bool:
         return False
 
 
+def _name(message: OutboxMessage | Queued) -> str:
+    return str(message.id) if message.id is not None else "(in memory)"
+
+
 class Sender:
     def __init__(self, config: Config, store: Store, clock: Clock, node: str) -> None:
         self.config = config
@@ -94,6 +99,7 @@ class Sender:
         # At most one delivery at a time per channel: a crash repeats at most one message per channel.
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._database_ok = True  # the last claim from the table worked
+        self._database_retry = 0.0  # monotonic time of the next look at the table while it fails
         self._pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver")
         self.sent = 0
         self.failures = 0
@@ -122,18 +128,22 @@ class Sender:
     async def _pass(self) -> list[asyncio.Task[None]]:
         """Release held messages whose quiet hours ended and start what is due; a database that is away
         stops neither the messages in memory nor the next pass."""
-        try:
-            await self._release_held()
-        except Exception as exc:
-            if self._database_ok:
-                log.error("held messages not processed: %s", str(getattr(exc, "orig", exc)).strip() or type(exc))
+        # While the table fails it is looked at every few seconds, not on every wake-up: a locked database
+        # makes each look wait out its busy timeout, and messages in memory must not wait with it.
+        database = self._database_ok or self.clock.monotonic() >= self._database_retry
+        if database:
+            try:
+                await self._release_held()
+            except Exception as exc:
+                if self._database_ok:
+                    log.error("held messages not processed: %s", str(getattr(exc, "orig", exc)).strip() or type(exc))
         try:
             if self.memory.written_ids():
                 await self.memory.settle(self.store)
         except SQLAlchemyError:
             pass  # the engine's flush and the next pass try again
         try:
-            return await self._start_due()
+            return await self._start_due(database)
         except Exception:  # a bug: keep trying
             log.exception("outbox not processed")
             return []
@@ -163,25 +173,28 @@ class Sender:
         _, pending = await asyncio.wait(running, timeout=timeout)
         return not pending
 
-    async def _start_due(self) -> list[asyncio.Task[None]]:
+    async def _start_due(self, database: bool = True) -> list[asyncio.Task[None]]:
         now = self.clock.now()
         busy = set(self._inflight)
         claimed: list[OutboxMessage | Queued] = []
         if not self._database_ok:  # memory first: it must not wait for a database that may not answer
             claimed += self.memory.claim(now, busy)
+        rows: list[OutboxMessage] = []
+        due: set[str] = set()
         try:
-            rows, due = await asyncio.to_thread(self.store.alerts.claim, self.node, now, CLAIM,
-                                                busy=busy | {m.channel for m in claimed},
-                                                skip=self.memory.written_ids())  # fmt: skip
-            if not self._database_ok:
-                log.info("outbox table readable again")
-            self._database_ok = True
+            if database:
+                rows, due = await asyncio.to_thread(self.store.alerts.claim, self.node, now, CLAIM,
+                                                    busy=busy | {m.channel for m in claimed},
+                                                    skip=self.memory.written_ids())  # fmt: skip
+                if not self._database_ok:
+                    log.info("outbox table readable again")
+                self._database_ok = True
         except SQLAlchemyError as exc:
             if self._database_ok:
                 log.error("outbox table not readable (%s); messages in memory go out meanwhile",
                           str(getattr(exc, "orig", exc)).strip())  # fmt: skip
             self._database_ok = False
-            rows, due = [], set()
+            self._database_retry = self.clock.monotonic() + DATABASE_RETRY
         claimed += rows
         # A channel's older messages in the table go first.
         claimed += self.memory.claim(now, busy | due | {m.channel for m in claimed})
@@ -201,14 +214,14 @@ class Sender:
         try:
             await self._attempt(message)
         except Exception:  # a row's claim lapses and it is tried again; memory's is released
-            log.exception("message %s to %s: delivery failed unexpectedly", message.id, message.channel)
+            log.exception("message %s to %s: delivery failed unexpectedly", _name(message), message.channel)
             if isinstance(message, Queued) and self.memory.inflight(message):
                 self.memory.release(message, self.clock.now() + UNEXPECTED_RETRY)
 
     async def _attempt(self, message: OutboxMessage | Queued) -> None:
         channel = self.config.channels.get(message.channel)
         if channel is None:
-            log.error("message %s: channel %r is not configured any more; kept in the outbox", message.id,
+            log.error("message %s: channel %r is not configured any more; kept in the outbox", _name(message),
                       message.channel)  # fmt: skip
             retry = self.clock.now() + UNKNOWN_CHANNEL_RETRY
             await self._outcome(message, list(message.delivered), error="channel not configured", retry_at=retry)
@@ -226,7 +239,7 @@ class Sender:
         self.failures += 1
         error = "; ".join(f"{r.shown}: {r.error}" for r in failed)
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**message.attempts) * random.uniform(0.8, 1.2)
-        log.warning("message %s to %s failed (attempt %d, next in %.0f s): %s", message.id, message.channel,
+        log.warning("message %s to %s failed (attempt %d, next in %.0f s): %s", _name(message), message.channel,
                     message.attempts + 1, delay, error)  # fmt: skip
         await self._outcome(message, done, error=error, retry_at=self.clock.now() + timedelta(seconds=delay))
 
