@@ -3,10 +3,10 @@
 The outbox table is the normal home of every message. When the database refuses a write (unreachable, locked,
 disk full), the engine keeps the batch and hands its messages here; the sender delivers them from here exactly
 as it delivers rows (one at a time per channel, in order per channel and account, retries with backoff), and
-their delivery state lives on the messages. When the database is back the engine writes them with that state,
-claimed by this node, and the outbox here records the final state and lets them go: nothing is sent twice,
-nothing is lost. A message whose delivery is under way when it is written stays here until that delivery
-ends.
+their delivery state lives on the messages. When the database is back the engine writes them with that state
+(those not sent yet claimed by this node), and the outbox here records the final state and lets them go:
+nothing is sent twice, nothing is lost. A message whose delivery is under way when it is written stays here
+until that delivery ends.
 
 Bounded: past `limit` messages the oldest already sent are forgotten first (only their record is lost), then
 the oldest unsent (each one logged and counted).
@@ -105,13 +105,14 @@ class MemoryOutbox:
 
     def snapshot(self, batch: AlertBatch, now: datetime) -> AlertBatch:
         """A copy of the batch to write while the sender goes on: messages delivered from memory are copied
-        with their state as it is now, claimed by this node (a delivery under way must not be repeated by
-        another sender; `settle` writes the outcome)."""
+        with their state as it is now; those not sent yet are claimed by this node (one may be under way, or
+        start before the write ends: no other sender may repeat it; `settle` writes the outcome)."""
         copies = []
         for m in batch.messages:
             if id(m) in self._messages:
+                claim = (self.node, now + HOLD) if m.sent_at is None else None
                 m = Queued(m.outgoing, m.created_at, m.attempts, m.delivered, m.next_attempt_at, m.last_error,
-                           m.sent_at, (self.node, now + HOLD))  # fmt: skip
+                           m.sent_at, claim)  # fmt: skip
             copies.append(m)
         return AlertBatch(batch.at, batch.alerts, batch.transitions, copies)
 
