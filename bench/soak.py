@@ -284,22 +284,31 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
 
 
 async def force_alert(session: aiohttp.ClientSession, sim_url: str, accounts: list[str]) -> datetime | None:
-    """Move a mark to 4 % from an isolated position's liquidation price (critical by the default rules), the
-    position farthest from it, so a new alert fires; returns when."""
+    """Move a mark to 4 % from an isolated position's liquidation price (critical by the default rules) for a
+    position outside every warning now, so a new alert fires: the one whose move liquidates the fewest other
+    positions on its symbol. Returns when."""
     async with session.get(sim_url + "/_sim/state") as response:
         state = await response.json()
+    positions = [(a["name"], p) for a in state["accounts"] for p in a["positions"]]
     candidates = []
-    for account in state["accounts"]:
-        for p in account["positions"] if account["name"] in accounts else ():
-            mark, liquidation = float(p["mark"]), float(p["liquidation_price"] or 0)
-            if p["margin_mode"] == "isolated" and liquidation > 0 and mark > 0:
-                candidates.append((abs(mark - liquidation) / mark, p))
+    for name, p in positions:
+        mark, liquidation = float(p["mark"]), float(p["liquidation_price"] or 0)
+        if name not in accounts or p["margin_mode"] != "isolated" or liquidation <= 0 or mark <= 0:
+            continue
+        if abs(mark - liquidation) / mark < 0.2:  # inside (or near) the warning level: no new alert
+            continue
+        target = liquidation / 0.96 if p["side"] == "long" else liquidation / 1.04
+        low, high = sorted((mark, target))
+        broken = sum(
+            1 for _, q in positions
+            if (q["symbol"], q["product_type"]) == (p["symbol"], p["product_type"])
+            and low <= float(q["liquidation_price"] or 0) <= high
+        )  # fmt: skip
+        candidates.append((broken, target, p))
     if not candidates:
         return None
-    _, p = max(candidates, key=lambda c: c[0])
-    liquidation = float(p["liquidation_price"])
-    mark = liquidation / 0.96 if p["side"] == "long" else liquidation / 1.04
-    move = {"symbol": p["symbol"], "product_type": p["product_type"], "mark": f"{mark:.6g}"}
+    _, target, p = min(candidates, key=lambda c: c[0])
+    move = {"symbol": p["symbol"], "product_type": p["product_type"], "mark": f"{target:.6g}"}
     await session.post(sim_url + "/_sim/price", json=move)
     return CLOCK.now()
 
