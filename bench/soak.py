@@ -9,7 +9,10 @@ server programs are not installed, or with --sqlite, it is SQLite and the databa
 
 At the end it checks and prints: every message in the outbox reached the sink exactly once (at most one
 duplicate per kill), nothing is left queued, no unhandled exception was logged, no account went without good
-data for longer than the faults injected into it explain, and how resident memory grew after warm-up.
+data for longer than the faults injected into it explain, and how resident memory grew after warm-up. While
+PostgreSQL is down the soak moves a mark next to a position's liquidation price: the messages created during
+the outage must reach the sink during the outage (the monitor delivers them from memory), and it prints how
+long they took.
 
     .venv/bin/python -m bench.soak --minutes 10
 """
@@ -66,6 +69,8 @@ SLACK = RETRY_ATTEMPTS * 1.0 + 5.0
 # What a kill -9 explains: buffered polls lost, the restart (migrations, first claim), the dead leases' TTL.
 KILL_GAP = 20.0 + LEASE_TTL
 RSS_GROWTH_LIMIT = 0.10  # resident memory may grow this much after warm-up
+# A message created this close to the end of the database outage may arrive just after it.
+OUTAGE_MARGIN = timedelta(seconds=2)
 
 
 @dataclass
@@ -96,6 +101,13 @@ class Report:
     lockouts: int  # times the monitor found the IP locked out
     first_traceback: str  # the first logged traceback's last lines, if any
     longest_unexplained: list[str]  # the five longest gaps the faults do not explain, and when they began
+    # The PostgreSQL outage (None on SQLite): messages created during it, those of them that did not reach the
+    # sink before it ended, how long the forced alert took from the mark's move to the sink, and the longest
+    # time from a message's creation to its delivery during the outage (seconds).
+    outage_messages: int | None = None
+    outage_late: int | None = None
+    outage_alert_latency: float | None = None
+    outage_longest_delivery: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -108,6 +120,7 @@ class Report:
             and not self.unexplained_gaps
             and self.database_outage_survived is not False
             and self.rss_growth < RSS_GROWTH_LIMIT
+            and (self.database != "postgresql" or (bool(self.outage_messages) and not self.outage_late))
         )
 
 
@@ -123,23 +136,26 @@ async def soak(
     minutes: float, accounts: int, seed: int = 7, *, sqlite: bool = False, keep_log: Path | None = None
 ) -> Report:
     received: list[tuple[str, str]] = []
+    arrivals: list[datetime] = []  # when each of `received` arrived
     sink_down = asyncio.Event()
 
     async def receive(body: dict[str, Any]) -> int:
         if sink_down.is_set():
             return 503  # down on purpose
         received.append((body["title"], body["message"]))
+        arrivals.append(CLOCK.now())
         return 200
 
     with contextlib.ExitStack() as stack:
         postgres = None if sqlite else stack.enter_context(private_postgres())
         async with sink(receive) as url:
-            return await run(minutes, accounts, seed, url, received, sink_down, postgres, keep_log)
+            return await run(minutes, accounts, seed, url, received, sink_down, postgres, keep_log, arrivals)
 
 
 async def run(minutes: float, accounts: int, seed: int, sink_url: str, received: list[tuple[str, str]],
               sink_down: asyncio.Event, postgres: PrivatePostgres | None,
-              keep_log: Path | None) -> Report:  # fmt: skip
+              keep_log: Path | None, arrivals: list[datetime] | None = None) -> Report:  # fmt: skip
+    arrivals = arrivals if arrivals is not None else []
     rng = random.Random(seed)
     options = ("--tick", "1", "--volatility", "0.004", "--seed", str(seed))
     with simulator(accounts, *options) as path, tempfile.TemporaryDirectory(prefix="soak-") as tmp:
@@ -163,6 +179,8 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
         process = await start()
         duration = minutes * 60
         kills, crashes, rss_start, rss_end, began = [], 0, 0, 0, CLOCK.now()
+        outage: list[datetime] = []  # when PostgreSQL went down, and when it was started again
+        moved: datetime | None = None  # when the mark was moved during the outage
         faults: list[Fault] = []
         async with aiohttp.ClientSession() as session:
             names = [f"sim-{i + 1:03d}" for i in range(accounts)]
@@ -192,7 +210,10 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
                         sink_down.clear()
                     elif event == "database down" and postgres is not None:
                         await asyncio.to_thread(postgres.stop)
+                        outage.append(CLOCK.now())
+                        moved = await force_alert(session, sim_url, names[:-1])
                     elif event == "database up" and postgres is not None:
+                        outage.append(CLOCK.now())
                         await asyncio.to_thread(postgres.start)
                     elif event == "reload":
                         process.send_signal(signal.SIGHUP)
@@ -230,6 +251,9 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
     duplicates = sum(max(0, n - queued[k]) for k, n in got.items())
     cadence = typical_gap(gaps)
     unexplained = [gap for gap in gaps if not explained(gap, faults, kills, cadence)]
+    during = [m for m in outbox if len(outage) == 2 and outage[0] <= m.created_at <= outage[1] - OUTAGE_MARGIN]
+    late = [m for m in during if m.sent_at is None or m.sent_at > outage[1]]
+    first = min((at for at in arrivals if moved is not None and at >= moved), default=None)
     none = CLOCK.now()
     worst = max(gaps, key=lambda g: g[2] - g[1], default=("-", none, none))
     return Report(
@@ -250,7 +274,46 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
         database_outage_survived=None if postgres is None else (
             "database write failed" in text and "database writes work again" in text
         ),
+        outage_messages=None if postgres is None else len(during),
+        outage_late=None if postgres is None else len(late),
+        outage_alert_latency=(
+            round((first - moved).total_seconds(), 2) if first is not None and moved is not None else None
+        ),
+        outage_longest_delivery=max(
+            (round((m.sent_at - m.created_at).total_seconds(), 2) for m in during if m.sent_at is not None),
+            default=None,
+        ),
     )  # fmt: skip
+
+
+async def force_alert(session: aiohttp.ClientSession, sim_url: str, accounts: list[str]) -> datetime | None:
+    """Move a mark to 4 % from an isolated position's liquidation price (critical by the default rules) for a
+    position outside every warning now, so a new alert fires: the one whose move liquidates the fewest other
+    positions on its symbol. Returns when."""
+    async with session.get(sim_url + "/_sim/state") as response:
+        state = await response.json()
+    positions = [(a["name"], p) for a in state["accounts"] for p in a["positions"]]
+    candidates = []
+    for name, p in positions:
+        mark, liquidation = float(p["mark"]), float(p["liquidation_price"] or 0)
+        if name not in accounts or p["margin_mode"] != "isolated" or liquidation <= 0 or mark <= 0:
+            continue
+        if abs(mark - liquidation) / mark < 0.2:  # inside (or near) the warning level: no new alert
+            continue
+        target = liquidation / 0.96 if p["side"] == "long" else liquidation / 1.04
+        low, high = sorted((mark, target))
+        broken = sum(
+            1 for _, q in positions
+            if (q["symbol"], q["product_type"]) == (p["symbol"], p["product_type"])
+            and low <= float(q["liquidation_price"] or 0) <= high
+        )  # fmt: skip
+        candidates.append((broken, target, p))
+    if not candidates:
+        return None
+    _, target, p = min(candidates, key=lambda c: c[0])
+    move = {"symbol": p["symbol"], "product_type": p["product_type"], "mark": f"{target:.6g}"}
+    await session.post(sim_url + "/_sim/price", json=move)
+    return CLOCK.now()
 
 
 def first_traceback(log: str) -> str:
@@ -308,7 +371,10 @@ def main() -> None:
           f"crashes, {report.left_queued} left queued, {report.tracebacks} tracebacks, "
           f"RSS {report.rss_growth:+.1%} after warm-up (target under {RSS_GROWTH_LIMIT:+.0%}); {report.database}; "
           f"good reads every {report.cadence:.0f} s (median), longest without: {report.worst_gap:.0f} s "
-          f"({report.worst_gap_account}), {report.unexplained_gaps} gaps longer than their faults explain")  # fmt: skip
+          f"({report.worst_gap_account}), {report.unexplained_gaps} gaps longer than their faults explain; "
+          f"database outage: {report.outage_messages} messages created, {report.outage_late} not delivered during "
+          f"it, the forced alert reached the sink in {report.outage_alert_latency} s, the slowest message took "
+          f"{report.outage_longest_delivery} s")  # fmt: skip
     raise SystemExit(0 if report.ok else 1)
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
 import signal
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.lifecycle import ACTIVE, Alert, State
-from monitor.alerts.sender import CLAIM, Sender
+from monitor.alerts.sender import CLAIM, Sender, node_name
 from monitor.clock import Clock
 from monitor.config import Config, load_config
 from monitor.domain import PollOutcome
@@ -91,9 +88,9 @@ class Service:
         self.requests = 0  # sent to Bitget since start (for metrics)
         self.poll_errors: Counter[str] = Counter()
         self.web_url: str | None = None  # failed polls by Bitget code (or error class), since start
-        self.node = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.node = node_name()
         self.sender = Sender(config, self.store, clock, self.node)
-        self.alerts = AlertEngine(config, self.store, clock, on_queued=self.sender.wake)
+        self.alerts = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
         self._mtime = self._file_mtime()
         self._reloading = asyncio.Lock()  # reloads apply one at a time, in the order they were asked for
 

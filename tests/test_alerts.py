@@ -88,7 +88,7 @@ class Rig:
 async def rig_for(config: Config, clock: ManualClock, marks: MarkPrices | None = None) -> Rig:
     store = Store(config.monitor.database_url.reveal())
     sender = Sender(config, store, clock, "test-node")
-    engine = AlertEngine(config, store, clock, on_queued=sender.wake)
+    engine = AlertEngine(config, store, clock, on_queued=sender.wake, memory=sender.memory)
     engine.marks = marks
     await engine.load()
     return Rig(config, store, clock, engine, sender, marks)

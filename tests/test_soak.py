@@ -21,3 +21,4 @@ async def test_a_minute_of_faults_loses_no_message() -> None:
     assert report.unexplained_gaps == 0, report
     if report.database == "postgresql":
         assert report.database_outage_survived, report
+        assert report.outage_messages and report.outage_late == 0, report  # delivered from memory

@@ -262,9 +262,10 @@ async def readyz(request: web.Request) -> web.Response:
         "poller": service.poller is not None and service.poller.running,
         "fresh_accounts": share >= settings_of(request).ready_fresh_share,
         "leases": str(service.lease_mode) in ("single", "sharing"),  # not polling alone, not still claiming
+        "outbox_written": service.sender.memory.waiting == 0,  # else messages wait in memory
     }
     body = {"ready": all(checks.values()), "checks": checks, "fresh_share": round(share, 4), "accounts": len(rows),
-            "mode": str(service.lease_mode)}  # fmt: skip
+            "mode": str(service.lease_mode), "messages_in_memory": service.sender.memory.waiting}  # fmt: skip
     return json_response(body, status=200 if body["ready"] else 503)
 
 

@@ -75,7 +75,11 @@ class _Snapshot(Collector):
         outbox = GaugeMetricFamily(PREFIX + "outbox_messages", "Outbox messages by status", labels=["status"])
         for status in ("queued", "held", "sent", "merged", "dropped"):
             outbox.add_metric([status], self.outbox.get(status, 0))
+        # not in the table yet (the database refuses writes): delivered from memory meanwhile
+        outbox.add_metric(["memory"], service.sender.memory.waiting)
         yield outbox
+        yield CounterMetricFamily(PREFIX + "outbox_memory_dropped", "Unsent messages dropped from a full outbox "
+                                  "in memory", value=service.sender.memory.dropped)  # fmt: skip
         yield GaugeMetricFamily(PREFIX + "outbox_failing_messages", "Queued messages whose last attempt failed",
                                 value=self.outbox.get("failing", 0))  # fmt: skip
         refused = CounterMetricFamily(PREFIX + "refused_writes", "Poll results the database refused, per account",

@@ -3,7 +3,8 @@ lifecycle, decides what to tell people and queues it, and writes all of it to th
 
 State lives in the database. On start the engine loads it before judging anything, so a restart neither
 re-sends nor misses. Changes are written in order; if the database is away they wait in memory and go out when
-it is back (a crash meanwhile can repeat a message, never lose a transition the database already has).
+it is back (a crash meanwhile can repeat a message, never lose a transition the database already has). Their
+messages do not wait: they go to the outbox in memory (see monitor.alerts.outbox) and are delivered from there.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from monitor.alerts import departures, lifecycle
 from monitor.alerts.compose import Outgoing, compose
 from monitor.alerts.lifecycle import ACTIVE, CLOSED, Alert, State, Transition, notified, notify_reason, step, vanish
 from monitor.alerts.messages import Item, Messages
+from monitor.alerts.outbox import MemoryOutbox
 from monitor.alerts.silences import Silence, silenced
 from monitor.clock import Clock
 from monitor.config.model import Config
@@ -27,7 +29,7 @@ from monitor.domain import AccountSnapshot
 from monitor.poller.state import AccountState, Status
 from monitor.rules.evaluate import AccountView, RollingPeak, evaluate_account, evaluate_portfolio, portfolio_equity
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
-from monitor.store.alerts import RESOLVED_KEPT, AlertBatch, BatchRejected
+from monitor.store.alerts import RESOLVED_KEPT, AlertBatch, BatchRejected, Queued
 from monitor.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,14 @@ def messages_for(config: Config) -> Messages:
 
 
 class AlertEngine:
-    def __init__(self, config: Config, store: Store, clock: Clock, *, on_queued: Callable[[], None] = lambda: None):
+    def __init__(
+        self, config: Config, store: Store, clock: Clock, *, on_queued: Callable[[], None] = lambda: None,
+        memory: MemoryOutbox | None = None,
+    ):  # fmt: skip
         self.store = store
         self.clock = clock
-        self.on_queued = on_queued  # wakes the sender once messages are in the outbox
+        self.on_queued = on_queued  # wakes the sender once messages are in the outbox (either of them)
+        self.memory = memory if memory is not None else MemoryOutbox("local")  # the sender's, shared
         self.alerts: dict[str, Alert] = {}
         self._by_account: dict[str | None, set[str]] = defaultdict(set)
         self.silences: list[Silence] = []
@@ -62,6 +68,7 @@ class AlertEngine:
         self._seen: dict[str, AccountSnapshot] = {}  # the last fresh snapshot judged, per account
         self._awaiting: set[str] = set()  # alerts whose position is gone, waiting for the mark
         self._verdicts: set[asyncio.Task[None]] = set()
+        self._failing = False  # the last write failed: messages go to memory before the next attempt
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -182,6 +189,9 @@ class AlertEngine:
             except Exception:
                 log.exception("portfolio alert evaluation failed")
         self._dirty.set()
+        if self._failing and self._pending.messages:  # no waiting for the next write attempt to send them
+            self._to_memory(self._pending)
+            self.on_queued()
 
     def _track_peaks(self, view: AccountView) -> None:
         if view.snapshot is None or not view.fresh:
@@ -403,7 +413,7 @@ class AlertEngine:
             self._record(marked.pop(key, alert), transition)
         for alert in marked.values():
             self._record(alert, None)
-        self._pending.messages += messages
+        self._pending.messages += [Queued(m, now) for m in messages]
         self._pending.at = now
 
     def _compose(self, items: list[Item], now: datetime) -> list[Outgoing]:
@@ -465,48 +475,77 @@ class AlertEngine:
                 await asyncio.sleep(RETRY)
 
     async def flush(self) -> bool:
-        """Write what is pending. If the database is away it stays pending (in order) for the next attempt. If
-        the database refuses the data itself, retrying cannot help: the batch is written account by account,
-        and the refused part is logged and dropped (with its alerts, which the next evaluation rebuilds)."""
+        """Write what is pending. If the database is away it stays pending (in order) for the next attempt,
+        and its messages go to the outbox in memory, to be delivered meanwhile and written with their delivery
+        state. If the database refuses the data itself, retrying cannot help: the batch is written account by
+        account, and the refused part is logged and dropped (with its alerts, which the next evaluation
+        rebuilds)."""
         async with self._flushing:
             batch, self._pending = self._pending, AlertBatch(self.clock.now())
-            if not batch:
-                return True
+            if self._failing and batch.messages:  # the database failed last time: no message waits to see
+                self._to_memory(batch)
+                self.on_queued()
             try:
-                try:
-                    await asyncio.to_thread(self.store.alerts.save, batch)
-                except BatchRejected:
-                    for part in batch.by_account():
-                        await self._save_or_drop(part)
+                if batch:
+                    try:
+                        await self._save(batch)
+                    except BatchRejected:
+                        for part in batch.by_account():
+                            await self._save_or_drop(part)
             except Exception as exc:
                 batch.extend(self._pending)
                 self._pending = batch
+                self._to_memory(batch)
+                self._failing = True
                 log.error(
-                    "alert changes not written (%s); %d messages wait",
+                    "alert changes not written (%s); %d messages wait, delivered from memory meanwhile",
                     str(getattr(exc, "orig", exc)).strip(),
-                    len(batch.messages),
+                    self.memory.waiting,
                 )
+                self._dirty.set()
+                if batch.messages:
+                    self.on_queued()
+                return False
+            self._failing = False
+            try:
+                await self.memory.settle(self.store)
+            except Exception as exc:
+                log.warning("delivery state of messages sent from memory not written yet (%s)",
+                            str(getattr(exc, "orig", exc)).strip())  # fmt: skip
                 self._dirty.set()
                 return False
         if batch.messages:
             self.on_queued()
         return True
 
+    def _to_memory(self, batch: AlertBatch) -> None:
+        """The batch's messages go to the outbox in memory (those it cannot hold leave the batch too)."""
+        dropped = {id(m) for m in self.memory.admit(m for m in batch.messages if m.id is None)}
+        batch.messages = [m for m in batch.messages if m.id is None and id(m) not in dropped]
+
+    async def _save(self, batch: AlertBatch) -> None:
+        """Write a batch; the messages the sender delivers from memory are written as they are now (a copy:
+        it may record an attempt meanwhile)."""
+        copy = self.memory.snapshot(batch, self.clock.now())
+        await asyncio.to_thread(self.store.alerts.save, copy)
+        self.memory.written(batch, copy)
+
     async def _save_or_drop(self, part: AlertBatch) -> None:
         try:
-            await asyncio.to_thread(self.store.alerts.save, part)
+            await self._save(part)
         except BatchRejected as exc:
             self.rejected += 1
             log.error("alert changes refused by the database and dropped (%d alerts, %d messages): %s",
                       len(part.alerts), len(part.messages), exc)  # fmt: skip
+            self.memory.forget(part.messages)
             for key, alert in part.alerts.items():
                 self.alerts.pop(key, None)
                 self._by_account[alert.account].discard(key)
 
     @property
     def waiting(self) -> int:
-        """Messages evaluated but not yet in the outbox."""
-        return len(self._pending.messages)
+        """Messages evaluated but not yet in the outbox table."""
+        return sum(m.id is None for m in self._pending.messages)
 
     def firing(self) -> list[Alert]:
         order = {Severity.CRITICAL: 0, Severity.WARNING: 1, None: 2}

@@ -1,9 +1,16 @@
 """The outbox sender: claims due messages, delivers them through apprise in worker threads, records each
 URL's result, retries failures with backoff, and turns messages held over quiet hours into one summary.
 
-A message is marked sent only after apprise reports success, so a crash in between repeats it once at worst;
-a message never leaves the outbox unsent. What a channel hears about one account arrives in order, one message
-at a time; other accounts and other channels do not wait (a dead channel does not hold back the rest).
+Messages come from the outbox table, or from the outbox in memory while the database refuses writes (see
+monitor.alerts.outbox); both are delivered the same way. A channel has one delivery under way at a time, its
+oldest due message: a message is marked sent only after apprise reports success, so a crash in between repeats
+at most one message per channel; a message never leaves the outbox unsent. A message waiting to be retried
+holds back the later ones of its channel about the same account (they arrive in order), not the others; other
+channels never wait (a dead channel does not hold back the rest). Within a channel the table's messages go
+before memory's (they are older), unless the database cannot be read.
+
+Claims carry the claiming process (host, pid): a process that finds claims of a dead process of its host (its
+own previous life after a crash, say) releases them at once instead of waiting for them to lapse.
 """
 
 from __future__ import annotations
@@ -12,11 +19,15 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import random
+import secrets
+import socket
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,9 +36,10 @@ from monitor.alerts.delivery import deliver
 from monitor.alerts.engine import messages_for
 from monitor.alerts.lifecycle import Reason, State
 from monitor.alerts.messages import Item, Rendered
+from monitor.alerts.outbox import MemoryOutbox
 from monitor.clock import Clock
 from monitor.config.model import Config
-from monitor.store.alerts import HeldItem, OutboxMessage
+from monitor.store.alerts import HeldItem, OutboxMessage, Queued
 from monitor.store.errors import is_data_error
 from monitor.store.repository import Store
 
@@ -39,6 +51,41 @@ BACKOFF_BASE, BACKOFF_CAP = 5.0, 600.0  # seconds: 5, 10, 20, ... up to 10 minut
 UNKNOWN_CHANNEL_RETRY = timedelta(hours=1)
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 1.0, 30.0  # seconds between tries to record a delivery
 DELIVERY_THREADS = 8  # apprise blocks; its own pool keeps slow endpoints away from the database threads
+DATABASE_RETRY = 5.0  # seconds between looks at the outbox table while it fails
+RECLAIM_INTERVAL = 60.0  # seconds between looks for claims of dead processes on this host
+UNEXPECTED_RETRY = timedelta(seconds=30)  # a delivery from memory that broke unexpectedly is tried again then
+
+
+def node_name() -> str:
+    """This process, as claims and leases name it: host, pid and a random part (a pid is reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def dead(node: str) -> bool:
+    """Whether a claim's owner is provably dead: a process of this host that no longer runs (or a previous
+    process with this very pid, as a container's restarted main process has). Other hosts cannot be told."""
+    host, _, rest = node.partition(":")
+    pid_text, _, _token = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:  # killed but not yet reaped: a zombie sends nothing
+        return stat.read_text().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _name(message: OutboxMessage | Queued) -> str:
+    return str(message.id) if message.id is not None else "(in memory)"
 
 
 class Sender:
@@ -47,9 +94,12 @@ class Sender:
         self.store = store
         self.clock = clock
         self.node = node
+        self.memory = MemoryOutbox(node)  # the engine hands it what the database refuses
         self._wake = asyncio.Event()
-        # At most one delivery at a time per channel and account: their messages arrive in order.
-        self._inflight: dict[tuple[str, str | None], asyncio.Task[None]] = {}
+        # At most one delivery at a time per channel: a crash repeats at most one message per channel.
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._database_ok = True  # the last claim from the table worked
+        self._database_retry = 0.0  # monotonic time of the next look at the table while it fails
         self._pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver")
         self.sent = 0
         self.failures = 0
@@ -65,24 +115,57 @@ class Sender:
         self._pool.shutdown(wait=False)
 
     async def run(self) -> None:
+        reclaimed_at = -RECLAIM_INTERVAL
         try:
             while True:
-                try:
-                    await self._release_held()
-                    await self._start_due()
-                except Exception as exc:  # the database is away, or a bug: keep trying
-                    log.error("outbox not processed: %s", str(getattr(exc, "orig", exc)).strip() or type(exc))
+                if self.clock.monotonic() - reclaimed_at >= RECLAIM_INTERVAL:
+                    with contextlib.suppress(SQLAlchemyError):  # the database is away: next time
+                        await self._reclaim()
+                        reclaimed_at = self.clock.monotonic()
+                await self._pass()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE)
                 self._wake.clear()
         finally:
             self._pool.shutdown(wait=False)
 
+    async def _pass(self) -> list[asyncio.Task[None]]:
+        """Release held messages whose quiet hours ended and start what is due; a database that is away
+        stops neither the messages in memory nor the next pass."""
+        # While the table fails it is looked at every few seconds, not on every wake-up: a locked database
+        # makes each look wait out its busy timeout, and messages in memory must not wait with it.
+        database = self._database_ok or self.clock.monotonic() >= self._database_retry
+        if database:
+            try:
+                await self._release_held()
+            except Exception as exc:
+                if self._database_ok:
+                    log.error("held messages not processed: %s", str(getattr(exc, "orig", exc)).strip() or type(exc))
+        try:
+            if self.memory.written_ids():
+                await self.memory.settle(self.store)
+        except SQLAlchemyError:
+            pass  # the engine's flush and the next pass try again
+        try:
+            return await self._start_due(database)
+        except Exception:  # a bug: keep trying
+            log.exception("outbox not processed")
+            return []
+
+    async def _reclaim(self) -> None:
+        """Release the claims of dead processes of this host (a crashed previous life): their messages go out
+        again now rather than when the claims lapse."""
+        owners = await asyncio.to_thread(self.store.alerts.claimants, self.clock.now())
+        gone = {o for o in owners if o != self.node and dead(o)}
+        if gone:
+            released = await asyncio.to_thread(self.store.alerts.release_claims, gone)
+            log.warning("released %d claims of messages whose sender died (%s); they are sent again", released,
+                        ", ".join(sorted(gone)))  # fmt: skip
+
     async def send_due(self) -> int:
         """One pass, waited for: release held messages whose quiet hours ended, deliver what is due (the head
         of each channel's queue). Returns how many messages were tried."""
-        await self._release_held()
-        started = await self._start_due()
+        started = await self._pass()
         await asyncio.gather(*started)
         return len(started)
 
@@ -94,35 +177,58 @@ class Sender:
         _, pending = await asyncio.wait(running, timeout=timeout)
         return not pending
 
-    async def _start_due(self) -> list[asyncio.Task[None]]:
-        claimed = await asyncio.to_thread(self.store.alerts.claim, self.node, self.clock.now(), CLAIM,
-                                          busy=set(self._inflight))  # fmt: skip
+    async def _start_due(self, database: bool = True) -> list[asyncio.Task[None]]:
+        now = self.clock.now()
+        busy = set(self._inflight)
+        claimed: list[OutboxMessage | Queued] = []
+        if not self._database_ok:  # memory first: it must not wait for a database that may not answer
+            claimed += self.memory.claim(now, busy)
+        rows: list[OutboxMessage] = []
+        due: set[str] = set()
+        try:
+            if database:
+                rows, due = await asyncio.to_thread(self.store.alerts.claim, self.node, now, CLAIM,
+                                                    busy=busy | {m.channel for m in claimed},
+                                                    skip=self.memory.written_ids())  # fmt: skip
+                if not self._database_ok:
+                    log.info("outbox table readable again")
+                self._database_ok = True
+        except SQLAlchemyError as exc:
+            if self._database_ok:
+                log.error("outbox table not readable (%s); messages in memory go out meanwhile",
+                          str(getattr(exc, "orig", exc)).strip())  # fmt: skip
+            self._database_ok = False
+            self._database_retry = self.clock.monotonic() + DATABASE_RETRY
+        claimed += rows
+        # A channel's older messages in the table go first.
+        claimed += self.memory.claim(now, busy | due | {m.channel for m in claimed})
         started = []
         for message in claimed:
             task = asyncio.create_task(self._deliver(message), name=f"deliver {message.id}")
-            lane = (message.channel, message.account)
-            self._inflight[lane] = task
-            task.add_done_callback(functools.partial(self._done, lane))
+            self._inflight[message.channel] = task
+            task.add_done_callback(functools.partial(self._done, message.channel))
             started.append(task)
         return started
 
-    def _done(self, lane: tuple[str, str | None], _task: asyncio.Task[None]) -> None:
-        self._inflight.pop(lane, None)
-        self.wake()  # the lane's next message may be waiting
+    def _done(self, channel: str, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(channel, None)
+        self.wake()  # the channel's next message may be waiting
 
-    async def _deliver(self, message: OutboxMessage) -> None:
+    async def _deliver(self, message: OutboxMessage | Queued) -> None:
         try:
             await self._attempt(message)
-        except Exception:  # the claim lapses and the message is tried again
-            log.exception("message %d to %s: delivery failed unexpectedly", message.id, message.channel)
+        except Exception:  # a row's claim lapses and it is tried again; memory's is released
+            log.exception("message %s to %s: delivery failed unexpectedly", _name(message), message.channel)
+            if isinstance(message, Queued) and self.memory.inflight(message):
+                self.memory.release(message, self.clock.now() + UNEXPECTED_RETRY)
 
-    async def _attempt(self, message: OutboxMessage) -> None:
+    async def _attempt(self, message: OutboxMessage | Queued) -> None:
         channel = self.config.channels.get(message.channel)
         if channel is None:
-            log.error("message %d: channel %r is not configured any more; kept in the outbox", message.id,
+            log.error("message %s: channel %r is not configured any more; kept in the outbox", _name(message),
                       message.channel)  # fmt: skip
-            await asyncio.to_thread(self.store.alerts.failed, message.id, "channel not configured",
-                                    self.clock.now() + UNKNOWN_CHANNEL_RETRY, message.delivered)  # fmt: skip
+            retry = self.clock.now() + UNKNOWN_CHANNEL_RETRY
+            await self._outcome(message, list(message.delivered), error="channel not configured", retry_at=retry)
             return
         rendered = Rendered(message.title, message.body, message.body_long)
         loop = asyncio.get_running_loop()
@@ -130,20 +236,36 @@ class Sender:
                                              message.delivered)  # fmt: skip
         done = [*message.delivered, *(r.fingerprint for r in results if r.ok)]
         failed = [r for r in results if not r.ok]
-        now = self.clock.now()
         if not failed:
-            await self._record(message, functools.partial(self.store.alerts.delivered, message.id, now, done))
+            await self._outcome(message, done)
             self.sent += 1
             return
         self.failures += 1
         error = "; ".join(f"{r.shown}: {r.error}" for r in failed)
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**message.attempts) * random.uniform(0.8, 1.2)
-        log.warning("message %d to %s failed (attempt %d, next in %.0f s): %s", message.id, message.channel,
+        log.warning("message %s to %s failed (attempt %d, next in %.0f s): %s", _name(message), message.channel,
                     message.attempts + 1, delay, error)  # fmt: skip
-        await self._record(
-            message,
-            functools.partial(self.store.alerts.failed, message.id, error, now + timedelta(seconds=delay), done),
-        )
+        await self._outcome(message, done, error=error, retry_at=self.clock.now() + timedelta(seconds=delay))
+
+    async def _outcome(
+        self, message: OutboxMessage | Queued, done: list[str], *, error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:  # fmt: skip
+        """Keep what a delivery achieved where the message lives: its row, or memory (written with it; a
+        message already written has its row updated now, or by the next flush or pass)."""
+        now = self.clock.now()
+        if isinstance(message, Queued):
+            self.memory.attempted(message, done, None if error else now, error, retry_at)
+            if message.id is not None:
+                with contextlib.suppress(SQLAlchemyError):
+                    await self.memory.settle(self.store)
+            return
+        if error is None:
+            write = functools.partial(self.store.alerts.delivered, message.id, now, done)
+        else:
+            assert retry_at is not None
+            write = functools.partial(self.store.alerts.failed, message.id, error, retry_at, done)
+        await self._record(message, write)
 
     async def _record(self, message: OutboxMessage, write: Callable[[], None]) -> None:
         """Record what apprise reported, waiting out a database that is away: the message is delivered (to

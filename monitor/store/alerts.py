@@ -39,6 +39,62 @@ class BatchRejected(Exception):
     """The database refused a batch's data (a value too long, a constraint): retrying cannot help."""
 
 
+@dataclass(eq=False)
+class Queued:
+    """A message on its way into the outbox table, with its delivery state. While the database refuses
+    writes the sender delivers it from memory, and that state (sent, which URLs got it, attempts) is written
+    with it when the database is back, so nothing is sent twice."""
+
+    outgoing: Outgoing
+    created_at: datetime
+    attempts: int = 0
+    delivered: tuple[str, ...] = ()
+    next_attempt_at: datetime | None = None  # None: at once (or when quiet hours end)
+    last_error: str | None = None
+    sent_at: datetime | None = None
+    claim: tuple[str, datetime] | None = None  # written as claimed by this node until then (see MemoryOutbox)
+    id: int | None = None  # its row, once written
+
+    @property
+    def channel(self) -> str:
+        return self.outgoing.channel
+
+    @property
+    def account(self) -> str | None:
+        return self.outgoing.account
+
+    @property
+    def severity(self) -> str | None:
+        return self.outgoing.severity
+
+    @property
+    def title(self) -> str:
+        return self.outgoing.message.title
+
+    @property
+    def body(self) -> str:
+        return self.outgoing.message.body
+
+    @property
+    def body_long(self) -> str:
+        return self.outgoing.message.body_long
+
+    @property
+    def status(self) -> str:
+        return "sent" if self.sent_at else "held" if self.outgoing.held_until else "queued"
+
+    @property
+    def due_at(self) -> datetime:
+        return self.next_attempt_at or self.outgoing.held_until or self.created_at
+
+    def state(self) -> dict[str, Any]:
+        """Its delivery state as outbox columns."""
+        claimed_by, claimed_until = self.claim or (None, None)
+        return {"status": self.status, "delivered": list(self.delivered), "attempts": self.attempts,
+                "next_attempt_at": self.due_at, "last_error": self.last_error, "sent_at": self.sent_at,
+                "claimed_by": claimed_by, "claimed_until": claimed_until}  # fmt: skip
+
+
 @dataclass
 class AlertBatch:
     """What one or more evaluations changed, written together."""
@@ -46,7 +102,7 @@ class AlertBatch:
     at: datetime  # when (the last of) its evaluations ran
     alerts: dict[str, Alert] = field(default_factory=dict)  # by key; the newest version of each
     transitions: list[Transition] = field(default_factory=list)
-    messages: list[Outgoing] = field(default_factory=list)
+    messages: list[Queued] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.alerts or self.transitions or self.messages)
@@ -128,8 +184,9 @@ class AlertStore:
             return dict(connection.execute(query).all())
 
     def save(self, batch: AlertBatch) -> None:
-        """Write a batch in one transaction. Raises BatchRejected when the database refuses the data itself
-        (retrying would fail forever); other errors mean the database is away."""
+        """Write a batch in one transaction, each message with its delivery state; sets each message's `id`.
+        Raises BatchRejected when the database refuses the data itself (retrying would fail forever); other
+        errors mean the database is away. The caller hands in messages nobody changes meanwhile."""
         if not batch:
             return
         try:
@@ -145,12 +202,17 @@ class AlertStore:
                         {"alert_id": ids[tr.key], "at": tr.at, "from_state": tr.from_state, "to_state": tr.to_state,
                          "severity": tr.severity, "value": tr.value, "reason": tr.reason[:400]},
                     ).scalar_one()  # fmt: skip
-                for message in batch.messages:
-                    self._enqueue(connection, message, accounts, ids, transition_ids, batch.at)
+                written = [
+                    (message, self._enqueue(connection, message.outgoing, accounts, ids, transition_ids,
+                                            message.created_at, message.state()))
+                    for message in batch.messages
+                ]  # fmt: skip
         except SQLAlchemyError as exc:
             if is_data_error(exc):
                 raise BatchRejected(str(getattr(exc, "orig", exc)).strip().splitlines()[0]) from exc
             raise
+        for message, id_ in written:  # only once committed
+            message.id = id_
 
     def _upsert(self, connection: Connection, alerts: list[Alert], accounts: dict[str, int]) -> dict[str, int]:
         keys = [a.key for a in alerts]
@@ -175,10 +237,11 @@ class AlertStore:
         ids: dict[str, int],
         transition_ids: dict[int, int],
         now: datetime,
+        state: dict[str, Any] | None = None,
     ) -> int:
         notification_id = connection.execute(
             insert(NOTIFICATION).returning(NOTIFICATION.c.id),
-            _notification_row(message, accounts.get(message.account or ""), now),
+            {**_notification_row(message, accounts.get(message.account or ""), now), **(state or {})},
         ).scalar_one()
         connection.execute(
             insert(ITEM),
@@ -199,13 +262,15 @@ class AlertStore:
     # -- outbox ------------------------------------------------------------------------------------------
 
     def claim(
-        self, node: str, now: datetime, hold: timedelta, *, busy: Collection[tuple[str, str | None]] = (),
+        self, node: str, now: datetime, hold: timedelta, *, busy: Collection[str] = (), skip: Collection[int] = (),
         limit: int = 50,
-    ) -> list[OutboxMessage]:  # fmt: skip
-        """The oldest queued message of each channel and account (unless `busy`), if due, claimed for `hold` by
-        this node with a conditional update: two senders never deliver one row at once (a crashed sender's
-        claims lapse), and what a channel hears about an account arrives in order, a later message waiting
-        while an earlier one is retried. Different accounts do not wait for each other."""
+    ) -> tuple[list[OutboxMessage], set[str]]:  # fmt: skip
+        """The oldest due message of each channel not `busy` (at most one per channel: a crash repeats at most
+        one message per channel), claimed for `hold` by this node with a conditional update, so two senders
+        never deliver one row at once. A message waiting to be retried holds back the later messages of its
+        channel about the same account (they arrive in order), not the other accounts'. Rows in `skip` are
+        left alone (their delivery state is in memory, being written). Returns the claimed messages and every
+        channel that had one due (claimed or not)."""
         free = or_(NOTIFICATION.c.claimed_until.is_(None), NOTIFICATION.c.claimed_until < now)
         due = and_(NOTIFICATION.c.status == "queued", NOTIFICATION.c.next_attempt_at <= now, free)
         heads = (
@@ -214,16 +279,20 @@ class AlertStore:
             .group_by(NOTIFICATION.c.channel, NOTIFICATION.c.account_id)
             .subquery()
         )
-        claimed = []
+        claimed: list[int] = []
+        channels: set[str] = set()
+        taken = set(busy)
         with self.engine.begin() as connection:
             candidates = connection.execute(
-                select(NOTIFICATION.c.id, NOTIFICATION.c.channel, ACCOUNT.c.name)
-                .outerjoin(ACCOUNT, ACCOUNT.c.id == NOTIFICATION.c.account_id)
+                select(NOTIFICATION.c.id, NOTIFICATION.c.channel)
                 .where(NOTIFICATION.c.id.in_(select(heads.c.id)), due)
                 .order_by(NOTIFICATION.c.id)
             ).all()  # fmt: skip
-            for id_, channel, account in candidates:
-                if (channel, account) in busy:
+            for id_, channel in candidates:
+                if id_ in skip:
+                    continue
+                channels.add(channel)
+                if channel in taken or len(claimed) >= limit:
                     continue
                 result = connection.execute(
                     update(NOTIFICATION).where(NOTIFICATION.c.id == id_, due)
@@ -231,9 +300,35 @@ class AlertStore:
                 )  # fmt: skip
                 if result.rowcount == 1:
                     claimed.append(id_)
-                if len(claimed) >= limit:
-                    break
-        return self.outbox(ids=claimed) if claimed else []
+                    taken.add(channel)
+        return (self.outbox(ids=claimed) if claimed else []), channels
+
+    def claimants(self, now: datetime) -> set[str]:
+        """The nodes holding claims on queued messages now."""
+        query = (
+            select(NOTIFICATION.c.claimed_by)
+            .distinct()
+            .where(NOTIFICATION.c.status == "queued", NOTIFICATION.c.claimed_until >= now)
+        )
+        with self.engine.connect() as connection:
+            return {str(c) for c in connection.execute(query).scalars() if c is not None}
+
+    def release_claims(self, nodes: Collection[str]) -> int:
+        """Give up the claims of these (dead) nodes: their messages are due again at once."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(NOTIFICATION)
+                .where(NOTIFICATION.c.claimed_by.in_(sorted(nodes)), NOTIFICATION.c.status == "queued")
+                .values(claimed_by=None, claimed_until=None)
+            )
+        return int(result.rowcount)
+
+    def record(self, states: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Write the delivery state of messages delivered from memory (and drop this node's claim on them)."""
+        with self.engine.begin() as connection:
+            for id_, state in states:
+                values = {**state, "claimed_by": None, "claimed_until": None}
+                connection.execute(update(NOTIFICATION).where(NOTIFICATION.c.id == id_).values(values))
 
     def delivered(self, id_: int, now: datetime, fingerprints: Sequence[str]) -> None:
         with self.engine.begin() as connection:
