@@ -622,3 +622,6 @@ def test_url_fragments_are_masked_but_addresses_and_ports_stay_readable() -> Non
     masker.learn([Secret("json://user:pa55word@127.0.0.1:8080/hooks/t0ken-xyz?key=s3cret")])
     shown = masker.mask("POST 127.0.0.1:8080/hooks/t0ken-xyz as user:pa55word, key s3cret")
     assert shown == "POST 127.0.0.1:8080/*** as ***:***, key ***"
+    masker.learn([Secret("mailto://user:pa55word@example.com:2525?smtp=127.0.0.1&to=ops@example.com")])
+    shown = masker.mask("failed sign-in from 127.0.0.1; mail to ops@example.com through example.com")
+    assert shown == "failed sign-in from 127.0.0.1; mail to *** through ***"  # an address is no secret

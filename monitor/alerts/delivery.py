@@ -86,23 +86,27 @@ def _fragments(url: str) -> set[str]:
     pieces |= {p for p in parts.path.split("/")}
     pieces |= {v for _, v in parse_qsl(parts.query)}
     pieces |= {unquote(p) for p in pieces}
-    return {p for p in pieces if len(p) >= 3} - _public(parts)
+    return {p for p in pieces if len(p) >= 3 and not _public(p)} - _port(parts)
 
 
-def _public(parts: SplitResult) -> set[str]:
-    """The port, and the host when it is an IP address or localhost: no secret (a token can sit where a host
-    would, as in tgram://TOKEN/...), and masking them would hide every "127.0.0.1" and port in the log."""
-    public = set()
+def _public(piece: str) -> bool:
+    """An IP address or localhost, wherever it sits (host, or a query value such as mailto's smtp=): no
+    secret (a token can sit where a host would, as in tgram://TOKEN/..., but it is no address), and masking
+    them would hide every "127.0.0.1" in the log."""
+    if piece == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(piece)
+    except ValueError:
+        return False
+    return True
+
+
+def _port(parts: SplitResult) -> set[str]:
     with contextlib.suppress(ValueError):  # a port that is no number
         if parts.port is not None:
-            public.add(str(parts.port))
-    host = parts.hostname or ""
-    with contextlib.suppress(ValueError):
-        ipaddress.ip_address(host)
-        public.add(host)
-    if host == "localhost":
-        public.add(host)
-    return public
+            return {str(parts.port)}
+    return set()
 
 
 MASKER = Masker()
