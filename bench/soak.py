@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp.test_utils import unused_port
 from sqlalchemy import select
 
 from bench.common import PrivatePostgres, configure, private_postgres, simulator, sink
@@ -71,6 +72,34 @@ KILL_GAP = 20.0 + LEASE_TTL
 RSS_GROWTH_LIMIT = 0.10  # resident memory may grow this much after warm-up
 # A message created this close to the end of the database outage may arrive just after it.
 OUTAGE_MARGIN = timedelta(seconds=2)
+HEALTH_TIMEOUT = 10.0  # a /healthz answer slower than this counts as none
+
+
+@dataclass
+class Probe:
+    """The monitor seen from outside: its peak memory and how fast /healthz answers."""
+
+    peak_rss_kb: int = 0
+    slowest: float = 0.0
+    timeouts: int = 0
+
+    async def watch(self, session: aiohttp.ClientSession, url: str, pid: Any) -> None:
+        """Every second until cancelled; `pid()` gives the current process (it changes across restarts)."""
+        while True:
+            await asyncio.sleep(1)
+            with contextlib.suppress(OSError):  # it may be exiting right now
+                self.peak_rss_kb = max(self.peak_rss_kb, rss_kb(pid()))
+            started = CLOCK.monotonic()
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=HEALTH_TIMEOUT)) as answer:
+                    await answer.read()
+            except TimeoutError:
+                self.timeouts += 1
+                self.slowest = max(self.slowest, HEALTH_TIMEOUT)
+            except aiohttp.ClientConnectionError:
+                continue  # restarting: nothing listens yet
+            else:
+                self.slowest = max(self.slowest, CLOCK.monotonic() - started)
 
 
 @dataclass
@@ -108,6 +137,12 @@ class Report:
     outage_late: int | None = None
     outage_alert_latency: float | None = None
     outage_longest_delivery: float | None = None
+    # Probed every second from outside the monitor, through faults, outage and hostile answers alike (a
+    # restart's seconds without a listener are left out): its largest resident memory, its slowest /healthz
+    # answer (seconds), and probes that got no answer within HEALTH_TIMEOUT.
+    peak_rss_mb: float = 0.0
+    slowest_healthz: float = 0.0
+    healthz_timeouts: int = 0
 
     @property
     def ok(self) -> bool:
@@ -120,6 +155,7 @@ class Report:
             and not self.unexplained_gaps
             and self.database_outage_survived is not False
             and self.rss_growth < RSS_GROWTH_LIMIT
+            and not self.healthz_timeouts
             and (self.database != "postgresql" or (bool(self.outage_messages) and not self.outage_late))
         )
 
@@ -161,11 +197,12 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
     with simulator(accounts, *options) as path, tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         database = postgres.url if postgres is not None else f"sqlite:///{tmp}/soak.db"
         interval = poll_interval(accounts)
+        port = unused_port()
         configure(path, f'database_url = "{database}"\npoll_interval = "{interval:.0f}s"\n'
                         f'risk_poll_interval = "{max(1, interval // 3):.0f}s"\n'
                         f'request_timeout = "{REQUEST_TIMEOUT:.0f}s"\n'
                         f'permanent_error_retry = "5s"\nlease_ttl = "{LEASE_TTL:.0f}s"\n',
-                  f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nsink = ["{sink_url}"]\n')  # fmt: skip
+                  f'[web]\nlisten = "127.0.0.1:{port}"\n[channels]\nsink = ["{sink_url}"]\n')  # fmt: skip
         sim_url = next(line.split('"')[1] for line in path.read_text().splitlines() if line.startswith("bitget_url"))
         log = Path(tmp) / "monitor.log"
 
@@ -182,7 +219,11 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
         outage: list[datetime] = []  # when PostgreSQL went down, and when it was started again
         moved: datetime | None = None  # when the mark was moved during the outage
         faults: list[Fault] = []
+        probe = Probe()
         async with aiohttp.ClientSession() as session:
+            watching = asyncio.create_task(
+                probe.watch(session, f"http://127.0.0.1:{port}/healthz", lambda: process.pid)
+            )
             names = [f"sim-{i + 1:03d}" for i in range(accounts)]
             elapsed = 0.0
             events = {0.25: "sink down", 0.3: "rss", 0.35: "sink up", 0.4: "database down", 0.5: "database up",
@@ -229,6 +270,7 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
                         process = await start()
             await session.delete(sim_url + "/_sim/faults")
             ended = CLOCK.now()
+            watching.cancel()
         # Faults over: give retries time to deliver everything, then stop cleanly.
         store = Store(database)
         for _ in range(120):
@@ -283,6 +325,9 @@ async def run(minutes: float, accounts: int, seed: int, sink_url: str, received:
             (round((m.sent_at - m.created_at).total_seconds(), 2) for m in during if m.sent_at is not None),
             default=None,
         ),
+        peak_rss_mb=round(probe.peak_rss_kb / 1024, 1),
+        slowest_healthz=round(probe.slowest, 3),
+        healthz_timeouts=probe.timeouts,
     )  # fmt: skip
 
 
@@ -374,7 +419,8 @@ def main() -> None:
           f"({report.worst_gap_account}), {report.unexplained_gaps} gaps longer than their faults explain; "
           f"database outage: {report.outage_messages} messages created, {report.outage_late} not delivered during "
           f"it, the forced alert reached the sink in {report.outage_alert_latency} s, the slowest message took "
-          f"{report.outage_longest_delivery} s")  # fmt: skip
+          f"{report.outage_longest_delivery} s; peak RSS {report.peak_rss_mb} MB, slowest /healthz "
+          f"{report.slowest_healthz} s ({report.healthz_timeouts} unanswered in {HEALTH_TIMEOUT:.0f} s)")  # fmt: skip
     raise SystemExit(0 if report.ok else 1)
 
 
