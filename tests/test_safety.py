@@ -16,7 +16,7 @@ import pytest
 
 from monitor.domain import AccountMode, MarginMode, Position
 from monitor.exchange.bitget import parse
-from monitor.risk.safety import Safety, margin_to_safety
+from monitor.risk.safety import Safety, describe, margin_to_safety
 from monitor.simulator import render
 from monitor.simulator.generate import generate_world
 from monitor.simulator.market import Market, SimAccount, SimPosition
@@ -264,3 +264,20 @@ def test_a_mark_already_past_liquidation_still_gets_the_amount_that_brings_it_ba
     assert parsed.liquidation_distance_pct is not None and parsed.liquidation_distance_pct < 0
     safety = margin_to_safety(parsed, Decimal(17))
     check_applied(world, account, p, safety)
+
+
+@pytest.mark.parametrize(
+    ("safety", "symbol", "text"),
+    [
+        (Safety(Decimal(17), Decimal(49800), Decimal("3199.6"), None, "USDT", False, "isolated: add margin"),
+         "BTCUSDT", "add about 3,200 USDT margin to get back to 17 %"),
+        (Safety(Decimal("17.5"), Decimal(49800), Decimal("2304.36000001"), Decimal("0.22159013"), "USDT", True),
+         "BTCUSDT", "add about 2,305 USDT to the account, or reduce by 0.222 BTC, to get back to 17.5 %"),
+        (Safety(Decimal(17), Decimal(70200), Decimal("0.03541767"), Decimal("0.5"), "BTC", True),
+         "BTCUSD", "add about 0.0355 BTC to the account, or reduce by 0.5 BTC, to get back to 17 %"),
+        (Safety(Decimal(17), None, None, None, "USDC", True, "already 17% or more from liquidation"),
+         "ETHPERP", "already 17% or more from liquidation"),
+    ],
+)  # fmt: skip
+def test_a_suggestion_reads_as_one_line_that_never_understates(safety: Safety, symbol: str, text: str) -> None:
+    assert describe(safety, symbol) == text

@@ -157,6 +157,40 @@ def snapshot_safety(snapshot: AccountSnapshot, position: Position, target_distan
     return margin_to_safety(position, target_distance, positions=snapshot.positions, mode=snapshot.mode)
 
 
+def describe(safety: Safety, symbol: str) -> str:
+    """One line for people: "add about 2,310 USDT to the account, or reduce by 0.222 BTC, to get back to 17 %".
+
+    Amounts are rounded up to three significant digits: a suggestion never understates what it takes."""
+    target = f"{safety.target_distance.normalize():f} %"
+    if safety.add_margin is None and safety.reduce_size is None:
+        return safety.reason or f"nothing to suggest for {target}"
+    actions = []
+    if safety.add_margin is not None:
+        where = " to the account" if safety.to_account else " margin"
+        actions.append(f"add about {_about(safety.add_margin)} {safety.margin_coin}{where}")
+    if safety.reduce_size is not None:
+        actions.append(f"reduce by {_about(safety.reduce_size)} {base_coin(symbol)}")
+    if len(actions) == 1:
+        return f"{actions[0]} to get back to {target}"
+    return f"{actions[0]}, or {actions[1]}, to get back to {target}"
+
+
+def base_coin(symbol: str) -> str:
+    """The coin a size is counted in: BTC for BTCUSDT, BTCUSD and BTCPERP."""
+    for quote in ("USDT", "USDC", "PERP", "USD"):
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol.removesuffix(quote)
+    return symbol
+
+
+def _about(amount: Decimal) -> str:
+    if not amount:
+        return "0"
+    places = max(0, 2 - amount.adjusted())  # three significant digits
+    text = f"{amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING):,.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _same_book(x: Position, p: Position) -> bool:
     """Crossed positions that Bitget liquidates together with p: the same product type, margin coin, symbol."""
     return (
