@@ -281,3 +281,25 @@ def test_a_mark_already_past_liquidation_still_gets_the_amount_that_brings_it_ba
 )  # fmt: skip
 def test_a_suggestion_reads_as_one_line_that_never_understates(safety: Safety, symbol: str, text: str) -> None:
     assert describe(safety, symbol) == text
+
+
+def test_when_the_rest_of_the_account_is_past_liquidation_closing_the_position_is_not_enough() -> None:
+    """A losing BTC long has taken the cross collateral below maintenance; the small ETH short cannot be saved by
+    closing it, only by adding equity (which the simulator confirms)."""
+    world, account = case_world(
+        [position("USDT-FUTURES", "ETHUSDT", "short", "crossed", "0.5", "3000"),
+         position("USDT-FUTURES", "BTCUSDT", "long", "crossed", "1", "66000")],
+        [{"product_type": "USDT-FUTURES", "coin": "USDT", "balance": "5950"}],
+    )  # fmt: skip
+    pairs = read_positions(world.market, account)
+    safety = margin_to_safety(pairs[0][1], Decimal(17), positions=[p for _, p in pairs])
+    assert safety.reduce_size is None and safety.reason is not None and "entirely" in safety.reason
+    assert safety.add_margin is not None
+    check_applied(world, account, pairs[0][0], safety)
+
+
+def test_a_target_of_100_percent_or_more_below_the_mark_is_impossible() -> None:
+    world, account = case_world(*CASES[0][1:])
+    ((_, parsed),) = read_positions(world.market, account)
+    safety = margin_to_safety(parsed, Decimal(100))
+    assert safety.add_margin is None and safety.reason is not None and "0 or less" in safety.reason

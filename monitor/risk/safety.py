@@ -112,13 +112,13 @@ def margin_to_safety(
     net = sum((_direction(x) * x.size for x in legs), _ZERO)
     gross = sum((x.size for x in legs), _ZERO)
     cost = sum((_direction(x) * x.size * x.entry_price for x in legs), _ZERO)
-    inverse = p.product_type.upper() == "COIN-FUTURES"
+    inverse = p.product_type.upper().endswith("COIN-FUTURES")  # SCOIN-FUTURES: Bitget's demo twin
     slope = cost if inverse else net - r * gross
     if not slope:
         return unknown("the legs balance out: no mark price liquidates them")
     below = slope > 0
     if below and target_distance >= _HUNDRED:
-        return unknown(f"a long cannot be {target_distance}% from liquidation: the price would be 0 or less")
+        return unknown(f"liquidation below the mark cannot be {target_distance}% away: the price would be 0 or less")
     target = mark * (_ONE - target_distance / _HUNDRED) if below else mark * (_ONE + target_distance / _HUNDRED)
     target_price = target.quantize(_PLACES)
     add = cost * (_ONE / target - _ONE / liquidation) if inverse else slope * (liquidation - target)
@@ -144,8 +144,10 @@ def margin_to_safety(
             per_unit = sigma * (mark - target) + r * target
         size = add / per_unit
         after = (cost - sigma * size * p.entry_price) if inverse else (net - sigma * size) - r * (gross - size)
-        if size >= p.size or (after > 0) != below:
+        if size >= p.size:
             reasons.append("closing this position entirely would not get there: the rest of the account holds it")
+        elif (after > 0) != below:
+            reasons.append("reducing this leg that far turns the hedge the other way: close both legs or add margin")
         else:
             reduce = min(_up(size), p.size)
     reason = "; ".join(reasons) or None
