@@ -3,6 +3,7 @@ the volatility estimate against the simulator's volatility, and the rolling stor
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -18,6 +19,7 @@ from monitor.risk.odds import (
     MarkHistory,
     hit_probability,
     liquidation_probability,
+    position_odds,
     realized_volatility,
 )
 from monitor.simulator import render
@@ -263,3 +265,17 @@ def test_the_store_refuses_naive_times_and_impossible_marks() -> None:
         history.add("USDT-FUTURES", "BTCUSDT", START, Decimal("NaN"))
     with pytest.raises(ValueError, match="positive"):
         history.add_many("USDT-FUTURES", "BTCUSDT", [(START, Decimal(-1))])
+
+
+def test_a_positions_odds_come_from_its_symbols_marks_in_the_store() -> None:
+    history = MarkHistory()
+    samples = _sampled_walk(400, 0.0005 / math.sqrt(10), 9)
+    history.add_many("USDT-FUTURES", "BTCUSDT", samples)
+    now = samples[-1][0]
+    near = _position(Side.LONG, "60000", "57000")
+    odds = position_odds(near, history, now)
+    sigma = history.volatility("USDT-FUTURES", "BTCUSDT", now)
+    assert sigma is not None
+    hour, day = timedelta(hours=1), timedelta(hours=24)
+    assert odds == {hour: liquidation_probability(near, sigma, hour), day: liquidation_probability(near, sigma, day)}
+    assert position_odds(dataclasses.replace(near, symbol="ETHUSDT"), history, now) == {hour: None, day: None}

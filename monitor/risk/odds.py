@@ -102,6 +102,14 @@ def liquidation_probability(position: Position, volatility: float | None, horizo
     return hit_probability(position.mark_price, position.liquidation_price, volatility, horizon)
 
 
+def position_odds(
+    position: Position, history: MarkHistory, now: datetime, horizons: Iterable[timedelta] = HORIZONS
+) -> dict[timedelta, float | None]:
+    """liquidation_probability of `position` for each horizon, with its symbol's volatility from `history`."""
+    volatility = history.volatility(position.product_type, position.symbol, now)
+    return {horizon: liquidation_probability(position, volatility, horizon) for horizon in horizons}
+
+
 class MarkHistory:
     """Recent marks per (product type, symbol), in memory: at most one sample per `resolution`, none older than
     `window` before the newest, at most `max_samples`. Marks are kept as floats (they only feed a statistic):
