@@ -450,7 +450,9 @@ def test_the_readme_refers_to_no_file_outside_the_repository() -> None:
     assert [p for p in paths if not p.startswith("./") and not (ROOT / p).exists()] == []
 
 
-REPORT_ACCOUNT = "[[accounts]]\n" + ACCOUNT + '[channels]\nops = ["json://127.0.0.1/hook"]\nmail = ["json://127.0.0.1/m"]\n'
+REPORT_ACCOUNT = (
+    "[[accounts]]\n" + ACCOUNT + '[channels]\nops = ["json://127.0.0.1/hook"]\nmail = ["json://127.0.0.1/m"]\n'
+)
 
 
 def test_reports_load_with_their_defaults_and_every_channel(tmp_path: Path) -> None:
@@ -484,7 +486,7 @@ BROKEN_REPORTS = [
     (
         "bad schedule",
         '[[reports]]\nname = "d"\nschedule = "daily at 8"\n',
-        "{f}:11: reports[0].schedule: expected \"hourly\", \"daily 08:00\" or \"weekly mon 08:00\", got 'daily at 8'",
+        '{f}:11: reports[0].schedule: expected "hourly", "daily 08:00" or "weekly mon 08:00", got \'daily at 8\'',
     ),
     (
         "bad day",
@@ -494,12 +496,12 @@ BROKEN_REPORTS = [
     (
         "bad time zone",
         '[[reports]]\nname = "d"\nschedule = "hourly"\ntimezone = "Berlin"\n',
-        "{f}:12: reports[0].timezone: unknown time zone 'Berlin'; use an IANA name like \"Europe/Berlin\" or \"UTC\"",
+        '{f}:12: reports[0].timezone: unknown time zone \'Berlin\'; use an IANA name like "Europe/Berlin" or "UTC"',
     ),
     (
         "missing schedule",
         '[[reports]]\nname = "d"\n',
-        "{f}:9: reports[0]: missing required key 'schedule' (when it is sent: \"hourly\", \"daily 08:00\" or "
+        '{f}:9: reports[0]: missing required key \'schedule\' (when it is sent: "hourly", "daily 08:00" or '
         '"weekly mon 08:00" (in its timezone))',
     ),
     (
