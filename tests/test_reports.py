@@ -117,6 +117,19 @@ def test_a_report_is_due_once_per_period_and_late_only_within_half_of_it(
     assert (decision.reason, decision.period.end) == (reason, at(end))
 
 
+def test_the_reports_due_now_are_those_not_yet_sent_for_their_current_period() -> None:
+    daily = ReportConfig("daily", values.schedule("daily 08:00"), BERLIN)
+    hourly = ReportConfig("hourly", values.schedule("hourly"))
+    weekly = ReportConfig("weekly", values.schedule("weekly mon 08:00"))
+    now = at("2026-03-04 07:10")  # a Wednesday, 08:10 in Berlin
+    sent = {"hourly": at("2026-03-04 07:00"), "weekly": at("2026-03-02 08:00")}
+    assert sch.due_reports([daily, hourly, weekly], sent, now) == [
+        (daily, sch.Period(at("2026-03-03 07:00"), at("2026-03-04 07:00")))
+    ]
+    assert sch.next_check([daily, hourly, weekly], now) == at("2026-03-04 08:00")
+    assert sch.next_check([], now) is None
+
+
 def test_a_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         sch.current_due(values.schedule("hourly"), BERLIN, datetime(2026, 3, 2, 9))  # noqa: DTZ001
@@ -344,6 +357,13 @@ def test_rolled_up_hours_give_the_same_figures_once_raw_points_are_pruned(store:
     assert (after.equity_before, after.lowest_equity, after.deepest_drawdown_pct, after.lowest_distance_pct) == (
         before.equity_before, before.lowest_equity, before.deepest_drawdown_pct, before.lowest_distance_pct
     )  # fmt: skip
+    # The end's figures come from the last rolled-up hour (04:00-05:00 UTC on the 2nd, the 20th hour).
+    assert (after.equity, after.unrealized_pnl, after.worst_distance_pct) == (
+        before.equity,
+        before.unrealized_pnl,
+        before.worst_distance_pct,
+    )
+    assert after.as_of == START + timedelta(hours=21)
 
 
 def test_alerts_fired_resolved_and_liquidated_in_the_period_are_counted(store: Store) -> None:

@@ -14,12 +14,13 @@ mislead). Whether it was already sent is stored (monitor.store.reports), never d
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from monitor.config.model import ReportSchedule
+from monitor.config.model import ReportConfig, ReportSchedule
 
 HOUR = timedelta(hours=1)
 
@@ -83,6 +84,24 @@ def decide(schedule: ReportSchedule, tz: ZoneInfo, now: datetime, last_sent: dat
     if now - due > (following - due) / 2:
         return Decision(Reason.MISSED, current, following)
     return Decision(Reason.DUE, current, following)
+
+
+def due_reports(
+    reports: Sequence[ReportConfig], last_sent: Mapping[str, datetime], now: datetime
+) -> list[tuple[ReportConfig, Period]]:
+    """The reports to send now, each with the period it covers. `last_sent` maps report names to the due time
+    of their last sent period (monitor.store.reports.last_sent); the claim decides who sends."""
+    due = []
+    for report in reports:
+        decision = decide(report.schedule, report.timezone, now, last_sent.get(report.name))
+        if decision.reason is Reason.DUE:
+            due.append((report, decision.period))
+    return due
+
+
+def next_check(reports: Sequence[ReportConfig], now: datetime) -> datetime | None:
+    """When the next report falls due (None without reports): a scheduler sleeps until then, or less."""
+    return min((next_due(r.schedule, r.timezone, now) for r in reports), default=None)
 
 
 def _current(schedule: ReportSchedule, tz: ZoneInfo, now: datetime) -> tuple[date | None, datetime]:

@@ -48,10 +48,11 @@ def period_data(engine: Engine, accounts: Sequence[str], start: datetime, end: d
         rows = connection.execute(select(ACCOUNT.c.name, ACCOUNT.c.id).where(ACCOUNT.c.name.in_(list(accounts))))
         ids = {name: id_ for name, id_ in rows}
         known = list(ids.values())
+        # Raw points first; where they are pruned already, the last rolled-up hour before the moment.
         now = _last_points(connection, known, end)
+        now.update(_last_hourly(connection, [i for i in known if i not in now], end))
         before = _last_points(connection, known, start)
-        for pruned, equity in _last_hourly(connection, [i for i in known if i not in before], start).items():
-            before[pruned] = (start, equity, Decimal(0), None)  # raw points already pruned: the hour's last equity
+        before.update(_last_hourly(connection, [i for i in known if i not in before], start))
         samples = _samples(connection, known, start, end)
         unreachable = _unreachable(connection, known, start, end)
         alerts, portfolio = _alert_counts(connection, known, start, end)
@@ -104,8 +105,11 @@ def _last_points(
     }
 
 
-def _last_hourly(connection: Connection, ids: list[int], at: datetime) -> dict[int, Decimal]:
-    """The last equity of each account's last complete rolled-up hour before `at`."""
+def _last_hourly(
+    connection: Connection, ids: list[int], at: datetime
+) -> dict[int, tuple[datetime, Decimal, Decimal, Decimal | None]]:
+    """Each account's last complete rolled-up hour before `at`, as a point at the hour's end: its last equity
+    and unrealized PnL, and the closest its positions came to liquidation in that hour."""
     if not ids:
         return {}
     last = (
@@ -114,10 +118,11 @@ def _last_hourly(connection: Connection, ids: list[int], at: datetime) -> dict[i
         .group_by(HOURLY.c.account_id)
         .subquery()
     )
-    query = select(HOURLY.c.account_id, HOURLY.c.equity_last).join(
-        last, (HOURLY.c.account_id == last.c.account_id) & (HOURLY.c.hour == last.c.hour)
-    )
-    return {account_id: equity for account_id, equity in connection.execute(query)}
+    query = select(HOURLY).join(last, (HOURLY.c.account_id == last.c.account_id) & (HOURLY.c.hour == last.c.hour))
+    return {
+        r.account_id: (r.hour + HOUR, r.equity_last, r.unrealized_pnl_last, r.worst_liquidation_distance_pct)
+        for r in connection.execute(query)
+    }
 
 
 def _samples(connection: Connection, ids: list[int], start: datetime, end: datetime) -> dict[int, list[_Sample]]:
