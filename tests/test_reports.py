@@ -37,7 +37,7 @@ from monitor.store import migrations
 from monitor.store import reports as stored
 from monitor.store.alerts import AlertBatch
 from monitor.store.repository import Store
-from tests.conftest import Sim, SimFactory
+from tests.conftest import Mailbox, Sim, SimFactory, Sink
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -505,3 +505,54 @@ def test_a_report_config_selects_accounts_like_a_rule() -> None:
     assert not report.selects("fund-1", ("y",))
     assert not report.selects("other", ("x",))
     assert replace(report, tags=()).selects("fund-2", ())
+
+
+# -- through the outbox --------------------------------------------------------------------------------------
+
+
+async def test_a_due_report_goes_through_the_outbox_to_chat_and_email_once(
+    store: Store, db_url: str, tmp_path: Path, sink: Sink, smtp: Mailbox
+) -> None:
+    """What the coming scheduler task does, step by step: which reports are due, their data, their messages,
+    the claim and the outbox in one transaction, and the sender delivering them like alerts."""
+    from monitor.alerts.sender import Sender
+
+    fill(store)
+    accounts = "".join(
+        f'[[accounts]]\nname = "{n}"\napi_key = "k"\napi_secret = "s"\npassphrase = "p"\n' for n in ("alpha", "beta")
+    )
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        f'[monitor]\ndatabase_url = "{db_url}"\n[channels]\nchat = ["{sink.url()}"]\nmail = ["{smtp.url()}"]\n'
+        '[[reports]]\nname = "daily"\nschedule = "daily 09:00"\ntimezone = "Europe/Berlin"\n' + accounts
+    )
+    config = load_config(path, env={})
+    now = END + timedelta(hours=2)  # the process started two hours late
+    ((report, period),) = sch.due_reports(config.reports, stored.last_sent(store.engine), now)
+    assert period == sch.Period(START, END)
+    from monitor.reports.render import gather
+
+    rendered = ReportMessages(config.alerts.templates).render(gather(config, store, period.start, period.end, report),
+                                                              report.timezone)  # fmt: skip
+    messages = [(c, rendered.title, rendered.body, rendered.body_long) for c in report.channels]
+    assert stored.queue(store.engine, report.name, period.end, period.start, "node-a", now, messages)
+    other = Store(db_url)  # a second process on the same database
+    try:
+        assert not stored.queue(other.engine, report.name, period.end, period.start, "node-b", now, messages)
+    finally:
+        other.close()
+    assert sch.due_reports(config.reports, stored.last_sent(store.engine), now) == []
+    sender = Sender(config, store, ManualClock(now), "node-a")
+    try:
+        while await sender.send_due():
+            pass
+    finally:
+        sender.close()
+    (chat,) = sink.received
+    assert chat["title"] == "daily: 2 accounts, equity 1,620.00 USDT (+8.00 %)"
+    assert "alpha: 1,100.00 (+10.00 %), liq 20.00 % (low 5.00 %), dd 25.00 %" in chat["message"]
+    assert "beta: 520.00 (+4.00 %), dd 0.00 %, down 39m" in chat["message"]
+    (mail,) = smtp.messages
+    (body,) = [p.get_payload(decode=True).decode() for p in mail.walk() if p.get_content_type() == "text/plain"]
+    assert "Period: 2026-03-01 09:00 to 2026-03-02 09:00 (Europe/Berlin)" in body
+    assert "  Deepest drawdown:       25.00 %" in body

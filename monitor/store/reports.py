@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, func, or_, select
+from sqlalchemy import Connection, Engine, Table, and_, func, insert, or_, select
 
 from monitor.alerts.lifecycle import State
 from monitor.reports.content import AccountPeriod
 from monitor.store import tables as t
-from monitor.store.alerts import ALERT, TRANSITION
+from monitor.store.alerts import ALERT, NOTIFICATION, TRANSITION
 from monitor.store.repository import ACCOUNT, EQUITY, HOURLY, POLL, floor_hour
 
 SENT: Table = t.ReportSent.__table__  # type: ignore[attr-defined]
@@ -252,6 +252,31 @@ def claim(connection: Connection, report: str, due_at: datetime, period_start: d
         statement = sqlite_insert(SENT).values(values).on_conflict_do_nothing(index_elements=["report", "due_at"])
     # RETURNING, not rowcount: with an implicit RETURNING of the key, psycopg reports no row count.
     return connection.execute(statement.returning(SENT.c.id)).first() is not None
+
+
+def queue(
+    engine: Engine,
+    report: str,
+    due_at: datetime,
+    period_start: datetime,
+    node: str,
+    now: datetime,
+    messages: Sequence[tuple[str, str, str, str]],
+) -> bool:
+    """Claim the report's period and put its messages, (channel, title, chat body, email body) each, into the
+    outbox, in one transaction; the sender delivers them like any message. False (nothing queued) when the
+    period was claimed before, by this process or another."""
+    with engine.begin() as connection:
+        if not claim(connection, report, due_at, period_start, node, now):
+            return False
+        rows = [
+            {"channel": channel, "account_id": None, "severity": None, "title": title[:400], "body": body,
+             "body_long": body_long, "status": "queued", "delivered": [], "created_at": now, "next_attempt_at": now}
+            for channel, title, body, body_long in messages
+        ]  # fmt: skip
+        if rows:
+            connection.execute(insert(NOTIFICATION), rows)
+    return True
 
 
 def last_sent(engine: Engine, reports: Sequence[str] | None = None) -> dict[str, datetime]:
