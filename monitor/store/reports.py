@@ -269,7 +269,7 @@ def queue(
     with engine.begin() as connection:
         if not claim(connection, report, due_at, period_start, node, now):
             return False
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"channel": channel, "account_id": None, "severity": None, "title": title[:400], "body": body,
              "body_long": body_long, "status": "queued", "delivered": [], "created_at": now, "next_attempt_at": now}
             for channel, title, body, body_long in messages
