@@ -448,3 +448,84 @@ def test_the_readme_refers_to_no_file_outside_the_repository() -> None:
     assert "monitor/runtime.py" in paths, "the pattern finds no path: this test reads the wrong thing"
     # ./accounts.toml and ./.env are the user's own files, in the folder they run from.
     assert [p for p in paths if not p.startswith("./") and not (ROOT / p).exists()] == []
+
+
+REPORT_ACCOUNT = (
+    "[[accounts]]\n" + ACCOUNT + '[channels]\nops = ["json://127.0.0.1/hook"]\nmail = ["json://127.0.0.1/m"]\n'
+)
+
+
+def test_reports_load_with_their_defaults_and_every_channel(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text(REPORT_ACCOUNT + '[[reports]]\nname = "daily"\nschedule = "daily 08:00"\n'
+                    '[[reports]]\nname = "weekly"\nschedule = "weekly fri 17:30"\ntimezone = "Europe/Berlin"\n'
+                    'accounts = ["fund-*"]\ntags = ["a"]\nchannels = ["mail"]\n')  # fmt: skip
+    daily, weekly = load_config(path, env={}).reports
+    assert (daily.name, str(daily.schedule), daily.timezone.key) == ("daily", "daily 08:00", "UTC")
+    assert (daily.accounts, daily.tags, daily.channels) == (("*",), (), ("ops", "mail"))
+    assert (weekly.schedule.kind, weekly.schedule.weekday, weekly.schedule.at.isoformat()) == ("weekly", 4, "17:30:00")
+    assert (weekly.timezone.key, weekly.accounts, weekly.tags, weekly.channels) == (
+        "Europe/Berlin", ("fund-*",), ("a",), ("mail",)
+    )  # fmt: skip
+
+
+def test_a_report_without_any_channel_is_warned_about(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text("[[accounts]]\n" + ACCOUNT + '[[reports]]\nname = "daily"\nschedule = "hourly"\n')
+    config = load_config(path, env={})
+    assert config.reports[0].channels == ()
+    assert "report 'daily' has no channel to go to" in " ".join(config.warnings)
+
+
+BROKEN_REPORTS = [
+    (
+        "unknown report key",
+        '[[reports]]\nname = "d"\nschedule = "hourly"\nchanels = ["ops"]\n',
+        "{f}:12: reports[0].chanels: unknown key (did you mean 'channels'?)",
+    ),
+    (
+        "bad schedule",
+        '[[reports]]\nname = "d"\nschedule = "daily at 8"\n',
+        '{f}:11: reports[0].schedule: expected "hourly", "daily 08:00" or "weekly mon 08:00", got \'daily at 8\'',
+    ),
+    (
+        "bad day",
+        '[[reports]]\nname = "d"\nschedule = "weekly mnd 08:00"\n',
+        "{f}:11: reports[0].schedule: unknown day 'mnd' in 'weekly mnd 08:00'; use mon, tue, wed, thu, fri, sat or sun",
+    ),
+    (
+        "bad time zone",
+        '[[reports]]\nname = "d"\nschedule = "hourly"\ntimezone = "Berlin"\n',
+        '{f}:12: reports[0].timezone: unknown time zone \'Berlin\'; use an IANA name like "Europe/Berlin" or "UTC"',
+    ),
+    (
+        "missing schedule",
+        '[[reports]]\nname = "d"\n',
+        '{f}:9: reports[0]: missing required key \'schedule\' (when it is sent: "hourly", "daily 08:00" or '
+        '"weekly mon 08:00" (in its timezone))',
+    ),
+    (
+        "unknown channel",
+        '[[reports]]\nname = "d"\nschedule = "hourly"\nchannels = ["pager"]\n',
+        "{f}:12: reports[0].channels: unknown channel 'pager' (channels: ops, mail; add it under [channels])",
+    ),
+    (
+        "duplicate report",
+        '[[reports]]\nname = "d"\nschedule = "hourly"\n[[reports]]\nname = "d"\nschedule = "hourly"\n',
+        "{f}:13: reports[1].name: duplicate report name 'd' (reports[0] already uses it; names must be unique)",
+    ),
+    (
+        "not a table array",
+        'reports = "daily"\n',
+        "{f}:1: reports: expected [[reports]] tables (see accounts.example.toml)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [b[1:] for b in BROKEN_REPORTS], ids=[b[0] for b in BROKEN_REPORTS])
+def test_each_broken_report_gives_its_one_exact_error(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text(text + REPORT_ACCOUNT if text.startswith("reports =") else REPORT_ACCOUNT + text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert str(caught.value) == expected.format(f=path)

@@ -44,7 +44,8 @@ def test_the_wheel_carries_templates_static_files_and_migrations(tmp_path: Path)
         "print(monitor.__file__); print(g.MIGRATIONS_DIR);"
         "assert (Path(web.__file__).parent / 'templates' / 'overview.html.j2').exists();"
         "assert (Path(web.__file__).parent / 'static' / 'style.css').exists();"
-        "assert (m.BUILTIN / 'short.j2').exists()"
+        "assert (m.BUILTIN / 'short.j2').exists();"
+        "import monitor.reports.render as r; assert (r.BUILTIN / 'report_short.j2').exists()"
     )
     out = subprocess.run([str(python), "-c", probe], check=True, cwd=where, capture_output=True, text=True).stdout
     installed, migrations = out.splitlines()

@@ -18,6 +18,7 @@ from monitor.config.model import (
     ChannelConfig,
     Config,
     MonitorSettings,
+    ReportConfig,
     StorageSettings,
     WebSettings,
 )
@@ -101,6 +102,7 @@ class _Loader:
         accounts = self.accounts(raw.get("accounts"))
         rules = self.rules(raw.get("rules"))
         self.check_routes(channels, accounts, rules, raw)
+        reports = self.reports(raw.get("reports"), channels)
         templates = (self.path.parent / alerts["templates"]).resolve() if alerts["templates"] else None
         if templates is not None:
             self.check_templates(templates)
@@ -113,6 +115,7 @@ class _Loader:
             rules=rules,
             alerts=AlertSettings(templates=templates, max_items=alerts["max_items"]),
             web=web,
+            reports=reports,
             warnings=tuple(self.warnings),
         )
 
@@ -268,16 +271,49 @@ class _Loader:
                 raise self.error((*at, exc.key), str(exc), hint=exc.hint) from None
         return tuple(rules)
 
+    def reports(self, raw: Any, channels: dict[str, ChannelConfig]) -> tuple[ReportConfig, ...]:
+        """[[reports]]: unique names, channels that exist (none listed: every channel)."""
+        if raw is None:
+            return ()
+        if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+            raise self.error(("reports",), "expected [[reports]] tables", hint="see accounts.example.toml")
+        reports: list[ReportConfig] = []
+        seen: dict[str, int] = {}
+        for index, table in enumerate(raw):
+            at: KeyPath = ("reports", index)
+            v = self.values("reports", table, at, None)
+            if v["name"] in seen:
+                raise self.error(
+                    (*at, "name"),
+                    f"duplicate report name {v['name']!r}",
+                    hint=f"reports[{seen[v['name']]}] already uses it; names must be unique",
+                )
+            seen[v["name"]] = index
+            for name in v["channels"]:
+                if name not in channels:
+                    known = ", ".join(channels) or "none are defined"
+                    raise self.error((*at, "channels"), f"unknown channel {name!r}",
+                                     hint=f"channels: {known}; add it under [channels]")  # fmt: skip
+            if not channels:
+                self.warnings.append(
+                    f"report {v['name']!r} has no channel to go to (no [channels] defined); only "
+                    "`bitget-monitor report` shows it"
+                )
+            reports.append(ReportConfig(**{**v, "channels": v["channels"] or tuple(channels)}))
+        return tuple(reports)
+
     def check_templates(self, folder: Path) -> None:
         import jinja2
 
         from monitor.alerts.messages import check_templates
+        from monitor.reports.render import check_report_templates
 
         if not folder.is_dir():
             raise self.error(("alerts", "templates"), f"{folder} is not a folder",
                              hint="point it at a folder with title.j2, short.j2, long.j2 or summary.j2")  # fmt: skip
         try:
             check_templates(folder)
+            check_report_templates(folder)
         except jinja2.TemplateSyntaxError as exc:
             raise self.error(("alerts", "templates"), f"{exc.filename}:{exc.lineno}: {exc.message}") from None
         except jinja2.TemplateError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
@@ -71,6 +72,38 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class ReportSchedule:
+    """When a report is due, in its time zone: "hourly" (on the hour), "daily 08:00" or "weekly mon 08:00"."""
+
+    kind: str  # hourly | daily | weekly
+    at: time = time(0, 0)  # local time of day (daily, weekly)
+    weekday: int = 0  # 0 is Monday (weekly)
+    text: str = "hourly"  # as written, for messages
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """A scheduled report ([[reports]]): which accounts, when, and where it goes."""
+
+    name: str
+    schedule: ReportSchedule
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    accounts: tuple[str, ...] = ("*",)  # globs on account names
+    tags: tuple[str, ...] = ()  # when set, only accounts carrying one of these
+    channels: tuple[str, ...] = ()  # resolved by the loader: the file's list, or every channel
+
+    def selects(self, account: str, tags: tuple[str, ...]) -> bool:
+        """Whether the report covers an account: a glob of `accounts` matches and, when `tags` is set, the
+        account carries one of them (the same selection as a rule's)."""
+        if not any(fnmatch.fnmatchcase(account, pattern) for pattern in self.accounts):
+            return False
+        return not self.tags or any(t in self.tags for t in tags)
+
+
+@dataclass(frozen=True)
 class WebSettings:
     listen: tuple[str, int] = ("127.0.0.1", 8080)
     token: Secret | None = None  # None: no authentication (refused on a non-loopback address by default)
@@ -90,6 +123,7 @@ class Config:
     rules: tuple[Rule, ...] = DEFAULT_RULES  # the file's [[rules]], or these when it has none
     alerts: AlertSettings = field(default_factory=AlertSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    reports: tuple[ReportConfig, ...] = ()
     warnings: tuple[str, ...] = ()  # things `check` reports: literal secrets, readable secret files
 
     def account(self, name: str) -> AccountConfig:

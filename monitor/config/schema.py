@@ -205,6 +205,17 @@ SETTINGS: tuple[Setting, ...] = (
         doc="a folder with your own message templates (relative to the accounts file)",
     ),
     Setting("alerts", "max_items", values.positive_int, 10, doc='alerts listed in one message before "and N more"'),
+    Setting("reports", "name", values.name, doc="unique report name, shown in its title"),
+    Setting(
+        "reports",
+        "schedule",
+        values.schedule,
+        doc='when it is sent: "hourly", "daily 08:00" or "weekly mon 08:00" (in its timezone)',
+    ),
+    Setting("reports", "timezone", values.timezone, "UTC", doc="the time zone of schedule, e.g. Europe/Berlin"),
+    Setting("reports", "accounts", values.text_list, ["*"], doc="globs on account names the report covers"),
+    Setting("reports", "tags", values.text_list, [], doc="when set, only accounts with one of these tags"),
+    Setting("reports", "channels", values.text_list, [], doc="where the report goes (default: every channel)"),
     Setting("web", "listen", values.listen, "127.0.0.1:8080", doc="host:port the status page listens on"),
     Setting(
         "web",
@@ -244,7 +255,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-SECTIONS = ("monitor", "storage", "alerts", "web", "channels", "rules", "accounts")
+SECTIONS = ("monitor", "storage", "alerts", "web", "channels", "rules", "reports", "accounts")
 
 
 def section(name: str) -> dict[str, Setting]:

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from monitor.config.model import ReportSchedule
 from monitor.exchange.bitget.endpoints import FUTURES_PRODUCT_TYPES, SPOT
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -123,6 +124,33 @@ def quiet_hours(value: Any) -> tuple[time, time]:
     if start == end:
         raise ValueError(f"the window {value!r} is empty: start and end are the same")
     return start, end
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_SCHEDULE_HINT = 'expected "hourly", "daily 08:00" or "weekly mon 08:00"'
+
+
+def schedule(value: Any) -> ReportSchedule:
+    """ "hourly", "daily HH:MM" or "weekly DAY HH:MM" (DAY: mon..sun, or the whole English name)."""
+    words = text(value).lower().split()
+    if words == ["hourly"]:
+        return ReportSchedule("hourly", text="hourly")
+    kind = words[0] if words else ""
+    if kind not in ("daily", "weekly") or len(words) != (2 if kind == "daily" else 3):
+        raise ValueError(f"{_SCHEDULE_HINT}, got {value!r}")
+    weekday = 0
+    if kind == "weekly":
+        day = words[1][:3]
+        if words[1] not in _WEEKDAYS and words[1] not in _FULL_DAYS:
+            raise ValueError(f"unknown day {words[1]!r} in {value!r}; use mon, tue, wed, thu, fri, sat or sun")
+        weekday = _WEEKDAYS.index(day)
+    clock = _CLOCK.match(words[-1])
+    if clock is None:
+        raise ValueError(f"expected a time of day like 08:00 in {value!r} ({_SCHEDULE_HINT})")
+    at = time(int(clock.group(1)), int(clock.group(2)))
+    shown = f"daily {at:%H:%M}" if kind == "daily" else f"weekly {_WEEKDAYS[weekday]} {at:%H:%M}"
+    return ReportSchedule(kind, at, weekday, shown)
 
 
 def timezone(value: Any) -> ZoneInfo:

@@ -230,3 +230,18 @@ class Lease(SQLModel, table=True):
     account: str = Field(max_length=200, primary_key=True)
     owner: str | None = Field(default=None, max_length=200)
     expires_at: datetime = _time(index=True)
+
+
+class ReportSent(SQLModel, table=True):
+    """A scheduled report put into the outbox: at most one row per report and due time (the unique key is the
+    claim, so among processes sharing a database exactly one sends it). Written in the transaction that queues
+    the report's messages."""
+
+    __tablename__ = "report_sent"
+    __table_args__ = (UniqueConstraint("report", "due_at", name="uq_report_sent_report_due"),)
+    id: int | None = Field(default=None, primary_key=True)
+    report: str = Field(max_length=200)
+    due_at: datetime = _time()  # the end of the period it covers
+    period_start: datetime = _time()
+    claimed_by: str = Field(max_length=200)  # the process that sent it
+    claimed_at: datetime = _time()

@@ -1,0 +1,1 @@
+"""Scheduled reports: when they are due, what they say, how they read."""

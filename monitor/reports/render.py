@@ -1,0 +1,171 @@
+"""Reports as messages (Jinja2: a title, a short form for chat, a long form for email) and on the terminal.
+
+Templates are looked up like the alerts' (monitor.alerts.messages.environment): the user's `[alerts] templates`
+folder first, then the built-in alert templates, then the built-in report templates here. Their names start
+with `report_`, so a user overrides one by putting a file of that name in the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from monitor.alerts.messages import CHAT_LIMIT, TITLE_LIMIT, Rendered, environment
+from monitor.config.model import Config, ReportConfig
+from monitor.reports.content import AccountReport, Report, build_report, duration, pct, report_json, usdt
+from monitor.store.reports import period_data
+from monitor.store.repository import Store
+
+log = logging.getLogger(__name__)
+BUILTIN = Path(__file__).resolve().parent / "templates"
+REPORT_TEMPLATES = ("report_title.j2", "report_short.j2", "report_long.j2")
+SHORT_ACCOUNTS = 15  # accounts listed in the chat form at most (fewer when they do not fit), worst first
+UTC = ZoneInfo("UTC")
+
+
+def report_environment(templates: Path | None) -> jinja2.Environment:
+    """The alerts' environment (the user's folder first), with the built-in report templates after it."""
+    env = environment(templates)
+    assert env.loader is not None
+    env.loader = jinja2.ChoiceLoader([env.loader, jinja2.FileSystemLoader(BUILTIN)])
+    return env
+
+
+def check_report_templates(folder: Path) -> None:
+    """Compile the user's report templates; raises jinja2.TemplateError (with the file and line) when broken."""
+    env = report_environment(folder)
+    for name in REPORT_TEMPLATES:
+        if (folder / name).exists():
+            env.get_template(name)
+
+
+class ReportMessages:
+    def __init__(self, templates: Path | None, public_url: str | None = None) -> None:
+        self.env = report_environment(templates)
+        self.builtin = report_environment(None) if templates is not None else self.env
+        self.public_url = public_url.rstrip("/") if public_url else None
+
+    def render(self, report: Report, tz: ZoneInfo = UTC) -> Rendered:
+        """The title, the chat form (worst accounts first, as many as fit under CHAT_LIMIT, then "and N more")
+        and the email form (every account)."""
+        base = _context(report, tz, self.public_url)
+        title = " ".join(self._template("report_title.j2", base).split())[:TITLE_LIMIT]
+        accounts = base["all_accounts"]
+        shown = min(len(accounts), SHORT_ACCOUNTS)
+        while True:
+            short = self._template("report_short.j2", {**base, "accounts": accounts[:shown],
+                                                       "more": len(accounts) - shown})  # fmt: skip
+            if len(short) <= CHAT_LIMIT or shown == 0:
+                break
+            shown -= 1
+        if len(short) > CHAT_LIMIT:  # a user's template too long even without accounts
+            short = short[: CHAT_LIMIT - 1] + "…"
+        long = self._template("report_long.j2", {**base, "accounts": accounts, "more": 0})
+        return Rendered(title, short, long)
+
+    def _template(self, name: str, context: dict[str, Any]) -> str:
+        """Render with the user's template; if it fails at run time, log it and use the built-in one (a report
+        must not be lost to a template)."""
+        try:
+            return self.env.get_template(name).render(context).strip()
+        except Exception:
+            if self.builtin is self.env:
+                raise
+            log.exception("template %s failed; the built-in one is used", name)
+            return self.builtin.get_template(name).render(context).strip()
+
+
+def gather(config: Config, store: Store, start: datetime, end: datetime, report: ReportConfig | None = None) -> Report:
+    """The report over [start, end] of the accounts `report` selects (None: every account of the file)."""
+    if report is None:
+        names = [a.name for a in config.accounts]
+        title, everyone = "Report", True
+    else:
+        names = [a.name for a in config.accounts if report.selects(a.name, a.tags)]
+        title, everyone = report.name, report.accounts == ("*",) and not report.tags
+    data = period_data(store.engine, names, start, end)
+    # Portfolio rules' alerts belong to no account: counted only when the report covers every account.
+    return build_report(title, start, end, data.accounts, portfolio=data.portfolio if everyone else (0, 0))
+
+
+def render_report(
+    config: Config,
+    store: Store,
+    now: datetime,
+    *,
+    since: timedelta = timedelta(hours=24),
+    report: str | None = None,
+    as_json: bool = False,
+) -> str:
+    """What `bitget-monitor report [--since 24h] [--json] [NAME]` prints: the long form over the last `since`
+    (of the accounts a named [[reports]] covers, in its time zone; else every account, in UTC), or JSON with
+    decimals as strings. Raises KeyError naming the known reports for an unknown one."""
+    chosen = None
+    if report is not None:
+        chosen = next((r for r in config.reports if r.name == report), None)
+        if chosen is None:
+            known = ", ".join(r.name for r in config.reports) or "none are defined"
+            raise KeyError(f"no report named {report!r} (reports: {known})")
+    model = gather(config, store, now - since, now, chosen)
+    if as_json:
+        return json.dumps(report_json(model), indent=2)
+    messages = ReportMessages(config.alerts.templates, config.web.public_url)
+    rendered = messages.render(model, chosen.timezone if chosen else UTC)
+    return f"{rendered.title}\n\n{rendered.body_long}\n"
+
+
+def _context(report: Report, tz: ZoneInfo, public_url: str | None) -> dict[str, Any]:
+    change = report.change
+    return {
+        "name": report.name,
+        "start": _when(report.start, tz),
+        "end": _when(report.end, tz),
+        "timezone": str(tz),
+        "total": {
+            "accounts": len(report.accounts),
+            "equity": usdt(report.equity),
+            "change": usdt(change.absolute, sign=True) if change else "-",
+            "change_pct": pct(change.pct, sign=True) if change else "-",
+            "unrealized_pnl": usdt(report.unrealized_pnl, sign=True),
+            "lowest_distance": pct(report.lowest_distance_pct),
+            "alerts_fired": report.alerts_fired,
+            "alerts_resolved": report.alerts_resolved,
+            "liquidations": report.liquidations,
+            "unreachable_accounts": report.unreachable_accounts,
+        },
+        "all_accounts": [_account(a, tz) for a in report.accounts],
+        "link": public_url,
+        "report": report,  # the model itself, for templates that want more
+    }
+
+
+def _account(a: AccountReport, tz: ZoneInfo) -> dict[str, Any]:
+    d = a.data
+    return {
+        "name": d.account,
+        "no_data": a.no_data,
+        "as_of": _when(d.as_of, tz) if d.as_of else "-",
+        "equity": usdt(d.equity),
+        "change": usdt(a.change.absolute, sign=True) if a.change else "-",
+        "change_pct": pct(a.change.pct, sign=True) if a.change else "-",
+        "unrealized_pnl": usdt(d.unrealized_pnl, sign=True),
+        "lowest_equity": usdt(d.lowest_equity),
+        "drawdown": pct(d.deepest_drawdown_pct),
+        "distance": pct(d.worst_distance_pct),
+        "lowest_distance": pct(d.lowest_distance_pct),
+        "has_positions": d.worst_distance_pct is not None or d.lowest_distance_pct is not None,
+        "alerts_fired": d.alerts_fired,
+        "alerts_resolved": d.alerts_resolved,
+        "liquidations": d.liquidations,
+        "unreachable": duration(d.unreachable) if d.unreachable else None,
+    }
+
+
+def _when(moment: datetime, tz: ZoneInfo) -> str:
+    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M}"
