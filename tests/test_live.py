@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, PositionMode, Side
+from monitor.domain import AccountMode, AccountSnapshot, FuturesAccount, MarginMode, Position, PositionMode, Side
 from monitor.exchange.bitget import parse
 from monitor.market.live import LiquidationBasis, LivePosition, live_positions, reprice, unrealized_pnl
 from monitor.market.mark import Mark
@@ -223,20 +223,20 @@ def test_a_crossed_price_moves_by_the_other_positions_pnl_and_maintenance_change
 
 
 @pytest.mark.parametrize(
-    ("changes", "unified", "why"),
+    ("changes", "pooled", "why"),
     [
-        ({}, True, "unified account: liquidation pools every coin"),
+        ({}, True, "collateral pooled across coins (unified account or multi-asset mode)"),
         ({"maintenance_rate": None}, False, "maintenance rate of ETHUSDT unknown"),
         ({"liquidation_price": None}, False, None),
     ],
 )
 def test_a_crossed_price_stays_as_read_when_it_cannot_be_adjusted_soundly_and_says_why(
-    changes: dict[str, object], unified: bool, why: str | None
+    changes: dict[str, object], pooled: bool, why: str | None
 ) -> None:
     btc, eth = crossed_pair()
     eth = dataclasses.replace(eth, **changes)  # type: ignore[arg-type]
     subject = btc if "liquidation_price" not in changes else eth
-    live = reprice(subject, (btc, eth), lambda pt, sym: Mark(pt, sym, Decimal(2500), LATER), READ_AT, unified=unified)
+    live = reprice(subject, (btc, eth), lambda pt, sym: Mark(pt, sym, Decimal(2500), LATER), READ_AT, pooled=pooled)
     assert live.liquidation is LiquidationBasis.AS_READ
     assert live.position.liquidation_price == subject.liquidation_price
     assert live.why_as_read == (why or "no liquidation price as read")
@@ -255,5 +255,15 @@ def test_a_snapshot_is_repriced_position_by_position() -> None:
     snapshot = AccountSnapshot("a", READ_AT, AccountMode.UNIFIED, positions=(btc, eth))
     lives = live_positions(snapshot, lambda pt, sym: Mark(pt, sym, Decimal(2950), LATER) if sym == "ETHUSDT" else None)
     assert [live.from_feed for live in lives] == [False, True]
-    assert lives[1].why_as_read == "unified account: liquidation pools every coin"
+    assert lives[1].why_as_read == "collateral pooled across coins (unified account or multi-asset mode)"
     assert lives[1].position.unrealized_pnl == -250
+
+
+@pytest.mark.parametrize(("asset_mode", "basis"), [("single", "adjusted"), ("union", "as_read"), (None, "adjusted")])
+def test_a_classic_account_in_multi_asset_mode_keeps_crossed_prices_as_read(asset_mode: str | None, basis: str) -> None:
+    btc, eth = crossed_pair()
+    futures = FuturesAccount("USDT-FUTURES", "USDT", Decimal(9000), None, Decimal(0), Decimal(0), Decimal(0), None,
+                             asset_mode=asset_mode)  # fmt: skip
+    snapshot = AccountSnapshot("a", READ_AT, AccountMode.CLASSIC, futures=(futures,), positions=(btc, eth))
+    lives = live_positions(snapshot, lambda pt, sym: Mark(pt, sym, Decimal(2950 if sym == "ETHUSDT" else 60000), LATER))
+    assert [live.liquidation.value for live in lives] == [basis, basis]

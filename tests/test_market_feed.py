@@ -18,6 +18,8 @@ from monitor.exchange.bitget.client import BitgetClient, ServerClock
 from monitor.exchange.bitget.market import MarkPrices
 from monitor.exchange.bitget.ratelimit import AccountBudget, IpBudget
 from monitor.market.feed import SPOT, MarketFeed
+from monitor.market.live import LiquidationBasis, reprice
+from monitor.simulator.world import build_world
 from tests.conftest import Sim, SimFactory
 
 CLOCK = SystemClock()
@@ -171,3 +173,34 @@ async def test_feed_reads_go_ahead_of_queued_signed_reads_and_nothing_meets_a_42
     stats = await sim.control("GET", "/_sim/stats")
     assert stats["totals"]["rate_limited"] == 0 and stats["totals"]["ip_lockouts"] == 0
     assert stats["requests"]["-"][ep.TICKERS.path] >= 1 and len(done) == len(backlog)
+
+
+async def test_a_crossed_position_read_then_repriced_from_the_feed_agrees_with_the_simulator(
+    make_sim: SimFactory,
+) -> None:
+    """End to end: a thinly collateralised cross account read through the client, ETH's mark moved, the feed's
+    new marks: BTC's live liquidation price is where the simulator now puts it, and ETH's PnL is its PnL."""
+    legs = [("BTCUSDT", "0.5", "60000"), ("ETHUSDT", "10", "3000")]
+    positions = [
+        {"product_type": "USDT-FUTURES", "symbol": s, "side": "long", "size": n, "entry": e} for s, n, e in legs
+    ]
+    wallet = {"product_type": "USDT-FUTURES", "coin": "USDT", "balance": "8000"}
+    spec = {"name": "cross", "api_key": "k", "api_secret": "s", "passphrase": "p", "products": ["USDT-FUTURES"],
+            "wallets": [wallet], "positions": positions}  # fmt: skip
+    sim = await make_sim(world=build_world({"accounts": [spec]}))
+    read_at = CLOCK.now()
+    read = await sim.client(sim.account("cross")).positions("USDT-FUTURES")
+    btc, eth = sorted(read, key=lambda p: p.symbol)
+    feed = make_feed(sim)
+    feed.watch(["USDT-FUTURES"])
+    await set_mark(sim, "ETHUSDT", "USDT-FUTURES", "2900")
+    async with running(feed):
+        await until(lambda: (m := feed.mark("USDT-FUTURES", "ETHUSDT")) is not None and m.price == 2900)
+        live_btc, live_eth = (reprice(p, read, feed.mark, read_at) for p in (btc, eth))
+    state = await sim.control("GET", "/_sim/state")
+    now = {p["symbol"]: Decimal(p["liquidation_price"]) for p in state["accounts"][0]["positions"]}
+    assert btc.liquidation_price is not None and live_btc.liquidation is LiquidationBasis.ADJUSTED
+    assert live_btc.position.liquidation_price is not None
+    assert abs(live_btc.position.liquidation_price - now["BTCUSDT"]) <= Decimal("0.1")  # BTCUSDT's tick
+    assert live_btc.position.liquidation_price - btc.liquidation_price > 1900  # ETH's loss moved it up by ~2000
+    assert live_eth.position.unrealized_pnl == -1000 and live_eth.position.mark_price == 2900

@@ -31,8 +31,9 @@ the wallet, the positions and the maintenance rates are as read: funding, fees, 
 since the read, or a position crossing into another maintenance tier, move it; the next read corrects it. It
 needs every crossed position of the coin in the same read with a fresh mark newer than the read, the
 maintenance rates (linear) and a positive price as read (Bitget sends none, and the parser keeps none, for a
-well-collateralised cross position: C is then unknown). Otherwise, and for unified accounts (whose liquidation
-pools every coin), the price stays as read, and `LivePosition.liquidation` says so.
+well-collateralised cross position: C is then unknown). Otherwise, and where collateral is pooled across coins
+(unified accounts, and classic ones in multi-asset mode, `assetMode` "union": other coins' prices move C), the
+price stays as read, and `LivePosition.liquidation` and `why_as_read` say so.
 
 `margin_ratio` stays as read.
 """
@@ -86,22 +87,27 @@ def unrealized_pnl(position: Position, mark: Decimal) -> Decimal:
 
 
 def live_positions(snapshot: AccountSnapshot, marks: MarkLookup) -> tuple[LivePosition, ...]:
-    """Every position of a snapshot re-priced from `marks` (see `reprice`)."""
+    """Every position of a snapshot re-priced from `marks` (see `reprice`), as of the snapshot's time."""
+    union = {f.product_type for f in snapshot.futures if (f.asset_mode or "").lower() == "union"}
     unified = snapshot.mode is AccountMode.UNIFIED
-    return tuple(reprice(p, snapshot.positions, marks, snapshot.taken_at, unified=unified) for p in snapshot.positions)
+    return tuple(
+        reprice(p, snapshot.positions, marks, snapshot.taken_at, pooled=unified or p.product_type in union)
+        for p in snapshot.positions
+    )
 
 
 def reprice(
-    position: Position, read: Sequence[Position], marks: MarkLookup, read_at: datetime, *, unified: bool = False
+    position: Position, read: Sequence[Position], marks: MarkLookup, read_at: datetime, *, pooled: bool = False
 ) -> LivePosition:
     """`position` at the latest mark `marks` gives for its symbol, when that mark is newer than `read_at`;
-    otherwise exactly as read. `read`: every position of the same account read (for crossed positions)."""
+    otherwise exactly as read. `read`: every position of the same account read (for crossed positions).
+    `pooled`: cross collateral is pooled across coins (a unified account, or multi-asset mode)."""
     mark = marks(position.product_type, position.symbol)
     if mark is None or mark.at <= read_at:
         return LivePosition(position, read_at, read_at, LiquidationBasis.AS_READ, "no mark newer than the read")
     liquidation, why, basis = position.liquidation_price, None, LiquidationBasis.AS_READ
     if position.margin_mode is MarginMode.CROSSED:
-        liquidation, why = _crossed_liquidation(position, read, marks, read_at, unified)
+        liquidation, why = _crossed_liquidation(position, read, marks, read_at, pooled)
         basis = LiquidationBasis.ADJUSTED if why is None else LiquidationBasis.AS_READ
     live = dataclasses.replace(
         position,
@@ -113,10 +119,10 @@ def reprice(
 
 
 def _crossed_liquidation(
-    p: Position, read: Sequence[Position], marks: MarkLookup, read_at: datetime, unified: bool
+    p: Position, read: Sequence[Position], marks: MarkLookup, read_at: datetime, pooled: bool
 ) -> tuple[Decimal | None, str | None]:
     """(the adjusted liquidation price (None: none any more), None), or (the price as read, why not adjusted)."""
-    why = _cannot_adjust(p, read, marks, read_at, unified)
+    why = _cannot_adjust(p, read, marks, read_at, pooled)
     if why is not None or p.liquidation_price is None:
         return p.liquidation_price, why or "no liquidation price as read"
     crossed = [
@@ -143,11 +149,11 @@ def _crossed_liquidation(
 
 
 def _cannot_adjust(
-    p: Position, read: Sequence[Position], marks: MarkLookup, read_at: datetime, unified: bool
+    p: Position, read: Sequence[Position], marks: MarkLookup, read_at: datetime, pooled: bool
 ) -> str | None:
     """Why a crossed position's liquidation price cannot be adjusted soundly; None when it can."""
-    if unified:
-        return "unified account: liquidation pools every coin"
+    if pooled:
+        return "collateral pooled across coins (unified account or multi-asset mode)"
     if p.liquidation_price is None:
         return "no liquidation price as read"
     for o in read:
