@@ -204,3 +204,19 @@ async def test_a_crossed_position_read_then_repriced_from_the_feed_agrees_with_t
     assert abs(live_btc.position.liquidation_price - now["BTCUSDT"]) <= Decimal("0.1")  # BTCUSDT's tick
     assert live_btc.position.liquidation_price - btc.liquidation_price > 1900  # ETH's loss moved it up by ~2000
     assert live_eth.position.unrealized_pnl == -1000 and live_eth.position.mark_price == 2900
+
+
+async def test_a_read_slower_than_the_interval_is_not_doubled_and_the_next_follows_it(sim: Sim) -> None:
+    feed = make_feed(sim)
+    feed.watch(["USDT-FUTURES"])
+    updates: list[str] = []
+    feed.subscribe(updates.append)
+    async with running(feed):
+        await until(lambda: "USDT-FUTURES" in updates)
+        await sim.control("POST", "/_sim/faults", {"kind": "slow", "delay": 0.6, "endpoint": ep.TICKERS.path})
+        asked = sim.sim.requests[("-", ep.TICKERS.path)]
+        await until(lambda: sim.sim.requests[("-", ep.TICKERS.path)] > asked)  # the slow one is in flight
+        updates.clear()
+        await asyncio.sleep(0.3)  # six turns pass while it hangs
+        assert sim.sim.requests[("-", ep.TICKERS.path)] == asked + 1 and "USDT-FUTURES" not in updates
+        await until(lambda: updates.count("USDT-FUTURES") >= 3)  # it ends, and reading goes on

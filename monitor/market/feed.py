@@ -15,6 +15,7 @@ went out; staleness is judged on the clock's monotonic time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ class MarketFeed:
         self._spot: dict[str, tuple[Decimal, float]] = {}  # coin -> USDT price, asked (monotonic)
         self._subscribers: list[Subscriber] = []
         self._updated = asyncio.Event()
+        self._wake = asyncio.Event()  # the loop looks again: a read ended, the watched set changed
         if spot:
             self._sources[SPOT] = _Source(spot_interval, clock.monotonic())
 
@@ -104,6 +106,7 @@ class MarketFeed:
                 source.reading.cancel()
         for name in sorted(wanted - set(self._sources)):
             self._sources[name] = _Source(self.mark_interval, now)
+        self._wake.set()  # read what is newly watched at once
 
     @property
     def watched(self) -> frozenset[str]:
@@ -174,7 +177,8 @@ class MarketFeed:
     # -- reading -------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Read every interval until cancelled. A read still in flight when its next turn comes is not doubled."""
+        """Read every interval until cancelled. A read still in flight when its next turn comes is not doubled:
+        the next one starts as soon as it ends."""
         next_at: dict[str, float] = {}
         try:
             while True:
@@ -189,8 +193,13 @@ class MarketFeed:
                 for name in [n for n in next_at if n not in self._sources]:
                     del next_at[name]
                 self._log_staleness()
-                wake = min((next_at.get(n, now) for n in self._sources), default=now + self.mark_interval)
-                await asyncio.sleep(max(0.0, min(wake, now + self.mark_interval) - self.clock.monotonic()))
+                # Until the next turn of a source not being read, and at least every interval (staleness is logged
+                # even while every read hangs); a read that ends (late or not) wakes us too.
+                turns = [next_at[n] for n, s in self._sources.items() if s.reading is None]
+                wake = min([*turns, now + self.mark_interval])
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake - self.clock.monotonic()))
         finally:
             for source in self._sources.values():
                 if source.reading is not None:
@@ -216,6 +225,7 @@ class MarketFeed:
             return
         finally:
             source.reading = None
+            self._wake.set()
         if self._sources.get(name) is not source:  # no longer watched while it was read
             return
         source.since, source.answered, source.error = asked, True, None
@@ -246,7 +256,7 @@ class MarketFeed:
             if stale and not source.logged_stale:
                 log.warning(
                     "market feed: no fresh %s prices for %.1f s (%s); falling back to account reads",
-                    name, now - source.since, source.error or "no answer yet",
+                    name, now - source.since, source.error or ("still waiting for an answer" if source.reading else "no answer yet"),
                 )  # fmt: skip
             elif source.logged_stale and not stale:
                 log.info("market feed: %s prices fresh again", name)
