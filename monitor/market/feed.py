@@ -254,9 +254,10 @@ class MarketFeed:
         for name, source in self._sources.items():
             stale = self.is_stale(name)
             if stale and not source.logged_stale:
+                why = source.error or ("still waiting for an answer" if source.reading else "no answer yet")
                 log.warning(
                     "market feed: no fresh %s prices for %.1f s (%s); falling back to account reads",
-                    name, now - source.since, source.error or ("still waiting for an answer" if source.reading else "no answer yet"),
+                    name, now - source.since, why,
                 )  # fmt: skip
             elif source.logged_stale and not stale:
                 log.info("market feed: %s prices fresh again", name)
