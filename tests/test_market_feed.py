@@ -220,3 +220,23 @@ async def test_a_read_slower_than_the_interval_is_not_doubled_and_the_next_follo
         await asyncio.sleep(0.3)  # six turns pass while it hangs
         assert sim.sim.requests[("-", ep.TICKERS.path)] == asked + 1 and "USDT-FUTURES" not in updates
         await until(lambda: updates.count("USDT-FUTURES") >= 3)  # it ends, and reading goes on
+
+
+async def test_a_failing_subscriber_does_not_starve_the_others_and_one_that_left_hears_nothing(
+    sim: Sim, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed = make_feed(sim)
+    feed.watch(["USDT-FUTURES"])
+    heard: list[str] = []
+    left: list[str] = []
+
+    def broken(name: str) -> None:
+        raise RuntimeError("a subscriber's bug")
+
+    feed.subscribe(broken)
+    feed.subscribe(heard.append)
+    unsubscribe = feed.subscribe(left.append)
+    unsubscribe()
+    async with running(feed):
+        await until(lambda: heard.count("USDT-FUTURES") >= 3)
+    assert left == [] and caplog.text.count("a subscriber failed on") == 1

@@ -84,6 +84,7 @@ class MarketFeed:
         self._marks: dict[tuple[str, str], tuple[Mark, float]] = {}  # (product type, symbol) -> mark, asked (mono)
         self._spot: dict[str, tuple[Decimal, float]] = {}  # coin -> USDT price, asked (monotonic)
         self._subscribers: list[Subscriber] = []
+        self._failing: set[int] = set()  # ids of subscribers whose failure has been logged (once, not every second)
         self._updated = asyncio.Event()
         self._wake = asyncio.Event()  # the loop looks again: a read ended, the watched set changed
         if spot:
@@ -237,7 +238,11 @@ class MarketFeed:
             try:
                 callback(name)
             except Exception:  # one broken subscriber must not starve the others
-                log.exception("market feed: a subscriber failed on %s", name)
+                if id(callback) not in self._failing:
+                    self._failing.add(id(callback))
+                    log.exception("market feed: a subscriber failed on %s (logged once until it recovers)", name)
+            else:
+                self._failing.discard(id(callback))
 
     def _take_marks(self, marks: Marks, asked: float) -> None:
         # Symbol by symbol: one symbol unreadable in this answer keeps its older mark (and its older time).
