@@ -14,7 +14,7 @@ import pytest
 from monitor import errors
 from monitor.clock import ManualClock, SystemClock
 from monitor.exchange.bitget import endpoints as ep
-from monitor.exchange.bitget.market import MarkPrices, parse_tickers
+from monitor.exchange.bitget.market import MarkPrices, parse_spot_tickers, parse_tickers
 from monitor.exchange.bitget.ratelimit import IpBudget
 from tests.conftest import Sim, SimFactory
 
@@ -147,3 +147,30 @@ def test_a_broken_answer_fails_the_read_with_the_endpoint_named(
     with pytest.raises(error) as caught:
         parse_tickers(200, raw, "USDT-FUTURES")
     assert str(caught.value).startswith(f"{ep.TICKERS.path}?productType=USDT-FUTURES") and text in str(caught.value)
+
+
+async def test_one_unsigned_request_reads_the_usdt_price_of_every_spot_coin(sim: Sim) -> None:
+    clock = ManualClock()
+    marks = MarkPrices(sim.session, sim.url, IpBudget(600, 60.0, SystemClock()), clock)
+    spot = await marks.read_spot()
+    assert spot.asked_at == clock.now() and spot.unreadable == {}
+    assert dict(spot.prices) == {"BTC": 60000, "ETH": 3000, "SOL": 150, "XRP": Decimal("0.6"), "USDC": 1}
+    assert sim.sim.requests[("-", ep.SPOT_TICKERS.path)] == 1 and sim.sim.rejected == {}
+
+
+async def test_a_failed_spot_read_names_the_spot_endpoint(sim: Sim) -> None:
+    await sim.control("POST", "/_sim/faults", {"kind": "500", "endpoint": ep.SPOT_TICKERS.path})
+    with pytest.raises(errors.ExchangeUnavailable, match=f"^{ep.SPOT_TICKERS.path}: .*HTTP 500"):
+        await MarkPrices(sim.session, sim.url, None, SystemClock()).read_spot()
+
+
+def test_spot_prices_come_from_usdt_pairs_only_and_a_broken_one_says_why() -> None:
+    rows = [
+        {"symbol": "BTCUSDT", "lastPr": "60000.5"},
+        {"symbol": "ETHBTC", "lastPr": "0.05"},  # not quoted in USDT: not a USDT price
+        {"symbol": "SOLUSDT", "lastPr": ""},
+        {"symbol": "USDT", "lastPr": "1"},
+    ]
+    prices, unreadable = parse_spot_tickers(200, body(rows))
+    assert prices == {"BTC": Decimal("60000.5")}
+    assert unreadable == {"SOL": f"{ep.SPOT_TICKERS.path}: data[2] (SOLUSDT).lastPr: expected a decimal, got ''"}

@@ -152,3 +152,57 @@ async def test_a_pause_also_holds_back_what_waits_for_pacing() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_priority_waiters_go_ahead_of_ordinary_ones_and_keep_their_own_order() -> None:
+    window = SlidingWindow(1, 60.0, CLOCK)
+    window.pause(60)
+    order: list[str] = []
+
+    async def one(name: str, priority: bool) -> None:
+        await window.take(priority=priority)
+        order.append(name)
+
+    tasks = [asyncio.create_task(one(name, name.startswith("p"))) for name in ("o1", "p1", "o2", "p2", "o3")]
+    await asyncio.sleep(0)
+    window.limit = 5  # room for everyone once the pause ends: the order of the queue decides
+    window.resume()
+    await asyncio.gather(*tasks)
+    assert order == ["p1", "p2", "o1", "o2", "o3"]
+
+
+async def test_a_priority_request_leaves_first_from_a_full_ip_budget_but_never_overdraws_it() -> None:
+    """The market feed's read, queued behind a backlog of signed reads, is the next to leave when room
+    appears, through the minute window and pacing alike; and it waits for that room like everyone else."""
+    clock = ManualClock()
+    budget = IpBudget(120, 60.0, clock)  # 116 kept; pacing: 2 every ~1.03 s
+    clock.advance(61)  # past the assumed earlier use
+    left: list[str] = []
+
+    async def request(name: str, priority: bool = False) -> None:
+        held = await budget.acquire(SPOT_ASSETS, priority=priority)
+        left.append(name)
+        release(held)
+
+    ordinary = [asyncio.create_task(request(f"signed-{n}")) for n in range(10)]
+    await asyncio.sleep(0.05)
+    assert budget.pace is not None and len(left) == budget.pace.limit  # the rest wait for pacing
+    feed = asyncio.create_task(request("feed", priority=True))
+    await asyncio.sleep(0.05)
+    assert "feed" not in left  # no room yet: priority reorders, it does not overdraw
+    clock.advance(budget.pace.window)
+    await asyncio.sleep(1.2)  # the pacing timer has fired
+    assert left[budget.pace.limit] == "feed" and feed.done()
+    for task in ordinary:
+        task.cancel()
+    await asyncio.gather(*ordinary, return_exceptions=True)
+
+
+async def test_a_pause_holds_back_priority_requests_too() -> None:
+    budget = IpBudget(600, 60.0, CLOCK)
+    budget.pause(60)  # as during a lock-out
+    feed = asyncio.create_task(budget.acquire(SPOT_ASSETS, priority=True))
+    await asyncio.sleep(0.2)
+    assert not feed.done()
+    budget.resume()
+    release(await asyncio.wait_for(feed, 2))

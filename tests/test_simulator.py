@@ -412,3 +412,32 @@ async def test_closing_a_position_through_the_control_api_realises_its_pnl(
     for payload in ({"account": "iso", "symbol": "BTCUSDT"}, {"account": "nobody", "symbol": "BTCUSDT"}):
         async with sim.session.post(sim.url + "/_sim/close", json=payload) as response:
             assert response.status == 404
+
+
+async def test_spot_tickers_price_every_coin_at_the_value_the_accounts_are_valued_at(make_sim: SimFactory) -> None:
+    from monitor.exchange.bitget import endpoints as ep
+
+    sim = await make_sim(accounts=12)
+    await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "product_type": "USDT-FUTURES", "mark": "61234.5"})
+    async with sim.session.get(f"{sim.url}{ep.SPOT_TICKERS.path}") as response:
+        rows = (await response.json())["data"]
+    prices = {r["symbol"]: Decimal(r["lastPr"]) for r in rows}
+    assert prices == {"BTCUSDT": Decimal("61234.5"), "ETHUSDT": 3000, "SOLUSDT": 150, "XRPUSDT": Decimal("0.6"),
+                      "USDCUSDT": 1}  # fmt: skip
+    accounts = sim.world.accounts.values()
+    held = {coin for a in accounts for coin in a.spot} | {coin for a in accounts for _, coin in a.wallets}
+    assert "BTC" in held and {f"{coin}USDT" for coin in held - {"USDT"}} <= set(prices)  # every coin handed out
+    assert {"open", "bidPr", "askPr", "ts", "usdtVolume", "change24h"} <= set(rows[0])
+    async with sim.session.get(f"{sim.url}{ep.SPOT_TICKERS.path}?symbol=ETHUSDT") as response:
+        assert [r["symbol"] for r in (await response.json())["data"]] == ["ETHUSDT"]
+
+
+async def test_spot_tickers_are_limited_per_ip_like_bitget(make_sim: SimFactory) -> None:
+    from monitor.exchange.bitget import endpoints as ep
+
+    sim = await make_sim(accounts=1)
+    statuses = []
+    for _ in range(ep.SPOT_TICKERS.per_second + 1):
+        async with sim.session.get(f"{sim.url}{ep.SPOT_TICKERS.path}") as response:
+            statuses.append(response.status)
+    assert statuses.count(200) == ep.SPOT_TICKERS.per_second and statuses[-1] == 429

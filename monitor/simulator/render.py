@@ -280,3 +280,41 @@ def tickers(market: Market, product_type: str, now_ms: int) -> list[dict[str, An
             }
         )
     return rows
+
+
+def spot_tickers(market: Market, now_ms: int, symbol: str | None = None) -> list[dict[str, Any]]:
+    """A COINUSDT pair for every coin the simulator can value: the base coin of each USDT-futures symbol, and
+    USDC. `lastPr` is exactly the USDT price the simulator values spot balances and coin-margined equity at
+    (`Market.usdt_price`), so a monitor valuing coins from these tickers agrees with its account answers.
+    A coin held but never priced (a scenario may hand one out) has no pair: it is worth 0 there too."""
+    ticks = {"USDC": Decimal("0.0001")}
+    ticks.update({s.name.removesuffix("USDT"): s.tick_size for (pt, _), s in market.symbols.items()
+                  if pt == "USDT-FUTURES" and s.name.endswith("USDT") and s.name != "USDT"})  # fmt: skip
+    rows = []
+    for coin, tick in sorted(ticks.items()):
+        pair = f"{coin}USDT"
+        price = market.usdt_price(coin)
+        if not price or symbol not in (None, pair):
+            continue
+        last = fmt(price)
+        rows.append(
+            {
+                "symbol": pair,
+                "high24h": last,
+                "open": last,
+                "lastPr": last,
+                "low24h": last,
+                "quoteVolume": fmt(q(price * 1000)),
+                "baseVolume": "1000",
+                "usdtVolume": fmt(q(price * 1000)),
+                "bidPr": fmt(max(tick, price - tick)),
+                "askPr": fmt(price + tick),
+                "bidSz": "1.2",
+                "askSz": "0.8",
+                "openUtc": last,
+                "ts": str(now_ms),
+                "changeUtc24h": "0",
+                "change24h": "0",
+            }
+        )
+    return rows

@@ -244,6 +244,8 @@ class Simulator:
             return render.symbol_price(market, product_type, query.get("symbol", ""), now)
         if endpoint is ep.TICKERS:
             return render.tickers(market, self._product(product_type), now)
+        if endpoint is ep.SPOT_TICKERS:
+            return render.spot_tickers(market, now, query.get("symbol") or None)
         assert account is not None
         self.liquidate_account(account)
         if endpoint is ep.ACCOUNT_INFO:

@@ -31,6 +31,7 @@ ALL_POSITIONS = Endpoint("/api/v2/mix/position/all-position", 5)
 SINGLE_POSITION = Endpoint("/api/v2/mix/position/single-position", 10)
 SYMBOL_PRICE = Endpoint("/api/v2/mix/market/symbol-price", 20, Scope.IP, signed=False)
 TICKERS = Endpoint("/api/v2/mix/market/tickers", 20, Scope.IP, signed=False)
+SPOT_TICKERS = Endpoint("/api/v2/spot/market/tickers", 20, Scope.IP, signed=False)
 ALL_ACCOUNT_BALANCE = Endpoint("/api/v2/account/all-account-balance", 1)
 UNIFIED_ASSETS = Endpoint("/api/v3/account/assets", 20)
 UNIFIED_POSITIONS = Endpoint("/api/v3/position/current-position", 20)
@@ -46,6 +47,7 @@ ALL: tuple[Endpoint, ...] = (
     SINGLE_POSITION,
     SYMBOL_PRICE,
     TICKERS,
+    SPOT_TICKERS,
     ALL_ACCOUNT_BALANCE,
     UNIFIED_ASSETS,
     UNIFIED_POSITIONS,

@@ -7,6 +7,8 @@ IpBudget. Unified accounts' symbols are served by the same v2 endpoint.
 
 A read that is already in flight, or answered, after a given moment is shared: many positions that disappear at
 once cost one request.
+
+The spot tickers (`read_spot`) give the USDT price of every spot coin the same way: one unsigned request.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ from monitor.exchange.bitget.ratelimit import IpBudget, release
 
 MAX_BODY = 4 * 1024 * 1024  # every USDT-futures symbol is a few hundred kB; more is not a tickers answer
 MAX_PRICE = Decimal("1e12")  # no contract trades near this; a bigger mark is a broken value, not a price
+
+
+@dataclass(frozen=True, slots=True)
+class SpotPrices:
+    """The USDT price of spot coins (last trade of COINUSDT), as one spot tickers answer gave them."""
+
+    asked_at: datetime  # before the request went out
+    prices: Mapping[str, Decimal]  # coin -> USDT per coin; USDT itself is not listed (it is 1)
+    unreadable: Mapping[str, str] = field(default_factory=dict)  # coin -> why its price cannot be used
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +71,11 @@ class MarkPrices:
         *,
         timeout: float = 10.0,
         max_body: int = MAX_BODY,
+        priority: bool = False,
     ) -> None:
         self.session = session
         self.budget = budget  # None: send at will (tests of the parsing only)
+        self.priority = priority  # ahead of every ordinary request in the per-IP budget (the market feed)
         self.clock = clock
         self.max_body = max_body
         self.configure(base_url, timeout)
@@ -94,26 +107,17 @@ class MarkPrices:
         # Shielded: one caller giving up (its own timeout) must not cancel the read for the others.
         return await asyncio.shield(flight[1])
 
+    async def read_spot(self) -> SpotPrices:
+        """The USDT price of every spot coin with a COINUSDT pair, asked now. Raises ExchangeError naming the
+        endpoint when they cannot be read."""
+        asked_at = self.clock.now()
+        status, body = await self._get(ep.SPOT_TICKERS, ep.SPOT_TICKERS.path)
+        prices, unreadable = parse_spot_tickers(status, body)
+        return SpotPrices(asked_at, prices, unreadable)
+
     async def _fetch(self, product_type: str, asked_at: datetime) -> Marks:
-        where = f"{ep.TICKERS.path}?productType={product_type}"
         try:
-            held = await self.budget.acquire(ep.TICKERS) if self.budget is not None else []
-            try:
-                self.requests += 1
-                url = URL(self.base_url + where, encoded=True)
-                async with self.session.get(url, headers={"locale": "en-US"}, timeout=self.timeout) as response:
-                    status = response.status
-                    body = await _capped(response, self.max_body, where)
-            except TimeoutError as exc:
-                raise errors.RequestTimeout("no answer within the request timeout", endpoint=where) from exc
-            except aiohttp.ClientPayloadError as exc:
-                raise errors.MalformedResponse(f"truncated response body ({exc})", endpoint=where) from exc
-            except aiohttp.ClientResponseError as exc:
-                raise errors.MalformedResponse(f"broken HTTP response ({exc.message})", endpoint=where) from exc
-            except (aiohttp.ClientError, OSError) as exc:
-                raise errors.ConnectionFailed(f"connection failed: {exc}", endpoint=where) from exc
-            finally:
-                release(held)
+            status, body = await self._get(ep.TICKERS, f"{ep.TICKERS.path}?productType={product_type}")
             prices, unreadable = parse_tickers(status, body, product_type)
             marks = Marks(product_type, asked_at, prices, unreadable)
             latest = self._latest.get(product_type)
@@ -123,6 +127,25 @@ class MarkPrices:
         finally:
             if self._in_flight.get(product_type, (None, None))[1] is asyncio.current_task():
                 del self._in_flight[product_type]
+
+    async def _get(self, endpoint: ep.Endpoint, where: str) -> tuple[int, bytes]:
+        """One unsigned GET through the budget: (HTTP status, body). Transport failures become ExchangeErrors."""
+        held = await self.budget.acquire(endpoint, priority=self.priority) if self.budget is not None else []
+        try:
+            self.requests += 1
+            url = URL(self.base_url + where, encoded=True)
+            async with self.session.get(url, headers={"locale": "en-US"}, timeout=self.timeout) as response:
+                return response.status, await _capped(response, self.max_body, where)
+        except TimeoutError as exc:
+            raise errors.RequestTimeout("no answer within the request timeout", endpoint=where) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise errors.MalformedResponse(f"truncated response body ({exc})", endpoint=where) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise errors.MalformedResponse(f"broken HTTP response ({exc.message})", endpoint=where) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise errors.ConnectionFailed(f"connection failed: {exc}", endpoint=where) from exc
+        finally:
+            release(held)
 
 
 async def _capped(response: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
@@ -144,7 +167,25 @@ def parse_tickers(status: int, body: bytes, product_type: str) -> tuple[dict[str
     `markPrice` must be a positive finite decimal; a row whose mark is not is left out and its symbol listed
     with the reason, so one odd symbol never hides the marks of the others, and a broken mark is never used.
     """
-    where = f"{ep.TICKERS.path}?productType={product_type}"
+    return _parse_rows(status, body, f"{ep.TICKERS.path}?productType={product_type}", "markPrice")
+
+
+def parse_spot_tickers(status: int, body: bytes) -> tuple[dict[str, Decimal], dict[str, str]]:
+    """Bitget's spot tickers answer into (coin -> USDT price, coin -> why its price is unreadable), from the
+    `lastPr` of each COINUSDT pair; pairs quoted in anything else are left out. Strict as `parse_tickers`."""
+    prices, unreadable = _parse_rows(status, body, ep.SPOT_TICKERS.path, "lastPr")
+
+    def coin(symbol: str) -> str | None:
+        base = symbol.upper().removesuffix("USDT")
+        return base if base and base != symbol.upper() else None
+
+    return (
+        {c: price for symbol, price in prices.items() if (c := coin(symbol))},
+        {c: why for symbol, why in unreadable.items() if (c := coin(symbol))},
+    )
+
+
+def _parse_rows(status: int, body: bytes, where: str, price_field: str) -> tuple[dict[str, Decimal], dict[str, str]]:
     try:
         document = json.loads(body, parse_float=Decimal)
     except (ValueError, RecursionError):
@@ -174,9 +215,9 @@ def parse_tickers(status: int, body: bytes, product_type: str) -> tuple[dict[str
             raise errors.UnexpectedResponse(f"data[{i}].symbol: expected a symbol, got {_show(symbol)}",
                                             endpoint=where)  # fmt: skip
         try:
-            price = _price(row.get("markPrice"))
+            price = _price(row.get(price_field))
         except ValueError as exc:
-            unreadable[symbol] = f"{where}: data[{i}] ({symbol}).markPrice: {exc}"
+            unreadable[symbol] = f"{where}: data[{i}] ({symbol}).{price_field}: {exc}"
             prices.pop(symbol, None)
             continue
         if symbol in unreadable or prices.setdefault(symbol, price) != price:

@@ -6,6 +6,11 @@ request when it arrives, which we cannot see: it lies somewhere between taking a
 So a request holds its slot for that whole time and is dated by its answer. Requests that were sent far
 enough apart but arrive closer together (a busy event loop, a queue for connections, network jitter) then
 still fit in the window, however large the jitter.
+
+A waiter may ask to go first (`priority`): it joins the queue behind the other priority waiters but ahead of
+every ordinary one. The shared market feed does, so one read that serves every account is never stuck behind a
+minute of signed account reads. It still waits for room and for pauses: priority reorders the queue, it never
+overdraws a budget.
 """
 
 from __future__ import annotations
@@ -50,8 +55,9 @@ class SlidingWindow:
         self._in_flight = 0
         self._ramp_until = 0.0  # see assume_busy
         self._paused_until = 0.0
-        # Waiting callers in order: their future, and whether they hold a slot (True) or only depart (False).
-        self._waiters: deque[tuple[asyncio.Future[None], bool]] = deque()
+        # Waiting callers in order: their future, whether they hold a slot (True) or only depart (False), and
+        # whether they go first (priority waiters form the head of the queue).
+        self._waiters: deque[tuple[asyncio.Future[None], bool, bool]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     def pause(self, seconds: float) -> None:
@@ -102,7 +108,7 @@ class SlidingWindow:
             self._timer = None
         now = self.clock.monotonic()
         while self._waiters:
-            future, holds = self._waiters[0]
+            future, holds, _ = self._waiters[0]
             if future.done():  # its caller was cancelled while waiting
                 self._waiters.popleft()
                 continue
@@ -115,13 +121,19 @@ class SlidingWindow:
             self._count(holds, now)
             future.set_result(None)
 
-    async def _admit(self, holds: bool) -> None:
+    async def _admit(self, holds: bool, priority: bool) -> None:
         now = self.clock.monotonic()
         if not self._waiters and self._room(now)[0]:
             self._count(holds, now)
             return
         future = asyncio.get_running_loop().create_future()
-        self._waiters.append((future, holds))
+        if priority:
+            ahead = 0  # behind the priority waiters already queued: they keep their order among themselves
+            while ahead < len(self._waiters) and self._waiters[ahead][2]:
+                ahead += 1
+            self._waiters.insert(ahead, (future, holds, True))
+        else:
+            self._waiters.append((future, holds, False))
         if self._timer is None:
             self._grant()
         try:
@@ -132,9 +144,10 @@ class SlidingWindow:
                 self._grant()
             raise
 
-    async def acquire(self) -> None:
-        """Wait for room and hold a slot until `release`, which dates the request."""
-        await self._admit(holds=True)
+    async def acquire(self, *, priority: bool = False) -> None:
+        """Wait for room and hold a slot until `release`, which dates the request. `priority`: ahead of every
+        ordinary waiter."""
+        await self._admit(holds=True, priority=priority)
 
     def release(self) -> None:
         self._in_flight -= 1
@@ -142,9 +155,9 @@ class SlidingWindow:
         if self._waiters and self._timer is None:  # waiting for an answer to date: it is here
             self._grant()
 
-    async def take(self) -> None:
+    async def take(self, *, priority: bool = False) -> None:
         """Wait for room and count a request now: for pacing, where only the spacing of departures matters."""
-        await self._admit(holds=False)
+        await self._admit(holds=False, priority=priority)
 
 
 Held = list[SlidingWindow]  # the windows one request holds a slot in
@@ -202,20 +215,23 @@ class IpBudget:
         self._probing = False
         self.probe: asyncio.Task[None] | None = None  # the running probe (a reference keeps the task alive)
 
-    async def acquire(self, endpoint: ep.Endpoint, first: SlidingWindow | None = None) -> Held:
+    async def acquire(
+        self, endpoint: ep.Endpoint, first: SlidingWindow | None = None, *, priority: bool = False
+    ) -> Held:
         """Hold slots for one request: in `first` (an account's own window for the endpoint), in the
         endpoint's own per-IP limit if it has one, and in the IP budget, then wait for pacing. Give them back with
-        `release` once the answer is read. Plain awaits, no context managers: this runs for every request."""
+        `release` once the answer is read. `priority`: ahead of every ordinary request in each queue (the
+        market feed). Plain awaits, no context managers: this runs for every request."""
         held: Held = []
         try:
             for window in (first, self._public_window(endpoint)):
                 if window is not None:
-                    await window.acquire()
+                    await window.acquire(priority=priority)
                     held.append(window)
-            await self.window.acquire()
+            await self.window.acquire(priority=priority)
             held.append(self.window)
             if self.pace is not None:  # last: it spaces the requests as they really leave
-                await self.pace.take()
+                await self.pace.take(priority=priority)
         except BaseException:
             release(held)
             raise
