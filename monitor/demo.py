@@ -58,6 +58,9 @@ async def demo(port: int, accounts: int, seed: int, stop: asyncio.Event) -> None
             drift.cancel()
             await asyncio.gather(drift, return_exceptions=True)
             await sim_runner.cleanup()
+            # A stop during start-up leaves the migration running in its thread, writing into the folder:
+            # let it end before the folder goes.
+            await asyncio.get_running_loop().shutdown_default_executor()
 
 
 def _candidate(world: World) -> tuple[SimAccount, SimPosition, Decimal] | None:

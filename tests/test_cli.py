@@ -223,7 +223,8 @@ async def test_make_run_serves_on_the_port_it_is_given(
                 else:
                     raise AssertionError(f"nothing answered on port {port}: {(tmp_path / 'out.log').read_text()}")
             process.send_signal(signal.SIGINT)
-            assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+            code = await asyncio.wait_for(process.wait(), timeout=30)
+            assert code == 0, (tmp_path / "out.log").read_text()
         finally:
             if process.returncode is None:
                 process.kill()
