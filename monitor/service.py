@@ -14,7 +14,6 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.lifecycle import ACTIVE, Alert, State
@@ -22,7 +21,7 @@ from monitor.alerts.sender import CLAIM, Sender, node_name
 from monitor.clock import Clock
 from monitor.config import Config, load_config
 from monitor.domain import PollOutcome
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, StorageError, reason
 from monitor.exchange.bitget.codes import metric_label
 from monitor.exchange.bitget.market import MarkPrices
 from monitor.poller.scheduler import Poller
@@ -62,11 +61,6 @@ class OnceResult:
     error: str | None = None
     sent: int = 0
     queued: int = 0  # messages still in the outbox (due later, failing, or cut off by the timeout)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Service:
@@ -156,7 +150,7 @@ class Service:
                 break
             except Exception as exc:  # unreachable, locked, or at a revision this version does not know
                 log.error("database %s not ready (%s); polling goes on, results are buffered",
-                          self.config.monitor.database_display, str(getattr(exc, "orig", exc)).strip())  # fmt: skip
+                          self.config.monitor.database_display, str(exc).strip())  # fmt: skip
                 await asyncio.sleep(MIGRATION_RETRY)
         self._tasks.append(asyncio.create_task(self.writer.run(), name="writer"))
         self._tasks.append(asyncio.create_task(self._maintain(), name="maintenance"))
@@ -188,9 +182,9 @@ class Service:
                 self.lease_mode = LeaseMode.SHARING
                 self.poller.set_owned(owned)
                 self._claimed.set()
-            except (SQLAlchemyError, TimeoutError) as exc:
-                reason = _reason(exc) if isinstance(exc, SQLAlchemyError) else "database not ready"
-                log.warning("cannot claim account leases: %s", reason)
+            except (StorageError, TimeoutError) as exc:
+                why = reason(exc) if isinstance(exc, StorageError) else "database not ready"
+                log.warning("cannot claim account leases: %s", why)
                 if self.lease_mode is LeaseMode.STARTING:
                     log.error("database %s unreachable: polling every account of %s as a lone process until it "
                               "answers, then sharing them through leases", self.config.monitor.database_display,
@@ -208,7 +202,7 @@ class Service:
                 await asyncio.to_thread(self.store.maintain, self.clock.now(), storage.raw_retention,
                                         storage.hourly_retention)  # fmt: skip
             except Exception as exc:  # another process may be maintaining the same database
-                log.warning("storage maintenance skipped: %s", str(getattr(exc, "orig", exc)).strip())
+                log.warning("storage maintenance skipped: %s", str(exc).strip())
             await asyncio.sleep(MAINTENANCE_INTERVAL)
 
     async def once(self, deliver_timeout: float = 30.0, *, dry_run: bool = False) -> OnceResult:
@@ -249,7 +243,7 @@ class Service:
         except TimeoutError:
             return f"alert state not loaded within {ONCE_LOAD_TIMEOUT:.0f} s"
         except Exception as exc:
-            return _reason(exc)
+            return reason(exc)
         return None
 
     async def _once_judge(self, result: OnceResult) -> str | None:
@@ -257,7 +251,7 @@ class Service:
         try:
             await asyncio.to_thread(self.store.write_polls, result.outcomes)
         except Exception as exc:
-            return f"reads not stored: {_reason(exc)}"
+            return f"reads not stored: {reason(exc)}"
         now = self.clock.now()
         self.alerts.evaluate([self.alerts.view(s, now) for s in self.poller.accounts.values()], now, portfolio=True)
         await self.alerts.judged()  # positions gone since the stored alerts: judged against the mark read now
@@ -283,12 +277,12 @@ class Service:
             log.warning("--deliver-timeout (%.0f s) reached: undelivered messages stay queued for the next run "
                         "(one cut off mid-delivery once its claim lapses, in %s)", timeout, CLAIM)  # fmt: skip
         except Exception as exc:
-            return f"deliveries not recorded: {_reason(exc)}"
+            return f"deliveries not recorded: {reason(exc)}"
         result.sent = self.sender.sent
         try:
             result.queued = (await asyncio.to_thread(self.store.alerts.outbox_counts)).get("queued", 0)
         except Exception as exc:
-            return f"outbox not readable: {_reason(exc)}"
+            return f"outbox not readable: {reason(exc)}"
         return None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -370,7 +364,7 @@ class Service:
         if any(t.get_name() == "leases" for t in poller_tasks):
             try:  # hand the accounts over now rather than when the leases expire
                 await asyncio.to_thread(self.store.release, self.node, self.clock.now())
-            except SQLAlchemyError as exc:
+            except StorageError as exc:
                 log.warning("leases not released (they expire by themselves): %s", exc)
         for task in self._tasks:
             task.cancel()
@@ -434,5 +428,5 @@ class Service:
     async def _register(self, config: Config) -> None:
         try:
             await asyncio.to_thread(self.store.register_accounts, config.accounts, self.clock.now())
-        except SQLAlchemyError as exc:
-            log.warning("accounts not registered in the database yet: %s", str(getattr(exc, "orig", exc)).strip())
+        except StorageError as exc:
+            log.warning("accounts not registered in the database yet: %s", str(exc).strip())

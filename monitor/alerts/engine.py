@@ -111,8 +111,7 @@ class AlertEngine:
                     await asyncio.to_thread(self._seed_peaks, now)
                 break
             except Exception as exc:
-                log.error("alert state not loaded (%s); alerts wait for the database",
-                          str(getattr(exc, "orig", exc)).strip())  # fmt: skip
+                log.error("alert state not loaded (%s); alerts wait for the database", str(exc).strip())
                 await asyncio.sleep(RETRY)
         self._last_success.update(last_success)
         for alert in alerts:
@@ -445,7 +444,7 @@ class AlertEngine:
                 try:
                     self.silences = await asyncio.to_thread(self.store.alerts.silences, now)
                 except Exception as exc:  # keep the silences known; evaluation goes on
-                    log.warning("silences not refreshed: %s", str(getattr(exc, "orig", exc)).strip())
+                    log.warning("silences not refreshed: %s", str(exc).strip())
                 try:
                     self.evaluate(views(), now, portfolio=portfolio())
                     self._forget(now)
@@ -499,7 +498,7 @@ class AlertEngine:
                 self._failing = True
                 log.error(
                     "alert changes not written (%s); %d messages wait, delivered from memory meanwhile",
-                    str(getattr(exc, "orig", exc)).strip(),
+                    str(exc).strip(),
                     self.memory.waiting,
                 )
                 self._dirty.set()
@@ -510,8 +509,7 @@ class AlertEngine:
             try:
                 await self.memory.settle(self.store)
             except Exception as exc:
-                log.warning("delivery state of messages sent from memory not written yet (%s)",
-                            str(getattr(exc, "orig", exc)).strip())  # fmt: skip
+                log.warning("delivery state of messages sent from memory not written yet (%s)", str(exc).strip())
                 self._dirty.set()
                 return False
         if batch.messages:

@@ -29,8 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from monitor.alerts.compose import Outgoing, kind, window_text
 from monitor.alerts.delivery import deliver
 from monitor.alerts.engine import messages_for
@@ -39,8 +37,8 @@ from monitor.alerts.messages import Item, Rendered
 from monitor.alerts.outbox import MemoryOutbox
 from monitor.clock import Clock
 from monitor.config.model import Config
+from monitor.errors import DataRefused, StorageError
 from monitor.store.alerts import HeldItem, OutboxMessage, Queued
-from monitor.store.errors import is_data_error
 from monitor.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -119,7 +117,7 @@ class Sender:
         try:
             while True:
                 if self.clock.monotonic() - reclaimed_at >= RECLAIM_INTERVAL:
-                    with contextlib.suppress(SQLAlchemyError):  # the database is away: next time
+                    with contextlib.suppress(StorageError):  # the database is away: next time
                         await self._reclaim()
                         reclaimed_at = self.clock.monotonic()
                 await self._pass()
@@ -140,11 +138,11 @@ class Sender:
                 await self._release_held()
             except Exception as exc:
                 if self._database_ok:
-                    log.error("held messages not processed: %s", str(getattr(exc, "orig", exc)).strip() or type(exc))
+                    log.error("held messages not processed: %s", str(exc).strip() or type(exc))
         try:
             if self.memory.written_ids():
                 await self.memory.settle(self.store)
-        except SQLAlchemyError:
+        except StorageError:
             pass  # the engine's flush and the next pass try again
         try:
             return await self._start_due(database)
@@ -193,10 +191,9 @@ class Sender:
                 if not self._database_ok:
                     log.info("outbox table readable again")
                 self._database_ok = True
-        except SQLAlchemyError as exc:
+        except StorageError as exc:
             if self._database_ok:
-                log.error("outbox table not readable (%s); messages in memory go out meanwhile",
-                          str(getattr(exc, "orig", exc)).strip())  # fmt: skip
+                log.error("outbox table not readable (%s); messages in memory go out meanwhile", exc)
             self._database_ok = False
             self._database_retry = self.clock.monotonic() + DATABASE_RETRY
         claimed += rows
@@ -257,7 +254,7 @@ class Sender:
         if isinstance(message, Queued):
             self.memory.attempted(message, done, None if error else now, error, retry_at)
             if message.id is not None:
-                with contextlib.suppress(SQLAlchemyError):
+                with contextlib.suppress(StorageError):
                     await self.memory.settle(self.store)
             return
         if error is None:
@@ -276,12 +273,11 @@ class Sender:
             try:
                 await asyncio.to_thread(write)
                 return
-            except SQLAlchemyError as exc:
-                if is_data_error(exc):
+            except StorageError as exc:
+                if isinstance(exc, DataRefused):
                     raise
                 log.warning("message %d to %s: delivery not recorded yet, the database is away (%s); "
-                            "trying again in %.0f s", message.id, message.channel,
-                            str(getattr(exc, "orig", exc)).strip(), pause)  # fmt: skip
+                            "trying again in %.0f s", message.id, message.channel, exc, pause)  # fmt: skip
                 await asyncio.sleep(pause)
                 pause = min(RECORD_RETRY_MAX, pause * 2)
 

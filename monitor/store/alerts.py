@@ -19,9 +19,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.alerts.compose import Outgoing
 from monitor.alerts.lifecycle import Alert, State, Transition
 from monitor.alerts.silences import Silence
+from monitor.errors import DataRefused, reason
 from monitor.rules.model import Severity
 from monitor.store import tables as t
-from monitor.store.errors import is_data_error
+from monitor.store.errors import guarded, is_data_error, translate
 
 if TYPE_CHECKING:
     from monitor.store.repository import Store
@@ -35,7 +36,7 @@ SILENCE: Table = t.Silence.__table__  # type: ignore[attr-defined]
 RESOLVED_KEPT = timedelta(days=1)  # resolved alerts loaded on start (recent ones, for the page)
 
 
-class BatchRejected(Exception):
+class BatchRejected(DataRefused):
     """The database refused a batch's data (a value too long, a constraint): retrying cannot help."""
 
 
@@ -152,6 +153,7 @@ class HeldItem:
     alert: Alert  # as it is now
 
 
+@guarded
 class AlertStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -208,9 +210,10 @@ class AlertStore:
                     for message in batch.messages
                 ]  # fmt: skip
         except SQLAlchemyError as exc:
+            error = translate(exc)
             if is_data_error(exc):
-                raise BatchRejected(str(getattr(exc, "orig", exc)).strip().splitlines()[0]) from exc
-            raise
+                raise BatchRejected(reason(error)) from exc
+            raise error from exc
         for message, id_ in written:  # only once committed
             message.id = id_
 

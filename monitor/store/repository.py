@@ -24,6 +24,7 @@ from monitor.store import leases
 from monitor.store import tables as t
 from monitor.store.alerts import AlertStore
 from monitor.store.engine import make_engine
+from monitor.store.errors import guarded
 from monitor.store.types import UTCDateTime
 from monitor.store.views import BalanceLine, EquitySample, LatestAccount, MaintenanceReport
 
@@ -47,6 +48,7 @@ def floor_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+@guarded
 class Store:
     def __init__(self, url: str, *, snapshot_interval: timedelta = timedelta(0)) -> None:
         self.engine = make_engine(url)
