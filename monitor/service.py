@@ -7,16 +7,17 @@ import contextlib
 import logging
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from monitor.alerts.engine import AlertEngine
-from monitor.alerts.lifecycle import ACTIVE, Alert, State
+from monitor.alerts.lifecycle import ACTIVE, Alert, State, alert_order
 from monitor.alerts.sender import CLAIM, Sender, node_name
 from monitor.clock import Clock
 from monitor.config import Config, load_config
@@ -74,7 +75,12 @@ class Service:
         self.writer = SnapshotWriter(self.store, limit=config.storage.write_buffer)
         self.session: aiohttp.ClientSession | None = None
         self.poller: Poller | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        # Tasks that read Bitget or feed polling stop first on close; the rest (writer, alerts, sender, storage
+        # upkeep) after the results are flushed. Each set forgets a task once it is done.
+        self._polling: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._writing = False  # the writer runs (storage is ready): close flushes it
+        self._sharing = False  # this process takes part in the lease protocol: close releases its leases
         self.storage_ready = asyncio.Event()
         self.lease_mode = LeaseMode.STARTING if self.store.shared else LeaseMode.SINGLE
         self._claimed = asyncio.Event()  # the first lease claim succeeded
@@ -97,7 +103,7 @@ class Service:
         self.poller = Poller(self.config, self.session, self.clock, hooks=(self._store_outcome, self._judge_outcome))
         self._read_marks(self.session, self.poller)
         tune_gc()
-        self._tasks.append(asyncio.create_task(self._prepare_storage(), name="storage"))
+        self._spawn(self._polling, self._prepare_storage(), "storage")
         try:
             yield self.poller
         finally:
@@ -131,7 +137,7 @@ class Service:
         if self.store.shared:
             with contextlib.suppress(TimeoutError):  # claims failing with the database up: judge what it polls
                 await asyncio.wait_for(self._claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
-        self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
+        self._spawn(self._background, self.sender.run(), "sender")
 
         def views() -> list[AccountView]:
             now = self.clock.now()
@@ -152,8 +158,9 @@ class Service:
                 log.error("database %s not ready (%s); polling goes on, results are buffered",
                           self.config.monitor.database_display, str(exc).strip())  # fmt: skip
                 await asyncio.sleep(MIGRATION_RETRY)
-        self._tasks.append(asyncio.create_task(self.writer.run(), name="writer"))
-        self._tasks.append(asyncio.create_task(self._maintain(), name="maintenance"))
+        self._spawn(self._background, self.writer.run(), "writer")
+        self._writing = True
+        self._spawn(self._background, self._maintain(), "maintenance")
         self.storage_ready.set()
 
     async def _share_accounts(self) -> None:
@@ -257,10 +264,9 @@ class Service:
         await self.alerts.judged()  # positions gone since the stored alerts: judged against the mark read now
         if not await self.alerts.flush():
             return f"alert changes and their messages not stored ({self.alerts.waiting} messages)"
-        rank = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2}
         shown = [a for a in self.alerts.alerts.values()
                  if a.state in ACTIVE or (a.state is State.RESOLVED and a.resolved_at == now)]  # fmt: skip
-        result.alerts = sorted(shown, key=lambda a: (rank[a.state], -(a.severity.rank if a.severity else 0), a.key))
+        result.alerts = sorted(shown, key=alert_order)
         return None
 
     async def _once_deliver(self, result: OnceResult, timeout: float) -> str | None:
@@ -313,13 +319,14 @@ class Service:
 
     async def _run(self, stop: asyncio.Event, site: web.AppRunner) -> None:
         async with self.running() as poller:
-            self._tasks.append(asyncio.create_task(poller.run(), name="poller"))
-            self._tasks.append(asyncio.create_task(self._watch_config(), name="config watch"))
-            self._tasks.append(asyncio.create_task(self._summarize(poller), name="summary"))
+            self._spawn(self._polling, poller.run(), "poller")
+            self._spawn(self._polling, self._watch_config(), "config watch")
+            self._spawn(self._polling, self._summarize(poller), "summary")
             self._alerting = True
-            self._tasks.append(asyncio.create_task(self._run_alerts(poller), name="alerts"))
+            self._spawn(self._background, self._run_alerts(poller), "alerts")
             if self.store.shared:
-                self._tasks.append(asyncio.create_task(self._share_accounts(), name="leases"))
+                self._spawn(self._polling, self._share_accounts(), "leases")
+                self._sharing = True
             await stop.wait()
             log.info("stopping")
             await site.cleanup()  # no page is served from a service being closed
@@ -337,17 +344,10 @@ class Service:
 
     async def close(self) -> None:
         # Stop polling first (in-flight requests are cancelled), then give the writer time to flush.
-        poller_tasks = [
-            t
-            for t in self._tasks
-            if t.get_name() in ("poller", "config watch", "reload", "storage", "leases", "summary")
-        ]
-        for task in poller_tasks:
-            task.cancel()
-        await asyncio.gather(*poller_tasks, return_exceptions=True)
+        await _cancel(self._polling)
         if self.poller is not None:
             await self.poller.stop()
-        if any(t.get_name() == "writer" for t in self._tasks) and not await self.writer.flush(SHUTDOWN_FLUSH):
+        if self._writing and not await self.writer.flush(SHUTDOWN_FLUSH):
             log.error("shutting down with %d results not written (database unreachable)", self.writer.pending)
         if self._alerting and not await self.sender.drain(SHUTDOWN_FLUSH):
             log.warning("shutting down during a delivery: its message is sent again after a restart")
@@ -361,18 +361,20 @@ class Service:
             if not written:
                 log.error("shutting down with alert changes not written: %d messages are sent again after a "
                           "restart if still due", self.alerts.waiting)  # fmt: skip
-        if any(t.get_name() == "leases" for t in poller_tasks):
+        if self._sharing:
             try:  # hand the accounts over now rather than when the leases expire
                 await asyncio.to_thread(self.store.release, self.node, self.clock.now())
             except StorageError as exc:
                 log.warning("leases not released (they expire by themselves): %s", exc)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await _cancel(self._background)
         if self.session is not None:
             await self.session.close()
         await asyncio.to_thread(self.store.close)
+
+    def _spawn(self, group: set[asyncio.Task[None]], work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        group.add(task)
+        task.add_done_callback(_finished(group))
 
     # -- reloading ---------------------------------------------------------------------------------------
 
@@ -395,7 +397,7 @@ class Service:
         async def reload() -> None:
             await self.reload()
 
-        self._tasks.append(asyncio.get_running_loop().create_task(reload(), name="reload"))
+        self._spawn(self._polling, reload(), "reload")
 
     async def reload(self) -> bool:
         """Load the accounts file again; a valid one replaces the running configuration, an invalid one is
@@ -422,7 +424,7 @@ class Service:
         self.sender.apply(config)
         self.store.snapshot_interval = config.storage.snapshot_interval
         self.config = config
-        self._tasks.append(asyncio.get_running_loop().create_task(self._register(config), name="register"))
+        self._spawn(self._background, self._register(config), "register")
         log.info("reloaded %s: %d accounts", self.config_path, len(config.accounts))
 
     async def _register(self, config: Config) -> None:
@@ -430,3 +432,21 @@ class Service:
             await asyncio.to_thread(self.store.register_accounts, config.accounts, self.clock.now())
         except StorageError as exc:
             log.warning("accounts not registered in the database yet: %s", str(exc).strip())
+
+
+def _finished(group: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    """Forget a done task; one that failed says so (a background task must not end in silence)."""
+
+    def forget(task: asyncio.Task[None]) -> None:
+        group.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s ended: %r", task.get_name(), task.exception(), exc_info=task.exception())
+
+    return forget
+
+
+async def _cancel(group: set[asyncio.Task[None]]) -> None:
+    tasks = list(group)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from monitor.config.model import WebSettings
+from monitor.poller.state import FRESH
 from web import pages
 from web.keys import SIGN_INS, SOURCE, TEMPLATES
 from web.metrics import render_metrics
@@ -255,7 +256,7 @@ async def readyz(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
     service = source.service
     rows = source.rows()
-    fresh = sum(r.status in ("ok", "failing") for r in rows)
+    fresh = sum(r.status in FRESH for r in rows)
     share = fresh / len(rows) if rows else 0.0  # polling nothing (yet) is not ready
     checks = {
         "database": service.storage_ready.is_set() and service.writer.healthy and await source.database_ok(),

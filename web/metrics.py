@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from monitor.poller.state import FRESH
 from web.status import AccountRow, StatusSource
 
 PREFIX = "bitget_monitor_"
@@ -54,7 +55,7 @@ class _Snapshot(Collector):
             PREFIX + "account_up", "1 when the account's data is fresh", labels=["account", "status"]
         )
         for r in rows:
-            up.add_metric([r.name, r.status], 1.0 if r.status in ("ok", "failing") else 0.0)
+            up.add_metric([r.name, r.status], 1.0 if r.status in FRESH else 0.0)
         yield up
         errors = CounterMetricFamily(PREFIX + "poll_errors", "Failed polls by Bitget code", labels=["code"])
         for code, count in sorted(service.poll_errors.items()):

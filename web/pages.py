@@ -16,11 +16,11 @@ from aiohttp import web
 
 from monitor.alerts.lifecycle import Alert
 from monitor.domain import AccountSnapshot
-from monitor.poller.state import INVALID_SNAPSHOT, AccountState
+from monitor.poller.state import INVALID_SNAPSHOT, STATUSES, AccountState
 from monitor.report import position_json
 from web.chart import equity_svg
 from web.keys import SOURCE, TEMPLATES
-from web.status import RANGES, STATUSES, AccountRow, StatusSource, tag_totals, totals
+from web.status import RANGES, AccountRow, StatusSource, tag_totals, totals
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 100

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from monitor.alerts.lifecycle import Alert, State
+from monitor.alerts.lifecycle import Alert, State, alert_order
 from monitor.domain import AccountSnapshot
 from monitor.exchange.bitget.codes import CODES
-from monitor.poller.state import INVALID_SNAPSHOT, AccountState, Status, plausible
+from monitor.poller.state import INVALID_SNAPSHOT, AccountState, account_status, margin_ratio, plausible
 from monitor.store.alerts import OutboxMessage
 from monitor.store.views import EquitySample
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from monitor.service import Service
 
 log = logging.getLogger(__name__)
-STATUSES = ("unreachable", "stale", "failing", "pending", "ok")  # worst first
 RANGES = {
     "24h": timedelta(hours=24),
     "7d": timedelta(days=7),
@@ -94,15 +93,13 @@ class StatusSource:
 
     def alerts(self, account: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
         """Firing alerts first (critical, then warning), then pending, then recent liquidations and resolutions."""
-        order = {State.FIRING: 0, State.PENDING: 1, State.LIQUIDATED: 2, State.RESOLVED: 3}
-        rank = {"critical": 0, "warning": 1}
         wanted = (State.FIRING, State.PENDING) + ((State.LIQUIDATED, State.RESOLVED) if include_resolved else ())
         found = [
             a
             for a in self.service.alerts.alerts.values()
             if a.state in wanted and (account is None or a.account == account)
         ]
-        return sorted(found, key=lambda a: (order[a.state], rank.get(a.severity or "", 2), a.key))
+        return sorted(found, key=alert_order)
 
     def silenced(self, alert: Alert) -> bool:
         from monitor.alerts.silences import silenced
@@ -144,16 +141,7 @@ def row(state: AccountState, now: datetime, stale: bool, storage_error: str | No
         error: tuple[str | None, str | None] = (INVALID_SNAPSHOT, f"the last answer's numbers are unusable: {exc}")
     else:
         error = (state.error_code, state.error_message)
-    if state.status == Status.UNREACHABLE:
-        status = "unreachable"
-    elif state.status == Status.PENDING and state.snapshot is None:
-        status = "pending"
-    elif stale:
-        status = "stale"
-    elif state.status == Status.FAILING or error[0] == INVALID_SNAPSHOT:
-        status = "failing"
-    else:
-        status = "ok"
+    status = account_status(state.status, state.snapshot is not None, stale, error[0])
     known = CODES.get(error[0] or "")
     equity, upnl, worst, ratio = numbers
     return AccountRow(
@@ -183,14 +171,6 @@ def _numbers(s: AccountSnapshot) -> tuple[Decimal | None, ...]:
         if value is not None and not plausible(value):
             raise ValueError(f"{name} is {str(value)[:40]}")
     return values
-
-
-def margin_ratio(snapshot: AccountSnapshot) -> Decimal | None:
-    """The highest of the account's cross risk ratios and its unified margin ratio (1 means liquidation)."""
-    ratios = [f.cross_risk_ratio for f in snapshot.futures if f.cross_risk_ratio is not None]
-    if snapshot.unified is not None and snapshot.unified.margin_ratio is not None:
-        ratios.append(snapshot.unified.margin_ratio)
-    return max(ratios) if ratios else None
 
 
 def totals(rows: list[AccountRow]) -> Totals:

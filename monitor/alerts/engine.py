@@ -402,7 +402,7 @@ class AlertEngine:
                 if alert.state is State.FIRING and alert.silenced_since is None:
                     marked[key] = replace(alert, silenced_since=now)
                 continue
-            reason = notify_reason(alert, rule, now, silenced=False)
+            reason = notify_reason(alert, rule, now)
             if reason is None:
                 continue
             items.append(Item(alert, reason, str(rule.type), changes.get(key, (alert, None))[1]))
@@ -546,9 +546,7 @@ class AlertEngine:
         return sum(m.id is None for m in self._pending.messages)
 
     def firing(self) -> list[Alert]:
-        order = {Severity.CRITICAL: 0, Severity.WARNING: 1, None: 2}
-        return sorted((a for a in self.alerts.values() if a.state is State.FIRING),
-                      key=lambda a: (order[a.severity], a.key))  # fmt: skip
+        return sorted((a for a in self.alerts.values() if a.state is State.FIRING), key=lifecycle.alert_order)
 
     def view(self, state: AccountState, now: datetime, cadence: timedelta | None = None) -> AccountView:
         """What the rules see of an account the poller reads. `cadence` is how often accounts are really read

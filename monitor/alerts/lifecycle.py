@@ -29,6 +29,7 @@ class State(StrEnum):
 ACTIVE = (State.PENDING, State.FIRING)
 ENDED = (State.RESOLVED, State.LIQUIDATED)
 CLOSED = "position closed"
+_ORDER = {State.FIRING: 0, State.PENDING: 1, State.LIQUIDATED: 2, State.RESOLVED: 3, State.INACTIVE: 4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,12 @@ def _transition(alert: Alert, from_state: State, now: datetime, reason: str) -> 
     return Transition(alert.key, now, from_state, alert.state, alert.severity, alert.value, reason)
 
 
+def alert_order(alert: Alert) -> tuple[int, int, str]:
+    """The one order alerts are listed in (page, API, `once`, the firing list): firing, pending, liquidated,
+    resolved; within each, critical before warning before none; then by key."""
+    return _ORDER[alert.state], -(alert.severity.rank if alert.severity is not None else 0), alert.key
+
+
 class Reason(StrEnum):
     FIRING = "firing"
     ESCALATED = "escalated"
@@ -156,12 +163,10 @@ class Reason(StrEnum):
     LIQUIDATED = "liquidated"
 
 
-def notify_reason(alert: Alert, rule: Rule, now: datetime, *, silenced: bool) -> Reason | None:
-    """Whether people must hear about this alert now, and why. Silenced alerts are tracked but quiet (the
-    engine notes `silenced_since` when a message was held back); once the silence ends, a still-firing alert
-    that was held back is announced again."""
-    if silenced:
-        return None
+def notify_reason(alert: Alert, rule: Rule, now: datetime) -> Reason | None:
+    """Whether people must hear about this alert now, and why (None: nothing to say). Silenced alerts never
+    get here (the engine notes `silenced_since` when a message was held back); once the silence ends, a
+    still-firing alert that was held back is announced again."""
     if alert.state is State.FIRING and alert.severity is not None:
         if alert.last_notified_state is not State.FIRING or alert.silenced_since is not None:
             return Reason.FIRING

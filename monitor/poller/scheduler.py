@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -37,6 +38,9 @@ OutcomeHook = Callable[[AccountState, PollOutcome], None]
 
 @dataclass(frozen=True)
 class PollerStatus:
+    """Accounts by status (monitor.poller.state.account_status), and how many have no fresh data (whatever
+    their status: an unreachable account is stale too)."""
+
     accounts: int
     ok: int
     stale: int
@@ -117,7 +121,6 @@ class Poller:
         else:
             self._record_success(state, outcome)
             outcome = replace(outcome, at_risk=state.at_risk)
-        state.last_outcome = outcome
         state.polls += 1
         for hook in self.hooks:
             hook(state, outcome)
@@ -299,12 +302,13 @@ class Poller:
         states = self.active()
         gaps = [g for s in states for g in s.history[-3:] if not s.at_risk and s.status != Status.UNREACHABLE]
         effective = sorted(gaps)[len(gaps) // 2] if gaps else m.poll_interval.total_seconds()
+        counts = Counter(s.account_status(now, m.poll_interval, m.stale_grace) for s in states)
         return PollerStatus(
             accounts=len(states),
-            ok=sum(s.status == Status.OK and not s.stale(now, m.poll_interval, m.stale_grace) for s in states),
+            ok=counts["ok"],
             stale=sum(s.stale(now, m.poll_interval, m.stale_grace) for s in states),
-            unreachable=sum(s.status == Status.UNREACHABLE for s in states),
-            failing=sum(s.status == Status.FAILING for s in states),
+            unreachable=counts["unreachable"],
+            failing=counts["failing"],
             behind=effective > m.poll_interval.total_seconds() * (1 + 2 * JITTER) + 1,
             effective_interval=effective,
         )

@@ -19,14 +19,14 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, selec
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.config.model import AccountConfig
-from monitor.domain import AccountSnapshot, MarginMode, PollOutcome, Position, PositionMode, Side
+from monitor.domain import AccountSnapshot, PollOutcome
 from monitor.store import leases
 from monitor.store import tables as t
 from monitor.store.alerts import AlertStore
 from monitor.store.engine import make_engine
 from monitor.store.errors import guarded
 from monitor.store.types import UTCDateTime
-from monitor.store.views import BalanceLine, EquitySample, LatestAccount, MaintenanceReport
+from monitor.store.views import EquitySample, MaintenanceReport
 
 log = logging.getLogger(__name__)
 
@@ -201,14 +201,6 @@ class Store:
         self._check_file()  # the file may have been there when the first connection opened it
 
     def _update_accounts(self, connection: Connection, ids: dict[str, int], outcomes: Sequence[PollOutcome]) -> None:
-        peaks = {
-            id_: (peak, at)
-            for id_, peak, at in connection.execute(
-                select(ACCOUNT.c.id, ACCOUNT.c.equity_peak, ACCOUNT.c.equity_peak_at).where(
-                    ACCOUNT.c.id.in_(ids.values())
-                )
-            )
-        }
         state: dict[int, dict[str, Any]] = {}
         for o in outcomes:  # chronological: the last outcome of each account wins
             id_ = ids[o.account]
@@ -216,9 +208,6 @@ class Store:
             row["last_poll_at"] = o.finished_at
             if o.snapshot is not None:
                 row.update(last_success_at=o.finished_at, mode=o.snapshot.mode.value)
-                peak, _ = peaks.get(id_, (None, None))
-                if peak is None or o.snapshot.equity_usdt > peak:
-                    peaks[id_] = (o.snapshot.equity_usdt, o.snapshot.taken_at)
             else:
                 row.update(
                     last_error_code=o.error_code,
@@ -232,10 +221,6 @@ class Store:
                     ips=list(o.key.ips),
                     key_checked_at=o.finished_at,
                 )
-        for id_, row in state.items():
-            peak, at = peaks.get(id_, (None, None))
-            if peak is not None:
-                row.update(equity_peak=peak, equity_peak_at=at)
         # One update per shape: rows must share their keys.
         by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for row in state.values():
@@ -244,39 +229,6 @@ class Store:
             _update_many(connection, ACCOUNT, rows)
 
     # -- reads -------------------------------------------------------------------------------------------
-
-    def latest(self, accounts: Iterable[str] | None = None) -> dict[str, LatestAccount]:
-        """Each account's last stored snapshot with its balances and positions (at most `snapshot_interval`
-        older than its last successful poll, whose equity is the last point of `equity_series`)."""
-        last = (
-            select(EQUITY.c.account_id, func.max(EQUITY.c.taken_at).label("taken_at"))
-            .where(EQUITY.c.detail)
-            .group_by(EQUITY.c.account_id)
-            .subquery()
-        )
-        query = (
-            select(ACCOUNT.c.id, ACCOUNT.c.name, EQUITY.c.taken_at, EQUITY.c.equity_usdt, EQUITY.c.unrealized_pnl_usdt)
-            .join(last, last.c.account_id == ACCOUNT.c.id)
-            .join(EQUITY, (EQUITY.c.account_id == last.c.account_id) & (EQUITY.c.taken_at == last.c.taken_at))
-        )
-        if accounts is not None:
-            query = query.where(ACCOUNT.c.name.in_(list(accounts)))
-        with self.engine.connect() as connection:
-            heads = {row.id: row for row in connection.execute(query)}
-            if not heads:
-                return {}
-            balances: dict[int, list[BalanceLine]] = defaultdict(list)
-            for row in connection.execute(_at_latest(BALANCE, last, heads)):
-                balances[row.account_id].append(_balance(row))
-            positions: dict[int, list[Position]] = defaultdict(list)
-            for row in connection.execute(_at_latest(POSITION, last, heads)):
-                positions[row.account_id].append(_position(row))
-        return {
-            h.name: LatestAccount(
-                h.name, h.taken_at, h.equity_usdt, h.unrealized_pnl_usdt, tuple(balances[id_]), tuple(positions[id_])
-            )
-            for id_, h in heads.items()
-        }
 
     def equity_series(
         self, account: str, start: datetime, end: datetime, *, hourly: bool = False
@@ -315,16 +267,6 @@ class Store:
         done = {s.at for s in rolled}
         fresh = [s for s in aggregate_hours(raw) if s.at not in done]
         return sorted(rolled + fresh, key=lambda s: s.at)
-
-    def equity_peak(self, account: str, since: datetime) -> Decimal | None:
-        """The highest equity since a moment (the high-water mark a drawdown is measured from): raw points
-        where they are kept, and the maxima of the whole hours after `since` where only rollups remain."""
-        until = datetime.max.replace(tzinfo=since.tzinfo)
-        raw = [s.high for s in self.equity_series(account, since, until)]
-        first_whole_hour = floor_hour(since) + (HOUR if since != floor_hour(since) else timedelta(0))
-        rolled = [s.high for s in self.equity_series(account, first_whole_hour, until, hourly=True)]
-        highs = raw + rolled
-        return max(highs) if highs else None
 
     # -- maintenance ---------------------------------------------------------------------------------------
 
@@ -390,12 +332,6 @@ class Store:
             total += deleted
             if deleted < DELETE_CHUNK:
                 return total
-
-
-def _at_latest(table: Table, last: Any, accounts: Iterable[int]) -> Any:
-    """The rows of a snapshot table taken at each account's latest successful poll."""
-    latest = (last.c.account_id == table.c.account_id) & (last.c.taken_at == table.c.taken_at)
-    return select(table).join(last, latest).where(table.c.account_id.in_(list(accounts)))
 
 
 def aggregate_hours_counted(samples: Sequence[EquitySample]) -> list[tuple[EquitySample, int]]:
@@ -666,31 +602,6 @@ def _point(row: Any) -> EquitySample:
     """A raw equity point as a sample (its low and high are the point itself)."""
     return EquitySample(row.taken_at, row.equity_usdt, row.equity_usdt, row.equity_usdt, row.unrealized_pnl_usdt,
                         row.worst_liquidation_distance_pct)  # fmt: skip
-
-
-def _balance(row: Any) -> BalanceLine:
-    return BalanceLine(
-        row.product, row.coin, row.equity, row.available, row.locked, row.unrealized_pnl, row.risk_ratio, row.usdt_value
-    )
-
-
-def _position(row: Any) -> Position:
-    return Position(
-        product_type=row.product_type,
-        symbol=row.symbol,
-        margin_coin="",
-        side=Side(row.side),
-        position_mode=PositionMode(row.position_mode),
-        margin_mode=MarginMode(row.margin_mode),
-        size=row.size,
-        entry_price=row.entry_price,
-        mark_price=row.mark_price,
-        liquidation_price=row.liquidation_price,
-        margin=row.margin,
-        leverage=row.leverage,
-        unrealized_pnl=row.unrealized_pnl,
-        margin_ratio=row.margin_ratio,
-    )
 
 
 def _clip(text_: str | None, limit: int) -> str | None:
