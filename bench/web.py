@@ -34,7 +34,7 @@ async def measure(path: Path, requests: int) -> None:
         await service.writer.flush(60)
         await service.alerts.load()
         now = service.clock.now()
-        service.alerts.evaluate([service.alerts.view(s, now) for s in poller.active()], now)
+        service.alerts.evaluate([service.views.of(s.reading(), now) for s in poller.active()], now)
         client = TestClient(TestServer(create_app(StatusSource(service))))
         await client.start_server()
         try:

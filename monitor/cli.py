@@ -259,7 +259,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
     from monitor.alerts.delivery import deliver
-    from monitor.alerts.engine import messages_for
+    from monitor.alerts.messages import messages_for
 
     config = _load(args.config)
     if config is None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from monitor.alerts.lifecycle import Alert
+from monitor.alerts.model import Alert
 from monitor.config.model import Config
 from monitor.domain import PollOutcome, Position
 from monitor.rules.evaluate import AccountView, evaluate_account

@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from monitor.alerts.engine import AlertEngine
-from monitor.alerts.lifecycle import ACTIVE, Alert, State, alert_order
+from monitor.alerts.model import ACTIVE, Alert, State, alert_order
 from monitor.alerts.sender import CLAIM, Sender, node_name
 from monitor.clock import Clock
 from monitor.config import Config, load_config
@@ -26,12 +26,13 @@ from monitor.errors import ConfigError, StorageError, reason
 from monitor.exchange.bitget.codes import metric_label
 from monitor.exchange.bitget.market import MarkPrices
 from monitor.poller.scheduler import Poller
-from monitor.poller.state import AccountState
+from monitor.poller.state import Reading
 from monitor.rules.evaluate import AccountView
 from monitor.runtime import tune_gc
 from monitor.store import migrations
 from monitor.store.repository import Store
 from monitor.store.writer import SnapshotWriter
+from monitor.views import AccountViews
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class Service:
         self.node = node_name()
         self.sender = Sender(config, self.store, clock, self.node)
         self.alerts = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
+        self.views = AccountViews(lambda: self.config.monitor, self.alerts.last_success)
         self._mtime = self._file_mtime()
         self._reloading = asyncio.Lock()  # reloads apply one at a time, in the order they were asked for
 
@@ -100,7 +102,7 @@ class Service:
         # The budgets throttle; the connection pool must not (requests queued for a connection after their
         # budget turn would reach Bitget in a burst). Slow answers hold connections, hence the headroom.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
-        self.poller = Poller(self.config, self.session, self.clock, hooks=(self._store_outcome, self._judge_outcome))
+        self.poller = Poller(self.config, self.session, self.clock, sink=self._polled)
         self._read_marks(self.session, self.poller)
         tune_gc()
         self._spawn(self._polling, self._prepare_storage(), "storage")
@@ -116,18 +118,16 @@ class Service:
                                 timeout=m.request_timeout.total_seconds())  # fmt: skip
         self.alerts.marks = self.marks
 
-    def _store_outcome(self, state: AccountState, outcome: PollOutcome) -> None:
+    def _polled(self, reading: Reading, outcome: PollOutcome) -> None:
+        """Each poll's result: stored (through the writer), counted, and judged at once (the fastest path to an
+        alert; `once` judges after its cycle instead)."""
         self.writer.submit(outcome)
         self.requests += outcome.requests
         if outcome.error_code is not None:  # Bitget's known codes and our error classes: a bounded set
             self.poll_errors[metric_label(outcome.error_code)] += 1
-
-    def _judge_outcome(self, state: AccountState, outcome: PollOutcome) -> None:
-        """Evaluate the rules for an account right after each of its polls (the fastest path to an alert)."""
         if self._alerting:
             now = self.clock.now()
-            cadence = self.poller.cadence if self.poller is not None else None
-            self.alerts.evaluate([self.alerts.view(state, now, cadence)], now)
+            self.alerts.evaluate([self.views.of(reading, now)], now)
 
     async def _run_alerts(self, poller: Poller) -> None:
         """The alert engine and the outbox sender, once the schema is in place (and, when processes share the
@@ -141,7 +141,7 @@ class Service:
 
         def views() -> list[AccountView]:
             now = self.clock.now()
-            return [self.alerts.view(s, now, poller.cadence) for s in poller.active()]
+            return [self.views.of(r, now) for r in poller.readings()]
 
         await self.alerts.run(views, portfolio=lambda: poller.owned is None)
 
@@ -260,7 +260,8 @@ class Service:
         except Exception as exc:
             return f"reads not stored: {reason(exc)}"
         now = self.clock.now()
-        self.alerts.evaluate([self.alerts.view(s, now) for s in self.poller.accounts.values()], now, portfolio=True)
+        views = [self.views.of(s.reading(), now) for s in self.poller.accounts.values()]
+        self.alerts.evaluate(views, now, portfolio=True)
         await self.alerts.judged()  # positions gone since the stored alerts: judged against the mark read now
         if not await self.alerts.flush():
             return f"alert changes and their messages not stored ({self.alerts.waiting} messages)"

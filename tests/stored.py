@@ -15,7 +15,8 @@ from sqlalchemy import Table, func, select
 
 from monitor.domain import MarginMode, Position, PositionMode, Side
 from monitor.store import tables as t
-from monitor.store.repository import HOUR, Store, floor_hour
+from monitor.store.history import HOUR, floor_hour
+from monitor.store.repository import Store
 
 ACCOUNT: Table = t.Account.__table__  # type: ignore[attr-defined]
 EQUITY: Table = t.EquityPoint.__table__  # type: ignore[attr-defined]

@@ -305,8 +305,9 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
 
 def test_the_email_form_gives_the_mark_read_after_and_the_last_read() -> None:
     from monitor.alerts.departures import details_after
-    from monitor.alerts.lifecycle import Alert, Reason, State, liquidated
-    from monitor.alerts.messages import Item, Messages
+    from monitor.alerts.lifecycle import liquidated
+    from monitor.alerts.messages import Messages
+    from monitor.alerts.model import Alert, Item, Reason, State
     from monitor.rules.model import Severity
 
     seen = last()

@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.alerts.compose import quiet_until
-from monitor.alerts.lifecycle import Reason, State, notified, notify_reason, step, vanish
-from monitor.alerts.silences import Silence, silenced
+from monitor.alerts.lifecycle import notified, notify_reason, step, vanish
+from monitor.alerts.model import Reason, Silence, State
+from monitor.alerts.silences import silenced
 from monitor.config import load_config
 from monitor.config.model import ChannelConfig
 from monitor.domain import AccountMode, AccountSnapshot, KeyInfo, MarginMode, Position, PositionMode, Side

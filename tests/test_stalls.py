@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from monitor.alerts.engine import AlertEngine
-from monitor.alerts.lifecycle import State
+from monitor.alerts.model import State
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
 from monitor.domain import AccountMode, AccountSnapshot
@@ -21,6 +21,7 @@ from monitor.poller.state import AccountState, Status
 from monitor.service import Service
 from monitor.store import migrations
 from monitor.store.repository import Store
+from monitor.views import AccountViews
 from tests.conftest import SimFactory
 from tests.test_web import accounts_file
 
@@ -52,7 +53,7 @@ async def test_a_blocked_event_loop_raises_no_unreachable_alert_for_healthy_acco
 
         def judge() -> dict[str, str]:
             now = service.clock.now()
-            service.alerts.evaluate([service.alerts.view(s, now, poller.cadence) for s in poller.active()], now)
+            service.alerts.evaluate([service.views.of(r, now) for r in poller.readings()], now)
             return unreachable(service.alerts)
 
         try:
@@ -111,6 +112,7 @@ async def test_a_suspended_machine_raises_no_unreachable_alert_but_a_failing_acc
     store = Store(url)
     engine = AlertEngine(config, store, clock)
     await engine.load()
+    views = AccountViews(lambda: config.monitor, engine.last_success)
     async with aiohttp.ClientSession() as session:
         poller = Poller(config, session, clock)
     good, down = poller.accounts["good"], poller.accounts["down"]
@@ -122,7 +124,7 @@ async def test_a_suspended_machine_raises_no_unreachable_alert_but_a_failing_acc
 
     def judge() -> dict[str, str]:
         now = clock.now()
-        engine.evaluate([engine.view(s, now) for s in (good, down)], now)
+        engine.evaluate([views.of(s.reading(), now) for s in (good, down)], now)
         return unreachable(engine)
 
     down.status, down.polls, down.error_code = Status.FAILING, 1, "ExchangeUnavailable"

@@ -52,7 +52,7 @@ async def served(make_sim: SimFactory, tmp_path: Path, aiohttp_client: Any) -> A
         await service.storage_ready.wait()
         await service.alerts.load()
         now = service.clock.now()
-        service.alerts.evaluate([service.alerts.view(s, now) for s in poller.active()], now)
+        service.alerts.evaluate([service.views.of(s.reading(), now) for s in poller.active()], now)
         client = await aiohttp_client(create_app(StatusSource(service)))
         return client, service, sim
 

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
-from monitor.alerts.lifecycle import Alert
+from monitor.alerts.model import Alert
 from monitor.domain import AccountSnapshot
 from monitor.poller.state import INVALID_SNAPSHOT, STATUSES, AccountState
 from monitor.report import position_json

@@ -11,11 +11,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from monitor.alerts.lifecycle import Alert, State, alert_order
+from monitor.alerts.model import Alert, OutboxMessage, State, alert_order
 from monitor.domain import AccountSnapshot
 from monitor.exchange.bitget.codes import CODES
 from monitor.poller.state import INVALID_SNAPSHOT, AccountState, account_status, margin_ratio, plausible
-from monitor.store.alerts import OutboxMessage
 from monitor.store.views import EquitySample
 
 if TYPE_CHECKING:

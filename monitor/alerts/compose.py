@@ -5,25 +5,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from monitor.alerts.lifecycle import Reason
-from monitor.alerts.messages import Item, Messages, Rendered
+from monitor.alerts.messages import Messages
+from monitor.alerts.model import (
+    Item,
+    Outgoing,
+    Reason,
+)
 from monitor.config.model import ChannelConfig
 from monitor.rules.model import Rule, Severity
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message to one channel, as it goes into the outbox."""
-
-    channel: str
-    account: str | None
-    severity: str | None  # the worst in the message, or "resolved"
-    message: Rendered
-    items: tuple[Item, ...]
-    held_until: datetime | None = None  # quiet hours: delivered (if still relevant) in a summary then
 
 
 def quiet_until(channel: ChannelConfig, now: datetime) -> datetime | None:

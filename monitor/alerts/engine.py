@@ -14,23 +14,37 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from monitor.alerts import departures, lifecycle
-from monitor.alerts.compose import Outgoing, compose
-from monitor.alerts.lifecycle import ACTIVE, CLOSED, Alert, State, Transition, notified, notify_reason, step, vanish
-from monitor.alerts.messages import Item, Messages
+from monitor.alerts.compose import compose
+from monitor.alerts.lifecycle import notified, notify_reason, step, vanish
+from monitor.alerts.messages import messages_for
+from monitor.alerts.model import (
+    ACTIVE,
+    CLOSED,
+    ENDED,
+    RESOLVED_KEPT,
+    Alert,
+    AlertBatch,
+    BatchRejected,
+    Item,
+    Outgoing,
+    Queued,
+    Silence,
+    State,
+    Transition,
+    alert_order,
+)
 from monitor.alerts.outbox import MemoryOutbox
-from monitor.alerts.silences import Silence, silenced
+from monitor.alerts.ports import AlertStorage
+from monitor.alerts.silences import silenced
 from monitor.clock import Clock
 from monitor.config.model import Config
 from monitor.domain import AccountSnapshot
-from monitor.poller.state import AccountState, Status
 from monitor.rules.evaluate import AccountView, RollingPeak, evaluate_account, evaluate_portfolio, portfolio_equity
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
-from monitor.store.alerts import RESOLVED_KEPT, AlertBatch, BatchRejected, Queued
-from monitor.store.repository import Store
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +52,9 @@ TICK = 5.0  # seconds between timer evaluations (repeats, `for`, silences ending
 RETRY = 5.0  # seconds between attempts while the database is away
 
 
-def messages_for(config: Config) -> Messages:
-    return Messages(config.alerts.templates, config.web.public_url, config.alerts.max_items)
-
-
 class AlertEngine:
     def __init__(
-        self, config: Config, store: Store, clock: Clock, *, on_queued: Callable[[], None] = lambda: None,
+        self, config: Config, store: AlertStorage, clock: Clock, *, on_queued: Callable[[], None] = lambda: None,
         memory: MemoryOutbox | None = None,
     ):  # fmt: skip
         self.store = store
@@ -56,7 +66,6 @@ class AlertEngine:
         self.silences: list[Silence] = []
         self._peaks: dict[tuple[str, str | None], RollingPeak] = {}
         self._last_success: dict[str, datetime] = {}  # from the database: good data before this process started
-        self._first_seen: dict[str, datetime] = {}  # when this process began watching each account
         self._owned: set[str] | None = None  # the accounts this process polls, when processes share them
         self._pending = AlertBatch(clock.now())
         self._dirty = asyncio.Event()
@@ -459,7 +468,7 @@ class AlertEngine:
         """Drop settled alerts from memory (the database keeps them)."""
         for key, alert in list(self.alerts.items()):
             settled = alert.state is State.INACTIVE or (
-                alert.state in lifecycle.ENDED and alert.resolved_at is not None
+                alert.state in ENDED and alert.resolved_at is not None
                 and now - alert.resolved_at > RESOLVED_KEPT
             )  # fmt: skip
             if settled and key not in self._pending.alerts:
@@ -541,25 +550,14 @@ class AlertEngine:
                 self._by_account[alert.account].discard(key)
 
     @property
+    def last_success(self) -> dict[str, datetime]:
+        """Each account's last good data as the database knew it at load (also from before this process)."""
+        return self._last_success
+
+    @property
     def waiting(self) -> int:
         """Messages evaluated but not yet in the outbox table."""
         return sum(m.id is None for m in self._pending.messages)
 
     def firing(self) -> list[Alert]:
-        return sorted((a for a in self.alerts.values() if a.state is State.FIRING), key=lifecycle.alert_order)
-
-    def view(self, state: AccountState, now: datetime, cadence: timedelta | None = None) -> AccountView:
-        """What the rules see of an account the poller reads. `cadence` is how often accounts are really read
-        (the poller's, longer than poll_interval while polling is behind): data that old is as fresh as it gets,
-        and `unreachable` counts those intervals, so a stretched cycle neither holds every alert nor makes every
-        account look unreachable."""
-        m = self.config.monitor
-        interval = cadence or m.poll_interval
-        last_good = state.last_good_at or self._last_success.get(state.name)
-        return AccountView(
-            name=state.name, tags=state.config.tags, snapshot=state.snapshot, last_good_at=last_good,
-            fresh=not state.stale(now, interval, m.stale_grace),
-            watched_since=self._first_seen.setdefault(state.name, now), poll_interval=interval,
-            polled=state.polls > 0, permanent_error=state.status == Status.UNREACHABLE,
-            error_code=state.error_code, error_message=state.error_message, key=state.key, stalled=state.stalled(),
-        )  # fmt: skip
+        return sorted((a for a in self.alerts.values() if a.state is State.FIRING), key=alert_order)

@@ -9,61 +9,19 @@ made from the alert's state and what was last sent about it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 
+from monitor.alerts.model import (
+    ENDED,
+    Alert,
+    Reason,
+    State,
+    Transition,
+)
 from monitor.rules.evaluate import Observation
 from monitor.rules.model import Rule, Severity
-
-
-class State(StrEnum):
-    INACTIVE = "inactive"
-    PENDING = "pending"
-    FIRING = "firing"
-    RESOLVED = "resolved"
-    LIQUIDATED = "liquidated"  # its position was liquidated: over, but never "resolved"
-
-
-ACTIVE = (State.PENDING, State.FIRING)
-ENDED = (State.RESOLVED, State.LIQUIDATED)
-CLOSED = "position closed"
-_ORDER = {State.FIRING: 0, State.PENDING: 1, State.LIQUIDATED: 2, State.RESOLVED: 3, State.INACTIVE: 4}
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    key: str  # rule | account | subject
-    rule: str
-    account: str | None
-    subject: str
-    state: State
-    updated_at: datetime
-    severity: Severity | None = None
-    value: Decimal | None = None
-    summary: str = ""
-    details: dict[str, str] = field(default_factory=dict)
-    pending_since: datetime | None = None
-    firing_since: datetime | None = None
-    resolved_at: datetime | None = None
-    last_notified_at: datetime | None = None
-    last_notified_severity: Severity | None = None
-    last_notified_state: State | None = None
-    worst_severity: Severity | None = None  # the worst of the current firing episode (routes its resolution)
-    silenced_since: datetime | None = None  # a message was due but a silence held it back
-    id: int | None = None  # the database row, once written
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    key: str
-    at: datetime
-    from_state: State
-    to_state: State
-    severity: Severity | None
-    value: Decimal | None
-    reason: str
 
 
 def step(alert: Alert | None, obs: Observation, now: datetime) -> tuple[Alert | None, Transition | None]:
@@ -146,21 +104,6 @@ def liquidated(
 
 def _transition(alert: Alert, from_state: State, now: datetime, reason: str) -> Transition:
     return Transition(alert.key, now, from_state, alert.state, alert.severity, alert.value, reason)
-
-
-def alert_order(alert: Alert) -> tuple[int, int, str]:
-    """The one order alerts are listed in (page, API, `once`, the firing list): firing, pending, liquidated,
-    resolved; within each, critical before warning before none; then by key."""
-    return _ORDER[alert.state], -(alert.severity.rank if alert.severity is not None else 0), alert.key
-
-
-class Reason(StrEnum):
-    FIRING = "firing"
-    ESCALATED = "escalated"
-    EASED = "eased"
-    REPEAT = "repeat"
-    RESOLVED = "resolved"
-    LIQUIDATED = "liquidated"
 
 
 def notify_reason(alert: Alert, rule: Rule, now: datetime) -> Reason | None:

@@ -29,17 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from monitor.alerts.compose import Outgoing, kind, window_text
+from monitor.alerts.compose import kind, window_text
 from monitor.alerts.delivery import deliver
-from monitor.alerts.engine import messages_for
-from monitor.alerts.lifecycle import Reason, State
-from monitor.alerts.messages import Item, Rendered
+from monitor.alerts.messages import messages_for
+from monitor.alerts.model import HeldItem, Item, OutboxMessage, Outgoing, Queued, Reason, Rendered, State
 from monitor.alerts.outbox import MemoryOutbox
+from monitor.alerts.ports import AlertStorage
 from monitor.clock import Clock
 from monitor.config.model import Config
 from monitor.errors import DataRefused, StorageError
-from monitor.store.alerts import HeldItem, OutboxMessage, Queued
-from monitor.store.repository import Store
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +85,7 @@ def _name(message: OutboxMessage | Queued) -> str:
 
 
 class Sender:
-    def __init__(self, config: Config, store: Store, clock: Clock, node: str) -> None:
+    def __init__(self, config: Config, store: AlertStorage, clock: Clock, node: str) -> None:
         self.config = config
         self.store = store
         self.clock = clock

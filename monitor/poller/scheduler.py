@@ -8,9 +8,9 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Protocol
 
 import aiohttp
 
@@ -24,7 +24,7 @@ from monitor.exchange.bitget.ratelimit import AccountBudget, IpBudget
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.exchange.retry import with_retries
 from monitor.poller.lag import LoopWatch
-from monitor.poller.state import AccountState, RiskLevels, Status, snapshot_problem
+from monitor.poller.state import AccountState, Reading, RiskLevels, Status, snapshot_problem
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,11 @@ JITTER = 0.05  # each interval varies by this fraction, so accounts drift apart 
 RETRY_ATTEMPTS = 3  # transient errors are retried this often inside one poll
 BEHIND_CHECK_INTERVAL = 10.0  # seconds between checks whether polling keeps up
 
-OutcomeHook = Callable[[AccountState, PollOutcome], None]
+
+class Sink(Protocol):
+    """Where the poller hands each poll's result as it comes: the outcome, and the account as data."""
+
+    def __call__(self, reading: Reading, outcome: PollOutcome, /) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -58,13 +62,13 @@ class Poller:
         clock: Clock,
         *,
         risk: RiskLevels | None = None,
-        hooks: tuple[OutcomeHook, ...] = (),
+        sink: Sink | None = None,
     ) -> None:
         self.config = config
         self.session = session
         self.clock = clock
         self.risk = risk or RiskLevels.from_rules(config.rules)
-        self.hooks = hooks
+        self.sink = sink
         self.ip_budget = IpBudget(*config.monitor.ip_budget, clock)
         self.server_clock = ServerClock(clock)
         self.accounts: dict[str, AccountState] = {}
@@ -95,7 +99,7 @@ class Poller:
     # -- one poll ----------------------------------------------------------------------------------------
 
     async def poll(self, state: AccountState, *, risk_only: bool = False) -> PollOutcome:
-        """Read one account once (retrying transient errors), record the outcome and tell the hooks."""
+        """Read one account once (retrying transient errors), record the outcome and hand it to the sink."""
         started = self.clock.now()
         if not risk_only:
             state.full_read_at = self.clock.monotonic()
@@ -122,8 +126,8 @@ class Poller:
             self._record_success(state, outcome)
             outcome = replace(outcome, at_risk=state.at_risk)
         state.polls += 1
-        for hook in self.hooks:
-            hook(state, outcome)
+        if self.sink is not None:
+            self.sink(state.reading(self.cadence), outcome)
         return outcome
 
     def _record_success(self, state: AccountState, outcome: PollOutcome) -> None:
@@ -188,6 +192,10 @@ class Poller:
 
     def active(self) -> list[AccountState]:
         return [s for s in self.accounts.values() if self.owned is None or s.name in self.owned]
+
+    def readings(self) -> list[Reading]:
+        """The accounts this process polls, as data."""
+        return [s.reading(self.cadence) for s in self.active()]
 
     def set_owned(self, owned: set[str] | None) -> None:
         """Poll exactly these accounts from now on (leases shared with other processes)."""

@@ -84,6 +84,34 @@ class RiskLevels:
         return ratio is not None and ratio >= self.margin_ratio
 
 
+def is_stale(last_good_at: datetime | None, stalled: timedelta, now: datetime, interval: timedelta,
+             grace: timedelta) -> bool:  # fmt: skip
+    """The one definition of fresh data: good data within an interval and its grace, leaving out time the
+    monitor could not run."""
+    return last_good_at is None or now - last_good_at - stalled > interval + grace
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the poller knows of one account at one moment, as data: what alerting and the page are handed
+    (never the poller's mutable state or its client)."""
+
+    name: str
+    tags: tuple[str, ...]
+    snapshot: AccountSnapshot | None  # the last good one
+    last_good_at: datetime | None
+    status: str  # Status
+    polls: int
+    error_code: str | None
+    error_message: str | None
+    key: KeyInfo | None
+    stalled: timedelta  # time since the last good data the monitor could not run
+    cadence: timedelta | None  # how often accounts are really read (longer than poll_interval while behind)
+
+    def stale(self, now: datetime, interval: timedelta, grace: timedelta) -> bool:
+        return is_stale(self.last_good_at, self.stalled, now, interval, grace)
+
+
 @dataclass
 class AccountState:
     config: AccountConfig
@@ -118,9 +146,11 @@ class AccountState:
         self.stall_mark = self.watch.stalled() if self.watch is not None else 0.0
 
     def stale(self, now: datetime, interval: timedelta, grace: timedelta) -> bool:
-        """The one definition of fresh data: good data within an interval and its grace, leaving out time the
-        monitor could not run."""
-        return self.last_good_at is None or now - self.last_good_at - self.stalled() > interval + grace
+        return is_stale(self.last_good_at, self.stalled(), now, interval, grace)
+
+    def reading(self, cadence: timedelta | None = None) -> Reading:
+        return Reading(self.name, self.config.tags, self.snapshot, self.last_good_at, self.status, self.polls,
+                       self.error_code, self.error_message, self.key, self.stalled(), cadence)  # fmt: skip
 
     def account_status(self, now: datetime, interval: timedelta, grace: timedelta) -> str:
         stale = self.stale(now, interval, grace)
