@@ -8,7 +8,6 @@ import logging
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,24 @@ import aiohttp
 from aiohttp import web
 
 from monitor.alerts.engine import AlertEngine
-from monitor.alerts.model import ACTIVE, Alert, State, alert_order
-from monitor.alerts.sender import CLAIM, Sender, node_name
+from monitor.alerts.sender import Sender, node_name
 from monitor.clock import Clock
 from monitor.config import Config, load_config
 from monitor.domain import PollOutcome
 from monitor.errors import ConfigError, StorageError, reason
 from monitor.exchange.bitget.codes import metric_label
-from monitor.exchange.bitget.market import MarkPrices
+from monitor.once import CONNECTIONS, OnceCycle
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import Reading
+from monitor.readmodel import ServiceReader
 from monitor.rules.evaluate import AccountView
 from monitor.runtime import tune_gc
 from monitor.store import migrations
 from monitor.store.repository import Store
 from monitor.store.writer import SnapshotWriter
 from monitor.views import AccountViews
+from web.app import create_app
+from web.site import GuardedSite, make_runner
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,7 @@ MAINTENANCE_INTERVAL = 600.0  # seconds between rollup/prune passes
 MIGRATION_RETRY = 10.0  # seconds between attempts while the database cannot be migrated
 CONFIG_WATCH_INTERVAL = 2.0  # seconds between checks of the accounts file's modification time
 SHUTDOWN_FLUSH = 5.0  # seconds the writer gets to flush on shutdown
-CONNECTIONS = 512
 SUMMARY_INTERVAL = 300.0
-ONCE_LOAD_TIMEOUT = 15.0  # seconds `once` waits for the alert state once the schema is in place
 
 
 class LeaseMode(StrEnum):
@@ -54,18 +53,7 @@ class LeaseMode(StrEnum):
     SHARING = "sharing"  # the accounts it holds leases for
 
 
-@dataclass
-class OnceResult:
-    """What one `once` cycle did. `error` says why the cycle or its messages are not (all) stored."""
-
-    outcomes: list[PollOutcome]
-    alerts: list[Alert] = field(default_factory=list)  # active after the cycle, or resolved by it
-    error: str | None = None
-    sent: int = 0
-    queued: int = 0  # messages still in the outbox (due later, failing, or cut off by the timeout)
-
-
-class Service:
+class Service(OnceCycle):
     def __init__(self, config_path: Path, config: Config, clock: Clock, *, migrate: bool = True) -> None:
         self.config_path = config_path
         self.config = config
@@ -91,13 +79,13 @@ class Service:
         self.web_url: str | None = None  # failed polls by Bitget code (or error class), since start
         self.node = node_name()
         self.sender = Sender(config, self.store, clock, self.node)
-        self.alerts = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
-        self.views = AccountViews(lambda: self.config.monitor, self.alerts.last_success)
+        self.engine = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
+        self.views = AccountViews(lambda: self.config.monitor, self.engine.last_success)
         self._mtime = self._file_mtime()
         self._reloading = asyncio.Lock()  # reloads apply one at a time, in the order they were asked for
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Poller]:
+    async def started(self) -> AsyncIterator[Poller]:
         """Storage ready (or being made ready), the writer running, a poller built; all closed on exit."""
         # The budgets throttle; the connection pool must not (requests queued for a connection after their
         # budget turn would reach Bitget in a burst). Slow answers hold connections, hence the headroom.
@@ -111,13 +99,6 @@ class Service:
         finally:
             await self.close()
 
-    def _read_marks(self, session: aiohttp.ClientSession, poller: Poller) -> None:
-        """Positions that disappear are judged against the public mark, read inside the poller's IP budget."""
-        m = self.config.monitor
-        self.marks = MarkPrices(session, m.bitget_url, poller.ip_budget, self.clock,
-                                timeout=m.request_timeout.total_seconds())  # fmt: skip
-        self.alerts.marks = self.marks
-
     def _polled(self, reading: Reading, outcome: PollOutcome) -> None:
         """Each poll's result: stored (through the writer), counted, and judged at once (the fastest path to an
         alert; `once` judges after its cycle instead)."""
@@ -127,7 +108,7 @@ class Service:
             self.poll_errors[metric_label(outcome.error_code)] += 1
         if self._alerting:
             now = self.clock.now()
-            self.alerts.evaluate([self.views.of(reading, now)], now)
+            self.engine.evaluate([self.views.of(reading, now)], now)
 
     async def _run_alerts(self, poller: Poller) -> None:
         """The alert engine and the outbox sender, once the schema is in place (and, when processes share the
@@ -143,7 +124,7 @@ class Service:
             now = self.clock.now()
             return [self.views.of(r, now) for r in poller.readings()]
 
-        await self.alerts.run(views, portfolio=lambda: poller.owned is None)
+        await self.engine.run(views, portfolio=lambda: poller.owned is None)
 
     async def _prepare_storage(self) -> None:
         """Migrate (unless told not to) and register accounts, retrying while the database is away; then
@@ -182,7 +163,7 @@ class Service:
                 names = [a.name for a in self.config.accounts]
                 owned = await asyncio.to_thread(self.store.claim, self.node, names, self.clock.now(),
                                                 self.config.monitor.lease_ttl)  # fmt: skip
-                await self.alerts.adopt(owned)  # before polling them: their alert state first
+                await self.engine.adopt(owned)  # before polling them: their alert state first
                 if self.lease_mode is not LeaseMode.SHARING:
                     log.info("joined the lease protocol: this process shares the accounts through %s",
                              self.config.monitor.database_display)  # fmt: skip
@@ -212,97 +193,14 @@ class Service:
                 log.warning("storage maintenance skipped: %s", str(exc).strip())
             await asyncio.sleep(MAINTENANCE_INTERVAL)
 
-    async def once(self, deliver_timeout: float = 30.0, *, dry_run: bool = False) -> OnceResult:
-        """One monitor cycle, for cron and timers: the same lifecycle as `run`, continued from the database.
-
-        Load the alert state, read every account once, store the reads, judge them (`for` and repeats count
-        from stored times, so a series of calls behaves like `run`), store the transitions and the outbox, and
-        deliver what is due (earlier queued messages too) for at most `deliver_timeout` seconds; what is not
-        delivered stays queued for the next call. `dry_run`: read and report only, the database is not touched.
-        """
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
-        self.poller = Poller(self.config, self.session, self.clock)  # no hooks: stored and judged after the cycle
-        self._read_marks(self.session, self.poller)
-        result = OnceResult([])
-        try:
-            if not dry_run:
-                result.error = await self._once_storage()
-            result.outcomes = await self.poller.cycle()
-            if dry_run or result.error is not None:
-                return result
-            result.error = await self._once_judge(result)
-            if result.error is None:
-                result.error = await self._once_deliver(result, deliver_timeout)
-            return result
-        finally:
-            await self.poller.stop()
-            await self.session.close()
-            self.sender.close()
-            await asyncio.to_thread(self.store.close)
-
-    async def _once_storage(self) -> str | None:
-        """Schema, accounts and the alert state, or why not (the database is away, locked, too new)."""
-        try:
-            if self.migrate:
-                await asyncio.to_thread(migrations.upgrade, self.config.monitor.database_url.reveal())
-            await asyncio.to_thread(self.store.register_accounts, self.config.accounts, self.clock.now())
-            await asyncio.wait_for(self.alerts.load(), ONCE_LOAD_TIMEOUT)  # load() itself waits for ever
-        except TimeoutError:
-            return f"alert state not loaded within {ONCE_LOAD_TIMEOUT:.0f} s"
-        except Exception as exc:
-            return reason(exc)
-        return None
-
-    async def _once_judge(self, result: OnceResult) -> str | None:
-        assert self.poller is not None
-        try:
-            await asyncio.to_thread(self.store.write_polls, result.outcomes)
-        except Exception as exc:
-            return f"reads not stored: {reason(exc)}"
-        now = self.clock.now()
-        views = [self.views.of(s.reading(), now) for s in self.poller.accounts.values()]
-        self.alerts.evaluate(views, now, portfolio=True)
-        await self.alerts.judged()  # positions gone since the stored alerts: judged against the mark read now
-        if not await self.alerts.flush():
-            return f"alert changes and their messages not stored ({self.alerts.waiting} messages)"
-        shown = [a for a in self.alerts.alerts.values()
-                 if a.state in ACTIVE or (a.state is State.RESOLVED and a.resolved_at == now)]  # fmt: skip
-        result.alerts = sorted(shown, key=alert_order)
-        return None
-
-    async def _once_deliver(self, result: OnceResult, timeout: float) -> str | None:
-        """Deliver until nothing more is due: a lane's next message becomes due once its head is sent, and a
-        failed one waits for its backoff (the next call)."""
-
-        async def deliver() -> None:
-            while await self.sender.send_due():
-                pass
-
-        try:
-            await asyncio.wait_for(deliver(), timeout)
-        except TimeoutError:
-            log.warning("--deliver-timeout (%.0f s) reached: undelivered messages stay queued for the next run "
-                        "(one cut off mid-delivery once its claim lapses, in %s)", timeout, CLAIM)  # fmt: skip
-        except Exception as exc:
-            return f"deliveries not recorded: {reason(exc)}"
-        result.sent = self.sender.sent
-        try:
-            result.queued = (await asyncio.to_thread(self.store.alerts.outbox_counts)).get("queued", 0)
-        except Exception as exc:
-            return f"outbox not readable: {reason(exc)}"
-        return None
-
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set; SIGHUP or a change of the file reloads the accounts. The status page is
         served meanwhile."""
-        from web.app import create_app
-        from web.site import GuardedSite, make_runner
-        from web.status import StatusSource
 
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
-        runner = make_runner(create_app(StatusSource(self)))
+        runner = make_runner(create_app(ServiceReader(self)))
         await runner.setup()
         host, port = self.config.web.listen
         try:
@@ -319,7 +217,7 @@ class Service:
             await runner.cleanup()
 
     async def _run(self, stop: asyncio.Event, site: web.AppRunner) -> None:
-        async with self.running() as poller:
+        async with self.started() as poller:
             self._spawn(self._polling, poller.run(), "poller")
             self._spawn(self._polling, self._watch_config(), "config watch")
             self._spawn(self._polling, self._summarize(poller), "summary")
@@ -352,16 +250,16 @@ class Service:
             log.error("shutting down with %d results not written (database unreachable)", self.writer.pending)
         if self._alerting and not await self.sender.drain(SHUTDOWN_FLUSH):
             log.warning("shutting down during a delivery: its message is sent again after a restart")
-        if self._alerting and self.alerts.ready:
+        if self._alerting and self.engine.ready:
             with contextlib.suppress(TimeoutError):  # a position that just disappeared: its verdict goes out too
-                await asyncio.wait_for(self.alerts.judged(), SHUTDOWN_FLUSH)
+                await asyncio.wait_for(self.engine.judged(), SHUTDOWN_FLUSH)
             try:
-                written = await asyncio.wait_for(self.alerts.flush(), SHUTDOWN_FLUSH)
+                written = await asyncio.wait_for(self.engine.flush(), SHUTDOWN_FLUSH)
             except TimeoutError:
                 written = False
             if not written:
                 log.error("shutting down with alert changes not written: %d messages are sent again after a "
-                          "restart if still due", self.alerts.waiting)  # fmt: skip
+                          "restart if still due", self.engine.waiting)  # fmt: skip
         if self._sharing:
             try:  # hand the accounts over now rather than when the leases expire
                 await asyncio.to_thread(self.store.release, self.node, self.clock.now())
@@ -421,7 +319,7 @@ class Service:
         if self.poller is not None:
             self.poller.apply(config)
             self.marks.configure(config.monitor.bitget_url, config.monitor.request_timeout.total_seconds())
-        self.alerts.apply(config)
+        self.engine.apply(config)
         self.sender.apply(config)
         self.store.snapshot_interval = config.storage.snapshot_interval
         self.config = config

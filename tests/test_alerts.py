@@ -557,8 +557,8 @@ async def test_a_batch_the_database_refuses_is_dropped_and_later_ones_are_writte
         pytest.skip("SQLite does not enforce column lengths: nothing to refuse")
     rig = await make_rig(rules(sink).replace('for = "1m"', 'for = "0s"'))
     now = rig.clock.now()
-    rig.engine._record(Alert("x" * 500, "liq", "alpha", "", State.FIRING, now), None)  # a key too long
-    assert await rig.engine.flush() and rig.engine.rejected == 1
+    rig.engine.journal.record(Alert("x" * 500, "liq", "alpha", "", State.FIRING, now), None)  # a key too long
+    assert await rig.engine.flush() and rig.engine.journal.rejected == 1
     await rig.judge("alpha", position("95"))
     assert len(sink.received) == 1
 

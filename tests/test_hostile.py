@@ -31,11 +31,11 @@ from monitor.domain import (
     Side,
 )
 from monitor.poller.state import INVALID_SNAPSHOT, Status
+from monitor.readmodel import ServiceReader
 from monitor.service import Service
 from tests.conftest import Sim, SimFactory
 from tests.test_web import accounts_file
 from web.app import create_app
-from web.status import StatusSource
 
 D = Decimal
 PATHS = ("/", "/alerts", "/api/v1/status", "/metrics", "/readyz")
@@ -64,14 +64,14 @@ async def served(make_sim: SimFactory, tmp_path: Path, aiohttp_client: Any) -> A
             text = text.replace(sim.url, bitget_url)
         path.write_text(text)
         service = Service(path, load_config(path, env={}), SystemClock())
-        context = service.running()
+        context = service.started()
         poller = await context.__aenter__()
         contexts.append(context)
         await poller.cycle()
         await service.storage_ready.wait()
         tasks.append(asyncio.create_task(poller.run()))
         await until(lambda: poller.running)
-        client = await aiohttp_client(create_app(StatusSource(service)))
+        client = await aiohttp_client(create_app(ServiceReader(service)))
         return client, service, sim
 
     contexts: list[Any] = []

@@ -303,7 +303,7 @@ async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     try:
-        await until(lambda: service.alerts.ready and all(s.polls for s in service.poller.accounts.values()), 30)  # type: ignore[union-attr]
+        await until(lambda: service.engine.ready and all(s.polls for s in service.poller.accounts.values()), 30)  # type: ignore[union-attr]
         await asyncio.sleep(1.5)
         assert sink.received == []
         with database_away(database):

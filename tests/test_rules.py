@@ -116,7 +116,7 @@ def view(
 
 
 def judge(rules: list[Rule], v: AccountView, now: datetime = T0) -> dict[str, tuple[Severity | None, str]]:
-    evaluation = evaluate_account(rules, v, now, lambda r, k, x: r.severity(x, None), lambda r, a: None)
+    evaluation = evaluate_account(rules, v, now)
     return {o.key: (o.severity, o.summary) for o in evaluation.observations} | {
         f"held:{name}": (None, "") for name in evaluation.held
     }

@@ -30,7 +30,7 @@ def unreachable(engine: AlertEngine) -> dict[str, str]:
     """Accounts with an `unreachable` alert pending or firing, and its state."""
     return {
         a.account or "": str(a.state)
-        for a in engine.alerts.values()
+        for a in engine.current.values()
         if a.rule == "unreachable" and a.state in (State.PENDING, State.FIRING)
     }
 
@@ -46,15 +46,15 @@ async def test_a_blocked_event_loop_raises_no_unreachable_alert_for_healthy_acco
     path = accounts_file(sim, tmp_path, rename=False)
     path.write_text(path.read_text().replace("[monitor]\n", '[monitor]\npoll_interval = "1s"\nstale_grace = "1s"\n'))
     service = Service(path, load_config(path, env={}), SystemClock())
-    async with service.running() as poller:
+    async with service.started() as poller:
         await service.storage_ready.wait()
-        await service.alerts.load()
+        await service.engine.load()
         running = asyncio.create_task(poller.run())
 
         def judge() -> dict[str, str]:
             now = service.clock.now()
-            service.alerts.evaluate([service.views.of(r, now) for r in poller.readings()], now)
-            return unreachable(service.alerts)
+            service.engine.evaluate([service.views.of(r, now) for r in poller.readings()], now)
+            return unreachable(service.engine)
 
         try:
             async with asyncio.timeout(60):  # the truly unreachable one fires after three intervals

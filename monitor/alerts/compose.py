@@ -77,12 +77,14 @@ def compose(
         for part, until in ((urgent, None), (held, held_until)):
             if part:
                 out.append(
-                    Outgoing(name, account, kind(part), messages.render(account, tags, part), tuple(part), until)
+                    Outgoing(
+                        name, account, message_severity(part), messages.render(account, tags, part), tuple(part), until
+                    )
                 )
     return out
 
 
-def kind(items: list[Item]) -> str | None:
+def message_severity(items: list[Item]) -> str | None:
     """What a message is, for apprise's notification type: "resolved" when it only resolves, else the worst
     severity in it (a liquidation is critical: never a green message about a lost position)."""
     if all(i.reason is Reason.RESOLVED for i in items):

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from monitor.alerts.compose import kind, window_text
+from monitor.alerts.compose import message_severity, window_text
 from monitor.alerts.delivery import deliver
 from monitor.alerts.messages import messages_for
 from monitor.alerts.model import HeldItem, Item, OutboxMessage, Outgoing, Queued, Reason, Rendered, State
@@ -304,7 +304,7 @@ class Sender:
             channel = self.config.channels.get(name)
             window = window_text(channel) if channel else "quiet hours"
             rendered = messages_for(self.config).summary(window, summary_items)
-            summary = Outgoing(name, None, kind(summary_items), rendered, tuple(summary_items))
+            summary = Outgoing(name, None, message_severity(summary_items), rendered, tuple(summary_items))
         ids = sorted({i.notification_id for i in items})
         if await asyncio.to_thread(self.store.alerts.release_held, ids, summary, self.clock.now()):
             log.info("quiet hours over for %s: %d held messages, %d alerts still true", name, len(ids),

@@ -107,6 +107,7 @@ class Reading:
     key: KeyInfo | None
     stalled: timedelta  # time since the last good data the monitor could not run
     cadence: timedelta | None  # how often accounts are really read (longer than poll_interval while behind)
+    at_risk: bool = False
 
     def stale(self, now: datetime, interval: timedelta, grace: timedelta) -> bool:
         return is_stale(self.last_good_at, self.stalled, now, interval, grace)
@@ -149,8 +150,10 @@ class AccountState:
         return is_stale(self.last_good_at, self.stalled(), now, interval, grace)
 
     def reading(self, cadence: timedelta | None = None) -> Reading:
-        return Reading(self.name, self.config.tags, self.snapshot, self.last_good_at, self.status, self.polls,
-                       self.error_code, self.error_message, self.key, self.stalled(), cadence)  # fmt: skip
+        return Reading(
+            self.name, self.config.tags, self.snapshot, self.last_good_at, self.status, self.polls,
+            self.error_code, self.error_message, self.key, self.stalled(), cadence, self.at_risk,
+        )  # fmt: skip
 
     def account_status(self, now: datetime, interval: timedelta, grace: timedelta) -> str:
         stale = self.stale(now, interval, grace)
