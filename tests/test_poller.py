@@ -151,8 +151,7 @@ async def test_an_account_at_risk_is_re_read_at_the_risk_interval(make_sim: SimF
     await poller.cycle()
     risky = [s.name for s in poller.accounts.values() if s.at_risk]
     assert risky == ["sim-002"]
-    for state in poller.accounts.values():
-        poller._start(state, stagger=False)
+    poller.start(stagger=False)
     await asyncio.sleep(1.5)
     await poller.stop()
     polls = {name: s.polls for name, s in poller.accounts.items()}

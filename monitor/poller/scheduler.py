@@ -179,12 +179,17 @@ class Poller:
         await self._sync_time()
         self._running = True
         self._watching = asyncio.create_task(self.watch.run(), name="loop watch")
-        for state in self.active():
-            self._start(state, stagger=True)
+        self.start(stagger=True)
         try:
             await asyncio.Event().wait()
         finally:
             await self.stop()
+
+    def start(self, *, stagger: bool = True) -> None:
+        """Start a polling task for every account this process owns (`stagger`: first reads spread over one
+        interval, as `run` does)."""
+        for state in self.active():
+            self._start(state, stagger=stagger)
 
     @property
     def running(self) -> bool:
