@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make run    runs the monitor (against the built-in simulator when there is no accounts.toml)
-#   make test   runs ruff, mypy --strict and the whole test suite
+#   make test   runs ruff, mypy --strict, the import contracts (import-linter, no import circles) and the tests
 # Both create .venv and install what they need on first use.
 
 PYTHON ?= python3
@@ -24,6 +24,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check monitor web tests scripts bench
 	$(BIN)/ruff format --check monitor web tests scripts bench
 	$(BIN)/mypy monitor web
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/import_cycles.py
 
 test: lint
 	$(BIN)/pytest

@@ -27,6 +27,7 @@ from monitor.poller.scheduler import Poller
 from monitor.runtime import tune_gc
 from monitor.store import migrations
 from monitor.store.repository import Store
+from monitor.views import AccountViews
 
 TARGET_MS = 1.0
 CONCURRENT = 200  # ccxt accounts read at once (the simulator answers everyone in time)
@@ -48,6 +49,7 @@ async def ours(config: Config, cycles: int, database: str) -> tuple[list[float],
     clock = SystemClock()
     engine = AlertEngine(config, store, clock)
     await engine.load()
+    views = AccountViews(lambda: config.monitor, engine.last_success)
     cpu_per_cycle = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
         poller = Poller(config, session, clock)
@@ -58,7 +60,7 @@ async def ours(config: Config, cycles: int, database: str) -> tuple[list[float],
             outcomes = await poller.cycle()
             store.write_polls(outcomes)
             now = clock.now()
-            engine.evaluate([engine.view(s, now) for s in poller.active()], now, portfolio=True)
+            engine.evaluate([views.of(s.reading(), now) for s in poller.active()], now, portfolio=True)
             await engine.flush()
             cpu_per_cycle.append(time.process_time() - cpu)
     store.close()

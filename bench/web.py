@@ -17,9 +17,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from bench.common import configure, simulator
 from monitor.clock import SystemClock
 from monitor.config import load_config
+from monitor.readmodel import ServiceReader
 from monitor.service import Service
 from web.app import create_app
-from web.status import StatusSource
 
 TARGETS = {"/": 100.0, "/accounts/sim-002": 50.0}  # ms, median
 
@@ -28,18 +28,18 @@ async def measure(path: Path, requests: int) -> None:
     settings = f'database_url = "sqlite:///{path.parent}/web.db"\nip_budget = "1000000/s"\n'
     configure(path, settings)
     service = Service(path, load_config(path, env={}), SystemClock())
-    async with service.running() as poller:
+    async with service.started() as poller:
         await poller.cycle()
         await service.storage_ready.wait()
         await service.writer.flush(60)
-        await service.alerts.load()
+        await service.engine.load()
         now = service.clock.now()
-        service.alerts.evaluate([service.alerts.view(s, now) for s in poller.active()], now)
-        client = TestClient(TestServer(create_app(StatusSource(service))))
+        service.engine.evaluate([service.views.of(s.reading(), now) for s in poller.active()], now)
+        client = TestClient(TestServer(create_app(ServiceReader(service))))
         await client.start_server()
         try:
             pages = [*TARGETS, "/?sort=equity&dir=desc&page=3", "/alerts", "/api/v1/status", "/metrics"]
-            print(f"accounts: {len(poller.accounts)}, firing alerts: {len(service.alerts.firing())}")
+            print(f"accounts: {len(poller.accounts)}, firing alerts: {len(service.engine.firing())}")
             for page in pages:
                 times = []
                 for _ in range(requests):

@@ -17,7 +17,7 @@ from aiohttp import web
 from monitor import __version__
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, StorageError, reason
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -259,7 +259,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
     from monitor.alerts.delivery import deliver
-    from monitor.alerts.engine import messages_for
+    from monitor.alerts.messages import messages_for
 
     config = _load(args.config)
     if config is None:
@@ -280,8 +280,6 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from monitor.config.loader import database_url
     from monitor.config.values import duration
     from monitor.store.repository import Store
@@ -321,9 +319,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
             widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
             for r in rows:
                 print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        print(f"error: database: {reason} (is the schema current? `bitget-monitor db upgrade`)", file=sys.stderr)
+    except StorageError as exc:
+        print(f"error: database: {reason(exc)} (is the schema current? `bitget-monitor db upgrade`)", file=sys.stderr)
         return EXIT_FAILED
     finally:
         store.close()
@@ -352,8 +349,6 @@ def _unmatched_account(path: Path, pattern: str) -> str | None:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from monitor.config.loader import database_url
     from monitor.config.model import mask_url_password
     from monitor.store import migrations
@@ -370,9 +365,8 @@ def cmd_db(args: argparse.Namespace) -> int:
         elif args.db_command == "downgrade":
             migrations.downgrade(url, args.revision)
         revision = migrations.current(url)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        print(f"error: database {shown}: {reason}", file=sys.stderr)
+    except StorageError as exc:
+        print(f"error: database {shown}: {reason(exc)}", file=sys.stderr)
         return EXIT_FAILED
     head = migrations.head()
     state = "up to date" if revision == head else f"behind (newest is {head}; run `bitget-monitor db upgrade`)"

@@ -2,6 +2,9 @@
 
     MonitorError
     ├── ConfigError                 the accounts file or a secret is wrong; names file, line, key and fix
+    ├── StorageError                the database could not do what was asked (raised by monitor.store only)
+    │   ├── StorageUnavailable      away, locked, hanging or not migrated: retrying later can succeed
+    │   └── DataRefused             the data itself is refused (a constraint, a value): retrying cannot
     └── ExchangeError               anything that went wrong talking to Bitget; names account, endpoint, code
         ├── retryable: RateLimited, ExchangeUnavailable, RequestTimeout, ConnectionFailed,
         │              TimestampExpired, MalformedResponse
@@ -9,7 +12,8 @@
                        AccountModeMismatch, ApiDecommissioned, RequestRejected, UnexpectedResponse
 
 Lower-level errors (aiohttp, json, decimal) are translated into this tree at the client boundary with
-`raise ... from exc`. No message ever contains a secret: errors are built from names, codes and Bitget's
+`raise ... from exc`; SQLAlchemy's and the drivers' errors into StorageError at the store boundary (nothing
+outside monitor.store sees them). No message ever contains a secret: errors are built from names, codes and Bitget's
 own `msg`, never from request headers.
 """
 
@@ -49,6 +53,25 @@ class ConfigError(MonitorError):
         if self.hint:
             text += f" ({self.hint})"
         return text
+
+
+class StorageError(MonitorError):
+    """The database failed a request. `str()` is the driver's own text (`reason()` gives its first line)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message.strip()
+        super().__init__(self.message)
+
+
+class StorageUnavailable(StorageError):
+    """The database is unreachable, locked, hanging or not migrated: the same request can succeed later."""
+
+    retryable = True
+
+
+class DataRefused(StorageError):
+    """The database refuses the data itself (a constraint, a value its column rejects): retrying the same data
+    fails forever."""
 
 
 class ExchangeError(MonitorError):
@@ -149,3 +172,9 @@ class UnexpectedResponse(ExchangeError):
     """Well-formed Bitget JSON with a field the monitor cannot read: it will not fix itself by retrying."""
 
     fix = "Bitget's response format changed or holds an unexpected value; report it with the message"
+
+
+def reason(exc: BaseException) -> str:
+    """One line saying why, for a log line or a page: the first line of the error's text, or its class name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from monitor.alerts.lifecycle import Alert
+from monitor.alerts.model import Alert
 from monitor.config.model import Config
 from monitor.domain import PollOutcome, Position
 from monitor.rules.evaluate import AccountView, evaluate_account
@@ -55,8 +55,7 @@ def outcome_alerts(config: Config, outcomes: list[PollOutcome]) -> list[dict[str
         view = AccountView(o.account, account.tags, o.snapshot, o.finished_at if o.ok else None, True,
                            o.started_at, config.monitor.poll_interval, permanent_error=not o.ok,
                            error_code=o.error_code, error_message=o.error_message, key=o.key)  # fmt: skip
-        evaluation = evaluate_account(config.rules, view, o.finished_at, lambda r, _k, v: r.severity(v, None),
-                                      lambda _r, _a: None)  # fmt: skip
+        evaluation = evaluate_account(config.rules, view, o.finished_at)  # no alert state, no peaks
         found += [obs for obs in evaluation.observations if obs.severity is not None]
     found.sort(key=lambda obs: (-obs.severity.rank if obs.severity else 0, obs.key))
     return [

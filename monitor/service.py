@@ -7,31 +7,33 @@ import contextlib
 import logging
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.engine import AlertEngine
-from monitor.alerts.lifecycle import ACTIVE, Alert, State
-from monitor.alerts.sender import CLAIM, Sender, node_name
+from monitor.alerts.sender import Sender, node_name
 from monitor.clock import Clock
 from monitor.config import Config, load_config
 from monitor.domain import PollOutcome
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, StorageError, reason
 from monitor.exchange.bitget.codes import metric_label
-from monitor.exchange.bitget.market import MarkPrices
+from monitor.once import CONNECTIONS, OnceCycle
 from monitor.poller.scheduler import Poller
-from monitor.poller.state import AccountState
+from monitor.poller.state import Reading
+from monitor.readmodel import ServiceReader
 from monitor.rules.evaluate import AccountView
 from monitor.runtime import tune_gc
 from monitor.store import migrations
 from monitor.store.repository import Store
 from monitor.store.writer import SnapshotWriter
+from monitor.views import AccountViews
+from web.app import create_app
+from web.site import GuardedSite, make_runner
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,7 @@ MAINTENANCE_INTERVAL = 600.0  # seconds between rollup/prune passes
 MIGRATION_RETRY = 10.0  # seconds between attempts while the database cannot be migrated
 CONFIG_WATCH_INTERVAL = 2.0  # seconds between checks of the accounts file's modification time
 SHUTDOWN_FLUSH = 5.0  # seconds the writer gets to flush on shutdown
-CONNECTIONS = 512
 SUMMARY_INTERVAL = 300.0
-ONCE_LOAD_TIMEOUT = 15.0  # seconds `once` waits for the alert state once the schema is in place
 
 
 class LeaseMode(StrEnum):
@@ -53,23 +53,7 @@ class LeaseMode(StrEnum):
     SHARING = "sharing"  # the accounts it holds leases for
 
 
-@dataclass
-class OnceResult:
-    """What one `once` cycle did. `error` says why the cycle or its messages are not (all) stored."""
-
-    outcomes: list[PollOutcome]
-    alerts: list[Alert] = field(default_factory=list)  # active after the cycle, or resolved by it
-    error: str | None = None
-    sent: int = 0
-    queued: int = 0  # messages still in the outbox (due later, failing, or cut off by the timeout)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-class Service:
+class Service(OnceCycle):
     def __init__(self, config_path: Path, config: Config, clock: Clock, *, migrate: bool = True) -> None:
         self.config_path = config_path
         self.config = config
@@ -80,7 +64,12 @@ class Service:
         self.writer = SnapshotWriter(self.store, limit=config.storage.write_buffer)
         self.session: aiohttp.ClientSession | None = None
         self.poller: Poller | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        # Tasks that read Bitget or feed polling stop first on close; the rest (writer, alerts, sender, storage
+        # upkeep) after the results are flushed. Each set forgets a task once it is done.
+        self._polling: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._writing = False  # the writer runs (storage is ready): close flushes it
+        self._sharing = False  # this process takes part in the lease protocol: close releases its leases
         self.storage_ready = asyncio.Event()
         self.lease_mode = LeaseMode.STARTING if self.store.shared else LeaseMode.SINGLE
         self._claimed = asyncio.Event()  # the first lease claim succeeded
@@ -90,44 +79,36 @@ class Service:
         self.web_url: str | None = None  # failed polls by Bitget code (or error class), since start
         self.node = node_name()
         self.sender = Sender(config, self.store, clock, self.node)
-        self.alerts = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
+        self.engine = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
+        self.views = AccountViews(lambda: self.config.monitor, self.engine.last_success)
         self._mtime = self._file_mtime()
         self._reloading = asyncio.Lock()  # reloads apply one at a time, in the order they were asked for
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Poller]:
+    async def started(self) -> AsyncIterator[Poller]:
         """Storage ready (or being made ready), the writer running, a poller built; all closed on exit."""
         # The budgets throttle; the connection pool must not (requests queued for a connection after their
         # budget turn would reach Bitget in a burst). Slow answers hold connections, hence the headroom.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
-        self.poller = Poller(self.config, self.session, self.clock, hooks=(self._store_outcome, self._judge_outcome))
+        self.poller = Poller(self.config, self.session, self.clock, sink=self._polled)
         self._read_marks(self.session, self.poller)
         tune_gc()
-        self._tasks.append(asyncio.create_task(self._prepare_storage(), name="storage"))
+        self._spawn(self._polling, self._prepare_storage(), "storage")
         try:
             yield self.poller
         finally:
             await self.close()
 
-    def _read_marks(self, session: aiohttp.ClientSession, poller: Poller) -> None:
-        """Positions that disappear are judged against the public mark, read inside the poller's IP budget."""
-        m = self.config.monitor
-        self.marks = MarkPrices(session, m.bitget_url, poller.ip_budget, self.clock,
-                                timeout=m.request_timeout.total_seconds())  # fmt: skip
-        self.alerts.marks = self.marks
-
-    def _store_outcome(self, state: AccountState, outcome: PollOutcome) -> None:
+    def _polled(self, reading: Reading, outcome: PollOutcome) -> None:
+        """Each poll's result: stored (through the writer), counted, and judged at once (the fastest path to an
+        alert; `once` judges after its cycle instead)."""
         self.writer.submit(outcome)
         self.requests += outcome.requests
         if outcome.error_code is not None:  # Bitget's known codes and our error classes: a bounded set
             self.poll_errors[metric_label(outcome.error_code)] += 1
-
-    def _judge_outcome(self, state: AccountState, outcome: PollOutcome) -> None:
-        """Evaluate the rules for an account right after each of its polls (the fastest path to an alert)."""
         if self._alerting:
             now = self.clock.now()
-            cadence = self.poller.cadence if self.poller is not None else None
-            self.alerts.evaluate([self.alerts.view(state, now, cadence)], now)
+            self.engine.evaluate([self.views.of(reading, now)], now)
 
     async def _run_alerts(self, poller: Poller) -> None:
         """The alert engine and the outbox sender, once the schema is in place (and, when processes share the
@@ -137,13 +118,13 @@ class Service:
         if self.store.shared:
             with contextlib.suppress(TimeoutError):  # claims failing with the database up: judge what it polls
                 await asyncio.wait_for(self._claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
-        self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
+        self._spawn(self._background, self.sender.run(), "sender")
 
         def views() -> list[AccountView]:
             now = self.clock.now()
-            return [self.alerts.view(s, now, poller.cadence) for s in poller.active()]
+            return [self.views.of(r, now) for r in poller.readings()]
 
-        await self.alerts.run(views, portfolio=lambda: poller.owned is None)
+        await self.engine.run(views, portfolio=lambda: poller.owned is None)
 
     async def _prepare_storage(self) -> None:
         """Migrate (unless told not to) and register accounts, retrying while the database is away; then
@@ -156,10 +137,11 @@ class Service:
                 break
             except Exception as exc:  # unreachable, locked, or at a revision this version does not know
                 log.error("database %s not ready (%s); polling goes on, results are buffered",
-                          self.config.monitor.database_display, str(getattr(exc, "orig", exc)).strip())  # fmt: skip
+                          self.config.monitor.database_display, str(exc).strip())  # fmt: skip
                 await asyncio.sleep(MIGRATION_RETRY)
-        self._tasks.append(asyncio.create_task(self.writer.run(), name="writer"))
-        self._tasks.append(asyncio.create_task(self._maintain(), name="maintenance"))
+        self._spawn(self._background, self.writer.run(), "writer")
+        self._writing = True
+        self._spawn(self._background, self._maintain(), "maintenance")
         self.storage_ready.set()
 
     async def _share_accounts(self) -> None:
@@ -181,16 +163,16 @@ class Service:
                 names = [a.name for a in self.config.accounts]
                 owned = await asyncio.to_thread(self.store.claim, self.node, names, self.clock.now(),
                                                 self.config.monitor.lease_ttl)  # fmt: skip
-                await self.alerts.adopt(owned)  # before polling them: their alert state first
+                await self.engine.adopt(owned)  # before polling them: their alert state first
                 if self.lease_mode is not LeaseMode.SHARING:
                     log.info("joined the lease protocol: this process shares the accounts through %s",
                              self.config.monitor.database_display)  # fmt: skip
                 self.lease_mode = LeaseMode.SHARING
                 self.poller.set_owned(owned)
                 self._claimed.set()
-            except (SQLAlchemyError, TimeoutError) as exc:
-                reason = _reason(exc) if isinstance(exc, SQLAlchemyError) else "database not ready"
-                log.warning("cannot claim account leases: %s", reason)
+            except (StorageError, TimeoutError) as exc:
+                why = reason(exc) if isinstance(exc, StorageError) else "database not ready"
+                log.warning("cannot claim account leases: %s", why)
                 if self.lease_mode is LeaseMode.STARTING:
                     log.error("database %s unreachable: polling every account of %s as a lone process until it "
                               "answers, then sharing them through leases", self.config.monitor.database_display,
@@ -208,100 +190,17 @@ class Service:
                 await asyncio.to_thread(self.store.maintain, self.clock.now(), storage.raw_retention,
                                         storage.hourly_retention)  # fmt: skip
             except Exception as exc:  # another process may be maintaining the same database
-                log.warning("storage maintenance skipped: %s", str(getattr(exc, "orig", exc)).strip())
+                log.warning("storage maintenance skipped: %s", str(exc).strip())
             await asyncio.sleep(MAINTENANCE_INTERVAL)
-
-    async def once(self, deliver_timeout: float = 30.0, *, dry_run: bool = False) -> OnceResult:
-        """One monitor cycle, for cron and timers: the same lifecycle as `run`, continued from the database.
-
-        Load the alert state, read every account once, store the reads, judge them (`for` and repeats count
-        from stored times, so a series of calls behaves like `run`), store the transitions and the outbox, and
-        deliver what is due (earlier queued messages too) for at most `deliver_timeout` seconds; what is not
-        delivered stays queued for the next call. `dry_run`: read and report only, the database is not touched.
-        """
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
-        self.poller = Poller(self.config, self.session, self.clock)  # no hooks: stored and judged after the cycle
-        self._read_marks(self.session, self.poller)
-        result = OnceResult([])
-        try:
-            if not dry_run:
-                result.error = await self._once_storage()
-            result.outcomes = await self.poller.cycle()
-            if dry_run or result.error is not None:
-                return result
-            result.error = await self._once_judge(result)
-            if result.error is None:
-                result.error = await self._once_deliver(result, deliver_timeout)
-            return result
-        finally:
-            await self.poller.stop()
-            await self.session.close()
-            self.sender.close()
-            await asyncio.to_thread(self.store.close)
-
-    async def _once_storage(self) -> str | None:
-        """Schema, accounts and the alert state, or why not (the database is away, locked, too new)."""
-        try:
-            if self.migrate:
-                await asyncio.to_thread(migrations.upgrade, self.config.monitor.database_url.reveal())
-            await asyncio.to_thread(self.store.register_accounts, self.config.accounts, self.clock.now())
-            await asyncio.wait_for(self.alerts.load(), ONCE_LOAD_TIMEOUT)  # load() itself waits for ever
-        except TimeoutError:
-            return f"alert state not loaded within {ONCE_LOAD_TIMEOUT:.0f} s"
-        except Exception as exc:
-            return _reason(exc)
-        return None
-
-    async def _once_judge(self, result: OnceResult) -> str | None:
-        assert self.poller is not None
-        try:
-            await asyncio.to_thread(self.store.write_polls, result.outcomes)
-        except Exception as exc:
-            return f"reads not stored: {_reason(exc)}"
-        now = self.clock.now()
-        self.alerts.evaluate([self.alerts.view(s, now) for s in self.poller.accounts.values()], now, portfolio=True)
-        await self.alerts.judged()  # positions gone since the stored alerts: judged against the mark read now
-        if not await self.alerts.flush():
-            return f"alert changes and their messages not stored ({self.alerts.waiting} messages)"
-        rank = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2}
-        shown = [a for a in self.alerts.alerts.values()
-                 if a.state in ACTIVE or (a.state is State.RESOLVED and a.resolved_at == now)]  # fmt: skip
-        result.alerts = sorted(shown, key=lambda a: (rank[a.state], -(a.severity.rank if a.severity else 0), a.key))
-        return None
-
-    async def _once_deliver(self, result: OnceResult, timeout: float) -> str | None:
-        """Deliver until nothing more is due: a lane's next message becomes due once its head is sent, and a
-        failed one waits for its backoff (the next call)."""
-
-        async def deliver() -> None:
-            while await self.sender.send_due():
-                pass
-
-        try:
-            await asyncio.wait_for(deliver(), timeout)
-        except TimeoutError:
-            log.warning("--deliver-timeout (%.0f s) reached: undelivered messages stay queued for the next run "
-                        "(one cut off mid-delivery once its claim lapses, in %s)", timeout, CLAIM)  # fmt: skip
-        except Exception as exc:
-            return f"deliveries not recorded: {_reason(exc)}"
-        result.sent = self.sender.sent
-        try:
-            result.queued = (await asyncio.to_thread(self.store.alerts.outbox_counts)).get("queued", 0)
-        except Exception as exc:
-            return f"outbox not readable: {_reason(exc)}"
-        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set; SIGHUP or a change of the file reloads the accounts. The status page is
         served meanwhile."""
-        from web.app import create_app
-        from web.site import GuardedSite, make_runner
-        from web.status import StatusSource
 
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
-        runner = make_runner(create_app(StatusSource(self)))
+        runner = make_runner(create_app(ServiceReader(self)))
         await runner.setup()
         host, port = self.config.web.listen
         try:
@@ -318,14 +217,15 @@ class Service:
             await runner.cleanup()
 
     async def _run(self, stop: asyncio.Event, site: web.AppRunner) -> None:
-        async with self.running() as poller:
-            self._tasks.append(asyncio.create_task(poller.run(), name="poller"))
-            self._tasks.append(asyncio.create_task(self._watch_config(), name="config watch"))
-            self._tasks.append(asyncio.create_task(self._summarize(poller), name="summary"))
+        async with self.started() as poller:
+            self._spawn(self._polling, poller.run(), "poller")
+            self._spawn(self._polling, self._watch_config(), "config watch")
+            self._spawn(self._polling, self._summarize(poller), "summary")
             self._alerting = True
-            self._tasks.append(asyncio.create_task(self._run_alerts(poller), name="alerts"))
+            self._spawn(self._background, self._run_alerts(poller), "alerts")
             if self.store.shared:
-                self._tasks.append(asyncio.create_task(self._share_accounts(), name="leases"))
+                self._spawn(self._polling, self._share_accounts(), "leases")
+                self._sharing = True
             await stop.wait()
             log.info("stopping")
             await site.cleanup()  # no page is served from a service being closed
@@ -343,42 +243,37 @@ class Service:
 
     async def close(self) -> None:
         # Stop polling first (in-flight requests are cancelled), then give the writer time to flush.
-        poller_tasks = [
-            t
-            for t in self._tasks
-            if t.get_name() in ("poller", "config watch", "reload", "storage", "leases", "summary")
-        ]
-        for task in poller_tasks:
-            task.cancel()
-        await asyncio.gather(*poller_tasks, return_exceptions=True)
+        await _cancel(self._polling)
         if self.poller is not None:
             await self.poller.stop()
-        if any(t.get_name() == "writer" for t in self._tasks) and not await self.writer.flush(SHUTDOWN_FLUSH):
+        if self._writing and not await self.writer.flush(SHUTDOWN_FLUSH):
             log.error("shutting down with %d results not written (database unreachable)", self.writer.pending)
         if self._alerting and not await self.sender.drain(SHUTDOWN_FLUSH):
             log.warning("shutting down during a delivery: its message is sent again after a restart")
-        if self._alerting and self.alerts.ready:
+        if self._alerting and self.engine.ready:
             with contextlib.suppress(TimeoutError):  # a position that just disappeared: its verdict goes out too
-                await asyncio.wait_for(self.alerts.judged(), SHUTDOWN_FLUSH)
+                await asyncio.wait_for(self.engine.judged(), SHUTDOWN_FLUSH)
             try:
-                written = await asyncio.wait_for(self.alerts.flush(), SHUTDOWN_FLUSH)
+                written = await asyncio.wait_for(self.engine.flush(), SHUTDOWN_FLUSH)
             except TimeoutError:
                 written = False
             if not written:
                 log.error("shutting down with alert changes not written: %d messages are sent again after a "
-                          "restart if still due", self.alerts.waiting)  # fmt: skip
-        if any(t.get_name() == "leases" for t in poller_tasks):
+                          "restart if still due", self.engine.waiting)  # fmt: skip
+        if self._sharing:
             try:  # hand the accounts over now rather than when the leases expire
                 await asyncio.to_thread(self.store.release, self.node, self.clock.now())
-            except SQLAlchemyError as exc:
+            except StorageError as exc:
                 log.warning("leases not released (they expire by themselves): %s", exc)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await _cancel(self._background)
         if self.session is not None:
             await self.session.close()
         await asyncio.to_thread(self.store.close)
+
+    def _spawn(self, group: set[asyncio.Task[None]], work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        group.add(task)
+        task.add_done_callback(_finished(group))
 
     # -- reloading ---------------------------------------------------------------------------------------
 
@@ -401,7 +296,7 @@ class Service:
         async def reload() -> None:
             await self.reload()
 
-        self._tasks.append(asyncio.get_running_loop().create_task(reload(), name="reload"))
+        self._spawn(self._polling, reload(), "reload")
 
     async def reload(self) -> bool:
         """Load the accounts file again; a valid one replaces the running configuration, an invalid one is
@@ -424,15 +319,33 @@ class Service:
         if self.poller is not None:
             self.poller.apply(config)
             self.marks.configure(config.monitor.bitget_url, config.monitor.request_timeout.total_seconds())
-        self.alerts.apply(config)
+        self.engine.apply(config)
         self.sender.apply(config)
         self.store.snapshot_interval = config.storage.snapshot_interval
         self.config = config
-        self._tasks.append(asyncio.get_running_loop().create_task(self._register(config), name="register"))
+        self._spawn(self._background, self._register(config), "register")
         log.info("reloaded %s: %d accounts", self.config_path, len(config.accounts))
 
     async def _register(self, config: Config) -> None:
         try:
             await asyncio.to_thread(self.store.register_accounts, config.accounts, self.clock.now())
-        except SQLAlchemyError as exc:
-            log.warning("accounts not registered in the database yet: %s", str(getattr(exc, "orig", exc)).strip())
+        except StorageError as exc:
+            log.warning("accounts not registered in the database yet: %s", str(exc).strip())
+
+
+def _finished(group: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    """Forget a done task; one that failed says so (a background task must not end in silence)."""
+
+    def forget(task: asyncio.Task[None]) -> None:
+        group.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s ended: %r", task.get_name(), task.exception(), exc_info=task.exception())
+
+    return forget
+
+
+async def _cancel(group: set[asyncio.Task[None]]) -> None:
+    tasks = list(group)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

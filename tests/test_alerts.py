@@ -25,6 +25,7 @@ from monitor.poller.state import AccountState, Status
 from monitor.rules.evaluate import AccountView
 from monitor.store import migrations
 from monitor.store.repository import Store
+from monitor.views import AccountViews
 from tests.conftest import Mailbox, Sim, Sink
 
 D = Decimal
@@ -415,8 +416,9 @@ async def test_a_stretched_cycle_neither_holds_alerts_nor_makes_every_account_un
     state.last_good_at, state.polls, state.status = read_at, 1, Status.OK
     rig.clock.advance(150)  # five poll_intervals (30 s) since the last read, within one stretched cycle
     now = rig.clock.now()
-    assert not rig.engine.view(state, now).fresh  # against poll_interval alone it would be stale
-    view = rig.engine.view(state, now, cadence=timedelta(minutes=3))
+    views = AccountViews(lambda: rig.config.monitor, rig.engine.last_success)
+    assert not views.of(state.reading(), now).fresh  # against poll_interval alone it would be stale
+    view = views.of(state.reading(cadence=timedelta(minutes=3)), now)
     assert view.fresh
     rig.engine.evaluate([view], now)
     assert await rig.engine.flush()
@@ -549,14 +551,14 @@ async def test_a_broken_user_template_is_refused_at_load_and_a_failing_one_falls
 async def test_a_batch_the_database_refuses_is_dropped_and_later_ones_are_written(
     make_rig: Any, sink: Sink, db_url: str
 ) -> None:
-    from monitor.alerts.lifecycle import Alert, State
+    from monitor.alerts.model import Alert, State
 
     if db_url.startswith("sqlite"):
         pytest.skip("SQLite does not enforce column lengths: nothing to refuse")
     rig = await make_rig(rules(sink).replace('for = "1m"', 'for = "0s"'))
     now = rig.clock.now()
-    rig.engine._record(Alert("x" * 500, "liq", "alpha", "", State.FIRING, now), None)  # a key too long
-    assert await rig.engine.flush() and rig.engine.rejected == 1
+    rig.engine.journal.record(Alert("x" * 500, "liq", "alpha", "", State.FIRING, now), None)  # a key too long
+    assert await rig.engine.flush() and rig.engine.journal.rejected == 1
     await rig.judge("alpha", position("95"))
     assert len(sink.received) == 1
 

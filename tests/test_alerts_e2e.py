@@ -47,7 +47,7 @@ async def test_a_mark_crossing_the_critical_level_sends_one_critical_and_then_on
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     try:
-        await until(lambda: service.alerts.ready and all(s.polls for s in service.poller.accounts.values()))  # type: ignore[union-attr]
+        await until(lambda: service.engine.ready and all(s.polls for s in service.poller.accounts.values()))  # type: ignore[union-attr]
         await asyncio.sleep(1.5)
         assert sink.received == []  # 9.1 % from liquidation: fine
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # 2.2 %

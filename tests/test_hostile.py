@@ -20,13 +20,22 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.clock import SystemClock
 from monitor.config import load_config
-from monitor.domain import AccountMode, AccountSnapshot, FuturesAccount, MarginMode, Position, PositionMode, Side
+from monitor.domain import (
+    AccountMode,
+    AccountSnapshot,
+    FuturesAccount,
+    MarginMode,
+    PollOutcome,
+    Position,
+    PositionMode,
+    Side,
+)
 from monitor.poller.state import INVALID_SNAPSHOT, Status
+from monitor.readmodel import ServiceReader
 from monitor.service import Service
 from tests.conftest import Sim, SimFactory
 from tests.test_web import accounts_file
 from web.app import create_app
-from web.status import StatusSource
 
 D = Decimal
 PATHS = ("/", "/alerts", "/api/v1/status", "/metrics", "/readyz")
@@ -55,14 +64,14 @@ async def served(make_sim: SimFactory, tmp_path: Path, aiohttp_client: Any) -> A
             text = text.replace(sim.url, bitget_url)
         path.write_text(text)
         service = Service(path, load_config(path, env={}), SystemClock())
-        context = service.running()
+        context = service.started()
         poller = await context.__aenter__()
         contexts.append(context)
         await poller.cycle()
         await service.storage_ready.wait()
         tasks.append(asyncio.create_task(poller.run()))
         await until(lambda: poller.running)
-        client = await aiohttp_client(create_app(StatusSource(service)))
+        client = await aiohttp_client(create_app(ServiceReader(service)))
         return client, service, sim
 
     contexts: list[Any] = []
@@ -156,10 +165,11 @@ async def test_an_absurd_answer_marks_only_its_account_failing_and_is_never_stor
 async def test_a_result_the_database_refuses_shows_on_the_page_and_in_the_metrics(served: Any, db_url: str) -> None:
     client, service, _ = await served(database=db_url)
     state = service.poller.active()[2]
-    assert state.last_outcome is not None and state.last_outcome.snapshot is not None
+    assert state.snapshot is not None
+    last = PollOutcome(state.name, state.snapshot.taken_at, state.snapshot.taken_at, snapshot=state.snapshot)
     await service.writer.flush(5)
     # A value no column takes (the poller refuses such answers; this one comes straight to the writer).
-    refused = replace(state.last_outcome, snapshot=replace(state.last_outcome.snapshot, spot_usdt=D("Infinity")))
+    refused = replace(last, snapshot=replace(state.snapshot, spot_usdt=D("Infinity")))
     service.writer.submit(refused)
     assert await service.writer.flush(5)
     assert service.writer.refused == {state.name: 1}
@@ -173,7 +183,7 @@ async def test_a_result_the_database_refuses_shows_on_the_page_and_in_the_metric
     metrics = families(await (await client.get("/metrics")).text())
     counted = {s.labels["account"]: s.value for s in metrics["bitget_monitor_refused_writes"].samples}
     assert counted == {state.name: 1.0}
-    service.writer.submit(state.last_outcome)  # the next result is stored: the page says so
+    service.writer.submit(last)  # the next result is stored: the page says so
     assert await service.writer.flush(5)
     assert "not stored" not in await (await client.get("/")).text()
 
@@ -191,8 +201,9 @@ async def test_deleting_the_sqlite_file_under_a_running_monitor_is_logged_and_fa
         assert response.status == 503
         assert (await response.json())["checks"]["database"] is False
         state = service.poller.active()[0]
-        assert state.last_outcome is not None
-        service.writer.submit(state.last_outcome)
+        assert state.snapshot is not None
+        at = state.snapshot.taken_at
+        service.writer.submit(PollOutcome(state.name, at, at, snapshot=state.snapshot))
         await until(lambda: not service.writer.healthy)
     assert f"the SQLite database file {database} was deleted" in caplog.text
     assert service.writer.pending >= 1  # kept in memory, not written into a file nobody will read

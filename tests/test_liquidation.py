@@ -180,7 +180,7 @@ async def test_a_position_liquidated_between_two_reads_is_announced_critical_as_
     (liquidation,) = [t for t in transitions(rig) if t[1] == "liquidated"]
     assert liquidation[0] == ("firing" if alerting else "inactive")
     assert liquidation[2].startswith(f"liquidated: mark {mark} is past its liquidation price ")
-    (alert,) = rig.engine.alerts.values()
+    (alert,) = rig.engine.current.values()
     assert (alert.state, alert.severity) == ("liquidated", "critical")
     assert sim.sim.requests[("-", ep.TICKERS.path)] == 1  # one unsigned request for the whole product type
     rig.clock.advance(30)
@@ -278,7 +278,7 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     try:
-        await until(lambda: service.alerts.ready and all(s.polls for s in service.poller.accounts.values()))  # type: ignore[union-attr]
+        await until(lambda: service.engine.ready and all(s.polls for s in service.poller.accounts.values()))  # type: ignore[union-attr]
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # 2.2 %: critical
         await until(lambda: len(sink.received) >= 1)
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "85"})  # the isolated long goes
@@ -305,8 +305,9 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
 
 def test_the_email_form_gives_the_mark_read_after_and_the_last_read() -> None:
     from monitor.alerts.departures import details_after
-    from monitor.alerts.lifecycle import Alert, Reason, State, liquidated
-    from monitor.alerts.messages import Item, Messages
+    from monitor.alerts.lifecycle import liquidated
+    from monitor.alerts.messages import Messages
+    from monitor.alerts.model import Alert, Item, Reason, State
     from monitor.rules.model import Severity
 
     seen = last()

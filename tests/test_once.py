@@ -15,7 +15,8 @@ from aiohttp.test_utils import unused_port
 
 from monitor.clock import SystemClock
 from monitor.config import load_config
-from monitor.service import OnceResult, Service
+from monitor.once import OnceResult
+from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from monitor.simulator.world import load_scenario
 from monitor.store.repository import Store

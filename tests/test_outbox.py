@@ -303,7 +303,7 @@ async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     try:
-        await until(lambda: service.alerts.ready and all(s.polls for s in service.poller.accounts.values()), 30)  # type: ignore[union-attr]
+        await until(lambda: service.engine.ready and all(s.polls for s in service.poller.accounts.values()), 30)  # type: ignore[union-attr]
         await asyncio.sleep(1.5)
         assert sink.received == []
         with database_away(database):
@@ -329,10 +329,8 @@ async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_
 
 
 def test_a_full_outbox_in_memory_forgets_sent_messages_first_then_the_oldest_unsent() -> None:
-    from monitor.alerts.compose import Outgoing
-    from monitor.alerts.messages import Rendered
+    from monitor.alerts.model import Outgoing, Queued, Rendered
     from monitor.alerts.outbox import MemoryOutbox
-    from monitor.store.alerts import Queued
 
     def message(n: int) -> Queued:
         return Queued(Outgoing("ops", f"a{n}", "critical", Rendered(f"m{n}", "", ""), ()), T0)

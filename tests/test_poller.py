@@ -17,6 +17,7 @@ from monitor.poller.scheduler import Poller
 from monitor.poller.state import Status
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
+from tests import stored as readback
 from tests.conftest import Sim, SimFactory
 
 
@@ -150,8 +151,7 @@ async def test_an_account_at_risk_is_re_read_at_the_risk_interval(make_sim: SimF
     await poller.cycle()
     risky = [s.name for s in poller.accounts.values() if s.at_risk]
     assert risky == ["sim-002"]
-    for state in poller.accounts.values():
-        poller._start(state, stagger=False)
+    poller.start(stagger=False)
     await asyncio.sleep(1.5)
     await poller.stop()
     polls = {name: s.polls for name, s in poller.accounts.items()}
@@ -243,7 +243,7 @@ async def test_run_stops_cleanly_on_sigterm_mid_cycle_and_keeps_what_it_read(
 
     store = Store(config.monitor.database_url.reveal())
     try:
-        latest = await asyncio.to_thread(store.latest)
+        latest = await asyncio.to_thread(readback.latest, store)
     finally:
         store.close()
     assert set(latest) == {f"sim-00{i}" for i in range(1, 9)} - {"sim-003"}

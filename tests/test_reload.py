@@ -40,7 +40,7 @@ async def test_a_reload_waiting_for_a_slow_file_leaves_the_loop_running(make_sim
     sim = await make_sim(accounts=3)
     path, text = _accounts_file(tmp_path, sim.world, sim.url)
     service = Service(path, load_config(path, env={}), SystemClock())
-    async with service.running() as poller:
+    async with service.started() as poller:
         # The file becomes a FIFO: it gives its text only when the test lets it, a file as slow as we like.
         path.unlink()
         os.mkfifo(path)
@@ -70,7 +70,7 @@ async def test_a_reload_with_a_fifo_as_secret_file_is_rejected_at_once(make_sim:
     service = Service(path, load_config(path, env={}), SystemClock())
     fifo = tmp_path / "secret.fifo"
     os.mkfifo(fifo)
-    async with service.running() as poller:
+    async with service.started() as poller:
         extra = '\n[[accounts]]\nname = "piped"\napi_key = "k"\npassphrase = "p"\napi_secret_file = "secret.fifo"\n'
         path.write_text(text + extra)
         reload = asyncio.create_task(service.reload())

@@ -31,7 +31,8 @@ from monitor.domain import (
 from monitor.errors import ConfigError
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.reports import schedule as sch
-from monitor.reports.content import AccountPeriod, build_report, duration, pct, usdt
+from monitor.reports.content import build_report, duration, pct, usdt
+from monitor.reports.model import AccountPeriod
 from monitor.reports.render import ReportMessages, render_report
 from monitor.store import migrations
 from monitor.store import reports as stored

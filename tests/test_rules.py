@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.alerts.compose import quiet_until
-from monitor.alerts.lifecycle import Reason, State, notified, notify_reason, step, vanish
+from monitor.alerts.lifecycle import notified, notify_reason, step, vanish
+from monitor.alerts.model import Reason, Silence, State
+from monitor.alerts.silences import silenced
 from monitor.config import load_config
 from monitor.config.model import ChannelConfig
 from monitor.domain import AccountMode, AccountSnapshot, KeyInfo, MarginMode, Position, PositionMode, Side
@@ -114,7 +116,7 @@ def view(
 
 
 def judge(rules: list[Rule], v: AccountView, now: datetime = T0) -> dict[str, tuple[Severity | None, str]]:
-    evaluation = evaluate_account(rules, v, now, lambda r, k, x: r.severity(x, None), lambda r, a: None)
+    evaluation = evaluate_account(rules, v, now)
     return {o.key: (o.severity, o.summary) for o in evaluation.observations} | {
         f"held:{name}": (None, "") for name in evaluation.held
     }
@@ -225,37 +227,39 @@ def test_for_delays_firing_and_a_short_blip_never_fires() -> None:
     rule = Rule("liq", RuleType.LIQUIDATION_DISTANCE, D(15), for_=timedelta(minutes=2))
     alert, tr = step(None, observe(rule, "10", W), T0)  # type: ignore[arg-type]
     assert alert is not None and alert.state is State.PENDING and tr is not None
-    assert notify_reason(alert, rule, T0, silenced=False) is None
+    assert notify_reason(alert, rule, T0) is None
     alert, tr = step(alert, observe(rule, "10", W), T0 + timedelta(minutes=1))  # type: ignore[arg-type]
     assert alert is not None and alert.state is State.PENDING and tr is None
     blip, tr = step(alert, observe(rule, "20", None), T0 + timedelta(minutes=1))  # type: ignore[arg-type]
     assert blip is not None and blip.state is State.INACTIVE and tr is not None
     alert, tr = step(alert, observe(rule, "10", W), T0 + timedelta(minutes=2))  # type: ignore[arg-type]
     assert alert is not None and alert.state is State.FIRING and tr is not None
-    assert notify_reason(alert, rule, T0 + timedelta(minutes=2), silenced=False) is Reason.FIRING
+    assert notify_reason(alert, rule, T0 + timedelta(minutes=2)) is Reason.FIRING
 
 
 def test_escalation_notifies_at_once_and_repeats_follow_each_severity() -> None:
     alert, _ = step(None, observe(LIQ, "10", W), T0)  # type: ignore[arg-type]
     assert alert is not None
     alert = notified(alert, T0)
-    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=29), silenced=False) is None
-    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=30), silenced=False) is Reason.REPEAT
+    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=29)) is None
+    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=30)) is Reason.REPEAT
     alert, tr = step(alert, observe(LIQ, "6", C), T0 + timedelta(minutes=1))  # type: ignore[arg-type]
     assert alert is not None and tr is not None and tr.reason == "escalated to critical"
-    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=1), silenced=False) is Reason.ESCALATED
+    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=1)) is Reason.ESCALATED
     alert = notified(alert, T0 + timedelta(minutes=1))
-    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=6), silenced=False) is Reason.REPEAT
+    assert notify_reason(alert, LIQ, T0 + timedelta(minutes=6)) is Reason.REPEAT
 
 
 def test_silence_keeps_it_quiet_and_its_end_announces_a_still_firing_alert() -> None:
     alert, _ = step(None, observe(LIQ, "10", W), T0)  # type: ignore[arg-type]
     assert alert is not None
-    assert notify_reason(alert, LIQ, T0, silenced=True) is None
-    assert notify_reason(alert, LIQ, T0 + timedelta(hours=2), silenced=False) is Reason.FIRING
+    quiet = Silence(1, "*", None, None, T0, T0 + timedelta(hours=1), "maintenance", T0)
+    assert silenced(alert, [quiet], T0)  # the engine asks nothing more of a silenced alert: it stays quiet
+    assert not silenced(alert, [quiet], T0 + timedelta(hours=2))
+    assert notify_reason(alert, LIQ, T0 + timedelta(hours=2)) is Reason.FIRING
     resolved, _ = step(alert, observe(LIQ, "30", None), T0)  # type: ignore[arg-type]
     assert resolved is not None and resolved.state is State.RESOLVED
-    assert notify_reason(resolved, LIQ, T0, silenced=False) is None  # never announced: nothing to resolve
+    assert notify_reason(resolved, LIQ, T0) is None  # never announced: nothing to resolve
 
 
 def test_a_closed_position_resolves_its_alert_with_the_reason() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from monitor.alerts.engine import AlertEngine
-from monitor.alerts.lifecycle import State
+from monitor.alerts.model import State
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
 from monitor.domain import AccountMode, AccountSnapshot
@@ -21,6 +21,7 @@ from monitor.poller.state import AccountState, Status
 from monitor.service import Service
 from monitor.store import migrations
 from monitor.store.repository import Store
+from monitor.views import AccountViews
 from tests.conftest import SimFactory
 from tests.test_web import accounts_file
 
@@ -29,7 +30,7 @@ def unreachable(engine: AlertEngine) -> dict[str, str]:
     """Accounts with an `unreachable` alert pending or firing, and its state."""
     return {
         a.account or "": str(a.state)
-        for a in engine.alerts.values()
+        for a in engine.current.values()
         if a.rule == "unreachable" and a.state in (State.PENDING, State.FIRING)
     }
 
@@ -45,15 +46,15 @@ async def test_a_blocked_event_loop_raises_no_unreachable_alert_for_healthy_acco
     path = accounts_file(sim, tmp_path, rename=False)
     path.write_text(path.read_text().replace("[monitor]\n", '[monitor]\npoll_interval = "1s"\nstale_grace = "1s"\n'))
     service = Service(path, load_config(path, env={}), SystemClock())
-    async with service.running() as poller:
+    async with service.started() as poller:
         await service.storage_ready.wait()
-        await service.alerts.load()
+        await service.engine.load()
         running = asyncio.create_task(poller.run())
 
         def judge() -> dict[str, str]:
             now = service.clock.now()
-            service.alerts.evaluate([service.alerts.view(s, now, poller.cadence) for s in poller.active()], now)
-            return unreachable(service.alerts)
+            service.engine.evaluate([service.views.of(r, now) for r in poller.readings()], now)
+            return unreachable(service.engine)
 
         try:
             async with asyncio.timeout(60):  # the truly unreachable one fires after three intervals
@@ -111,6 +112,7 @@ async def test_a_suspended_machine_raises_no_unreachable_alert_but_a_failing_acc
     store = Store(url)
     engine = AlertEngine(config, store, clock)
     await engine.load()
+    views = AccountViews(lambda: config.monitor, engine.last_success)
     async with aiohttp.ClientSession() as session:
         poller = Poller(config, session, clock)
     good, down = poller.accounts["good"], poller.accounts["down"]
@@ -122,7 +124,7 @@ async def test_a_suspended_machine_raises_no_unreachable_alert_but_a_failing_acc
 
     def judge() -> dict[str, str]:
         now = clock.now()
-        engine.evaluate([engine.view(s, now) for s in (good, down)], now)
+        engine.evaluate([views.of(s.reading(), now) for s in (good, down)], now)
         return unreachable(engine)
 
     down.status, down.polls, down.error_code = Status.FAILING, 1, "ExchangeUnavailable"

@@ -36,6 +36,7 @@ from monitor.store import migrations
 from monitor.store.engine import make_engine
 from monitor.store.repository import BALANCE, EQUITY, POSITION, Store
 from monitor.store.writer import SnapshotWriter
+from tests import stored as readback
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -97,7 +98,7 @@ def test_money_and_times_come_back_exactly(store: Store) -> None:
     at = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
     p = position(mark="0.000012345678", liq="0.000011")
     store.write_polls([ok("alpha", at, equity="104823.80000001", positions=(p,))])
-    latest = store.latest()["alpha"]
+    latest = readback.latest(store)["alpha"]
     assert latest.taken_at == at and latest.taken_at.tzinfo is not None
     assert latest.equity_usdt == Decimal("104823.80000001") + Decimal("10.75")
     (stored,) = latest.positions
@@ -119,10 +120,10 @@ def test_latest_is_each_accounts_last_good_snapshot(store: Store) -> None:
         ok("a", T0 + timedelta(seconds=30), equity="110", positions=(position("ETHUSDT"),)),
         PollOutcome("b", T0 + timedelta(seconds=30), T0 + timedelta(seconds=31), error_code="40012", error_message="x"),
     ])  # fmt: skip
-    latest = store.latest()
+    latest = readback.latest(store)
     assert latest["a"].equity_usdt == Decimal("120.75") and [p.symbol for p in latest["a"].positions] == ["ETHUSDT"]
     assert latest["b"].taken_at == T0 and [p.symbol for p in latest["b"].positions] == ["BTCUSDT"]
-    assert set(store.latest(["a"])) == {"a"}
+    assert set(readback.latest(store, ["a"])) == {"a"}
 
 
 def test_balances_and_positions_are_stored_every_snapshot_interval_and_on_every_change(db_url: str) -> None:
@@ -149,7 +150,7 @@ def test_balances_and_positions_are_stored_every_snapshot_interval_and_on_every_
     # 0: first; 2: the size changed; 12: five minutes after 2; 13: at risk; 14: after the restart
     assert rows["position_snapshot"] == rows["balance_snapshot"] == [0, 2, 12, 13, 14]
     assert rows["equity_point"] == [0, 1, 2, 3, 11, 12, 13, 14, 15]
-    latest = store.latest()["a"]
+    latest = readback.latest(store)["a"]
     assert latest.taken_at == T0 + timedelta(seconds=30 * 14) and latest.positions[0].size == Decimal(1)
     store.close()
 
@@ -169,11 +170,12 @@ def test_account_rows_track_success_errors_keys_and_the_equity_peak(store: Store
 
     with store.engine.connect() as connection:
         row = connection.execute(select(ACCOUNT).where(ACCOUNT.c.name == "a")).one()
-    assert row.equity_peak == Decimal("160.75") and row.equity_peak_at == T0 + timedelta(minutes=1)
+    # The high-water mark comes from the equity series (the account row no longer keeps a copy of it).
+    assert readback.equity_peak(store, "a", T0) == Decimal("160.75")
     assert row.last_success_at == T0 + timedelta(minutes=2)
     assert (row.last_error_code, row.last_error_at) == ("40725", T0 + timedelta(minutes=3))
     assert (row.uid, row.permissions, row.ips) == ("42", ["readonly"], ["1.2.3.4"])
-    assert store.equity_peak("a", T0 + timedelta(minutes=2)) == Decimal("130.75")
+    assert readback.equity_peak(store, "a", T0 + timedelta(minutes=2)) == Decimal("130.75")
 
 
 def test_rollup_and_retention_keep_history_bounded_and_charts_right(store: Store) -> None:
@@ -273,7 +275,7 @@ async def test_snapshots_queued_while_the_database_is_unreachable_are_all_writte
         assert await writer.flush(timeout=30)
         assert writer.healthy and writer.written == 50 and writer.dropped == 0
         # Reads go through the proxy, which this event loop serves: run them in a thread.
-        latest = await asyncio.to_thread(store.latest)
+        latest = await asyncio.to_thread(readback.latest, store)
         assert {name: s.taken_at for name, s in latest.items()} == {
             f"acct-{i}": max(o.finished_at for o in outcomes if o.account == f"acct-{i}") for i in range(7)
         }
@@ -401,8 +403,8 @@ async def test_a_result_postgresql_refuses_in_a_bulk_write_is_dropped_alone(
 def test_the_peak_since_a_moment_ignores_earlier_points_of_its_hour(store: Store) -> None:
     store.write_polls([ok("a", T0, equity="5000"), ok("a", T0 + timedelta(minutes=30), equity="100")])
     store.maintain(T0 + timedelta(hours=2), raw_retention=timedelta(days=7), hourly_retention=timedelta(days=30))
-    assert store.equity_peak("a", T0 + timedelta(minutes=20)) == Decimal("110.75")
-    assert store.equity_peak("a", T0) == Decimal("5010.75")
+    assert readback.equity_peak(store, "a", T0 + timedelta(minutes=20)) == Decimal("110.75")
+    assert readback.equity_peak(store, "a", T0) == Decimal("5010.75")
 
 
 def test_hourly_maintenance_with_a_short_raw_retention_keeps_every_hour(store: Store) -> None:
@@ -432,7 +434,7 @@ async def test_over_long_exchange_strings_are_clipped_to_their_columns_instead_o
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    latest = (await asyncio.to_thread(store.latest, ["a"]))["a"]
+    latest = (await asyncio.to_thread(readback.latest, store, ["a"]))["a"]
     symbol = latest.positions[0].symbol
     assert len(symbol) == 64 and symbol.startswith("SSS") and symbol.endswith("…")
     with store.engine.connect() as connection:

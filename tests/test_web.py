@@ -14,11 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.cli import main
 from monitor.clock import SystemClock
 from monitor.config import load_config
+from monitor.readmodel import ServiceReader
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from tests.conftest import Sim, SimFactory
 from web.app import create_app
-from web.status import StatusSource
 
 EVIL = "<script>alert(1)</script>"
 
@@ -45,15 +45,15 @@ async def served(make_sim: SimFactory, tmp_path: Path, aiohttp_client: Any) -> A
             await sim.control("POST", f"/_sim/accounts/{revoke}", {"revoked": True})
         path = accounts_file(sim, tmp_path, web)
         service = Service(path, load_config(path, env={}), SystemClock())
-        context = service.running()
+        context = service.started()
         poller = await context.__aenter__()
         contexts.append(context)
         await poller.cycle()
         await service.storage_ready.wait()
-        await service.alerts.load()
+        await service.engine.load()
         now = service.clock.now()
-        service.alerts.evaluate([service.alerts.view(s, now) for s in poller.active()], now)
-        client = await aiohttp_client(create_app(StatusSource(service)))
+        service.engine.evaluate([service.views.of(s.reading(), now) for s in poller.active()], now)
+        client = await aiohttp_client(create_app(ServiceReader(service)))
         return client, service, sim
 
     contexts: list[Any] = []
@@ -77,7 +77,7 @@ async def test_the_overview_shows_totals_alerts_and_every_account_escaped(served
     assert EVIL not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert html.count('<tr class="status-') == 12
     assert "Equity" in html and "USDT" in html
-    firing = [a for a in service.alerts.alerts.values() if a.state == "firing"]
+    firing = [a for a in service.engine.current.values() if a.state == "firing"]
     assert firing and firing[0].summary.split(":")[0] in html  # the generated world has positions near liquidation
     assert "/static/style.css" in html and "http://" not in html.replace(sim.url, "") and "https://" not in html
     for secret in secrets_of(sim):

@@ -49,7 +49,7 @@ async def test_the_pages_render_in_chromium_from_the_machine_alone(make_sim: Sim
     try:
         await until(lambda: service.web_url is not None and service.poller is not None
                     and all(s.polls for s in service.poller.accounts.values()), timeout=30)  # fmt: skip
-        await until(lambda: bool(service.alerts.firing()), timeout=15)
+        await until(lambda: bool(service.engine.firing()), timeout=15)
         base = service.web_url
         assert base is not None
         netlog = tmp_path / "net.json"

@@ -15,11 +15,11 @@ import pytest
 
 from monitor.clock import SystemClock
 from monitor.config import load_config
+from monitor.readmodel import ServiceReader
 from monitor.service import Service
 from web.app import create_app
 from web.signin import LIMIT
 from web.site import AcceptErrors, GuardedSite, make_runner
-from web.status import StatusSource
 
 TOKEN = "guard-token-7"
 
@@ -54,10 +54,10 @@ async def serve(tmp_path: Path) -> AsyncIterator[Any]:
                         f'[web]\n{web}\n[[accounts]]\nname = "a"\napi_key = "k"\napi_secret = "s"\n'
                         'passphrase = "p"\n')  # fmt: skip
         service = Service(path, load_config(path, env={}), SystemClock())
-        context = service.running()
+        context = service.started()
         await context.__aenter__()
         cleanups.append(lambda: context.__aexit__(None, None, None))
-        runner = make_runner(create_app(StatusSource(service)), header_timeout=header_timeout)
+        runner = make_runner(create_app(ServiceReader(service)), header_timeout=header_timeout)
         await runner.setup()
         cleanups.append(runner.cleanup)
         site = GuardedSite(runner, "127.0.0.1", 0, limit=lambda: limit)

@@ -14,12 +14,13 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from monitor.config.model import WebSettings
+from monitor.poller.state import FRESH
 from web import pages
 from web.keys import SIGN_INS, SOURCE, TEMPLATES
 from web.metrics import render_metrics
 from web.pages import json_response
 from web.signin import FailedSignIns
-from web.status import StatusSource
+from web.status import StatusReader
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -35,7 +36,7 @@ CSP = (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(source: StatusSource) -> web.Application:
+def create_app(source: StatusReader) -> web.Application:
     """The app reads its settings from the service on every request, so a reload (a new token) applies at
     once; only `listen` needs a restart."""
     app = web.Application(middlewares=[security_headers, check_host, authenticate], client_max_size=MAX_BODY)
@@ -58,7 +59,7 @@ def create_app(source: StatusSource) -> web.Application:
 
 
 def settings_of(request: web.Request) -> WebSettings:
-    return request.app[SOURCE].service.config.web
+    return request.app[SOURCE].web_settings()
 
 
 def is_loopback(host: str) -> bool:
@@ -253,19 +254,19 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready: the database answers, the poller runs, and enough accounts have fresh data."""
     source = request.app[SOURCE]
-    service = source.service
+    health = source.health()
     rows = source.rows()
-    fresh = sum(r.status in ("ok", "failing") for r in rows)
+    fresh = sum(r.status in FRESH for r in rows)
     share = fresh / len(rows) if rows else 0.0  # polling nothing (yet) is not ready
     checks = {
-        "database": service.storage_ready.is_set() and service.writer.healthy and await source.database_ok(),
-        "poller": service.poller is not None and service.poller.running,
+        "database": health.database_ready and await source.database_ok(),
+        "poller": health.poller_running,
         "fresh_accounts": share >= settings_of(request).ready_fresh_share,
-        "leases": str(service.lease_mode) in ("single", "sharing"),  # not polling alone, not still claiming
-        "outbox_written": service.sender.memory.waiting == 0,  # else messages wait in memory
+        "leases": health.lease_mode in ("single", "sharing"),  # not polling alone, not still claiming
+        "outbox_written": health.messages_in_memory == 0,  # else messages wait in memory
     }
     body = {"ready": all(checks.values()), "checks": checks, "fresh_share": round(share, 4), "accounts": len(rows),
-            "mode": str(service.lease_mode), "messages_in_memory": service.sender.memory.waiting}  # fmt: skip
+            "mode": health.lease_mode, "messages_in_memory": health.messages_in_memory}  # fmt: skip
     return json_response(body, status=200 if body["ready"] else 503)
 
 

@@ -14,18 +14,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from web.status import AccountRow, StatusSource
+from monitor.poller.state import FRESH
+from web.status import AccountRow, StatusReader
 
 PREFIX = "bitget_monitor_"
 
 
 class _Snapshot(Collector):
-    def __init__(self, source: StatusSource, outbox: dict[str, int]) -> None:
+    def __init__(self, source: StatusReader, outbox: dict[str, int]) -> None:
         self.source = source
         self.outbox = outbox
 
     def collect(self) -> Iterator[Any]:
-        service = self.source.service
+        counters, health = self.source.counters(), self.source.health()
         rows = self.source.rows()
         per_account: dict[str, tuple[str, Callable[[AccountRow], Any]]] = {
             "account_equity_usdt": ("Equity in USDT, from the last good read", lambda r: r.equity),
@@ -54,16 +55,14 @@ class _Snapshot(Collector):
             PREFIX + "account_up", "1 when the account's data is fresh", labels=["account", "status"]
         )
         for r in rows:
-            up.add_metric([r.name, r.status], 1.0 if r.status in ("ok", "failing") else 0.0)
+            up.add_metric([r.name, r.status], 1.0 if r.status in FRESH else 0.0)
         yield up
         errors = CounterMetricFamily(PREFIX + "poll_errors", "Failed polls by Bitget code", labels=["code"])
-        for code, count in sorted(service.poll_errors.items()):
+        for code, count in sorted(counters.poll_errors.items()):
             errors.add_metric([code], count)
         yield errors
-        yield CounterMetricFamily(PREFIX + "requests", "Requests sent to Bitget", value=service.requests)
-        poller = service.poller
-        limited = poller.ip_budget.rate_limited if poller is not None else 0
-        yield CounterMetricFamily(PREFIX + "rate_limited", "HTTP 429 answers from Bitget", value=limited)
+        yield CounterMetricFamily(PREFIX + "requests", "Requests sent to Bitget", value=counters.requests)
+        yield CounterMetricFamily(PREFIX + "rate_limited", "HTTP 429 answers from Bitget", value=counters.rate_limited)
         alerts = GaugeMetricFamily(PREFIX + "alerts", "Alerts by state and severity", labels=["state", "severity"])
         counts: dict[tuple[str, str], int] = {}
         for a in self.source.alerts(include_resolved=True):
@@ -76,26 +75,25 @@ class _Snapshot(Collector):
         for status in ("queued", "held", "sent", "merged", "dropped"):
             outbox.add_metric([status], self.outbox.get(status, 0))
         # not in the table yet (the database refuses writes): delivered from memory meanwhile
-        outbox.add_metric(["memory"], service.sender.memory.waiting)
+        outbox.add_metric(["memory"], health.messages_in_memory)
         yield outbox
         yield CounterMetricFamily(PREFIX + "outbox_memory_dropped", "Unsent messages dropped from a full outbox "
-                                  "in memory", value=service.sender.memory.dropped)  # fmt: skip
+                                  "in memory", value=counters.memory_dropped)  # fmt: skip
         yield GaugeMetricFamily(PREFIX + "outbox_failing_messages", "Queued messages whose last attempt failed",
                                 value=self.outbox.get("failing", 0))  # fmt: skip
         refused = CounterMetricFamily(PREFIX + "refused_writes", "Poll results the database refused, per account",
                                       labels=["account"])  # fmt: skip
-        for account, count in sorted(service.writer.refused.items()):
+        for account, count in sorted(counters.refused_writes.items()):
             refused.add_metric([account], count)
         yield refused
-        stalled = poller.watch.recorded if poller is not None else 0.0
+        stalled = counters.stalled_seconds
         yield CounterMetricFamily(PREFIX + "stalled_seconds", "Time the monitor could not run (a stalled event loop "
                                   "or a suspended machine), left out of staleness", value=stalled)  # fmt: skip
-        sender = service.sender
-        yield CounterMetricFamily(PREFIX + "notifications_sent", "Messages delivered to every URL", value=sender.sent)
-        yield CounterMetricFamily(PREFIX + "notification_failures", "Failed delivery attempts", value=sender.failures)
+        yield CounterMetricFamily(PREFIX + "notifications_sent", "Messages delivered to every URL", value=counters.sent)
+        yield CounterMetricFamily(PREFIX + "notification_failures", "Failed delivery attempts", value=counters.failures)
 
 
-async def render_metrics(source: StatusSource) -> tuple[bytes, str]:
+async def render_metrics(source: StatusReader) -> tuple[bytes, str]:
     try:
         outbox = await source.outbox_counts()
     except Exception:  # the database is away: the rest of the metrics still matter

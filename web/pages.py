@@ -14,13 +14,13 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
-from monitor.alerts.lifecycle import Alert
+from monitor.alerts.model import Alert
 from monitor.domain import AccountSnapshot
-from monitor.poller.state import INVALID_SNAPSHOT, AccountState
+from monitor.poller.state import INVALID_SNAPSHOT, STATUSES, Reading
 from monitor.report import position_json
 from web.chart import equity_svg
 from web.keys import SOURCE, TEMPLATES
-from web.status import RANGES, STATUSES, AccountRow, StatusSource, tag_totals, totals
+from web.status import RANGES, AccountRow, StatusReader, tag_totals, totals
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 100
@@ -139,7 +139,7 @@ async def overview(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
     rows = source.rows()
     shown, state = select(rows, request.query)
-    poller = source.service.poller
+    health = source.health()
     alerts = source.alerts()
     context = {
         "title": "Overview",
@@ -148,15 +148,15 @@ async def overview(request: web.Request) -> web.Response:
         "tags": tag_totals(rows),
         "alerts": alerts[:ALERTS_SHOWN],
         "more_alerts": max(0, len(alerts) - ALERTS_SHOWN),
-        "sharing": (len(rows), len(poller.accounts)) if poller is not None and poller.owned is not None else None,
+        "sharing": health.sharing,
         "silenced": source.silenced,
         "rows": shown,
         "state": state,
         "link": lambda **c: link(state, **c),
         "statuses": STATUSES,
         "all_tags": sorted({t for r in rows for t in r.tags}),
-        "behind": poller.status().behind if poller is not None else False,
-        "lease_mode": str(source.service.lease_mode),
+        "behind": health.behind,
+        "lease_mode": health.lease_mode,
     }
     return render(request, "overview.html.j2", context)
 
@@ -164,7 +164,7 @@ async def overview(request: web.Request) -> web.Response:
 # -- account -----------------------------------------------------------------------------------------------------
 
 
-def _account(request: web.Request, *, api: bool = False) -> tuple[StatusSource, AccountRow]:
+def _account(request: web.Request, *, api: bool = False) -> tuple[StatusReader, AccountRow]:
     source = request.app[SOURCE]
     found = source.account_row(request.match_info["name"])
     if found is None:
@@ -176,7 +176,7 @@ def _account(request: web.Request, *, api: bool = False) -> tuple[StatusSource, 
 
 async def account(request: web.Request) -> web.Response:
     source, found = _account(request)
-    state = source.state(found.name)
+    state = source.reading(found.name)
     assert state is not None
     span = request.query.get("range", "24h")
     span = span if span in RANGES else "24h"
@@ -208,7 +208,7 @@ async def account(request: web.Request) -> web.Response:
     return render(request, "account.html.j2", context)
 
 
-def usable_snapshot(state: AccountState, found: AccountRow) -> AccountSnapshot | None:
+def usable_snapshot(state: Reading, found: AccountRow) -> AccountSnapshot | None:
     """The snapshot to show in detail: none when its numbers could not even be summed up for the row."""
     return None if found.error_code == INVALID_SNAPSHOT else state.snapshot
 
@@ -277,7 +277,7 @@ async def api_status(request: web.Request) -> web.Response:
 
 async def api_account(request: web.Request) -> web.Response:
     source, found = _account(request, api=True)
-    state = source.state(found.name)
+    state = source.reading(found.name)
     assert state is not None
     snapshot = usable_snapshot(state, found)
     body = row_json(found) | {

@@ -1,28 +1,24 @@
-"""What the page, the API and the metrics show, read from the running service: the poller's live state (fast,
-no database round trip), the alert engine's alerts, and the database for history and the outbox."""
+"""What the page, the API and the metrics show, and the read model they take it from (StatusReader): the poller's
+live state (fast, no database round trip), the alert engine's alerts, and the database for history and the outbox."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-from monitor.alerts.lifecycle import Alert, State
+from monitor.alerts.model import Alert, OutboxMessage, Silence
+from monitor.clock import Clock
+from monitor.config.model import WebSettings
 from monitor.domain import AccountSnapshot
 from monitor.exchange.bitget.codes import CODES
-from monitor.poller.state import INVALID_SNAPSHOT, AccountState, Status, plausible
-from monitor.store.alerts import OutboxMessage
+from monitor.poller.state import INVALID_SNAPSHOT, Reading, account_status, margin_ratio, plausible
 from monitor.store.views import EquitySample
 
-if TYPE_CHECKING:
-    from monitor.service import Service
-
 log = logging.getLogger(__name__)
-STATUSES = ("unreachable", "stale", "failing", "pending", "ok")  # worst first
 RANGES = {
     "24h": timedelta(hours=24),
     "7d": timedelta(days=7),
@@ -59,80 +55,71 @@ class Totals:
     by_status: dict[str, int]
 
 
-class StatusSource:
-    def __init__(self, service: Service) -> None:
-        self.service = service
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What /readyz and the page's banners say of the process."""
+
+    database_ready: bool  # the schema is in place and writes go through
+    poller_running: bool
+    lease_mode: str  # single | starting | alone | sharing
+    messages_in_memory: int  # evaluated messages not yet in the outbox table
+    behind: bool  # the IP budget cannot read every account once per poll_interval
+    sharing: tuple[int, int] | None  # (accounts this process polls, accounts in the file) when processes share
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """The monotonic counts /metrics exposes, since start."""
+
+    poll_errors: dict[str, int]  # failed polls by Bitget code (or error class)
+    requests: int
+    rate_limited: int
+    refused_writes: dict[str, int]  # per account: poll results the database refused
+    stalled_seconds: float
+    memory_dropped: int  # unsent messages dropped from a full outbox in memory
+    sent: int
+    failures: int
+
+
+class StatusReader(Protocol):
+    """Everything the page, the API and the metrics read: the read model the service builds for the web
+    (monitor.readmodel). The web imports nothing else of the service."""
 
     @property
-    def clock(self) -> Any:
-        return self.service.clock
+    def clock(self) -> Clock: ...
 
-    def states(self) -> list[AccountState]:
-        poller = self.service.poller
-        return poller.active() if poller is not None else []
+    def web_settings(self) -> WebSettings: ...
 
-    def rows(self) -> list[AccountRow]:
-        now = self.clock.now()
-        m = self.service.config.monitor
-        refusals = self.service.writer.refusals
-        return [row(s, now, s.stale(now, m.poll_interval, m.stale_grace), refusals.get(s.name)) for s in self.states()]
+    def rows(self) -> list[AccountRow]: ...
 
-    def state(self, name: str) -> AccountState | None:
-        """An account this process polls (with processes sharing accounts, each shows its own)."""
-        poller = self.service.poller
-        state = poller.accounts.get(name) if poller is not None else None
-        return state if state is not None and (poller is None or poller.owned is None or name in poller.owned) \
-            else None  # fmt: skip
+    def account_row(self, name: str) -> AccountRow | None: ...
 
-    def account_row(self, name: str) -> AccountRow | None:
-        state = self.state(name)
-        if state is None:
-            return None
-        now = self.clock.now()
-        m = self.service.config.monitor
-        return row(state, now, state.stale(now, m.poll_interval, m.stale_grace), self.service.writer.refusals.get(name))
+    def reading(self, name: str) -> Reading | None:
+        """An account this process polls, as data (with processes sharing accounts, each shows its own)."""
 
     def alerts(self, account: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
-        """Firing alerts first (critical, then warning), then pending, then recent liquidations and resolutions."""
-        order = {State.FIRING: 0, State.PENDING: 1, State.LIQUIDATED: 2, State.RESOLVED: 3}
-        rank = {"critical": 0, "warning": 1}
-        wanted = (State.FIRING, State.PENDING) + ((State.LIQUIDATED, State.RESOLVED) if include_resolved else ())
-        found = [
-            a
-            for a in self.service.alerts.alerts.values()
-            if a.state in wanted and (account is None or a.account == account)
-        ]
-        return sorted(found, key=lambda a: (order[a.state], rank.get(a.severity or "", 2), a.key))
+        """Firing, pending, then (with include_resolved) recent liquidations and resolutions: alert_order."""
 
-    def silenced(self, alert: Alert) -> bool:
-        from monitor.alerts.silences import silenced
+    def silenced(self, alert: Alert) -> bool: ...
 
-        return silenced(alert, self.service.alerts.silences, self.clock.now())
+    def health(self) -> Health: ...
 
-    async def outbox(self, account: str | None = None, limit: int = 50, failing: bool = False) -> list[OutboxMessage]:
-        store = self.service.store.alerts
-        return await asyncio.to_thread(store.outbox, account=account, limit=limit, failing=failing)
+    def counters(self) -> Counters: ...
 
-    async def outbox_counts(self) -> dict[str, int]:
-        return await asyncio.to_thread(self.service.store.alerts.outbox_counts)
+    async def database_ok(self) -> bool: ...
 
-    async def silences(self) -> list[Any]:
-        return await asyncio.to_thread(self.service.store.alerts.silences, self.clock.now())
+    async def outbox(
+        self, account: str | None = None, limit: int = 50, failing: bool = False
+    ) -> list[OutboxMessage]: ...
 
-    async def equity(self, name: str, span: timedelta) -> list[EquitySample]:
-        now = self.clock.now()
-        hourly = span > timedelta(hours=48)
-        return await asyncio.to_thread(self.service.store.equity_series, name, now - span, now, hourly=hourly)
+    async def outbox_counts(self) -> dict[str, int]: ...
 
-    async def database_ok(self) -> bool:
-        try:
-            await asyncio.wait_for(asyncio.to_thread(self.service.store.ping), 5)
-        except Exception:
-            return False
-        return True
+    async def silences(self) -> list[Silence]: ...
+
+    async def equity(self, name: str, span: timedelta) -> list[EquitySample]: ...
 
 
-def row(state: AccountState, now: datetime, stale: bool, storage_error: str | None = None) -> AccountRow:
+def row(state: Reading, now: datetime, stale: bool, storage_error: str | None = None) -> AccountRow:
     """The account's line; numbers that cannot be computed or shown (the poller refuses such answers, so this is
     a last line of defence) leave the numbers empty and mark the account failing, never the whole page."""
     s = state.snapshot
@@ -144,21 +131,12 @@ def row(state: AccountState, now: datetime, stale: bool, storage_error: str | No
         error: tuple[str | None, str | None] = (INVALID_SNAPSHOT, f"the last answer's numbers are unusable: {exc}")
     else:
         error = (state.error_code, state.error_message)
-    if state.status == Status.UNREACHABLE:
-        status = "unreachable"
-    elif state.status == Status.PENDING and state.snapshot is None:
-        status = "pending"
-    elif stale:
-        status = "stale"
-    elif state.status == Status.FAILING or error[0] == INVALID_SNAPSHOT:
-        status = "failing"
-    else:
-        status = "ok"
+    status = account_status(state.status, state.snapshot is not None, stale, error[0])
     known = CODES.get(error[0] or "")
     equity, upnl, worst, ratio = numbers
     return AccountRow(
         name=state.name,
-        tags=state.config.tags,
+        tags=state.tags,
         status=status,
         error_code=error[0],
         error_message=error[1],
@@ -183,14 +161,6 @@ def _numbers(s: AccountSnapshot) -> tuple[Decimal | None, ...]:
         if value is not None and not plausible(value):
             raise ValueError(f"{name} is {str(value)[:40]}")
     return values
-
-
-def margin_ratio(snapshot: AccountSnapshot) -> Decimal | None:
-    """The highest of the account's cross risk ratios and its unified margin ratio (1 means liquidation)."""
-    ratios = [f.cross_risk_ratio for f in snapshot.futures if f.cross_risk_ratio is not None]
-    if snapshot.unified is not None and snapshot.unified.margin_ratio is not None:
-        ratios.append(snapshot.unified.margin_ratio)
-    return max(ratios) if ratios else None
 
 
 def totals(rows: list[AccountRow]) -> Totals:

@@ -5,25 +5,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from monitor.alerts.lifecycle import Reason
-from monitor.alerts.messages import Item, Messages, Rendered
+from monitor.alerts.messages import Messages
+from monitor.alerts.model import (
+    Item,
+    Outgoing,
+    Reason,
+)
 from monitor.config.model import ChannelConfig
 from monitor.rules.model import Rule, Severity
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message to one channel, as it goes into the outbox."""
-
-    channel: str
-    account: str | None
-    severity: str | None  # the worst in the message, or "resolved"
-    message: Rendered
-    items: tuple[Item, ...]
-    held_until: datetime | None = None  # quiet hours: delivered (if still relevant) in a summary then
 
 
 def quiet_until(channel: ChannelConfig, now: datetime) -> datetime | None:
@@ -86,12 +77,14 @@ def compose(
         for part, until in ((urgent, None), (held, held_until)):
             if part:
                 out.append(
-                    Outgoing(name, account, kind(part), messages.render(account, tags, part), tuple(part), until)
+                    Outgoing(
+                        name, account, message_severity(part), messages.render(account, tags, part), tuple(part), until
+                    )
                 )
     return out
 
 
-def kind(items: list[Item]) -> str | None:
+def message_severity(items: list[Item]) -> str | None:
     """What a message is, for apprise's notification type: "resolved" when it only resolves, else the worst
     severity in it (a liquidation is critical: never a green message about a lost position)."""
     if all(i.reason is Reason.RESOLVED for i in items):

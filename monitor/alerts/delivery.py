@@ -20,7 +20,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 import apprise
 from apprise.decorators import notify
 
-from monitor.alerts.messages import Rendered
+from monitor.alerts.model import Rendered
 from monitor.config.model import ChannelConfig
 from monitor.secret import Secret
 

@@ -9,60 +9,19 @@ made from the alert's state and what was last sent about it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 
+from monitor.alerts.model import (
+    ENDED,
+    Alert,
+    Reason,
+    State,
+    Transition,
+)
 from monitor.rules.evaluate import Observation
 from monitor.rules.model import Rule, Severity
-
-
-class State(StrEnum):
-    INACTIVE = "inactive"
-    PENDING = "pending"
-    FIRING = "firing"
-    RESOLVED = "resolved"
-    LIQUIDATED = "liquidated"  # its position was liquidated: over, but never "resolved"
-
-
-ACTIVE = (State.PENDING, State.FIRING)
-ENDED = (State.RESOLVED, State.LIQUIDATED)
-CLOSED = "position closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    key: str  # rule | account | subject
-    rule: str
-    account: str | None
-    subject: str
-    state: State
-    updated_at: datetime
-    severity: Severity | None = None
-    value: Decimal | None = None
-    summary: str = ""
-    details: dict[str, str] = field(default_factory=dict)
-    pending_since: datetime | None = None
-    firing_since: datetime | None = None
-    resolved_at: datetime | None = None
-    last_notified_at: datetime | None = None
-    last_notified_severity: Severity | None = None
-    last_notified_state: State | None = None
-    worst_severity: Severity | None = None  # the worst of the current firing episode (routes its resolution)
-    silenced_since: datetime | None = None  # a message was due but a silence held it back
-    id: int | None = None  # the database row, once written
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    key: str
-    at: datetime
-    from_state: State
-    to_state: State
-    severity: Severity | None
-    value: Decimal | None
-    reason: str
 
 
 def step(alert: Alert | None, obs: Observation, now: datetime) -> tuple[Alert | None, Transition | None]:
@@ -147,21 +106,10 @@ def _transition(alert: Alert, from_state: State, now: datetime, reason: str) -> 
     return Transition(alert.key, now, from_state, alert.state, alert.severity, alert.value, reason)
 
 
-class Reason(StrEnum):
-    FIRING = "firing"
-    ESCALATED = "escalated"
-    EASED = "eased"
-    REPEAT = "repeat"
-    RESOLVED = "resolved"
-    LIQUIDATED = "liquidated"
-
-
-def notify_reason(alert: Alert, rule: Rule, now: datetime, *, silenced: bool) -> Reason | None:
-    """Whether people must hear about this alert now, and why. Silenced alerts are tracked but quiet (the
-    engine notes `silenced_since` when a message was held back); once the silence ends, a still-firing alert
-    that was held back is announced again."""
-    if silenced:
-        return None
+def notify_reason(alert: Alert, rule: Rule, now: datetime) -> Reason | None:
+    """Whether people must hear about this alert now, and why (None: nothing to say). Silenced alerts never
+    get here (the engine notes `silenced_since` when a message was held back); once the silence ends, a
+    still-firing alert that was held back is announced again."""
     if alert.state is State.FIRING and alert.severity is not None:
         if alert.last_notified_state is not State.FIRING or alert.silenced_since is not None:
             return Reason.FIRING

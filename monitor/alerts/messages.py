@@ -7,7 +7,6 @@ those are found before the built-in ones in monitor/alerts/templates.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,12 @@ from urllib.parse import quote
 
 import jinja2
 
-from monitor.alerts.lifecycle import Alert, Reason, Transition
+from monitor.alerts.model import (
+    Item,
+    Reason,
+    Rendered,
+)
+from monitor.config.model import Config
 from monitor.rules.evaluate import num
 
 log = logging.getLogger(__name__)
@@ -23,32 +27,6 @@ BUILTIN = Path(__file__).resolve().parent / "templates"
 TEMPLATES = ("title.j2", "short.j2", "long.j2", "summary.j2")
 CHAT_LIMIT = 3500  # Telegram takes 4096 characters; leave room for apprise's own framing
 TITLE_LIMIT = 250
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One alert in one message, and why it is there."""
-
-    alert: Alert
-    reason: Reason
-    rule_type: str
-    transition: Transition | None = None  # the change this item announces, when it announces one
-
-    @property
-    def rank(self) -> tuple[int, str]:
-        """Liquidations first, then critical, then warnings, then resolved ones."""
-        if self.reason is Reason.RESOLVED:
-            return 0, self.alert.key
-        if self.reason is Reason.LIQUIDATED:
-            return -3, self.alert.key
-        return -(2 if self.alert.severity == "critical" else 1), self.alert.key
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    title: str
-    body: str
-    body_long: str
 
 
 def environment(templates: Path | None) -> jinja2.Environment:
@@ -174,3 +152,8 @@ def _when(moment: datetime | None) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def messages_for(config: Config) -> Messages:
+    """The messages of a configuration: its templates, the page's public address, the items per message."""
+    return Messages(config.alerts.templates, config.web.public_url, config.alerts.max_items)

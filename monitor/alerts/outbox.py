@@ -19,8 +19,8 @@ import logging
 from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 
-from monitor.store.alerts import AlertBatch, Queued
-from monitor.store.repository import Store
+from monitor.alerts.model import AlertBatch, Queued
+from monitor.alerts.ports import AlertStorage
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class MemoryOutbox:
         for m in messages:
             self._messages.pop(id(m), None)
 
-    async def settle(self, store: Store) -> None:
+    async def settle(self, store: AlertStorage) -> None:
         """Record the state of written messages whose delivery is not under way, and let them go (raises
         while the database is away; they stay here meanwhile)."""
         ready = [m for k, m in self._messages.items() if m.id is not None and k not in self._inflight]

@@ -29,19 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from monitor.alerts.compose import Outgoing, kind, window_text
+from monitor.alerts.compose import message_severity, window_text
 from monitor.alerts.delivery import deliver
-from monitor.alerts.engine import messages_for
-from monitor.alerts.lifecycle import Reason, State
-from monitor.alerts.messages import Item, Rendered
+from monitor.alerts.messages import messages_for
+from monitor.alerts.model import HeldItem, Item, OutboxMessage, Outgoing, Queued, Reason, Rendered, State
 from monitor.alerts.outbox import MemoryOutbox
+from monitor.alerts.ports import AlertStorage
 from monitor.clock import Clock
 from monitor.config.model import Config
-from monitor.store.alerts import HeldItem, OutboxMessage, Queued
-from monitor.store.errors import is_data_error
-from monitor.store.repository import Store
+from monitor.errors import DataRefused, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +85,7 @@ def _name(message: OutboxMessage | Queued) -> str:
 
 
 class Sender:
-    def __init__(self, config: Config, store: Store, clock: Clock, node: str) -> None:
+    def __init__(self, config: Config, store: AlertStorage, clock: Clock, node: str) -> None:
         self.config = config
         self.store = store
         self.clock = clock
@@ -119,7 +115,7 @@ class Sender:
         try:
             while True:
                 if self.clock.monotonic() - reclaimed_at >= RECLAIM_INTERVAL:
-                    with contextlib.suppress(SQLAlchemyError):  # the database is away: next time
+                    with contextlib.suppress(StorageError):  # the database is away: next time
                         await self._reclaim()
                         reclaimed_at = self.clock.monotonic()
                 await self._pass()
@@ -140,11 +136,11 @@ class Sender:
                 await self._release_held()
             except Exception as exc:
                 if self._database_ok:
-                    log.error("held messages not processed: %s", str(getattr(exc, "orig", exc)).strip() or type(exc))
+                    log.error("held messages not processed: %s", str(exc).strip() or type(exc))
         try:
             if self.memory.written_ids():
                 await self.memory.settle(self.store)
-        except SQLAlchemyError:
+        except StorageError:
             pass  # the engine's flush and the next pass try again
         try:
             return await self._start_due(database)
@@ -193,10 +189,9 @@ class Sender:
                 if not self._database_ok:
                     log.info("outbox table readable again")
                 self._database_ok = True
-        except SQLAlchemyError as exc:
+        except StorageError as exc:
             if self._database_ok:
-                log.error("outbox table not readable (%s); messages in memory go out meanwhile",
-                          str(getattr(exc, "orig", exc)).strip())  # fmt: skip
+                log.error("outbox table not readable (%s); messages in memory go out meanwhile", exc)
             self._database_ok = False
             self._database_retry = self.clock.monotonic() + DATABASE_RETRY
         claimed += rows
@@ -257,7 +252,7 @@ class Sender:
         if isinstance(message, Queued):
             self.memory.attempted(message, done, None if error else now, error, retry_at)
             if message.id is not None:
-                with contextlib.suppress(SQLAlchemyError):
+                with contextlib.suppress(StorageError):
                     await self.memory.settle(self.store)
             return
         if error is None:
@@ -276,12 +271,11 @@ class Sender:
             try:
                 await asyncio.to_thread(write)
                 return
-            except SQLAlchemyError as exc:
-                if is_data_error(exc):
+            except StorageError as exc:
+                if isinstance(exc, DataRefused):
                     raise
                 log.warning("message %d to %s: delivery not recorded yet, the database is away (%s); "
-                            "trying again in %.0f s", message.id, message.channel,
-                            str(getattr(exc, "orig", exc)).strip(), pause)  # fmt: skip
+                            "trying again in %.0f s", message.id, message.channel, exc, pause)  # fmt: skip
                 await asyncio.sleep(pause)
                 pause = min(RECORD_RETRY_MAX, pause * 2)
 
@@ -310,7 +304,7 @@ class Sender:
             channel = self.config.channels.get(name)
             window = window_text(channel) if channel else "quiet hours"
             rendered = messages_for(self.config).summary(window, summary_items)
-            summary = Outgoing(name, None, kind(summary_items), rendered, tuple(summary_items))
+            summary = Outgoing(name, None, message_severity(summary_items), rendered, tuple(summary_items))
         ids = sorted({i.notification_id for i in items})
         if await asyncio.to_thread(self.store.alerts.release_held, ids, summary, self.clock.now()):
             log.info("quiet hours over for %s: %d held messages, %d alerts still true", name, len(ids),

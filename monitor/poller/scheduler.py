@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Protocol
 
 import aiohttp
 
@@ -23,7 +24,7 @@ from monitor.exchange.bitget.ratelimit import AccountBudget, IpBudget
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.exchange.retry import with_retries
 from monitor.poller.lag import LoopWatch
-from monitor.poller.state import AccountState, RiskLevels, Status, snapshot_problem
+from monitor.poller.state import AccountState, Reading, RiskLevels, Status, snapshot_problem
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,18 @@ JITTER = 0.05  # each interval varies by this fraction, so accounts drift apart 
 RETRY_ATTEMPTS = 3  # transient errors are retried this often inside one poll
 BEHIND_CHECK_INTERVAL = 10.0  # seconds between checks whether polling keeps up
 
-OutcomeHook = Callable[[AccountState, PollOutcome], None]
+
+class Sink(Protocol):
+    """Where the poller hands each poll's result as it comes: the outcome, and the account as data."""
+
+    def __call__(self, reading: Reading, outcome: PollOutcome, /) -> None: ...
 
 
 @dataclass(frozen=True)
 class PollerStatus:
+    """Accounts by status (monitor.poller.state.account_status), and how many have no fresh data (whatever
+    their status: an unreachable account is stale too)."""
+
     accounts: int
     ok: int
     stale: int
@@ -54,13 +62,13 @@ class Poller:
         clock: Clock,
         *,
         risk: RiskLevels | None = None,
-        hooks: tuple[OutcomeHook, ...] = (),
+        sink: Sink | None = None,
     ) -> None:
         self.config = config
         self.session = session
         self.clock = clock
         self.risk = risk or RiskLevels.from_rules(config.rules)
-        self.hooks = hooks
+        self.sink = sink
         self.ip_budget = IpBudget(*config.monitor.ip_budget, clock)
         self.server_clock = ServerClock(clock)
         self.accounts: dict[str, AccountState] = {}
@@ -91,7 +99,7 @@ class Poller:
     # -- one poll ----------------------------------------------------------------------------------------
 
     async def poll(self, state: AccountState, *, risk_only: bool = False) -> PollOutcome:
-        """Read one account once (retrying transient errors), record the outcome and tell the hooks."""
+        """Read one account once (retrying transient errors), record the outcome and hand it to the sink."""
         started = self.clock.now()
         if not risk_only:
             state.full_read_at = self.clock.monotonic()
@@ -117,10 +125,9 @@ class Poller:
         else:
             self._record_success(state, outcome)
             outcome = replace(outcome, at_risk=state.at_risk)
-        state.last_outcome = outcome
         state.polls += 1
-        for hook in self.hooks:
-            hook(state, outcome)
+        if self.sink is not None:
+            self.sink(state.reading(self.cadence), outcome)
         return outcome
 
     def _record_success(self, state: AccountState, outcome: PollOutcome) -> None:
@@ -172,12 +179,17 @@ class Poller:
         await self._sync_time()
         self._running = True
         self._watching = asyncio.create_task(self.watch.run(), name="loop watch")
-        for state in self.active():
-            self._start(state, stagger=True)
+        self.start(stagger=True)
         try:
             await asyncio.Event().wait()
         finally:
             await self.stop()
+
+    def start(self, *, stagger: bool = True) -> None:
+        """Start a polling task for every account this process owns (`stagger`: first reads spread over one
+        interval, as `run` does)."""
+        for state in self.active():
+            self._start(state, stagger=stagger)
 
     @property
     def running(self) -> bool:
@@ -185,6 +197,10 @@ class Poller:
 
     def active(self) -> list[AccountState]:
         return [s for s in self.accounts.values() if self.owned is None or s.name in self.owned]
+
+    def readings(self) -> list[Reading]:
+        """The accounts this process polls, as data."""
+        return [s.reading(self.cadence) for s in self.active()]
 
     def set_owned(self, owned: set[str] | None) -> None:
         """Poll exactly these accounts from now on (leases shared with other processes)."""
@@ -299,12 +315,13 @@ class Poller:
         states = self.active()
         gaps = [g for s in states for g in s.history[-3:] if not s.at_risk and s.status != Status.UNREACHABLE]
         effective = sorted(gaps)[len(gaps) // 2] if gaps else m.poll_interval.total_seconds()
+        counts = Counter(s.account_status(now, m.poll_interval, m.stale_grace) for s in states)
         return PollerStatus(
             accounts=len(states),
-            ok=sum(s.status == Status.OK and not s.stale(now, m.poll_interval, m.stale_grace) for s in states),
+            ok=counts["ok"],
             stale=sum(s.stale(now, m.poll_interval, m.stale_grace) for s in states),
-            unreachable=sum(s.status == Status.UNREACHABLE for s in states),
-            failing=sum(s.status == Status.FAILING for s in states),
+            unreachable=counts["unreachable"],
+            failing=counts["failing"],
             behind=effective > m.poll_interval.total_seconds() * (1 + 2 * JITTER) + 1,
             effective_interval=effective,
         )

@@ -10,7 +10,7 @@ from functools import partial
 from operator import attrgetter
 
 from monitor.config.model import AccountConfig
-from monitor.domain import AccountSnapshot, KeyInfo, PollOutcome, Position
+from monitor.domain import AccountSnapshot, KeyInfo, Position
 from monitor.exchange.bitget.client import BitgetClient
 from monitor.poller.lag import LoopWatch
 from monitor.rules.model import Rule, RuleType
@@ -26,6 +26,34 @@ class Status:
     FAILING = "failing"  # transient errors: retried at the normal cadence
     UNREACHABLE = "unreachable"  # a permanent error: retried slowly until the configuration changes
     PENDING = "pending"  # not read yet
+
+
+# What the page, the API, the metrics, /readyz and the summary line call an account, worst first: one account has
+# one of these (unreachable before stale before failing), so the counts add up to the accounts.
+STATUSES = ("unreachable", "stale", "failing", "pending", "ok")
+FRESH = frozenset({"ok", "failing"})  # the statuses whose data is recent enough to show and judge
+
+
+def account_status(status: str, has_snapshot: bool, stale: bool, error_code: str | None = None) -> str:
+    """The one account status: the poller's `status` of it, whether it has data, whether that is stale, and its
+    error code (a snapshot whose numbers cannot be shown counts as failing)."""
+    if status == Status.UNREACHABLE:
+        return "unreachable"
+    if status == Status.PENDING and not has_snapshot:
+        return "pending"
+    if stale:
+        return "stale"
+    if status == Status.FAILING or error_code == INVALID_SNAPSHOT:
+        return "failing"
+    return "ok"
+
+
+def margin_ratio(snapshot: AccountSnapshot) -> Decimal | None:
+    """The highest of the account's cross risk ratios and its unified margin ratio (1 means liquidation)."""
+    ratios = [f.cross_risk_ratio for f in snapshot.futures if f.cross_risk_ratio is not None]
+    if snapshot.unified is not None and snapshot.unified.margin_ratio is not None:
+        ratios.append(snapshot.unified.margin_ratio)
+    return max(ratios) if ratios else None
 
 
 @dataclass(frozen=True)
@@ -52,10 +80,37 @@ class RiskLevels:
         distance = snapshot.worst_liquidation_distance_pct
         if distance is not None and distance <= self.liquidation_pct:
             return True
-        ratios = [f.cross_risk_ratio for f in snapshot.futures if f.cross_risk_ratio is not None]
-        if snapshot.unified is not None and snapshot.unified.margin_ratio is not None:
-            ratios.append(snapshot.unified.margin_ratio)
-        return any(r >= self.margin_ratio for r in ratios)
+        ratio = margin_ratio(snapshot)
+        return ratio is not None and ratio >= self.margin_ratio
+
+
+def is_stale(last_good_at: datetime | None, stalled: timedelta, now: datetime, interval: timedelta,
+             grace: timedelta) -> bool:  # fmt: skip
+    """The one definition of fresh data: good data within an interval and its grace, leaving out time the
+    monitor could not run."""
+    return last_good_at is None or now - last_good_at - stalled > interval + grace
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the poller knows of one account at one moment, as data: what alerting and the page are handed
+    (never the poller's mutable state or its client)."""
+
+    name: str
+    tags: tuple[str, ...]
+    snapshot: AccountSnapshot | None  # the last good one
+    last_good_at: datetime | None
+    status: str  # Status
+    polls: int
+    error_code: str | None
+    error_message: str | None
+    key: KeyInfo | None
+    stalled: timedelta  # time since the last good data the monitor could not run
+    cadence: timedelta | None  # how often accounts are really read (longer than poll_interval while behind)
+    at_risk: bool = False
+
+    def stale(self, now: datetime, interval: timedelta, grace: timedelta) -> bool:
+        return is_stale(self.last_good_at, self.stalled, now, interval, grace)
 
 
 @dataclass
@@ -66,7 +121,6 @@ class AccountState:
     snapshot: AccountSnapshot | None = None  # the last good one
     key: KeyInfo | None = None
     last_good_at: datetime | None = None
-    last_outcome: PollOutcome | None = None
     error_code: str | None = None
     error_message: str | None = None
     failures: int = 0  # consecutive
@@ -93,7 +147,17 @@ class AccountState:
         self.stall_mark = self.watch.stalled() if self.watch is not None else 0.0
 
     def stale(self, now: datetime, interval: timedelta, grace: timedelta) -> bool:
-        return self.last_good_at is None or now - self.last_good_at - self.stalled() > interval + grace
+        return is_stale(self.last_good_at, self.stalled(), now, interval, grace)
+
+    def reading(self, cadence: timedelta | None = None) -> Reading:
+        return Reading(
+            self.name, self.config.tags, self.snapshot, self.last_good_at, self.status, self.polls,
+            self.error_code, self.error_message, self.key, self.stalled(), cadence, self.at_risk,
+        )  # fmt: skip
+
+    def account_status(self, now: datetime, interval: timedelta, grace: timedelta) -> str:
+        stale = self.stale(now, interval, grace)
+        return account_status(self.status, self.snapshot is not None, stale, self.error_code)
 
     def merge_partial(self, partial: AccountSnapshot) -> AccountSnapshot:
         """A risk poll reads futures only: keep the spot part of the last full snapshot, so equity and the

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from monitor.alerts.messages import CHAT_LIMIT, TITLE_LIMIT, Rendered, environment
+from monitor.alerts.messages import CHAT_LIMIT, TITLE_LIMIT, environment
+from monitor.alerts.model import Rendered
 from monitor.config.model import Config, ReportConfig
 from monitor.reports.content import AccountReport, Report, build_report, duration, pct, report_json, usdt
 from monitor.store.reports import period_data

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
 
 from monitor.domain import AccountSnapshot, KeyInfo, Position
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
@@ -63,8 +65,10 @@ class Evaluation:
     held: frozenset[str]  # rule names whose alerts for this account keep their state (no data to judge)
 
 
-SeverityOf = Callable[[Rule, str, Decimal], Severity | None]  # (rule, alert key, value) -> severity
-PeakOf = Callable[[Rule, str | None], Decimal | None]  # (rule, account) -> equity peak within the rule's window
+# What the rules are given besides the data, so they judge without calling back into anyone:
+Current = Mapping[str, Severity]  # alert key -> the severity of its active alert (hysteresis is measured from it)
+Peaks = Mapping[str, Decimal]  # rule name -> the equity peak within the rule's window, at the evaluation's time
+NONE: Mapping[str, Any] = MappingProxyType({})
 
 
 def num(value: Decimal | None, places: int | None = None) -> str:
@@ -78,9 +82,10 @@ def num(value: Decimal | None, places: int | None = None) -> str:
 
 
 def evaluate_account(
-    rules: Iterable[Rule], view: AccountView, now: datetime, severity_of: SeverityOf, peak_of: PeakOf
+    rules: Iterable[Rule], view: AccountView, now: datetime, current: Current = NONE, peaks: Peaks = NONE
 ) -> Evaluation:
-    """Every account-scoped rule that selects this account, on this account's data."""
+    """Every account-scoped rule that selects this account, on this account's data, its active alerts'
+    severities (`current`) and its drawdown peaks (`peaks`)."""
     observations: list[Observation] = []
     held: set[str] = set()
     for rule in rules:
@@ -92,22 +97,20 @@ def evaluate_account(
         if not view.polled or (rule.type is RuleType.KEY_PERMISSIONS and view.key is None):
             held.add(rule.name)
             continue
-        observations += _observe(rule, view, now, severity_of, peak_of)
+        observations += _observe(rule, view, now, current, peaks)
     return Evaluation(tuple(observations), frozenset(held))
 
 
-def _observe(
-    rule: Rule, view: AccountView, now: datetime, severity_of: SeverityOf, peak_of: PeakOf
-) -> Iterable[Observation]:
+def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, peaks: Peaks) -> Iterable[Observation]:
     def judged(subject: str, value: Decimal | None, summary: str, details: dict[str, str]) -> Observation:
         if value is None:
             return Observation(rule, view.name, subject, None, None, summary, details, held=True)
-        severity = severity_of(rule, alert_key(rule.name, view.name, subject), value)
+        severity = rule.severity(value, current.get(alert_key(rule.name, view.name, subject)))
         return Observation(rule, view.name, subject, severity, value, summary, details)
 
     snapshot = view.snapshot
     if rule.type is RuleType.UNREACHABLE:
-        yield _unreachable(rule, view, now, severity_of)
+        yield _unreachable(rule, view, now, current)
     elif rule.type is RuleType.KEY_PERMISSIONS:
         assert view.key is not None
         yield _key_permissions(rule, view.name, view.key)
@@ -152,25 +155,25 @@ def _observe(
         text = f" ({num(share, 1)}% of equity)" if share is not None else ""
         yield judged("", share if rule.percent else pnl, f"unrealized PnL {num(pnl, 2)} USDT{text}", {})
     elif rule.type is RuleType.DRAWDOWN:
-        peak = peak_of(rule, view.name)
+        peak = peaks.get(rule.name)
         value = drawdown_pct(snapshot.equity_usdt, peak)
         yield judged("", value, _drawdown_summary(rule, snapshot.equity_usdt, peak, value), {})
 
 
 def evaluate_portfolio(
-    rule: Rule, views: Iterable[AccountView], severity_of: SeverityOf, peak_of: PeakOf
+    rule: Rule, views: Iterable[AccountView], peak: Decimal | None, current: Current = NONE
 ) -> Observation | None:
     """A portfolio drawdown over the accounts the rule selects; None when one of them has no fresh data
     (the alert holds its state rather than judging a partial total)."""
     total = portfolio_equity(rule, views)
     if total is None:
         return None
-    peak = peak_of(rule, None)
     value = drawdown_pct(total, peak)
     summary = "portfolio " + _drawdown_summary(rule, total, peak, value)
     if value is None:
         return Observation(rule, None, "", None, None, summary, held=True)
-    return Observation(rule, None, "", severity_of(rule, alert_key(rule.name, None, ""), value), value, summary)
+    severity = rule.severity(value, current.get(alert_key(rule.name, None, "")))
+    return Observation(rule, None, "", severity, value, summary)
 
 
 def portfolio_equity(rule: Rule, views: Iterable[AccountView]) -> Decimal | None:
@@ -193,7 +196,7 @@ def _drawdown_summary(rule: Rule, equity: Decimal, peak: Decimal | None, value: 
     return f"equity {num(equity, 2)} USDT, {num(value, 2)}% below its {window} peak of {num(peak, 2)}"
 
 
-def _unreachable(rule: Rule, view: AccountView, now: datetime, severity_of: SeverityOf) -> Observation:
+def _unreachable(rule: Rule, view: AccountView, now: datetime, current: Current) -> Observation:
     since = view.last_good_at or view.watched_since
     intervals = Decimal(int(max(timedelta(0), now - since - view.stalled) / view.poll_interval))
     error = f" (last error: {last_error(view)})" if view.error_code else ""
@@ -202,7 +205,7 @@ def _unreachable(rule: Rule, view: AccountView, now: datetime, severity_of: Seve
         severity = rule.levels()[0][0]
         summary = f"cannot be read: {last_error(view)}"
     else:
-        severity = severity_of(rule, alert_key(rule.name, view.name, ""), intervals)
+        severity = rule.severity(intervals, current.get(alert_key(rule.name, view.name, "")))
         seen = f"since {since:%Y-%m-%d %H:%M} UTC" if view.last_good_at else "since the monitor started"
         summary = f"no good data for {intervals} poll intervals ({seen}){error}"
     return Observation(rule, view.name, "", severity, intervals, summary, {"error_code": view.error_code or ""})

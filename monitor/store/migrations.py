@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 
 from alembic import command
 from monitor.store.engine import make_engine
+from monitor.store.errors import boundary
 
 
 def _migrations_dir() -> Path:
@@ -40,19 +41,19 @@ _ALEMBIC = threading.Lock()
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    with _ALEMBIC:
+    with _ALEMBIC, boundary():
         command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
-    with _ALEMBIC:
+    with _ALEMBIC, boundary():
         command.downgrade(alembic_config(url), revision)
 
 
 def current(url: str) -> str | None:
     engine = make_engine(url)
     try:
-        with engine.connect() as connection:
+        with boundary(), engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()

@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, func, insert, or_, select
 
-from monitor.alerts.lifecycle import State
-from monitor.reports.content import AccountPeriod
+from monitor.alerts.model import State
+from monitor.reports.model import AccountPeriod
 from monitor.store import tables as t
-from monitor.store.alerts import ALERT, NOTIFICATION, TRANSITION
-from monitor.store.repository import ACCOUNT, EQUITY, HOURLY, POLL, floor_hour
+from monitor.store.alertrows import ALERT, NOTIFICATION, TRANSITION
+from monitor.store.history import ACCOUNT, EQUITY, HOURLY, POLL, floor_hour
 
 SENT: Table = t.ReportSent.__table__  # type: ignore[attr-defined]
 HOUR = timedelta(hours=1)

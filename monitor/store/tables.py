@@ -37,7 +37,8 @@ class Account(SQLModel, table=True):
     last_error_code: str | None = Field(default=None, max_length=32)
     last_error_message: str | None = Field(default=None, max_length=1000)
     last_error_at: datetime | None = _time(nullable=True)
-    equity_peak: Decimal | None = _money(nullable=True)  # high-water mark of equity_usdt
+    # No longer written (drawdown peaks come from the equity series); the columns stay until a migration drops them.
+    equity_peak: Decimal | None = _money(nullable=True)
     equity_peak_at: datetime | None = _time(nullable=True)
     created_at: datetime = _time()
 

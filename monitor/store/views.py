@@ -6,32 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from monitor.domain import Position
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceLine:
-    product: str  # spot | USDT-FUTURES | ... | unified
-    coin: str
-    equity: Decimal
-    available: Decimal
-    locked: Decimal
-    unrealized_pnl: Decimal | None
-    risk_ratio: Decimal | None
-    usdt_value: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class LatestAccount:
-    """An account's last successful snapshot."""
-
-    account: str
-    taken_at: datetime
-    equity_usdt: Decimal
-    unrealized_pnl_usdt: Decimal
-    balances: tuple[BalanceLine, ...]
-    positions: tuple[Position, ...]
-
 
 @dataclass(frozen=True, slots=True)
 class EquitySample:

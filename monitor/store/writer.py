@@ -11,9 +11,8 @@ import asyncio
 import logging
 from collections import Counter, deque
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from monitor.domain import PollOutcome
+from monitor.errors import StorageError, reason
 from monitor.store.errors import is_data_error
 from monitor.store.repository import Store
 
@@ -84,7 +83,7 @@ class SnapshotWriter:
             try:
                 # A database that stops answering mid-write (not refusing: hanging) is an outage too.
                 await asyncio.wait_for(asyncio.to_thread(self.store.write_polls, batch), WRITE_TIMEOUT)
-            except (SQLAlchemyError, TypeError, ValueError, ArithmeticError, TimeoutError) as exc:
+            except (StorageError, TypeError, ValueError, ArithmeticError, TimeoutError) as exc:
                 if is_data_error(exc) or isinstance(exc, ArithmeticError):
                     await self._write_one_by_one(batch)
                     continue
@@ -92,7 +91,7 @@ class SnapshotWriter:
                 # the limit then drops the oldest if needed.
                 self._queue.extendleft(reversed(batch))
                 self._enforce_limit()
-                self.last_error = str(getattr(exc, "orig", None) or exc)
+                self.last_error = str(exc)
                 if self.healthy:
                     log.error("database write failed (%s); buffering snapshots in memory", self.last_error)
                     self.healthy = False
@@ -117,15 +116,14 @@ class SnapshotWriter:
                 await asyncio.to_thread(self.store.write_polls, [outcome])
                 self.written += 1
                 self._stored([outcome])
-            except (SQLAlchemyError, TypeError, ValueError, ArithmeticError) as exc:
+            except (StorageError, TypeError, ValueError, ArithmeticError) as exc:
                 if not (is_data_error(exc) or isinstance(exc, ArithmeticError)):  # the database went away meanwhile
                     self._queue.extendleft(reversed(batch[index:]))
                     return
                 log.exception("%s: a poll result the database refuses was dropped", outcome.account)
                 self.dropped += 1
                 self.refused[outcome.account] += 1
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-                self.refusals[outcome.account] = (reason[0] if reason else type(exc).__name__)[:300]
+                self.refusals[outcome.account] = reason(exc)[:300]
 
     def _stored(self, outcomes: list[PollOutcome]) -> None:
         for outcome in outcomes:
