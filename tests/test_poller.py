@@ -229,8 +229,19 @@ async def test_run_stops_cleanly_on_sigterm_mid_cycle_and_keeps_what_it_read(
         sys.executable, "-m", "monitor", "run", "-c", str(config.path), stderr=asyncio.subprocess.PIPE
     )
     try:
-        await asyncio.sleep(4)  # every account read at least once, sim-003 stuck in a slow request
-        process.send_signal(signal.SIGTERM)
+        others = {f"sim-00{i}" for i in range(1, 9)} - {"sim-003"}
+
+        async def read_twice() -> bool:  # an endpoint asked twice: the account's first read is complete
+            requests = (await sim.control("GET", "/_sim/stats"))["requests"]
+            return all(name in requests and max(requests[name].values()) >= 2 for name in others)
+
+        for _ in range(600):  # a loaded machine takes seconds just to start the process
+            if await read_twice():
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the accounts were not read within a minute")
+        process.send_signal(signal.SIGTERM)  # sim-003 is still stuck in a slow request
         loop = asyncio.get_running_loop()
         started = loop.time()
         _, err = await asyncio.wait_for(process.communicate(), timeout=15)
@@ -246,7 +257,7 @@ async def test_run_stops_cleanly_on_sigterm_mid_cycle_and_keeps_what_it_read(
         latest = await asyncio.to_thread(readback.latest, store)
     finally:
         store.close()
-    assert set(latest) == {f"sim-00{i}" for i in range(1, 9)} - {"sim-003"}
+    assert set(latest) == others
     assert "Traceback" not in err.decode()
 
 
