@@ -264,6 +264,12 @@ def measure(monitor: subprocess.Popen[bytes], url: str, names: set[str], seconds
     after, cpu_after = sim_stats(url), process_cpu(monitor.pid)
     load_after = load()
     alive()
+    # A monitor that cannot store (a database not ready, writes failing) polls on and buffers: cheaper, and not
+    # what is meant to be measured. Say so loudly.
+    errors = [line for line in log.read_text().splitlines() if " ERROR " in line or " CRITICAL " in line]
+    if errors:
+        print(f"  WARNING: the monitor logged {len(errors)} errors, the figures are not a healthy run's; the first:\n"
+              f"  {errors[0][:300]}", flush=True)  # fmt: skip
     if spy is not None:
         spy.wait(timeout=seconds + 60)
     elapsed = after.at - before.at
