@@ -38,3 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.storage
 	$(BIN)/python -m bench.web
+	$(BIN)/python -m bench.steady
