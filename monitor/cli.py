@@ -381,6 +381,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from monitor.simulator.app import simulator_app
     from monitor.simulator.generate import generate_world, write_accounts_file
     from monitor.simulator.server import Simulator
     from monitor.simulator.world import ScenarioError, load_scenario
@@ -395,7 +396,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sim = Simulator(world, limits=not args.no_limits, ip_per_minute=args.ip_limit, lockout=args.lockout, tick=args.tick)
 
     async def serve(stop: asyncio.Event) -> None:
-        runner = web.AppRunner(sim.app(), access_log=None)
+        runner = web.AppRunner(simulator_app(sim), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, args.host, args.port)
         await site.start()

@@ -16,6 +16,7 @@ from aiohttp import web
 from monitor.clock import SystemClock
 from monitor.config import load_config
 from monitor.service import Service
+from monitor.simulator.app import simulator_app
 from monitor.simulator.generate import generate_world, write_accounts_file
 from monitor.simulator.market import SimAccount, SimPosition
 from monitor.simulator.server import Simulator
@@ -30,7 +31,7 @@ DRIFT_TARGET = Decimal("0.04")  # ... this close: inside the default critical le
 async def demo(port: int, accounts: int, seed: int, stop: asyncio.Event) -> None:
     world = generate_world(accounts, seed)
     sim = Simulator(world, tick=0)  # prices still; the drift below is the only move
-    sim_runner = web.AppRunner(sim.app(), access_log=None)
+    sim_runner = web.AppRunner(simulator_app(sim), access_log=None)
     await sim_runner.setup()
     await web.TCPSite(sim_runner, "127.0.0.1", 0).start()
     sim_url = f"http://127.0.0.1:{sim_runner.addresses[0][1]}"

@@ -9,11 +9,7 @@ import sys
 import grimp
 
 # Circles known and left for now, each with why. Empty this list, never grow it.
-KNOWN = {
-    # The simulator's control routes type their simulator with a TYPE_CHECKING import of the server, which
-    # imports them inside a function. The simulator is being changed elsewhere; untangle it there.
-    frozenset({"monitor.simulator.control", "monitor.simulator.server"}),
-}
+KNOWN: set[frozenset[str]] = set()
 
 
 def circles(graph: grimp.ImportGraph) -> list[list[str]]:

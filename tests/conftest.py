@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 from monitor.clock import SystemClock
 from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerClock
 from monitor.secret import Secret
+from monitor.simulator.app import simulator_app
 from monitor.simulator.generate import generate_world
 from monitor.simulator.market import SimAccount
 from monitor.simulator.server import Simulator
@@ -82,7 +83,7 @@ async def make_sim(aiohttp_server: Any, session: aiohttp.ClientSession) -> SimFa
     async def start(accounts: int = 12, seed: int = 1, world: World | None = None, **options: Any) -> Sim:
         options.setdefault("tick", 0)  # frozen prices unless a test moves them
         sim = Simulator(world or generate_world(accounts, seed), **options)
-        server = await aiohttp_server(sim.app())
+        server = await aiohttp_server(simulator_app(sim))
         return Sim(sim, server, session)
 
     return start

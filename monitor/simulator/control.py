@@ -17,15 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from monitor.simulator import faults
 from monitor.simulator.render import fmt
-
-if TYPE_CHECKING:
-    from monitor.simulator.server import Simulator
+from monitor.simulator.server import Simulator
 
 
 def add_control_routes(app: web.Application, sim: Simulator) -> None:

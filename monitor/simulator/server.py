@@ -86,18 +86,7 @@ class Simulator:
         self._public_keys: dict[str, rsa.RSAPublicKey] = {}
         self._responses = 0
 
-    # -- the app -----------------------------------------------------------------------------------------
-
-    def app(self) -> web.Application:
-        from monitor.simulator.control import add_control_routes
-
-        app = web.Application()
-        add_control_routes(app, self)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        app.cleanup_ctx.append(self._ticker)
-        return app
-
-    async def _ticker(self, app: web.Application) -> AsyncIterator[None]:
+    async def ticker(self, app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(self._tick_forever()) if self.tick > 0 else None
         yield
         if task:
