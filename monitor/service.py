@@ -26,6 +26,7 @@ from monitor.once import CONNECTIONS, OnceCycle
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import Reading
 from monitor.readmodel import ServiceReader
+from monitor.reports.scheduler import ReportScheduler
 from monitor.rules.evaluate import AccountView
 from monitor.runtime import tune_gc
 from monitor.store import migrations
@@ -80,6 +81,7 @@ class Service(OnceCycle):
         self.node = node_name()
         self.sender = Sender(config, self.store, clock, self.node)
         self.engine = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
+        self.reports = ReportScheduler(lambda: self.config, self.store, clock, self.node, self.sender.wake)
         self.views = AccountViews(lambda: self.config.monitor, self.engine.last_success)
         self._mtime = self._file_mtime()
         self._reloading = asyncio.Lock()  # reloads apply one at a time, in the order they were asked for
@@ -119,6 +121,7 @@ class Service(OnceCycle):
             with contextlib.suppress(TimeoutError):  # claims failing with the database up: judge what it polls
                 await asyncio.wait_for(self._claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
         self._spawn(self._background, self.sender.run(), "sender")
+        self._spawn(self._background, self.reports.run(), "reports")
 
         def views() -> list[AccountView]:
             now = self.clock.now()
