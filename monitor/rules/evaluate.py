@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from monitor.domain import AccountSnapshot, KeyInfo, Position
+from monitor.risk.safety import describe, snapshot_safety
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
 
 
@@ -129,6 +130,9 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
                     if value is not None
                     else f"{p.symbol} {p.side}: no liquidation price"
                 )
+                suggestion = safety_line(rule, snapshot, p, value)
+                if suggestion is not None:
+                    details["safety"] = suggestion
             else:
                 share = p.unrealized_pnl * 100 / p.margin if p.margin else None
                 value = share if rule.percent else p.unrealized_pnl
@@ -244,6 +248,21 @@ def _key_permissions(rule: Rule, account: str, key: KeyInfo) -> Observation:
     words = {"trade": "can trade", "withdraw": "can withdraw", "no_ip_binding": "is not bound to an IP address"}
     summary = "API key " + (", ".join(words[f] for f in findings) if findings else "is read-only and IP-bound")
     return Observation(rule, account, "", severity, None, summary, {"findings": ",".join(findings)})
+
+
+def safety_line(rule: Rule, snapshot: AccountSnapshot, p: Position, distance: Decimal | None) -> str | None:
+    """For a position inside the rule's least severe level: what gets it back to that level plus `clear` ("add
+    about 1,240 USDT margin, or reduce by 0.12 BTC, to get back to 17 %"); None outside it."""
+    levels = rule.levels()
+    if distance is None or not levels:
+        return None
+    least = levels[-1][1]
+    if not rule.breaches(distance, least):
+        return None
+    target = least + rule.clear
+    if not target > 0:
+        return None
+    return describe(snapshot_safety(snapshot, p, target), p.symbol)
 
 
 def position_subject(p: Position) -> str:
