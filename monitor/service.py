@@ -27,6 +27,7 @@ from monitor.poller.scheduler import Poller
 from monitor.poller.state import Reading
 from monitor.readmodel import ServiceReader
 from monitor.reports.scheduler import ReportScheduler
+from monitor.risk.odds import MarkHistory
 from monitor.rules.evaluate import AccountView
 from monitor.runtime import tune_gc
 from monitor.store import migrations
@@ -82,7 +83,8 @@ class Service(OnceCycle):
         self.sender = Sender(config, self.store, clock, self.node)
         self.engine = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
         self.reports = ReportScheduler(lambda: self.config, self.store, clock, self.node, self.sender.wake)
-        self.views = AccountViews(lambda: self.config.monitor, self.engine.last_success)
+        self.mark_history = MarkHistory()  # recent marks per symbol: the odds of liquidation (a feed may push too)
+        self.views = AccountViews(lambda: self.config.monitor, self.engine.last_success, self.mark_history)
         self._mtime = self._file_mtime()
         self._reloading = asyncio.Lock()  # reloads apply one at a time, in the order they were asked for
 

@@ -317,7 +317,8 @@ def test_without_rules_the_documented_defaults_apply(tmp_path: Path) -> None:
         (
             '[[rules]]\nname = "x"\ntype = "liquidation"\nwarning = "5%"\n',
             "{f}:3: rules[0].type: unknown rule type 'liquidation'; choose from liquidation_distance, margin_ratio, "
-            "unrealized_pnl, account_pnl, drawdown, unreachable, key_permissions",
+            "unrealized_pnl, account_pnl, drawdown, unreachable, key_permissions, "
+            "liquidation_probability",
         ),
         (
             '[[rules]]\nname = "x"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "9%"\n',

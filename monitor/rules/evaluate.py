@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from monitor.domain import AccountSnapshot, KeyInfo, Position
+from monitor.risk.odds import liquidation_probability
 from monitor.risk.safety import describe, snapshot_safety
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
 
@@ -38,6 +39,9 @@ class AccountView:
     error_message: str | None = None
     key: KeyInfo | None = None
     stalled: timedelta = timedelta(0)  # time since the last good data when the monitor could not poll at all
+    # (product type, symbol) -> the symbol's realized volatility per square root of a second (monitor.risk.odds),
+    # None with too little mark history: liquidation_probability rules hold meanwhile.
+    volatility: Callable[[str, str], float | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,8 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
                 suggestion = safety_line(rule, snapshot, p, value)
                 if suggestion is not None:
                     details["safety"] = suggestion
+            elif rule.type is RuleType.LIQUIDATION_PROBABILITY:
+                value, summary = _odds(rule, view, p)
             else:
                 share = p.unrealized_pnl * 100 / p.margin if p.margin else None
                 value = share if rule.percent else p.unrealized_pnl
@@ -248,6 +254,26 @@ def _key_permissions(rule: Rule, account: str, key: KeyInfo) -> Observation:
     words = {"trade": "can trade", "withdraw": "can withdraw", "no_ip_binding": "is not bound to an IP address"}
     summary = "API key " + (", ".join(words[f] for f in findings) if findings else "is read-only and IP-bound")
     return Observation(rule, account, "", severity, None, summary, {"findings": ",".join(findings)})
+
+
+def _odds(rule: Rule, view: AccountView, p: Position) -> tuple[Decimal | None, str]:
+    """The chance in percent that the position is liquidated within the rule's horizon (monitor.risk.odds: first
+    passage of a driftless random walk in the log mark), and a line for people; None when it cannot be judged."""
+    horizon = _span(rule.horizon)
+    if p.liquidation_price is None:
+        return None, f"{p.symbol} {p.side}: no liquidation price"
+    volatility = view.volatility(p.product_type, p.symbol) if view.volatility is not None else None
+    chance = liquidation_probability(p, volatility, rule.horizon)
+    if chance is None:
+        return None, f"{p.symbol} {p.side}: too little mark history to judge the odds of liquidation"
+    value = Decimal(f"{chance * 100:.4f}")
+    per_day = f", volatility {volatility * 86400**0.5 * 100:.1f}% a day" if volatility is not None else ""
+    distance = p.liquidation_distance_pct
+    away = f"{num(distance, 2)}% away" if distance is not None else "at liquidation"
+    return value, (
+        f"{p.symbol} {p.side}: {num(value, 1)}% chance of liquidation within {horizon} "
+        f"({away}, liquidation {num(p.liquidation_price)}{per_day})"
+    )
 
 
 def safety_line(rule: Rule, snapshot: AccountSnapshot, p: Position, distance: Decimal | None) -> str | None:
