@@ -3,6 +3,7 @@ quiet hours. Plus the rule section of the accounts file."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -338,6 +339,15 @@ def test_without_rules_the_documented_defaults_apply(tmp_path: Path) -> None:
             "{f}:5: rules[0].window: a margin_ratio rule has no 'window'",
         ),
         (
+            '[[rules]]\nname = "x"\ntype = "margin_ratio"\nwarning = 0.6\nhorizon = "1h"\n',
+            "{f}:5: rules[0].horizon: a margin_ratio rule has no 'horizon'",
+        ),
+        (
+            '[[rules]]\nname = "x"\ntype = "liquidation_probability"\nwarning = 0.05\n',
+            "{f}:4: rules[0].warning: 0.05 is ambiguous: warning is in percent, so this reads as 0.05 %; as a fraction "
+            'it would mean 5 % (write "5%" for 5 %, or "0.05%" if you mean 0.05 %)',
+        ),
+        (
             '[[rules]]\nname = "x"\ntype = "margin_ratio"\n',
             "{f}:1: rules[0].warning: a rule needs a warning level, a critical level or both",
         ),
@@ -371,3 +381,27 @@ def test_a_broken_rule_or_channel_names_its_place(tmp_path: Path, text: str, err
         load(tmp_path, text)
     assert str(caught.value) == error.format(f=tmp_path / "accounts.toml")
     assert "secret-token-123" not in str(caught.value)
+
+
+def test_a_liquidation_probability_rule_reads_in_percent_within_its_horizon(tmp_path: Path) -> None:
+    from monitor.rules.describe import describe
+
+    config = load(tmp_path, '[[rules]]\nname = "odds"\ntype = "liquidation_probability"\nwarning = "5%"\n'
+                            'critical = "20%"\nhorizon = "1h"\n')  # fmt: skip
+    (rule,) = config.rules  # type: ignore[attr-defined]
+    assert (rule.warning, rule.critical, rule.horizon) == (D(5), D(20), timedelta(hours=1))
+    assert not rule.lower_is_worse and rule.per_position
+    assert describe(rule) == ("odds: warning at a 5 % chance or more of liquidation within 1 h, critical at 20 %")
+
+
+def test_the_odds_rule_holds_without_volatility_and_judges_with_it() -> None:
+    rule = Rule("odds", RuleType.LIQUIDATION_PROBABILITY, D(5), D(20))
+    p = position("100", "90.9")  # 9.1 % from liquidation
+    held = judge([rule], view(p))
+    ((severity, summary),) = held.values()
+    assert severity is None and "too little mark history" in summary
+    sigma = 0.2 / (86400**0.5)  # 20 % a day
+    judged = judge([rule], dataclasses.replace(view(p), volatility=lambda product, symbol: sigma))
+    ((severity, summary),) = judged.values()
+    assert severity is Severity.CRITICAL  # erfc(ln(100 / 90.9) / (0.2 * sqrt(2))): 63 %
+    assert summary.startswith("BTCUSDT long: 63.") and "chance of liquidation within 24h" in summary
