@@ -124,6 +124,7 @@ class Service(OnceCycle):
                 await asyncio.wait_for(self._claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
         self._spawn(self._background, self.sender.run(), "sender")
         self._spawn(self._background, self.reports.run(), "reports")
+        await asyncio.to_thread(self.views.seed_marks, self.store, self.clock.now())  # the odds after a restart
 
         def views() -> list[AccountView]:
             now = self.clock.now()

@@ -4,13 +4,19 @@ when this process began watching each account."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from monitor.config.model import MonitorSettings
+from monitor.errors import StorageError, reason
 from monitor.poller.state import Reading, Status
 from monitor.risk.odds import MarkHistory
 from monitor.rules.evaluate import AccountView
+from monitor.store.marks import recent_marks
+from monitor.store.repository import Store
+
+log = logging.getLogger(__name__)
 
 
 class AccountViews:
@@ -26,6 +32,21 @@ class AccountViews:
         self.marks = marks
         self._last_success = last_success  # the engine's, loaded from the database
         self._first_seen: dict[str, datetime] = {}
+
+    def seed_marks(self, store: Store, now: datetime) -> int:
+        """Seed the mark history from the position marks stored within its window (after a restart); returns
+        the symbols seeded. Blocking: run it in a worker thread. A database that cannot be read is logged: the
+        history then builds up from the reads."""
+        if self.marks is None:
+            return 0
+        try:
+            stored = recent_marks(store.engine, now - self.marks.window)
+        except StorageError as exc:
+            log.warning("mark history not seeded from the database: %s", reason(exc))
+            return 0
+        for (product_type, symbol), samples in stored.items():
+            self.marks.add_many(product_type, symbol, samples)
+        return len(stored)
 
     def watched_since(self, name: str, now: datetime) -> datetime:
         """When this process began watching the account (the first time it was judged)."""

@@ -86,3 +86,44 @@ async def test_a_position_fires_once_its_symbol_has_enough_mark_history_and_hold
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=15)
+
+
+def test_after_a_restart_the_mark_history_is_seeded_from_the_stored_position_marks(tmp_path: Path) -> None:
+    import random
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from monitor.config.model import MonitorSettings
+    from monitor.domain import PollOutcome
+    from monitor.risk.odds import MarkHistory
+    from monitor.store import migrations
+    from monitor.store.repository import Store
+    from monitor.views import AccountViews
+    from tests.test_reports import ok
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    migrations.upgrade(url)
+    store = Store(url, snapshot_interval=timedelta(0))  # every read's positions stored
+    rng = random.Random(7)
+    start, step, sigma_step = datetime(2026, 3, 2, 8, 0, tzinfo=UTC), timedelta(minutes=1), 0.003
+    mark = 60000.0
+    try:
+        for i in range(240):  # four hours of reads, one a minute
+            mark *= math.exp(rng.gauss(0.0, sigma_step))
+            outcome = ok("alpha", start + i * step, "1000", liq="50000")
+            assert outcome.snapshot is not None
+            moved = replace(outcome.snapshot.positions[0], mark_price=Decimal(f"{mark:.2f}"))
+            snapshot = replace(outcome.snapshot, positions=(moved,))
+            store.write_polls([PollOutcome("alpha", outcome.started_at, outcome.finished_at, snapshot=snapshot)])
+        now = start + 240 * step
+        history = MarkHistory()
+        views = AccountViews(lambda: MonitorSettings(database_url=None), {}, history)  # type: ignore[arg-type]
+        assert views.seed_marks(store, now) == 1
+        assert len(history.samples("USDT-FUTURES", "BTCUSDT")) == 240
+        estimate = history.volatility("USDT-FUTURES", "BTCUSDT", now)
+        assert estimate is not None
+        true = sigma_step / math.sqrt(step.total_seconds())
+        assert abs(estimate / true - 1) < 0.15  # 240 returns: a standard error of about 4.6 %
+        assert AccountViews(lambda: None, {}, None).seed_marks(store, now) == 0  # type: ignore[arg-type, return-value]
+    finally:
+        store.close()
