@@ -93,7 +93,6 @@ def test_after_a_restart_the_mark_history_is_seeded_from_the_stored_position_mar
     from dataclasses import replace
     from datetime import UTC, datetime
 
-    from monitor.config.model import MonitorSettings
     from monitor.domain import PollOutcome
     from monitor.risk.odds import MarkHistory
     from monitor.store import migrations
@@ -117,7 +116,7 @@ def test_after_a_restart_the_mark_history_is_seeded_from_the_stored_position_mar
             store.write_polls([PollOutcome("alpha", outcome.started_at, outcome.finished_at, snapshot=snapshot)])
         now = start + 240 * step
         history = MarkHistory()
-        views = AccountViews(lambda: MonitorSettings(database_url=None), {}, history)  # type: ignore[arg-type]
+        views = AccountViews(lambda: None, {}, history)  # type: ignore[arg-type, return-value]  # settings unread
         assert views.seed_marks(store, now) == 1
         assert len(history.samples("USDT-FUTURES", "BTCUSDT")) == 240
         estimate = history.volatility("USDT-FUTURES", "BTCUSDT", now)
