@@ -327,6 +327,7 @@ class Service(OnceCycle):
             self.marks.configure(config.monitor.bitget_url, config.monitor.request_timeout.total_seconds())
         self.engine.apply(config)
         self.sender.apply(config)
+        self.reports.reloaded()
         self.store.snapshot_interval = config.storage.snapshot_interval
         self.config = config
         self._spawn(self._background, self._register(config), "register")

@@ -133,3 +133,26 @@ def test_the_scheduler_sleeps_until_the_next_due_time_but_never_more_than_a_minu
     scheduler = ReportScheduler(lambda: config, None, ManualClock(now), "n", lambda: None)  # type: ignore[arg-type, return-value]
     assert scheduler.pause(now) == 10.0
     assert scheduler.pause(now + timedelta(seconds=20)) == 60.0
+
+
+async def test_a_report_added_by_a_reload_is_sent_by_the_running_process(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    sim = await make_sim(limits=False)
+    db_url = f"sqlite:///{tmp_path}/m.db"
+    channels = f'[channels]\nchat = ["{sink.url()}"]\n'
+    path = accounts_file(tmp_path, sim.url, sim.world, db_url, channels, "")
+    service = Service(path, load_config(path, env={}), SystemClock())
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await until(lambda: service.storage_ready.is_set() and service.engine.ready)
+        await asyncio.sleep(1.0)
+        assert reports_in(sink) == []
+        text = path.read_text().replace("[[accounts]]", daily_due_minutes_ago(5) + "[[accounts]]", 1)
+        path.write_text(text)
+        assert await service.reload()
+        await until(lambda: len(reports_in(sink)) == 1)  # the reload wakes the scheduler: no minute's wait
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)

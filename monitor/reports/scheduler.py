@@ -17,6 +17,7 @@ severity; a channel that should not get reports is left out of the report's `cha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -44,6 +45,7 @@ class ReportScheduler:
         self.clock = clock
         self.node = node
         self.wake = wake  # the sender's: queued reports go out at once
+        self._changed = asyncio.Event()
         self._waiting: set[str] = set()  # reports held back by quiet hours (logged once)
         self.sent = 0  # reports this process queued (the others were claimed by another process, or before)
 
@@ -55,7 +57,13 @@ class ReportScheduler:
             except Exception as exc:  # the database away; the reports stay due and are tried again
                 log.warning("scheduled reports not sent yet: %s", str(exc).strip() or type(exc).__name__)
                 pause = RETRY
-            await asyncio.sleep(pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), pause)
+            self._changed.clear()
+
+    def reloaded(self) -> None:
+        """The configuration changed (a reload): look again now, a report may have been added or moved."""
+        self._changed.set()
 
     def pause(self, now: datetime) -> float:
         """Seconds until the next due time, at most LONGEST_SLEEP (and at least a moment)."""
