@@ -124,13 +124,16 @@ class Service(OnceCycle):
                 await asyncio.wait_for(self._claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
         self._spawn(self._background, self.sender.run(), "sender")
         self._spawn(self._background, self.reports.run(), "reports")
-        await asyncio.to_thread(self.views.seed_marks, self.store, self.clock.now())  # the odds after a restart
+        self._spawn(self._background, self._seed_marks(), "mark history")  # the odds of liquidation after a restart
 
         def views() -> list[AccountView]:
             now = self.clock.now()
             return [self.views.of(r, now) for r in poller.readings()]
 
         await self.engine.run(views, portfolio=lambda: poller.owned is None)
+
+    async def _seed_marks(self) -> None:
+        await self.views.seed_marks(self.store, self.clock.now())
 
     async def _prepare_storage(self) -> None:
         """Migrate (unless told not to) and register accounts, retrying while the database is away; then

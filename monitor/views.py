@@ -4,6 +4,7 @@ when this process began watching each account."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -33,14 +34,14 @@ class AccountViews:
         self._last_success = last_success  # the engine's, loaded from the database
         self._first_seen: dict[str, datetime] = {}
 
-    def seed_marks(self, store: Store, now: datetime) -> int:
+    async def seed_marks(self, store: Store, now: datetime) -> int:
         """Seed the mark history from the position marks stored within its window (after a restart); returns
-        the symbols seeded. Blocking: run it in a worker thread. A database that cannot be read is logged: the
-        history then builds up from the reads."""
+        the symbols seeded. The rows are read in a worker thread and merged here, in the event loop, where the
+        reads add their marks too. A database that cannot be read is logged: the history builds up from reads."""
         if self.marks is None:
             return 0
         try:
-            stored = recent_marks(store.engine, now - self.marks.window)
+            stored = await asyncio.to_thread(recent_marks, store.engine, now - self.marks.window)
         except StorageError as exc:
             log.warning("mark history not seeded from the database: %s", reason(exc))
             return 0

@@ -88,7 +88,7 @@ async def test_a_position_fires_once_its_symbol_has_enough_mark_history_and_hold
         await asyncio.wait_for(task, timeout=15)
 
 
-def test_after_a_restart_the_mark_history_is_seeded_from_the_stored_position_marks(tmp_path: Path) -> None:
+async def test_after_a_restart_the_mark_history_is_seeded_from_the_stored_position_marks(tmp_path: Path) -> None:
     import random
     from dataclasses import replace
     from datetime import UTC, datetime
@@ -117,12 +117,12 @@ def test_after_a_restart_the_mark_history_is_seeded_from_the_stored_position_mar
         now = start + 240 * step
         history = MarkHistory()
         views = AccountViews(lambda: None, {}, history)  # type: ignore[arg-type, return-value]  # settings unread
-        assert views.seed_marks(store, now) == 1
+        assert await views.seed_marks(store, now) == 1
         assert len(history.samples("USDT-FUTURES", "BTCUSDT")) == 240
         estimate = history.volatility("USDT-FUTURES", "BTCUSDT", now)
         assert estimate is not None
         true = sigma_step / math.sqrt(step.total_seconds())
         assert abs(estimate / true - 1) < 0.15  # 240 returns: a standard error of about 4.6 %
-        assert AccountViews(lambda: None, {}, None).seed_marks(store, now) == 0  # type: ignore[arg-type, return-value]
+        assert await AccountViews(lambda: None, {}, None).seed_marks(store, now) == 0  # type: ignore[arg-type, return-value]
     finally:
         store.close()
