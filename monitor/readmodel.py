@@ -100,8 +100,12 @@ class ServiceReader:
         rules = [r for r in config.rules if r.type is RuleType.LIQUIDATION_DISTANCE and r.selects(name, tags)]
         found: dict[str, str] = {}
         for p in snapshot.positions:
+            try:
+                distance = p.liquidation_distance_pct
+            except ArithmeticError:  # absurd figures from Bitget: the page shows them, nothing to suggest
+                continue
             for rule in rules:
-                line = safety_line(rule, snapshot, p, p.liquidation_distance_pct)
+                line = safety_line(rule, snapshot, p, distance)
                 if line is not None:
                     found.setdefault(position_subject(p), line)
         return found

@@ -46,7 +46,7 @@ class AccountViews:
             log.warning("mark history not seeded from the database: %s", reason(exc))
             return 0
         for (product_type, symbol), samples in stored.items():
-            self.marks.add_many(product_type, symbol, samples)
+            self.marks.add_many(product_type, symbol, [(at, m) for at, m in samples if m.is_finite() and m > 0])
         return len(stored)
 
     def watched_since(self, name: str, now: datetime) -> datetime:
@@ -65,7 +65,7 @@ class AccountViews:
             marks = self.marks
             if reading.snapshot is not None:
                 for p in reading.snapshot.positions:  # a sample already held (the same read again) is dropped
-                    if p.mark_price > 0:
+                    if p.mark_price.is_finite() and p.mark_price > 0:  # absurd marks are no samples
                         marks.add(p.product_type, p.symbol, reading.snapshot.taken_at, p.mark_price)
 
             def volatility(product_type: str, symbol: str) -> float | None:

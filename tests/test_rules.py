@@ -20,7 +20,7 @@ from monitor.config.model import ChannelConfig
 from monitor.domain import AccountMode, AccountSnapshot, KeyInfo, MarginMode, Position, PositionMode, Side
 from monitor.errors import ConfigError
 from monitor.poller.state import RiskLevels
-from monitor.rules.evaluate import AccountView, RollingPeak, evaluate_account
+from monitor.rules.evaluate import AccountView, RollingPeak, _odds, evaluate_account, safety_line
 from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
 
 D = Decimal
@@ -405,3 +405,15 @@ def test_the_odds_rule_holds_without_volatility_and_judges_with_it() -> None:
     ((severity, summary),) = judged.values()
     assert severity is Severity.CRITICAL  # erfc(ln(100 / 90.9) / (0.2 * sqrt(2))): 63 %
     assert summary.startswith("BTCUSDT long: 63.") and "chance of liquidation within 24h" in summary
+
+
+def test_absurd_figures_give_no_suggestion_and_no_odds_rather_than_an_error() -> None:
+    liq = Rule("liq", RuleType.LIQUIDATION_DISTANCE, D(15), D(7), D(2))
+    odds = Rule("odds", RuleType.LIQUIDATION_PROBABILITY, D(5), D(20))
+    for mark in ("NaN", "Infinity"):
+        p = dataclasses.replace(position("100", "95"), mark_price=D(mark))
+        v = dataclasses.replace(view(p), volatility=lambda product, symbol: 1e-4)
+        # (The poller's checks keep such marks out of snapshots; these parts add no error of their own.)
+        assert safety_line(liq, v.snapshot, p, D(mark)) is None  # type: ignore[arg-type]
+        value, summary = _odds(odds, v, p)
+        assert value is None and "too little mark history" in summary

@@ -7,6 +7,7 @@ data must never resolve an alert.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -263,8 +264,11 @@ def _odds(rule: Rule, view: AccountView, p: Position) -> tuple[Decimal | None, s
     if p.liquidation_price is None:
         return None, f"{p.symbol} {p.side}: no liquidation price"
     volatility = view.volatility(p.product_type, p.symbol) if view.volatility is not None else None
-    chance = liquidation_probability(p, volatility, rule.horizon)
-    if chance is None:
+    try:
+        chance = liquidation_probability(p, volatility, rule.horizon)
+    except (ArithmeticError, ValueError):  # absurd figures from Bitget (NaN, infinite): not judged, held
+        chance = None
+    if chance is None or not math.isfinite(chance):
         return None, f"{p.symbol} {p.side}: too little mark history to judge the odds of liquidation"
     value = Decimal(f"{chance * 100:.4f}")
     per_day = f", volatility {volatility * 86400**0.5 * 100:.1f}% a day" if volatility is not None else ""
@@ -280,7 +284,7 @@ def safety_line(rule: Rule, snapshot: AccountSnapshot, p: Position, distance: De
     """For a position inside the rule's least severe level: what gets it back to that level plus `clear` ("add
     about 1,240 USDT margin, or reduce by 0.12 BTC, to get back to 17 %"); None outside it."""
     levels = rule.levels()
-    if distance is None or not levels:
+    if distance is None or not distance.is_finite() or not levels:  # absurd figures: no suggestion
         return None
     least = levels[-1][1]
     if not rule.breaches(distance, least):
@@ -288,7 +292,10 @@ def safety_line(rule: Rule, snapshot: AccountSnapshot, p: Position, distance: De
     target = least + rule.clear
     if not target > 0:
         return None
-    return describe(snapshot_safety(snapshot, p, target), p.symbol)
+    try:
+        return describe(snapshot_safety(snapshot, p, target), p.symbol)
+    except (ArithmeticError, ValueError):  # absurd figures from Bitget (NaN, infinite): no suggestion
+        return None
 
 
 def position_subject(p: Position) -> str:
