@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     for inner in (add, listing, remove):
         _database_options(inner, inner=True)
 
+    report = sub.add_parser("report", help="print a report of the stored data (a [[reports]] one, or every account)")
+    report.add_argument("-c", "--config", default="accounts.toml", type=Path, help="the accounts file")
+    report.add_argument("--since", default="24h", help='the period, back from now, e.g. "24h" or "7d"')
+    report.add_argument("--json", action="store_true", help="print JSON (decimals as strings) instead of text")
+    report.add_argument("name", nargs="?", help="a [[reports]] name: its accounts and time zone")
+
     demo = sub.add_parser("demo", help="the simulator, the monitor and its web page in one process")
     demo.add_argument("--port", type=int, default=8080, help="the status page's port (0: any free port)")
     demo.add_argument("--accounts", type=int, default=12, help="how many simulated accounts")
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     mask_handlers(logging.getLogger())
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "check": cmd_check, "db": cmd_db, "run": cmd_run, "once": cmd_once, "notify-test": cmd_notify_test,
-        "silence": cmd_silence, "demo": cmd_demo, "simulate": cmd_simulate,
+        "silence": cmd_silence, "report": cmd_report, "demo": cmd_demo, "simulate": cmd_simulate,
     }  # fmt: skip
     try:
         return commands[args.command](args)
@@ -319,6 +325,34 @@ def cmd_silence(args: argparse.Namespace) -> int:
             widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
             for r in rows:
                 print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    except StorageError as exc:
+        print(f"error: database: {reason(exc)} (is the schema current? `bitget-monitor db upgrade`)", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The report of the last --since, from what `run` or `once` stored; the same figures a scheduled one sends."""
+    from monitor.config.values import duration
+    from monitor.reports.render import render_report
+    from monitor.store.repository import Store
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        since = duration(args.since)
+    except ValueError as exc:
+        print(f"error: --since: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    store = Store(config.monitor.database_url.reveal())
+    try:
+        print(render_report(config, store, SystemClock().now(), since=since, report=args.name, as_json=args.json))
+    except KeyError as exc:
+        print(f"error: {exc.args[0]} in {args.config}", file=sys.stderr)
+        return EXIT_CONFIG
     except StorageError as exc:
         print(f"error: database: {reason(exc)} (is the schema current? `bitget-monitor db upgrade`)", file=sys.stderr)
         return EXIT_FAILED

@@ -16,6 +16,8 @@ from monitor.clock import Clock
 from monitor.config.model import Config, WebSettings
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import Reading
+from monitor.rules.evaluate import position_subject, safety_line
+from monitor.rules.model import RuleType
 from monitor.store.repository import Store
 from monitor.store.views import EquitySample
 from monitor.store.writer import SnapshotWriter
@@ -85,6 +87,28 @@ class ServiceReader:
     def account_row(self, name: str) -> AccountRow | None:
         reading = self.reading(name)
         return self._row(reading) if reading is not None else None
+
+    def position_safety(self, name: str) -> dict[str, str]:
+        """Per position subject ("USDT-FUTURES BTCUSDT long"), for positions inside a liquidation_distance rule's
+        warning level: what gets them back to that level plus `clear`, as the alert messages say it."""
+        reading = self.reading(name)
+        snapshot = reading.snapshot if reading is not None else None
+        if snapshot is None:
+            return {}
+        config = self._service.config
+        tags = next((a.tags for a in config.accounts if a.name == name), ())
+        rules = [r for r in config.rules if r.type is RuleType.LIQUIDATION_DISTANCE and r.selects(name, tags)]
+        found: dict[str, str] = {}
+        for p in snapshot.positions:
+            try:
+                distance = p.liquidation_distance_pct
+            except ArithmeticError:  # absurd figures from Bitget: the page shows them, nothing to suggest
+                continue
+            for rule in rules:
+                line = safety_line(rule, snapshot, p, distance)
+                if line is not None:
+                    found.setdefault(position_subject(p), line)
+        return found
 
     def alerts(self, account: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
         wanted = (State.FIRING, State.PENDING) + ((State.LIQUIDATED, State.RESOLVED) if include_resolved else ())

@@ -26,6 +26,8 @@ from monitor.once import CONNECTIONS, OnceCycle
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import Reading
 from monitor.readmodel import ServiceReader
+from monitor.reports.scheduler import ReportScheduler
+from monitor.risk.odds import MarkHistory
 from monitor.rules.evaluate import AccountView
 from monitor.runtime import tune_gc
 from monitor.store import migrations
@@ -80,7 +82,9 @@ class Service(OnceCycle):
         self.node = node_name()
         self.sender = Sender(config, self.store, clock, self.node)
         self.engine = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
-        self.views = AccountViews(lambda: self.config.monitor, self.engine.last_success)
+        self.reports = ReportScheduler(lambda: self.config, self.store, clock, self.node, self.sender.wake)
+        self.mark_history = MarkHistory()  # recent marks per symbol: the odds of liquidation (a feed may push too)
+        self.views = AccountViews(lambda: self.config.monitor, self.engine.last_success, self.mark_history)
         self._mtime = self._file_mtime()
         self._reloading = asyncio.Lock()  # reloads apply one at a time, in the order they were asked for
 
@@ -119,12 +123,17 @@ class Service(OnceCycle):
             with contextlib.suppress(TimeoutError):  # claims failing with the database up: judge what it polls
                 await asyncio.wait_for(self._claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
         self._spawn(self._background, self.sender.run(), "sender")
+        self._spawn(self._background, self.reports.run(), "reports")
+        self._spawn(self._background, self._seed_marks(), "mark history")  # the odds of liquidation after a restart
 
         def views() -> list[AccountView]:
             now = self.clock.now()
             return [self.views.of(r, now) for r in poller.readings()]
 
         await self.engine.run(views, portfolio=lambda: poller.owned is None)
+
+    async def _seed_marks(self) -> None:
+        await self.views.seed_marks(self.store, self.clock.now())
 
     async def _prepare_storage(self) -> None:
         """Migrate (unless told not to) and register accounts, retrying while the database is away; then
@@ -321,6 +330,7 @@ class Service(OnceCycle):
             self.marks.configure(config.monitor.bitget_url, config.monitor.request_timeout.total_seconds())
         self.engine.apply(config)
         self.sender.apply(config)
+        self.reports.reloaded()
         self.store.snapshot_interval = config.storage.snapshot_interval
         self.config = config
         self._spawn(self._background, self._register(config), "register")

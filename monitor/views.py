@@ -4,19 +4,50 @@ when this process began watching each account."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from monitor.config.model import MonitorSettings
+from monitor.errors import StorageError, reason
 from monitor.poller.state import Reading, Status
+from monitor.risk.odds import MarkHistory
 from monitor.rules.evaluate import AccountView
+from monitor.store.marks import recent_marks
+from monitor.store.repository import Store
+
+log = logging.getLogger(__name__)
 
 
 class AccountViews:
-    def __init__(self, settings: Callable[[], MonitorSettings], last_success: Mapping[str, datetime]) -> None:
+    def __init__(
+        self,
+        settings: Callable[[], MonitorSettings],
+        last_success: Mapping[str, datetime],
+        marks: MarkHistory | None = None,
+    ) -> None:
         self._settings = settings  # the current [monitor] settings (a reload replaces them)
+        # Each symbol's recent marks, for the odds of liquidation. The service owns it (a mark feed may push into
+        # it too); every read's position marks are samples as well, so the odds work without a feed.
+        self.marks = marks
         self._last_success = last_success  # the engine's, loaded from the database
         self._first_seen: dict[str, datetime] = {}
+
+    async def seed_marks(self, store: Store, now: datetime) -> int:
+        """Seed the mark history from the position marks stored within its window (after a restart); returns
+        the symbols seeded. The rows are read in a worker thread and merged here, in the event loop, where the
+        reads add their marks too. A database that cannot be read is logged: the history builds up from reads."""
+        if self.marks is None:
+            return 0
+        try:
+            stored = await asyncio.to_thread(recent_marks, store.engine, now - self.marks.window)
+        except StorageError as exc:
+            log.warning("mark history not seeded from the database: %s", reason(exc))
+            return 0
+        for (product_type, symbol), samples in stored.items():
+            self.marks.add_many(product_type, symbol, [(at, m) for at, m in samples if m.is_finite() and m > 0])
+        return len(stored)
 
     def watched_since(self, name: str, now: datetime) -> datetime:
         """When this process began watching the account (the first time it was judged)."""
@@ -29,11 +60,22 @@ class AccountViews:
         unreachable."""
         m = self._settings()
         interval = reading.cadence or m.poll_interval
+        volatility = None
+        if self.marks is not None:
+            marks = self.marks
+            if reading.snapshot is not None:
+                for p in reading.snapshot.positions:  # a sample already held (the same read again) is dropped
+                    if p.mark_price.is_finite() and p.mark_price > 0:  # absurd marks are no samples
+                        marks.add(p.product_type, p.symbol, reading.snapshot.taken_at, p.mark_price)
+
+            def volatility(product_type: str, symbol: str) -> float | None:
+                return marks.volatility(product_type, symbol, now)
+
         return AccountView(
             name=reading.name, tags=reading.tags, snapshot=reading.snapshot,
             last_good_at=reading.last_good_at or self._last_success.get(reading.name),
             fresh=not reading.stale(now, interval, m.stale_grace), watched_since=self.watched_since(reading.name, now),
             poll_interval=interval, polled=reading.polls > 0, permanent_error=reading.status == Status.UNREACHABLE,
             error_code=reading.error_code, error_message=reading.error_message, key=reading.key,
-            stalled=reading.stalled,
+            stalled=reading.stalled, volatility=volatility,
         )  # fmt: skip

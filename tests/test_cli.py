@@ -317,3 +317,37 @@ def test_a_silence_for_an_account_that_does_not_exist_is_refused_unless_forced(t
     assert main([*add, "portfolio"]) == 0
     assert main(["silence", "-c", str(path), "list"]) == 0
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[-3:]] == ["alpah", "beta-*", "portfolio"]
+
+
+async def test_report_prints_the_stored_reads_of_the_simulators_accounts_as_text_and_json(
+    make_sim: SimFactory, tmp_path: Path
+) -> None:
+    import json
+    from decimal import Decimal
+
+    sim: Sim = await make_sim(accounts=3, limits=False)
+    path = tmp_path / "accounts.toml"
+    write_accounts_file(sim.world, path, sim.url)
+    text = path.read_text().replace("[monitor]\n", f'[monitor]\ndatabase_url = "sqlite:///{tmp_path}/m.db"\n', 1)
+    path.write_text(text + '[[reports]]\nname = "desk"\nschedule = "daily 08:00"\naccounts = ["sim-001"]\n')
+    code, out, err = await _run("once", "-c", str(path), "--json")
+    assert code in (0, 1), err  # 1: an account the simulator generated unreadable on purpose; it is shown as such
+    read = {a["name"]: a for a in json.loads(out)["accounts"]}
+    code, out, err = await _run("report", "-c", str(path), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert {a["name"] for a in report["accounts"]} == set(read)
+    for account in report["accounts"]:
+        if read[account["name"]]["ok"]:
+            assert Decimal(account["equity_usdt"]) == Decimal(read[account["name"]]["equity_usdt"])
+    code, out, err = await _run("report", "-c", str(path), "--since", "2h")
+    assert code == 0, err
+    assert out.startswith(f"Report: {len(read)} accounts") and "\nsim-001\n  Equity:" in out
+    code, out, err = await _run("report", "-c", str(path), "desk", "--json")
+    assert code == 0, err
+    assert [a["name"] for a in json.loads(out)["accounts"]] == ["sim-001"]
+    code, out, err = await _run("report", "-c", str(path), "nightly")
+    assert code == 2 and out == ""
+    assert err.splitlines()[-1] == f"error: no report named 'nightly' (reports: desk) in {path}"
+    code, _, err = await _run("report", "-c", str(path), "--since", "yesterday")
+    assert code == 2 and err.splitlines()[-1].startswith("error: --since: ")

@@ -53,7 +53,8 @@ def test_the_example_file_loads(tmp_path: Path) -> None:
     assert config.monitor.poll_interval == timedelta(seconds=30)
     assert config.channels["ops"].urls[0].reveal() == "tgram://123:abc/42"
     assert config.channels["oncall"].timezone.key == "Europe/Berlin"
-    assert [r.name for r in config.rules] == ["liquidation", "margin", "fund-a-drawdown", "unreachable", "key"]
+    assert [r.name for r in config.rules] == ["liquidation", "margin", "fund-a-drawdown", "odds", "unreachable", "key"]
+    assert config.rules[3].horizon == timedelta(hours=24)
     assert config.warnings == ()
 
 

@@ -3,6 +3,7 @@ quiet hours. Plus the rule section of the accounts file."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +20,7 @@ from monitor.config.model import ChannelConfig
 from monitor.domain import AccountMode, AccountSnapshot, KeyInfo, MarginMode, Position, PositionMode, Side
 from monitor.errors import ConfigError
 from monitor.poller.state import RiskLevels
-from monitor.rules.evaluate import AccountView, RollingPeak, evaluate_account
+from monitor.rules.evaluate import AccountView, RollingPeak, _odds, evaluate_account, safety_line
 from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
 
 D = Decimal
@@ -317,7 +318,8 @@ def test_without_rules_the_documented_defaults_apply(tmp_path: Path) -> None:
         (
             '[[rules]]\nname = "x"\ntype = "liquidation"\nwarning = "5%"\n',
             "{f}:3: rules[0].type: unknown rule type 'liquidation'; choose from liquidation_distance, margin_ratio, "
-            "unrealized_pnl, account_pnl, drawdown, unreachable, key_permissions",
+            "unrealized_pnl, account_pnl, drawdown, unreachable, key_permissions, "
+            "liquidation_probability",
         ),
         (
             '[[rules]]\nname = "x"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "9%"\n',
@@ -335,6 +337,15 @@ def test_without_rules_the_documented_defaults_apply(tmp_path: Path) -> None:
         (
             '[[rules]]\nname = "x"\ntype = "margin_ratio"\nwarning = 0.6\nwindow = "1h"\n',
             "{f}:5: rules[0].window: a margin_ratio rule has no 'window'",
+        ),
+        (
+            '[[rules]]\nname = "x"\ntype = "margin_ratio"\nwarning = 0.6\nhorizon = "1h"\n',
+            "{f}:5: rules[0].horizon: a margin_ratio rule has no 'horizon'",
+        ),
+        (
+            '[[rules]]\nname = "x"\ntype = "liquidation_probability"\nwarning = 0.05\n',
+            "{f}:4: rules[0].warning: 0.05 is ambiguous: warning is in percent, so this reads as 0.05 %; as a fraction "
+            'it would mean 5 % (write "5%" for 5 %, or "0.05%" if you mean 0.05 %)',
         ),
         (
             '[[rules]]\nname = "x"\ntype = "margin_ratio"\n',
@@ -370,3 +381,39 @@ def test_a_broken_rule_or_channel_names_its_place(tmp_path: Path, text: str, err
         load(tmp_path, text)
     assert str(caught.value) == error.format(f=tmp_path / "accounts.toml")
     assert "secret-token-123" not in str(caught.value)
+
+
+def test_a_liquidation_probability_rule_reads_in_percent_within_its_horizon(tmp_path: Path) -> None:
+    from monitor.rules.describe import describe
+
+    config = load(tmp_path, '[[rules]]\nname = "odds"\ntype = "liquidation_probability"\nwarning = "5%"\n'
+                            'critical = "20%"\nhorizon = "1h"\n')  # fmt: skip
+    (rule,) = config.rules  # type: ignore[attr-defined]
+    assert (rule.warning, rule.critical, rule.horizon) == (D(5), D(20), timedelta(hours=1))
+    assert not rule.lower_is_worse and rule.per_position
+    assert describe(rule) == ("odds: warning at a 5 % chance or more of liquidation within 1 h, critical at 20 %")
+
+
+def test_the_odds_rule_holds_without_volatility_and_judges_with_it() -> None:
+    rule = Rule("odds", RuleType.LIQUIDATION_PROBABILITY, D(5), D(20))
+    p = position("100", "90.9")  # 9.1 % from liquidation
+    held = judge([rule], view(p))
+    ((severity, summary),) = held.values()
+    assert severity is None and "too little mark history" in summary
+    sigma = 0.2 / (86400**0.5)  # 20 % a day
+    judged = judge([rule], dataclasses.replace(view(p), volatility=lambda product, symbol: sigma))
+    ((severity, summary),) = judged.values()
+    assert severity is Severity.CRITICAL  # erfc(ln(100 / 90.9) / (0.2 * sqrt(2))): 63 %
+    assert summary.startswith("BTCUSDT long: 63.") and "chance of liquidation within 24h" in summary
+
+
+def test_absurd_figures_give_no_suggestion_and_no_odds_rather_than_an_error() -> None:
+    liq = Rule("liq", RuleType.LIQUIDATION_DISTANCE, D(15), D(7), D(2))
+    odds = Rule("odds", RuleType.LIQUIDATION_PROBABILITY, D(5), D(20))
+    for mark in ("NaN", "Infinity"):
+        p = dataclasses.replace(position("100", "95"), mark_price=D(mark))
+        v = dataclasses.replace(view(p), volatility=lambda product, symbol: 1e-4)
+        # (The poller's checks keep such marks out of snapshots; these parts add no error of their own.)
+        assert safety_line(liq, v.snapshot, p, D(mark)) is None  # type: ignore[arg-type]
+        value, summary = _odds(odds, v, p)
+        assert value is None and "too little mark history" in summary

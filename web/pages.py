@@ -198,6 +198,7 @@ async def account(request: web.Request) -> web.Response:
         )
         if snapshot
         else [],
+        "safety": source.position_safety(found.name),
         "chart": chart,
         "range": span,
         "ranges": list(RANGES),

@@ -97,6 +97,8 @@ class StatusReader(Protocol):
     def reading(self, name: str) -> Reading | None:
         """An account this process polls, as data (with processes sharing accounts, each shows its own)."""
 
+    def position_safety(self, name: str) -> dict[str, str]: ...  # subject -> margin to safety (issue 17)
+
     def alerts(self, account: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
         """Firing, pending, then (with include_resolved) recent liquidations and resolutions: alert_order."""
 

@@ -190,6 +190,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rules", "channels", values.text_list, [], doc="where the rule's alerts go (default: every channel)"),
     Setting("rules", "send_resolved", values.boolean, True, doc="whether a resolved message is sent"),
     Setting("rules", "window", values.duration, optional=True, doc="drawdown: how far back the peak is taken (24h)"),
+    Setting("rules", "horizon", values.duration, optional=True, doc="liquidation_probability: within how long (24h)"),
     Setting(
         "rules",
         "scope",

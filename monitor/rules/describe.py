@@ -64,6 +64,8 @@ def levels_in_words(rule: Rule) -> str:
     elif t is RuleType.DRAWDOWN:
         whose = "the selected accounts' total equity" if rule.portfolio else "equity"
         text = _levels(rule, f"{{v}} % or more below the {span(rule.window)} peak of {whose}", "{v} %")
+    elif t is RuleType.LIQUIDATION_PROBABILITY:
+        text = _levels(rule, f"at a {{v}} % chance or more of liquidation within {span(rule.horizon)}", "at {v} %")
     elif t is RuleType.UNREACHABLE:
         text = _levels(rule, "after {v} poll intervals without good data", "after {v}")
         text += "; a permanent Bitget error (key, IP, permission) is critical at once"
@@ -76,7 +78,8 @@ def levels_in_words(rule: Rule) -> str:
                 parts.append(f"{severity} when the key {said}")
         return "; ".join(parts)
     if rule.clear:
-        unit = " %" if t in (RuleType.LIQUIDATION_DISTANCE, RuleType.DRAWDOWN) or rule.percent else ""
+        percent_types = (RuleType.LIQUIDATION_DISTANCE, RuleType.DRAWDOWN, RuleType.LIQUIDATION_PROBABILITY)
+        unit = " %" if t in percent_types or rule.percent else ""
         text += f"; lets go {number(rule.clear)}{unit} past its level"
     if rule.for_:
         text += f"; fires once it holds for {span(rule.for_)}"

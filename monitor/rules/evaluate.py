@@ -7,9 +7,10 @@ data must never resolve an alert.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -17,6 +18,8 @@ from types import MappingProxyType
 from typing import Any
 
 from monitor.domain import AccountSnapshot, KeyInfo, Position
+from monitor.risk.odds import liquidation_probability
+from monitor.risk.safety import describe, snapshot_safety
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
 
 
@@ -37,6 +40,9 @@ class AccountView:
     error_message: str | None = None
     key: KeyInfo | None = None
     stalled: timedelta = timedelta(0)  # time since the last good data when the monitor could not poll at all
+    # (product type, symbol) -> the symbol's realized volatility per square root of a second (monitor.risk.odds),
+    # None with too little mark history: liquidation_probability rules hold meanwhile.
+    volatility: Callable[[str, str], float | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +135,11 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
                     if value is not None
                     else f"{p.symbol} {p.side}: no liquidation price"
                 )
+                suggestion = safety_line(rule, snapshot, p, value)
+                if suggestion is not None:
+                    details["safety"] = suggestion
+            elif rule.type is RuleType.LIQUIDATION_PROBABILITY:
+                value, summary = _odds(rule, view, p)
             else:
                 share = p.unrealized_pnl * 100 / p.margin if p.margin else None
                 value = share if rule.percent else p.unrealized_pnl
@@ -244,6 +255,47 @@ def _key_permissions(rule: Rule, account: str, key: KeyInfo) -> Observation:
     words = {"trade": "can trade", "withdraw": "can withdraw", "no_ip_binding": "is not bound to an IP address"}
     summary = "API key " + (", ".join(words[f] for f in findings) if findings else "is read-only and IP-bound")
     return Observation(rule, account, "", severity, None, summary, {"findings": ",".join(findings)})
+
+
+def _odds(rule: Rule, view: AccountView, p: Position) -> tuple[Decimal | None, str]:
+    """The chance in percent that the position is liquidated within the rule's horizon (monitor.risk.odds: first
+    passage of a driftless random walk in the log mark), and a line for people; None when it cannot be judged."""
+    horizon = _span(rule.horizon)
+    if p.liquidation_price is None:
+        return None, f"{p.symbol} {p.side}: no liquidation price"
+    volatility = view.volatility(p.product_type, p.symbol) if view.volatility is not None else None
+    try:
+        chance = liquidation_probability(p, volatility, rule.horizon)
+    except (ArithmeticError, ValueError):  # absurd figures from Bitget (NaN, infinite): not judged, held
+        chance = None
+    if chance is None or not math.isfinite(chance):
+        return None, f"{p.symbol} {p.side}: too little mark history to judge the odds of liquidation"
+    value = Decimal(f"{chance * 100:.4f}")
+    per_day = f", volatility {volatility * 86400**0.5 * 100:.1f}% a day" if volatility is not None else ""
+    distance = p.liquidation_distance_pct
+    away = f"{num(distance, 2)}% away" if distance is not None else "at liquidation"
+    return value, (
+        f"{p.symbol} {p.side}: {num(value, 1)}% chance of liquidation within {horizon} "
+        f"({away}, liquidation {num(p.liquidation_price)}{per_day})"
+    )
+
+
+def safety_line(rule: Rule, snapshot: AccountSnapshot, p: Position, distance: Decimal | None) -> str | None:
+    """For a position inside the rule's least severe level: what gets it back to that level plus `clear` ("add
+    about 1,240 USDT margin, or reduce by 0.12 BTC, to get back to 17 %"); None outside it."""
+    levels = rule.levels()
+    if distance is None or not distance.is_finite() or not levels:  # absurd figures: no suggestion
+        return None
+    least = levels[-1][1]
+    if not rule.breaches(distance, least):
+        return None
+    target = least + rule.clear
+    if not target > 0:
+        return None
+    try:
+        return describe(snapshot_safety(snapshot, p, target), p.symbol)
+    except (ArithmeticError, ValueError):  # absurd figures from Bitget (NaN, infinite): no suggestion
+        return None
 
 
 def position_subject(p: Position) -> str:

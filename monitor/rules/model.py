@@ -30,11 +30,13 @@ class RuleType(StrEnum):
     DRAWDOWN = "drawdown"  # equity below its peak within a window, percent
     UNREACHABLE = "unreachable"  # poll intervals without good data; a permanent error is at once critical
     KEY_PERMISSIONS = "key_permissions"  # findings about the API key
+    LIQUIDATION_PROBABILITY = "liquidation_probability"  # per position, percent chance of liquidation in `horizon`
 
 
 # Lower values are worse for these; for the others higher values are worse.
 _LOWER_IS_WORSE = {RuleType.LIQUIDATION_DISTANCE, RuleType.UNREALIZED_PNL, RuleType.ACCOUNT_PNL}
-POSITION_TYPES = {RuleType.LIQUIDATION_DISTANCE, RuleType.UNREALIZED_PNL}
+POSITION_TYPES = {RuleType.LIQUIDATION_DISTANCE, RuleType.UNREALIZED_PNL, RuleType.LIQUIDATION_PROBABILITY}
+PERCENT_TYPES = {RuleType.LIQUIDATION_DISTANCE, RuleType.DRAWDOWN, RuleType.LIQUIDATION_PROBABILITY}
 # Rules that read the account's data: while it is unreachable or stale their alerts hold their state.
 DATA_TYPES = {
     RuleType.LIQUIDATION_DISTANCE,
@@ -42,12 +44,14 @@ DATA_TYPES = {
     RuleType.UNREALIZED_PNL,
     RuleType.ACCOUNT_PNL,
     RuleType.DRAWDOWN,
+    RuleType.LIQUIDATION_PROBABILITY,
 }
 KEY_FINDINGS = ("trade", "withdraw", "no_ip_binding")
 # Keys only some types accept.
 TYPE_KEYS: dict[str, frozenset[RuleType]] = {
     "window": frozenset({RuleType.DRAWDOWN}),
     "scope": frozenset({RuleType.DRAWDOWN}),
+    "horizon": frozenset({RuleType.LIQUIDATION_PROBABILITY}),
     "clear": frozenset(RuleType) - {RuleType.KEY_PERMISSIONS},
 }
 
@@ -75,6 +79,7 @@ class Rule:
     percent: bool = False  # pnl rules: levels are percent of margin (position) or of equity (account)
     window: timedelta = timedelta(hours=24)  # drawdown
     portfolio: bool = False  # drawdown over the selected accounts' total equity
+    horizon: timedelta = timedelta(hours=24)  # liquidation_probability: the odds of liquidation within this
 
     @property
     def lower_is_worse(self) -> bool:
@@ -161,7 +166,7 @@ def percent_level(key: str, raw: Any) -> Decimal:
 
 def _level(rule_type: RuleType, key: str, raw: Any) -> tuple[Decimal, bool]:
     value, percent = _decimal(key, raw)
-    if rule_type in (RuleType.LIQUIDATION_DISTANCE, RuleType.DRAWDOWN):
+    if rule_type in PERCENT_TYPES:
         if value < 0 or value >= 100:
             raise RuleError(key, f'expected a percentage between 0% and 100%, like "15%", got {raw!r}')
         return percent_level(key, raw), True
@@ -228,7 +233,7 @@ def build_rule(v: dict[str, Any], present: set[str]) -> Rule:
                 raise RuleError("critical", f"the critical level must be {word} the warning level ({warning})")
         clear = Decimal(0)
         if v["clear"] is not None:
-            percent_type = rule_type in (RuleType.LIQUIDATION_DISTANCE, RuleType.DRAWDOWN)
+            percent_type = rule_type in PERCENT_TYPES
             clear = percent_level("clear", v["clear"]) if percent_type else _decimal("clear", v["clear"])[0]
         if rule_type is RuleType.MARGIN_RATIO and isinstance(v["clear"], str) and v["clear"].strip().endswith("%"):
             clear /= 100
@@ -256,7 +261,16 @@ def build_rule(v: dict[str, Any], present: set[str]) -> Rule:
         percent=percent,
         window=v["window"] or timedelta(hours=24),
         portfolio=scope == "portfolio",
+        horizon=_horizon(v.get("horizon")),
     )
+
+
+def _horizon(value: timedelta | None) -> timedelta:
+    if value is None:
+        return timedelta(hours=24)
+    if value <= timedelta(0):
+        raise RuleError("horizon", f'expected a positive duration like "24h", got {value}')
+    return value
 
 
 def _default(name: str, rule_type: RuleType, warning: Any, critical: Any, clear: Any, repeat: timedelta) -> Rule:

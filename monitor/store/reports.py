@@ -8,12 +8,13 @@ pruned. Money aggregates are computed in Python (see ExactDecimal). Synchronous:
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, and_, func, insert, or_, select
 
@@ -21,10 +22,24 @@ from monitor.alerts.model import State
 from monitor.reports.model import AccountPeriod
 from monitor.store import tables as t
 from monitor.store.alertrows import ALERT, NOTIFICATION, TRANSITION
+from monitor.store.errors import boundary
 from monitor.store.history import ACCOUNT, EQUITY, HOURLY, POLL, floor_hour
 
+P = ParamSpec("P")
+R = TypeVar("R")
 SENT: Table = t.ReportSent.__table__  # type: ignore[attr-defined]
 HOUR = timedelta(hours=1)
+
+
+def _translated(function: Callable[P, R]) -> Callable[P, R]:
+    """The database's errors leave as monitor.errors.StorageError (the callers know no SQLAlchemy)."""
+
+    @functools.wraps(function)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with boundary():
+            return function(*args, **kwargs)
+
+    return call
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +56,7 @@ class _Sample:
     distance: Decimal | None
 
 
+@_translated
 def period_data(engine: Engine, accounts: Sequence[str], start: datetime, end: datetime) -> PeriodData:
     """Each account's data for [start, end] (aware UTC). An account the database has never seen, or with no
     reading, comes back with None figures (the report shows it as "no data")."""
@@ -254,6 +270,7 @@ def claim(connection: Connection, report: str, due_at: datetime, period_start: d
     return connection.execute(statement.returning(SENT.c.id)).first() is not None
 
 
+@_translated
 def queue(
     engine: Engine,
     report: str,
@@ -279,6 +296,7 @@ def queue(
     return True
 
 
+@_translated
 def last_sent(engine: Engine, reports: Sequence[str] | None = None) -> dict[str, datetime]:
     """The due time of each report's last sent period (reports never sent are absent)."""
     last = select(SENT.c.report, func.max(SENT.c.due_at).label("due_at")).group_by(SENT.c.report)
