@@ -283,7 +283,9 @@ def test_the_market_section_defaults_to_a_one_second_feed_and_a_two_second_confi
     path.write_text('[market]\nspot_interval = "30s"\n[[accounts]]\n' + ACCOUNT)
     market = load_config(path, env={}).market
     assert (market.mark_interval, market.spot_interval, market.confirm_timeout) == (
-        timedelta(seconds=1), timedelta(seconds=30), timedelta(seconds=2)
+        timedelta(seconds=1),
+        timedelta(seconds=30),
+        timedelta(seconds=2),
     )
 
 
