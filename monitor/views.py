@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from monitor.config.model import MonitorSettings
+from monitor.domain import AccountSnapshot
 from monitor.poller.state import Reading, Status
 from monitor.rules.evaluate import AccountView
 
@@ -17,6 +18,9 @@ class AccountViews:
         self._settings = settings  # the current [monitor] settings (a reload replaces them)
         self._last_success = last_success  # the engine's, loaded from the database
         self._first_seen: dict[str, datetime] = {}
+        # The snapshot to judge and whether it is an estimate from the mark price (monitor.live.LiveJudge); none:
+        # the account as read.
+        self.adjust: Callable[[Reading], tuple[AccountSnapshot | None, bool]] | None = None
 
     def watched_since(self, name: str, now: datetime) -> datetime:
         """When this process began watching the account (the first time it was judged)."""
@@ -29,8 +33,9 @@ class AccountViews:
         unreachable."""
         m = self._settings()
         interval = reading.cadence or m.poll_interval
+        snapshot, estimated = self.adjust(reading) if self.adjust is not None else (reading.snapshot, False)
         return AccountView(
-            name=reading.name, tags=reading.tags, snapshot=reading.snapshot,
+            name=reading.name, tags=reading.tags, snapshot=snapshot, estimated=estimated,
             last_good_at=reading.last_good_at or self._last_success.get(reading.name),
             fresh=not reading.stale(now, interval, m.stale_grace), watched_since=self.watched_since(reading.name, now),
             poll_interval=interval, polled=reading.polls > 0, permanent_error=reading.status == Status.UNREACHABLE,

@@ -19,6 +19,8 @@ from typing import Any
 from monitor.domain import AccountSnapshot, KeyInfo, Position
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
 
+ESTIMATED = "estimated from the mark price; account read pending"  # said of positions judged on a mark
+
 
 @dataclass(frozen=True, slots=True)
 class AccountView:
@@ -37,6 +39,7 @@ class AccountView:
     error_message: str | None = None
     key: KeyInfo | None = None
     stalled: timedelta = timedelta(0)  # time since the last good data when the monitor could not poll at all
+    estimated: bool = False  # positions at the latest mark, the read that would confirm them not in yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,8 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
                 value = share if rule.percent else p.unrealized_pnl
                 pct = f" ({num(share, 1)}% of margin)" if share is not None else ""
                 summary = f"{p.symbol} {p.side}: unrealized PnL {num(p.unrealized_pnl, 2)} {p.margin_coin}{pct}"
+            if view.estimated:
+                summary += f"; {ESTIMATED}"
             yield judged(position_subject(p), value, summary, details)
     elif rule.type is RuleType.MARGIN_RATIO:
         if snapshot.unified is not None:
