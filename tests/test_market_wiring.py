@@ -135,3 +135,17 @@ def _rows(service: Service) -> list:  # type: ignore[type-arg]
     from monitor.readmodel import ServiceReader
 
     return ServiceReader(service).rows()
+
+
+async def test_a_mark_beyond_the_liquidation_price_is_critical_at_once_without_waiting_for_the_read(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path, market='confirm_timeout = "1m"\n') as (service, sim):
+        assert service.live is not None
+        slow = {"kind": "slow", "account": "iso", "endpoint": ep.ALL_POSITIONS.path, "delay": 30, "count": 1000}
+        await sim.control("POST", "/_sim/faults", slow)  # type: ignore[attr-defined]
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "90.5"})  # type: ignore[attr-defined]
+        await until(lambda: len(sink.received) >= 1, timeout=8)  # the read hangs, the timeout is a minute
+        [title] = sink.titles()
+        assert title.startswith("[CRITICAL] iso: BTCUSDT long: -0.4") and title.endswith(ESTIMATED)
+        assert service.live.confirmations == 1 and service.live.pending("iso")
