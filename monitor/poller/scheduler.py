@@ -257,6 +257,9 @@ class Poller:
             full_due = state.full_read_at is None or start - state.full_read_at >= interval
             try:
                 quick = (state.at_risk or confirming) and state.snapshot is not None and not full_due
+                budget = state.client.budget
+                if budget is not None:
+                    budget.urgent = confirming
                 await self.poll(state, risk_only=quick)
                 self._check_behind()
             except Exception:  # a bug must not end this account's polling
