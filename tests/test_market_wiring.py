@@ -149,3 +149,19 @@ async def test_a_mark_beyond_the_liquidation_price_is_critical_at_once_without_w
         [title] = sink.titles()
         assert title.startswith("[CRITICAL] iso: BTCUSDT long: -0.4") and title.endswith(ESTIMATED)
         assert service.live.confirmations == 1 and service.live.pending("iso")
+
+
+async def test_a_mark_that_eases_a_position_resolves_nothing_until_the_account_is_read(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path, monitor='risk_poll_interval = "30s"\n') as (service, sim):
+        assert service.poller is not None
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # type: ignore[attr-defined]
+        await until(lambda: len(sink.received) >= 1, timeout=8)
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "100"})  # type: ignore[attr-defined]
+        await asyncio.sleep(2.0)  # ten marks at 9 % from liquidation, no read
+        assert len(sink.received) == 1
+        assert [a.severity for a in service.engine.firing()] == ["critical"]
+        service.poller.read_now("iso")
+        await until(lambda: len(sink.received) >= 2, timeout=8)
+        assert sink.titles()[1].startswith("[RESOLVED] iso: BTCUSDT long: 9.")
