@@ -107,7 +107,11 @@ class LiveJudge:
         views = []
         for name in self.market.holders(product_type):
             reading = self._reading(name)
-            if reading is None or reading.snapshot is None:
+            if reading is None:  # removed, or now polled by another process: stop watching for it
+                self.market.forget(name)
+                self._pending.pop(name, None)
+                continue
+            if reading.snapshot is None:
                 continue
             self._check(reading, now)
             views.append(self.view_of(reading, now))
