@@ -4,6 +4,7 @@ alert engine's alerts, health and counters, and the database for history, the ou
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from datetime import timedelta
 from typing import Protocol
@@ -14,6 +15,7 @@ from monitor.alerts.sender import Sender
 from monitor.alerts.silences import silenced
 from monitor.clock import Clock
 from monitor.config.model import Config, WebSettings
+from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import Reading
 from monitor.rules.evaluate import position_subject, safety_line
@@ -51,6 +53,8 @@ class Parts(Protocol):
     def poll_errors(self) -> Counter[str]: ...
     @property
     def requests(self) -> int: ...
+    @property
+    def market(self) -> MarketWatch | None: ...
 
 
 class ServiceReader:
@@ -68,11 +72,22 @@ class ServiceReader:
         poller = self._service.poller
         return poller.readings() if poller is not None else []
 
+    def _live(self, reading: Reading) -> Reading:
+        """The account with its positions at the feed's latest marks (as read without fresh ones)."""
+        market = self._service.market
+        if market is None or reading.snapshot is None:
+            return reading
+        return dataclasses.replace(reading, snapshot=market.live(reading.snapshot))
+
     def _row(self, reading: Reading) -> AccountRow:
         now = self.clock.now()
         m = self._service.config.monitor
         stale = reading.stale(now, m.poll_interval, m.stale_grace)
-        return row(reading, now, stale, self._service.writer.refusals.get(reading.name))
+        market = self._service.market
+        line = row(self._live(reading), now, stale, self._service.writer.refusals.get(reading.name))
+        if market is None:
+            return line
+        return dataclasses.replace(line, mark_age=market.mark_age(reading.snapshot, now))
 
     def rows(self) -> list[AccountRow]:
         return [self._row(r) for r in self._readings()]
@@ -82,7 +97,7 @@ class ServiceReader:
         if poller is None or (poller.owned is not None and name not in poller.owned):
             return None
         state = poller.accounts.get(name)
-        return state.reading(poller.cadence) if state is not None else None
+        return self._live(state.reading(poller.cadence)) if state is not None else None
 
     def account_row(self, name: str) -> AccountRow | None:
         reading = self.reading(name)
@@ -131,6 +146,7 @@ class ServiceReader:
             messages_in_memory=s.sender.memory.waiting,
             behind=poller.status().behind if poller is not None else False,
             sharing=sharing,
+            feed=s.market.health() if s.market is not None else (),
         )
 
     def counters(self) -> Counters:

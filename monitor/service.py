@@ -22,6 +22,8 @@ from monitor.config import Config, load_config
 from monitor.domain import PollOutcome
 from monitor.errors import ConfigError, StorageError, reason
 from monitor.exchange.bitget.codes import metric_label
+from monitor.live import LiveJudge
+from monitor.market.watch import MarketWatch
 from monitor.once import CONNECTIONS, OnceCycle
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import Reading
@@ -83,8 +85,10 @@ class Service(OnceCycle):
         self.sender = Sender(config, self.store, clock, self.node)
         self.engine = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
         self.reports = ReportScheduler(lambda: self.config, self.store, clock, self.node, self.sender.wake)
-        self.mark_history = MarkHistory()  # recent marks per symbol: the odds of liquidation (a feed may push too)
+        self.mark_history = MarkHistory()  # recent marks per symbol, from reads and the feed: the odds of liquidation
         self.views = AccountViews(lambda: self.config.monitor, self.engine.last_success, self.mark_history)
+        self.market: MarketWatch | None = None  # the mark feed and the live judging: with `run` only
+        self.live: LiveJudge | None = None
         self._mtime = self._file_mtime()
         self._reloading = asyncio.Lock()  # reloads apply one at a time, in the order they were asked for
 
@@ -110,6 +114,8 @@ class Service(OnceCycle):
         self.requests += outcome.requests
         if outcome.error_code is not None:  # Bitget's known codes and our error classes: a bounded set
             self.poll_errors[metric_label(outcome.error_code)] += 1
+        if self.live is not None:
+            self.live.polled(reading)
         if self._alerting:
             now = self.clock.now()
             self.engine.evaluate([self.views.of(reading, now)], now)
@@ -228,6 +234,11 @@ class Service(OnceCycle):
     async def _run(self, stop: asyncio.Event, site: web.AppRunner) -> None:
         async with self.started() as poller:
             self._spawn(self._polling, poller.run(), "poller")
+            self.market = MarketWatch(self.config, poller.session, poller.ip_budget, self.clock, self.mark_history)
+            self.live = LiveJudge(self.market, poller, self.engine, self.clock,
+                                  lambda: self.config.market.confirm_timeout.total_seconds())  # fmt: skip
+            self.live.view_of, self.views.adjust = self.views.of, self.live.snapshot_for
+            self._spawn(self._polling, self.live.run(), "market feed")
             self._spawn(self._polling, self._watch_config(), "config watch")
             self._spawn(self._polling, self._summarize(poller), "summary")
             self._alerting = True
@@ -328,6 +339,8 @@ class Service(OnceCycle):
         if self.poller is not None:
             self.poller.apply(config)
             self.marks.configure(config.monitor.bitget_url, config.monitor.request_timeout.total_seconds())
+        if self.market is not None:
+            self.market.apply(config)
         self.engine.apply(config)
         self.sender.apply(config)
         self.reports.reloaded()

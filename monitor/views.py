@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from monitor.config.model import MonitorSettings
+from monitor.domain import AccountSnapshot
 from monitor.errors import StorageError, reason
 from monitor.poller.state import Reading, Status
 from monitor.risk.odds import MarkHistory
@@ -33,6 +34,9 @@ class AccountViews:
         self.marks = marks
         self._last_success = last_success  # the engine's, loaded from the database
         self._first_seen: dict[str, datetime] = {}
+        # The snapshot to judge and whether it is an estimate from the mark price (monitor.live.LiveJudge); none:
+        # the account as read.
+        self.adjust: Callable[[Reading], tuple[AccountSnapshot | None, bool]] | None = None
 
     async def seed_marks(self, store: Store, now: datetime) -> int:
         """Seed the mark history from the position marks stored within its window (after a restart); returns
@@ -71,8 +75,9 @@ class AccountViews:
             def volatility(product_type: str, symbol: str) -> float | None:
                 return marks.volatility(product_type, symbol, now)
 
+        snapshot, estimated = self.adjust(reading) if self.adjust is not None else (reading.snapshot, False)
         return AccountView(
-            name=reading.name, tags=reading.tags, snapshot=reading.snapshot,
+            name=reading.name, tags=reading.tags, snapshot=snapshot, estimated=estimated,
             last_good_at=reading.last_good_at or self._last_success.get(reading.name),
             fresh=not reading.stale(now, interval, m.stale_grace), watched_since=self.watched_since(reading.name, now),
             poll_interval=interval, polled=reading.polls > 0, permanent_error=reading.status == Status.UNREACHABLE,

@@ -95,6 +95,16 @@ BROKEN = [
         "{f}:2: monitor.poll_interval: a duration must be positive, got -5",
     ),
     (
+        "market interval not positive",
+        "[market]\nmark_interval = 0\n[[accounts]]\n" + ACCOUNT,
+        "{f}:2: market.mark_interval: a duration must be positive, got 0",
+    ),
+    (
+        "market key misspelt",
+        "[market]\nconfirm_timout = 2\n[[accounts]]\n" + ACCOUNT,
+        "{f}:2: market.confirm_timout: unknown key (did you mean 'confirm_timeout'?)",
+    ),
+    (
         "missing environment variable",
         '[[accounts]]\nname = "alpha"\napi_key = "k"\napi_secret = "${NOT_SET_ANYWHERE}"\npassphrase = "p"\n',
         '{f}:4: accounts[0].api_secret: environment variable NOT_SET_ANYWHERE is not set for account "alpha" '
@@ -267,6 +277,17 @@ def test_variables_are_replaced_inside_lists_too(tmp_path: Path) -> None:
     path.write_text("[[accounts]]\n" + ACCOUNT + 'tags = ["${DESK}", "fixed"]\nproducts = ["${PRODUCT}"]\n')
     account = load_config(path, env={"DESK": "desk-7", "PRODUCT": "coin-futures"}).accounts[0]
     assert (account.tags, account.products) == (("desk-7", "fixed"), ("COIN-FUTURES",))
+
+
+def test_the_market_section_defaults_to_a_one_second_feed_and_a_two_second_confirmation(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('[market]\nspot_interval = "30s"\n[[accounts]]\n' + ACCOUNT)
+    market = load_config(path, env={}).market
+    assert (market.mark_interval, market.spot_interval, market.confirm_timeout) == (
+        timedelta(seconds=1),
+        timedelta(seconds=30),
+        timedelta(seconds=2),
+    )
 
 
 @pytest.mark.parametrize("value", ['"99999999999d"', "1e300"])

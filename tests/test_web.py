@@ -190,7 +190,14 @@ async def test_readyz_fails_when_too_few_accounts_are_fresh(served: Any) -> None
     client, _, _ = await served(accounts=4, web="ready_fresh_share = 1.0", revoke="sim-002")
     response = await client.get("/readyz")
     body = await response.json()
-    checks = {"database": True, "poller": False, "fresh_accounts": False, "leases": True, "outbox_written": True}
+    checks = {
+        "database": True,
+        "poller": False,
+        "fresh_accounts": False,
+        "leases": True,
+        "outbox_written": True,
+        "market_feed": True,
+    }
     assert response.status == 503 and body["checks"] == checks
     assert (await client.get("/healthz")).status == 200
 

@@ -264,6 +264,7 @@ async def readyz(request: web.Request) -> web.Response:
         "fresh_accounts": share >= settings_of(request).ready_fresh_share,
         "leases": health.lease_mode in ("single", "sharing"),  # not polling alone, not still claiming
         "outbox_written": health.messages_in_memory == 0,  # else messages wait in memory
+        "market_feed": not any(f.stale for f in health.feed),  # else positions are judged on account reads' marks
     }
     body = {"ready": all(checks.values()), "checks": checks, "fresh_share": round(share, 4), "accounts": len(rows),
             "mode": health.lease_mode, "messages_in_memory": health.messages_in_memory}  # fmt: skip

@@ -57,6 +57,14 @@ class _Snapshot(Collector):
         for r in rows:
             up.add_metric([r.name, r.status], 1.0 if r.status in FRESH else 0.0)
         yield up
+        stale = GaugeMetricFamily(
+            PREFIX + "market_feed_stale",
+            "1 while the mark feed of a product type has no fresh answer (positions use the account reads' marks)",
+            labels=["product_type"],
+        )
+        for f in health.feed:
+            stale.add_metric([f.name], 1.0 if f.stale else 0.0)
+        yield stale
         errors = CounterMetricFamily(PREFIX + "poll_errors", "Failed polls by Bitget code", labels=["code"])
         for code, count in sorted(counters.poll_errors.items()):
             errors.add_metric([code], count)

@@ -15,6 +15,7 @@ from monitor.clock import Clock
 from monitor.config.model import WebSettings
 from monitor.domain import AccountSnapshot
 from monitor.exchange.bitget.codes import CODES
+from monitor.market.feed import FeedHealth
 from monitor.poller.state import INVALID_SNAPSHOT, Reading, account_status, margin_ratio, plausible
 from monitor.store.views import EquitySample
 
@@ -45,6 +46,7 @@ class AccountRow:
     at_risk: bool
     positions: int
     storage_error: str | None = None  # why the database refused this account's last result, until one is stored
+    mark_age: float | None = None  # seconds since the oldest live mark its positions use; None: as read (`age`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class Health:
     messages_in_memory: int  # evaluated messages not yet in the outbox table
     behind: bool  # the IP budget cannot read every account once per poll_interval
     sharing: tuple[int, int] | None  # (accounts this process polls, accounts in the file) when processes share
+    feed: tuple[FeedHealth, ...] = ()  # the market feed's product types; empty without a feed (`once`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from monitor.config.model import (
     AlertSettings,
     ChannelConfig,
     Config,
+    MarketSettings,
     MonitorSettings,
     ReportConfig,
     StorageSettings,
@@ -94,6 +95,7 @@ class _Loader:
         """Every section, validated: the whole file or a ConfigError."""
         monitor = self.monitor(self.table(raw, "monitor"))
         storage = StorageSettings(**self.values("storage", self.table(raw, "storage"), ("storage",), None))
+        market = MarketSettings(**self.values("market", self.table(raw, "market"), ("market",), None))
         alerts = self.values("alerts", self.table(raw, "alerts"), ("alerts",), None)
         web_values = self.values("web", self.table(raw, "web"), ("web",), None)
         token = web_values.pop("token")
@@ -110,6 +112,7 @@ class _Loader:
             path=self.path,
             monitor=monitor,
             storage=storage,
+            market=market,
             accounts=accounts,
             channels=channels,
             rules=rules,

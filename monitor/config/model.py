@@ -42,6 +42,15 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class MarketSettings:
+    """The shared market feed: public marks of the positions' product types, spot prices, confirming reads."""
+
+    mark_interval: timedelta = timedelta(seconds=1)
+    spot_interval: timedelta = timedelta(seconds=10)
+    confirm_timeout: timedelta = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
 class AccountConfig:
     name: str
     api_key: Secret
@@ -119,6 +128,7 @@ class Config:
     monitor: MonitorSettings
     accounts: tuple[AccountConfig, ...]
     storage: StorageSettings = field(default_factory=StorageSettings)
+    market: MarketSettings = field(default_factory=MarketSettings)
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     rules: tuple[Rule, ...] = DEFAULT_RULES  # the file's [[rules]], or these when it has none
     alerts: AlertSettings = field(default_factory=AlertSettings)

@@ -116,6 +116,27 @@ SETTINGS: tuple[Setting, ...] = (
         10000,
         doc="poll results held in memory while the database is unreachable; beyond it the oldest are dropped",
     ),
+    Setting(
+        "market",
+        "mark_interval",
+        values.duration,
+        "1s",
+        doc="how often the mark prices of the open positions' product types are read (one public request each)",
+    ),
+    Setting(
+        "market",
+        "spot_interval",
+        values.duration,
+        "10s",
+        doc="how often the spot prices are read (one public request)",
+    ),
+    Setting(
+        "market",
+        "confirm_timeout",
+        values.duration,
+        "2s",
+        doc="how long an alert raised by a mark waits for a confirming account read before it goes out as an estimate",
+    ),
     Setting("accounts", "name", values.name, doc="unique account name, shown everywhere"),
     Setting("accounts", "api_key", values.nonempty_text, doc="the API key", secret=True),
     Setting(
@@ -256,7 +277,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-SECTIONS = ("monitor", "storage", "alerts", "web", "channels", "rules", "reports", "accounts")
+SECTIONS = ("monitor", "storage", "market", "alerts", "web", "channels", "rules", "reports", "accounts")
 
 
 def section(name: str) -> dict[str, Setting]:

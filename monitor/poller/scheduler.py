@@ -5,6 +5,7 @@ task, all inside one IP budget and per-account endpoint budgets. One account's f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import Counter
@@ -73,6 +74,7 @@ class Poller:
         self.server_clock = ServerClock(clock)
         self.accounts: dict[str, AccountState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wakes: dict[str, asyncio.Event] = {}  # set: read this account at once (read_now)
         self._behind = False
         self._behind_checked = float("-inf")
         # How often each account is really read: poll_interval, or the longer median gap while polling is behind.
@@ -195,6 +197,15 @@ class Poller:
     def running(self) -> bool:
         return self._running
 
+    def read_now(self, name: str) -> bool:
+        """Read this account at once, ahead of its next turn (a confirming read: a mark moved it past a rule
+        level), still inside its budgets; a read in flight is followed by another at once. False when this
+        process does not poll it (not running, not owned, unknown)."""
+        if name not in self._tasks:
+            return False
+        self._wakes.setdefault(name, asyncio.Event()).set()
+        return True
+
     def active(self) -> list[AccountState]:
         return [s for s in self.accounts.values() if self.owned is None or s.name in self.owned]
 
@@ -232,17 +243,24 @@ class Poller:
     async def _loop(self, state: AccountState, stagger: bool) -> None:
         m = self.config.monitor
         interval = m.poll_interval.total_seconds()
+        wake = self._wakes.setdefault(state.name, asyncio.Event())
         if stagger:  # spread the first reads over one interval
-            await asyncio.sleep(random.uniform(0, interval))
+            await _sleep(wake, random.uniform(0, interval))
         last_start: float | None = None
         while True:
             start = self.clock.monotonic()
-            if last_start is not None:
+            confirming = wake.is_set()
+            wake.clear()
+            if last_start is not None and not confirming:  # a confirming read says nothing of the cadence
                 state.history = [*state.history[-9:], start - last_start]
             last_start = start
             full_due = state.full_read_at is None or start - state.full_read_at >= interval
             try:
-                await self.poll(state, risk_only=state.at_risk and state.snapshot is not None and not full_due)
+                quick = (state.at_risk or confirming) and state.snapshot is not None and not full_due
+                budget = state.client.budget
+                if budget is not None:
+                    budget.urgent = confirming
+                await self.poll(state, risk_only=quick)
                 self._check_behind()
             except Exception:  # a bug must not end this account's polling
                 log.exception("%s: unexpected error while polling", state.name)
@@ -252,7 +270,7 @@ class Poller:
                 delay = m.risk_poll_interval.total_seconds()
             else:
                 delay = interval * random.uniform(1 - JITTER, 1 + JITTER)
-            await asyncio.sleep(max(0.0, start + delay - self.clock.monotonic()))
+            await _sleep(wake, max(0.0, start + delay - self.clock.monotonic()))
 
     def _check_behind(self) -> None:
         now = self.clock.monotonic()
@@ -325,3 +343,9 @@ class Poller:
             behind=effective > m.poll_interval.total_seconds() * (1 + 2 * JITTER) + 1,
             effective_interval=effective,
         )
+
+
+async def _sleep(wake: asyncio.Event, seconds: float) -> None:
+    """Sleep, or less when asked to read at once."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), seconds)

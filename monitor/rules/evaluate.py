@@ -22,6 +22,8 @@ from monitor.risk.odds import liquidation_probability
 from monitor.risk.safety import describe, snapshot_safety
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
 
+ESTIMATED = "estimated from the mark price; account read pending"  # said of positions judged on a mark
+
 
 @dataclass(frozen=True, slots=True)
 class AccountView:
@@ -43,6 +45,7 @@ class AccountView:
     # (product type, symbol) -> the symbol's realized volatility per square root of a second (monitor.risk.odds),
     # None with too little mark history: liquidation_probability rules hold meanwhile.
     volatility: Callable[[str, str], float | None] | None = None
+    estimated: bool = False  # positions at the latest mark, the read that would confirm them not in yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,8 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
                 value = share if rule.percent else p.unrealized_pnl
                 pct = f" ({num(share, 1)}% of margin)" if share is not None else ""
                 summary = f"{p.symbol} {p.side}: unrealized PnL {num(p.unrealized_pnl, 2)} {p.margin_coin}{pct}"
+            if view.estimated:
+                summary += f"; {ESTIMATED}"
             yield judged(position_subject(p), value, summary, details)
     elif rule.type is RuleType.MARGIN_RATIO:
         if snapshot.unified is not None:

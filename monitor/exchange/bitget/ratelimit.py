@@ -283,6 +283,7 @@ class AccountBudget:
     def __init__(self, ip: IpBudget) -> None:
         self.ip = ip
         self._endpoints: dict[str, SlidingWindow] = {}
+        self.urgent = False  # a confirming read: ahead of routine reads in the per-IP queues (still inside them)
 
     def _window(self, endpoint: ep.Endpoint) -> SlidingWindow:
         return per_second(self._endpoints, endpoint, self.ip.clock)
@@ -290,7 +291,8 @@ class AccountBudget:
     async def acquire(self, endpoint: ep.Endpoint) -> Held:
         """Hold this account's slot for the endpoint and the IP's for one request, from before it is signed
         until its answer has been read (then `release`)."""
-        return await self.ip.acquire(endpoint, self._window(endpoint) if endpoint.scope is ep.Scope.ACCOUNT else None)
+        window = self._window(endpoint) if endpoint.scope is ep.Scope.ACCOUNT else None
+        return await self.ip.acquire(endpoint, window, priority=self.urgent)
 
     def back_off(self, endpoint: ep.Endpoint, seconds: float) -> None:
         """After a 429 on this account and endpoint."""

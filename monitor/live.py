@@ -1,0 +1,209 @@
+"""Judging between account reads, on every mark the feed reads: what the rules see of each account, and the
+confirming reads.
+
+- What the rules see (`snapshot_for`, handed to `AccountViews`): each position at the latest mark when that is
+  worse for it than the read (closer to liquidation), else as read: a mark may make things worse at once, but
+  easing and resolving wait for a read.
+- On each new mark of a product type (`_marked`) the accounts holding positions of it are judged again through
+  the engine's usual path. Before that, a live value worse than a rule level the account's alerts stand at asks
+  the poller for an immediate read (`Poller.read_now`) and holds the account as read until it comes: the alert
+  is judged from the confirming read. Without one within `confirm_timeout` (rate-limited, exchange down, the
+  account unreadable), the account is judged on the live estimate and its messages say "estimated from the mark
+  price; account read pending" until a read comes. A mark past a position's liquidation price is judged on the
+  estimate at once (the read is still asked for). A live value entering the at-risk band asks for a read too,
+  which puts the account on the risk cadence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from monitor.alerts.decide import ActiveSeverities
+from monitor.alerts.engine import AlertEngine
+from monitor.clock import Clock
+from monitor.domain import AccountSnapshot, Position
+from monitor.market.feed import SPOT
+from monitor.market.watch import MarketWatch
+from monitor.poller.scheduler import Poller
+from monitor.poller.state import Reading
+from monitor.rules.evaluate import AccountView, evaluate_account
+
+log = logging.getLogger(__name__)
+
+ViewOf = Callable[[Reading, datetime], AccountView]
+
+
+@dataclass(slots=True)
+class _Pending:
+    asked: datetime  # a read of the account that began at or after this confirms
+    estimated: bool = False  # judged on the live estimate meanwhile
+    timer: asyncio.Task[None] | None = None
+
+
+class LiveJudge:
+    def __init__(
+        self,
+        market: MarketWatch,
+        poller: Poller,
+        engine: AlertEngine,
+        clock: Clock,
+        confirm_timeout: Callable[[], float],
+    ) -> None:
+        self.market = market
+        self.poller = poller
+        self.engine = engine
+        self.clock = clock
+        self.confirm_timeout = confirm_timeout  # seconds, from the current configuration
+        self.view_of: ViewOf | None = None  # AccountViews.of: set by the service
+        self.confirmations = 0  # confirming reads asked for, since start
+        self.estimates = 0  # accounts judged on the live estimate for want of a read in time
+        self._pending: dict[str, _Pending] = {}
+        self._unsubscribe = market.subscribe(self._marked)
+
+    async def run(self) -> None:
+        """Read marks until cancelled."""
+        try:
+            await self.market.run()
+        finally:
+            self._unsubscribe()
+            for pending in self._pending.values():
+                if pending.timer is not None:
+                    pending.timer.cancel()
+
+    def polled(self, reading: Reading) -> None:
+        """After each read: the feed watches what the account holds."""
+        self.market.polled(reading.name, reading.snapshot)
+
+    def pending(self, name: str) -> bool:
+        return name in self._pending
+
+    # -- what the rules see ------------------------------------------------------------------------------
+
+    def snapshot_for(self, reading: Reading) -> tuple[AccountSnapshot | None, bool]:
+        """(the snapshot the rules judge, whether it is an estimate from the mark price)."""
+        snapshot = reading.snapshot
+        if snapshot is None or not snapshot.positions:
+            return snapshot, False
+        pending = self._pending.get(reading.name)
+        if pending is not None and snapshot.taken_at >= pending.asked:  # the confirming read has come
+            self._settle(reading.name)
+            pending = None
+        if pending is None:
+            return _worse(snapshot, self.market.live(snapshot)), False
+        if pending.estimated:
+            return self.market.live(snapshot), True
+        return snapshot, False  # as read until the confirming read comes (or the timeout)
+
+    # -- on each mark ------------------------------------------------------------------------------------
+
+    def _marked(self, product_type: str) -> None:
+        if product_type == SPOT or self.view_of is None:
+            return
+        now = self.clock.now()
+        views = []
+        for name in self.market.holders(product_type):
+            reading = self._reading(name)
+            if reading is None:  # removed, or now polled by another process: stop watching for it
+                self.market.forget(name)
+                self._pending.pop(name, None)
+                continue
+            if reading.snapshot is None:
+                continue
+            self._check(reading, now)
+            views.append(self.view_of(reading, now))
+        if views:
+            self.engine.evaluate(views, now)
+
+    def _check(self, reading: Reading, now: datetime) -> None:
+        pending = self._pending.get(reading.name)
+        if pending is not None and pending.estimated:
+            return
+        assert reading.snapshot is not None and self.view_of is not None
+        live = self.market.live(reading.snapshot)
+        worse = self._worse_than_alerts(replace(self.view_of(reading, now), snapshot=live), now)
+        beyond = any(_beyond(p) for p in live.positions)
+        if pending is not None:  # waiting for its read: only a liquidation seen cannot wait
+            if beyond and worse:
+                self._estimate(reading.name, pending)
+            return
+        if worse:
+            self._confirm(reading.name, now, at_once=beyond)
+        elif not reading.at_risk and self.poller.risk.at_risk(live):
+            self.poller.read_now(reading.name)  # the risk cadence starts with a read
+
+    def _worse_than_alerts(self, view: AccountView, now: datetime) -> bool:
+        """Whether a position rule judges the live view worse than the alert it stands at (or at all)."""
+        active = ActiveSeverities(self.engine.current)
+        for obs in evaluate_account(self.engine.rules.values(), view, now, active).observations:
+            if obs.rule.per_position and obs.severity is not None:
+                current = active.get(obs.key)
+                if current is None or obs.severity.rank > current.rank:
+                    return True
+        return False
+
+    # -- confirming reads --------------------------------------------------------------------------------
+
+    def _confirm(self, name: str, now: datetime, *, at_once: bool) -> None:
+        pending = self._pending[name] = _Pending(now)
+        self.confirmations += 1
+        if not self.poller.read_now(name):
+            log.debug("%s: no confirming read possible (not polled by this process)", name)
+        if at_once:
+            self._estimate(name, pending)
+        else:
+            pending.timer = asyncio.get_running_loop().create_task(self._wait(name, pending), name=f"confirm {name}")
+
+    async def _wait(self, name: str, pending: _Pending) -> None:
+        await asyncio.sleep(self.confirm_timeout())
+        reading = self._reading(name)
+        if reading is not None:
+            self.snapshot_for(reading)  # settles it if the read came
+        if self._pending.get(name) is pending and not pending.estimated:
+            self._estimate(name, pending)
+
+    def _estimate(self, name: str, pending: _Pending) -> None:
+        """Judge the account on the live estimate now, until a read comes."""
+        pending.estimated = True
+        self.estimates += 1
+        log.warning("%s: no confirming read within %.1f s: judged on the mark price until a read comes", name,
+                    self.confirm_timeout())  # fmt: skip
+        reading = self._reading(name)
+        if reading is not None and self.view_of is not None:
+            now = self.clock.now()
+            self.engine.evaluate([self.view_of(reading, now)], now)
+
+    def _settle(self, name: str) -> None:
+        pending = self._pending.pop(name)
+        if pending.timer is not None and pending.timer is not asyncio.current_task():
+            pending.timer.cancel()
+
+    def _reading(self, name: str) -> Reading | None:
+        poller = self.poller
+        state = poller.accounts.get(name)
+        if state is None or (poller.owned is not None and name not in poller.owned):
+            return None
+        return state.reading(poller.cadence)
+
+
+def _worse(read: AccountSnapshot, live: AccountSnapshot) -> AccountSnapshot:
+    """Each position as live where that is closer to liquidation than as read, else as read."""
+    if live is read:
+        return read
+    chosen = tuple(lp if _closer(lp, rp) else rp for rp, lp in zip(read.positions, live.positions, strict=True))
+    return replace(read, positions=chosen)
+
+
+def _closer(live: Position, read: Position) -> bool:
+    a, b = live.liquidation_distance_pct, read.liquidation_distance_pct
+    if a is None or b is None:
+        return b is None and a is not None
+    return a < b
+
+
+def _beyond(p: Position) -> bool:
+    distance = p.liquidation_distance_pct
+    return distance is not None and distance <= 0

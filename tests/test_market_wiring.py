@@ -1,0 +1,167 @@
+"""`run` with the market feed wired in, against the simulator: a mark crossing a level between account reads asks
+for one confirming read and sends one message; a read that cannot confirm in time gives an estimated message;
+a stale feed falls back to the account reads and says so; the feed, confirmations and routine reads share a
+small per-IP budget without a 429."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from monitor.clock import SystemClock
+from monitor.config import load_config
+from monitor.exchange.bitget import endpoints as ep
+from monitor.rules.evaluate import ESTIMATED
+from monitor.service import Service
+from monitor.simulator.generate import write_accounts_file
+from monitor.simulator.world import load_scenario
+from tests.conftest import SimFactory, Sink
+from tests.test_alerts_e2e import until
+from tests.test_simulator import SCENARIO
+
+RULE = '[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "3%"\nclear = "1%"\n'
+
+
+@asynccontextmanager
+async def monitoring(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path, *, market: str = "", monitor: str = "", **sim_options: object
+) -> AsyncIterator[tuple[Service, object]]:
+    """`run` on the scenario's accounts: reads every 30 s (so only a confirming read can come within seconds),
+    marks every 200 ms; every account read once before the test goes on."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "cross.pem").write_bytes(pem)  # the scenario's RSA-keyed account
+    (tmp_path / "scenario.toml").write_text(SCENARIO)
+    sim = await make_sim(world=load_scenario(tmp_path / "scenario.toml"), **sim_options)
+    path = tmp_path / "accounts.toml"
+    write_accounts_file(sim.world, path, sim.url)
+    settings = f'database_url = "sqlite:///{tmp_path}/m.db"\npoll_interval = "30s"\n{monitor}'
+    head = (
+        f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nops = ["{sink.url()}"]\n'
+        f'[market]\nmark_interval = "200ms"\n{market}\n{RULE}'
+    )
+    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + settings, 1)
+    path.write_text(text.replace("[[accounts]]", head + "[[accounts]]", 1))
+    service = Service(path, load_config(path, env={}), SystemClock())
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await until(lambda: service.live is not None and service.engine.ready)
+        assert service.poller is not None
+        for name in service.poller.accounts:  # the first reads now, not spread over 30 s
+            service.poller.read_now(name)
+        await until(lambda: all(s.polls for s in service.poller.accounts.values()))  # type: ignore[union-attr]
+        await until(lambda: "USDT-FUTURES" in service.market.feed.watched and not service.market.feed.stale)  # type: ignore[union-attr]
+        yield service, sim
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+
+
+async def test_a_live_mark_crossing_a_level_triggers_one_confirming_read_and_one_message(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path) as (service, sim):
+        assert service.poller is not None and service.live is not None
+        polls = service.poller.accounts["iso"].polls
+        await asyncio.sleep(1.0)
+        assert sink.received == [] and service.live.confirmations == 0  # 9.1 % from liquidation: fine
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # type: ignore[attr-defined]
+        await until(lambda: len(sink.received) >= 1, timeout=8)  # a routine read would take 30 s
+        await asyncio.sleep(1.5)  # more marks: no second confirmation, no second message
+        assert service.live.confirmations == 1 and service.live.estimates == 0
+        assert service.poller.accounts["iso"].polls >= polls + 1
+        [title] = sink.titles()
+        assert title.startswith("[CRITICAL] iso: BTCUSDT long: 2.2") and ESTIMATED not in title
+
+
+async def test_a_confirming_read_that_fails_gives_a_message_estimated_from_the_mark(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path, market='confirm_timeout = "500ms"\n') as (service, sim):
+        assert service.live is not None
+        fault = {"kind": "500", "account": "iso", "endpoint": ep.ALL_POSITIONS.path, "count": 1000}
+        await sim.control("POST", "/_sim/faults", fault)  # type: ignore[attr-defined]
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # type: ignore[attr-defined]
+        await until(lambda: len(sink.received) >= 1, timeout=8)
+        [title] = sink.titles()
+        assert title.startswith("[CRITICAL] iso: BTCUSDT long: 2.2") and title.endswith(ESTIMATED)
+        assert service.live.estimates == 1
+
+
+async def test_a_stale_feed_falls_back_to_the_account_reads_and_says_so_in_readyz_and_metrics(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path) as (service, sim):
+        assert service.market is not None and service.web_url is not None
+        session = sim.session  # type: ignore[attr-defined]
+        await until(lambda: service.market.mark("USDT-FUTURES", "BTCUSDT") is not None)  # type: ignore[union-attr]
+        ready = await (await session.get(service.web_url + "/readyz")).json()
+        assert ready["checks"]["market_feed"] is True
+        await sim.control("POST", "/_sim/faults", {"kind": "500", "endpoint": ep.TICKERS.path, "count": 10_000})  # type: ignore[attr-defined]
+        await until(lambda: "USDT-FUTURES" in service.market.feed.stale)  # type: ignore[union-attr]
+        ready = await (await session.get(service.web_url + "/readyz")).json()
+        assert ready["checks"]["market_feed"] is False and ready["ready"] is False
+        metrics = await (await session.get(service.web_url + "/metrics")).text()
+        assert 'bitget_monitor_market_feed_stale{product_type="USDT-FUTURES"} 1.0' in metrics
+        # the positions as read: no live mark, the page's row says so
+        assert service.market.mark("USDT-FUTURES", "BTCUSDT") is None
+        [row] = [r for r in _rows(service) if r.name == "iso"]
+        assert row.mark_age is None and row.age is not None
+
+
+async def test_the_feed_confirmations_and_routine_reads_see_no_429_under_a_small_ip_budget(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(
+        make_sim, sink, tmp_path, monitor='ip_budget = "40/s"\n', ip_per_minute=40, ip_window=1.0
+    ) as (service, sim):
+        assert service.live is not None
+        for mark in ("96", "95", "93", "92"):  # at risk, warning, critical: a read each time
+            await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": mark})  # type: ignore[attr-defined]
+            await asyncio.sleep(1.0)
+        assert service.live.confirmations >= 2
+        stats = await sim.control("GET", "/_sim/stats")  # type: ignore[attr-defined]
+        assert stats["totals"]["rate_limited"] == 0 and stats["totals"]["ip_lockouts"] == 0
+        assert stats["requests"]["-"][ep.TICKERS.path] >= 10
+
+
+def _rows(service: Service) -> list:  # type: ignore[type-arg]
+    from monitor.readmodel import ServiceReader
+
+    return ServiceReader(service).rows()
+
+
+async def test_a_mark_beyond_the_liquidation_price_is_critical_at_once_without_waiting_for_the_read(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path, market='confirm_timeout = "1m"\n') as (service, sim):
+        assert service.live is not None
+        slow = {"kind": "slow", "account": "iso", "endpoint": ep.ALL_POSITIONS.path, "delay": 30, "count": 1000}
+        await sim.control("POST", "/_sim/faults", slow)  # type: ignore[attr-defined]
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "90.5"})  # type: ignore[attr-defined]
+        await until(lambda: len(sink.received) >= 1, timeout=8)  # the read hangs, the timeout is a minute
+        [title] = sink.titles()
+        assert title.startswith("[CRITICAL] iso: BTCUSDT long: -0.4") and title.endswith(ESTIMATED)
+        assert service.live.confirmations == 1 and service.live.pending("iso")
+
+
+async def test_a_mark_that_eases_a_position_resolves_nothing_until_the_account_is_read(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path, monitor='risk_poll_interval = "30s"\n') as (service, sim):
+        assert service.poller is not None
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # type: ignore[attr-defined]
+        await until(lambda: len(sink.received) >= 1, timeout=8)
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "100"})  # type: ignore[attr-defined]
+        await asyncio.sleep(2.0)  # ten marks at 9 % from liquidation, no read
+        assert len(sink.received) == 1
+        assert [a.severity for a in service.engine.firing()] == ["critical"]
+        service.poller.read_now("iso")
+        await until(lambda: len(sink.received) >= 2, timeout=8)
+        assert sink.titles()[1].startswith("[RESOLVED] iso: BTCUSDT long: 9.")
