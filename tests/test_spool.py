@@ -22,11 +22,14 @@ import pytest
 
 from monitor.alerts.model import AlertBatch, Outgoing, Queued, Rendered, State, Transition
 from monitor.alerts.spool import Spool, alert_data, encode, message_data, spool_path, transition_data
+from monitor.clock import SystemClock
+from monitor.config import load_config
+from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from monitor.simulator.world import load_scenario
 from tests.conftest import SimFactory, Sink
 from tests.test_alerts import T0
-from tests.test_outbox import until
+from tests.test_outbox import database_away, until
 from tests.test_simulator import SCENARIO
 
 ROOT = Path(__file__).parent.parent
@@ -203,3 +206,45 @@ async def test_a_monitor_started_while_its_database_is_away_sends_a_new_critical
         await until(lambda: rows(database, "SELECT status FROM notification") == [("sent",)], 60)
         await asyncio.sleep(1.0)
         assert len(sink.received) == 1, sink.titles()
+
+
+@pytest.mark.timeout(120)
+async def test_a_monitor_whose_database_refuses_connections_at_start_judges_from_the_spool_and_warns(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL refusing connections: the alert state cannot even be read, so the engine starts from the
+    spool (in `state_dir`) and the new critical alert goes out; it is written, sent, once the database is back."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock leaves reads working: the kill test above covers SQLite")
+    path, _database, _url, sim = await setup(make_sim, sink, tmp_path)
+    state = tmp_path / "state"
+    text = path.read_text().replace(f'database_url = "{_url}"', f'database_url = "{db_url}"\nstate_dir = "{state}"')
+    path.write_text(text)
+    config = load_config(path, env={})
+    first = Service(path, config, SystemClock())
+    stop = asyncio.Event()
+    task = asyncio.create_task(first.run(stop))
+    await until(lambda: first.engine.ready and spool_path(db_url, str(state)).exists(), 60)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    caplog.set_level(logging.INFO)
+    second = Service(path, config, SystemClock())
+    stop = asyncio.Event()
+    with database_away(db_url):
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # type: ignore[attr-defined]
+        task = asyncio.create_task(second.run(stop))
+        try:
+            await until(lambda: len(sink.received) >= 1, 60)
+            assert sink.titles()[0].startswith("[CRITICAL] iso: BTCUSDT long")
+            assert "judging from the last state known to the spool" in caplog.text
+        except BaseException:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            raise
+    try:
+        await until(lambda: [m.status for m in second.store.alerts.outbox()] == ["sent"], 60)
+        await asyncio.sleep(1.0)
+        assert len(sink.received) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
