@@ -113,6 +113,7 @@ class Journal:
             except Exception as exc:
                 batch.extend(self.pending)
                 self.pending = batch
+                self._spool(batch)  # what arrived during the attempt: on disk before it is sent
                 self._to_memory(batch)
                 self._failing = True
                 log.error(
