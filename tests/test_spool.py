@@ -248,3 +248,62 @@ async def test_a_monitor_whose_database_refuses_connections_at_start_judges_from
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_a_spool_past_its_bound_is_rewritten_with_the_current_state_and_a_new_engine_restores_from_it(
+    tmp_path: Path, sink: Sink, db_url: str
+) -> None:
+    """Every write goes past a one-byte bound, so the spool is rewritten each time, during the outage too; an
+    engine started on it afterwards knows the alert as announced and has its message to write."""
+    from monitor.alerts.engine import AlertEngine
+    from monitor.alerts.sender import Sender
+    from monitor.clock import ManualClock
+    from monitor.store import migrations
+    from monitor.store.repository import Store
+    from tests.test_alerts import ACCOUNT, position, rules
+    from tests.test_outbox import NOW, evaluate
+
+    path = tmp_path / "accounts.toml"
+    body = "[[accounts]]\n" + ACCOUNT.format(name="alpha")
+    text = rules(sink).replace('for = "1m"', f'for = "{NOW}"')
+    path.write_text(f'[monitor]\ndatabase_url = "{db_url}"\n{text}\n{body}')
+    config = load_config(path, env={})
+    await asyncio.to_thread(migrations.upgrade, db_url)
+    store = Store(db_url)
+    clock = ManualClock(T0)
+
+    def engine_on(spool: Spool) -> tuple[AlertEngine, Sender]:
+        sender = Sender(config, store, clock, "test-node")
+        return AlertEngine(config, store, clock, on_queued=sender.wake, memory=sender.memory, spool=spool), sender
+
+    from tests.test_alerts import Rig
+
+    file = tmp_path / "alerts.spool"
+    spool = Spool(file, max_bytes=1)
+    engine, sender = engine_on(spool)
+    try:
+        await engine.load()
+        with database_away(db_url):
+            evaluate(Rig(config, store, clock, engine, sender), "alpha", position("95"))
+            assert not await engine.flush()
+            await sender.send_due()
+            assert len(sink.received) == 1
+            evaluate(Rig(config, store, clock, engine, sender), "alpha", position("94"))
+            assert not await engine.flush()  # past the bound: rewritten, not appended to
+            kinds = [r["t"] for r in spool_records(file)]
+            assert kinds.count("message") == 1 and "state" not in kinds, kinds  # its state is in its record
+            spool.close()  # the process dies here
+            again = Spool(file)
+            engine, sender = engine_on(again)
+            await engine.load()
+            [alert] = engine.firing()
+            assert alert.last_notified_state is State.FIRING
+            evaluate(Rig(config, store, clock, engine, sender), "alpha", position("95"))
+            await sender.send_due()
+            assert len(sink.received) == 1  # not announced again
+        assert await engine.flush()
+        outbox = await asyncio.to_thread(store.alerts.outbox)
+        assert [(m.status, m.attempts) for m in outbox] == [("sent", 1)]
+        again.close()
+    finally:
+        store.close()
