@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import weakref
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -178,6 +179,7 @@ class Spool:
         self.path = path
         self.max_bytes = max_bytes
         self._file: IO[bytes] | None = None
+        self._closer: weakref.finalize[Any, Any] | None = None  # a spool nobody closed closes its file when collected
         self.n = 0  # the last record number written
         self.broken = False  # the spool could not be used (logged); the monitor goes on without it
 
@@ -191,7 +193,7 @@ class Spool:
                 except OSError:
                     file.close()
                     raise OSError(f"{self.path} is in use by another process") from None
-                self._file = file
+                self._hold(file)
             except OSError as exc:
                 self.broken = True
                 log.error("alert spool %s unusable (%s): a crash during a database outage may repeat alerts",
@@ -293,8 +295,7 @@ class Spool:
             replacement = open(temporary, "ab")  # noqa: SIM115
             fcntl.flock(replacement, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.replace(temporary, self.path)
-            file.close()
-            self._file = replacement
+            self._hold(replacement)
             directory = os.open(self.path.parent, os.O_RDONLY)
             try:
                 os.fsync(directory)
@@ -304,7 +305,13 @@ class Spool:
             log.error("alert spool %s not compacted (%s)", self.path, exc)
         return numbers
 
+    def _hold(self, file: IO[bytes]) -> None:
+        if self._closer is not None:
+            self._closer()
+        self._file = file
+        self._closer = weakref.finalize(self, file.close)
+
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._closer is not None:
+            self._closer()
+        self._file = self._closer = None
