@@ -15,6 +15,8 @@ RUN useradd --system --uid 10001 --home-dir /home/monitor --create-home monitor
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER monitor
+# The alert spool's folder, owned by the user, so the compose file's named volume is too.
+RUN mkdir -p /home/monitor/.local/state/bitget-monitor
 WORKDIR /home/monitor
 EXPOSE 8080
 # The page must listen on all interfaces inside the container: set [web] listen = "0.0.0.0:8080" and a token,

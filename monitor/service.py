@@ -17,6 +17,7 @@ from aiohttp import web
 
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.sender import Sender, node_name
+from monitor.alerts.spool import Spool, spool_path
 from monitor.clock import Clock
 from monitor.config import Config, load_config
 from monitor.domain import PollOutcome
@@ -83,7 +84,9 @@ class Service(OnceCycle):
         self.web_url: str | None = None  # failed polls by Bitget code (or error class), since start
         self.node = node_name()
         self.sender = Sender(config, self.store, clock, self.node)
-        self.engine = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory)
+        self.spool = Spool(spool_path(url, config.monitor.state_dir))
+        self.engine = AlertEngine(config, self.store, clock, on_queued=self.sender.wake, memory=self.sender.memory,
+                                  spool=self.spool)  # fmt: skip
         self.reports = ReportScheduler(lambda: self.config, self.store, clock, self.node, self.sender.wake)
         self.mark_history = MarkHistory()  # recent marks per symbol, from reads and the feed: the odds of liquidation
         self.views = AccountViews(lambda: self.config.monitor, self.engine.last_success, self.mark_history)
@@ -123,9 +126,11 @@ class Service(OnceCycle):
     async def _run_alerts(self, poller: Poller) -> None:
         """The alert engine and the outbox sender, once the schema is in place (and, when processes share the
         accounts, once this one holds its share: one that polled alone while the database was away must not
-        judge accounts another process now holds)."""
-        await self.storage_ready.wait()
-        if self.store.shared:
+        judge accounts another process now holds). With an alert spool the database is not waited for: the
+        engine judges from the spool's last known state until it answers."""
+        if not self.spool.exists():
+            await self.storage_ready.wait()
+        if self.store.shared and self.storage_ready.is_set():
             with contextlib.suppress(TimeoutError):  # claims failing with the database up: judge what it polls
                 await asyncio.wait_for(self._claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
         self._spawn(self._background, self.sender.run(), "sender")
@@ -289,6 +294,7 @@ class Service(OnceCycle):
         if self.session is not None:
             await self.session.close()
         await asyncio.to_thread(self.store.close)
+        self.spool.close()
 
     def _spawn(self, group: set[asyncio.Task[None]], work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)

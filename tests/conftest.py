@@ -198,3 +198,12 @@ def smtp() -> Any:
         yield Mailbox(messages, port)
     finally:
         controller.stop()
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Alert spools of PostgreSQL databases live under $XDG_STATE_HOME: a test's stay in its own folder (and its
+    subprocesses'), never in the home of whoever runs the tests."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(folder))
+    return folder

@@ -5,8 +5,10 @@ messages and changed alerts to the journal (monitor.alerts.journal), positions t
 
 State lives in the database. On start the engine loads it before judging anything, so a restart neither
 re-sends nor misses. Changes are written in order; if the database is away they wait in memory and go out when
-it is back (a crash meanwhile can repeat a message, never lose a transition the database already has). Their
-messages do not wait: they go to the outbox in memory (see monitor.alerts.outbox) and are delivered from there.
+it is back. Their messages do not wait: they go to the outbox in memory (see monitor.alerts.outbox) and are
+delivered from there. With a spool (monitor.alerts.spool) the changes are on local disk first: a restart during
+an outage restores them (announced alerts stay announced, unsent messages are sent), and a process started
+while the database is away judges from the spool's last known alert state instead of waiting.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from monitor.alerts.model import (
 )
 from monitor.alerts.outbox import MemoryOutbox
 from monitor.alerts.ports import AlertStorage
+from monitor.alerts.spool import Spool
 from monitor.clock import Clock
 from monitor.config.model import Config
 from monitor.domain import AccountSnapshot
@@ -54,7 +57,7 @@ RETRY = 5.0  # seconds between attempts while the database is away
 class AlertEngine:
     def __init__(
         self, config: Config, store: AlertStorage, clock: Clock, *, on_queued: Callable[[], None] = lambda: None,
-        memory: MemoryOutbox | None = None,
+        memory: MemoryOutbox | None = None, spool: Spool | None = None,
     ):  # fmt: skip
         self.store = store
         self.clock = clock
@@ -72,7 +75,9 @@ class AlertEngine:
         self._seen: dict[str, AccountSnapshot] = {}  # the last fresh snapshot judged, per account
         self._awaiting: set[str] = set()  # alerts whose position is gone, waiting for the mark
         self._verdicts: set[asyncio.Task[None]] = set()
-        self.journal = Journal(store, clock, self.memory, on_queued, self._dropped)
+        self.journal = Journal(store, clock, self.memory, on_queued, self._dropped, spool,
+                               lambda: self.current.values())  # fmt: skip
+        self._late: asyncio.Task[None] | None = None  # loading from the database after a start from the spool
         self._severities = decide.ActiveSeverities(self.current)  # what the rules' hysteresis is measured from
         self.apply(config)
 
@@ -105,7 +110,15 @@ class AlertEngine:
 
     async def load(self, accounts: set[str] | None = None) -> None:
         """Load the alert state (retrying while the database is away); nothing is judged before it is in.
-        With `accounts`, only theirs (an account this process just took over from another)."""
+        With `accounts`, only theirs (an account this process just took over from another).
+
+        First the spool's state (alerts as last known, changes the database had not taken); while the database
+        is away that is what judging starts from, and the database's state is loaded when it answers."""
+        restored = self.journal.restore() if accounts is None and not self.ready else None
+        if restored is not None:
+            for alert in restored.known.values():
+                self.current[alert.key] = alert
+                self._by_account[alert.account].add(alert.key)
         while True:
             try:
                 now = self.clock.now()
@@ -113,9 +126,18 @@ class AlertEngine:
                 last_success = await asyncio.to_thread(self.store.alerts.last_success)
                 if accounts is None:
                     self.silences = await asyncio.to_thread(self.store.alerts.silences, now)
-                    await asyncio.to_thread(self._seed_peaks, now)
+                    if not self._peaks:  # a late load would put old samples behind newer ones
+                        await asyncio.to_thread(self._seed_peaks, now)
                 break
             except Exception as exc:
+                if restored is not None:  # judge now from the spool; the database's state when it answers
+                    log.error("alert state not loaded (%s): judging from the last state known to the spool; "
+                              "silences, acknowledgements and drawdown peaks from before this start are not "
+                              "known until the database answers", str(exc).strip())  # fmt: skip
+                    self.ready = True
+                    self._retire(self.clock.now())
+                    self._late = asyncio.get_running_loop().create_task(self.load(), name="alert state")
+                    return
                 log.error("alert state not loaded (%s); alerts wait for the database", str(exc).strip())
                 await asyncio.sleep(RETRY)
         self._last_success.update(last_success)
@@ -126,6 +148,7 @@ class AlertEngine:
         if accounts is None:
             self.ready = True
             self._retire(now)
+            self.journal.checkpoint()
             firing, pending = (sum(a.state is s for a in alerts) for s in (State.FIRING, State.PENDING))
             log.info("alert state loaded: %d firing, %d pending", firing, pending)
 
@@ -356,8 +379,10 @@ class AlertEngine:
                     log.exception("alert evaluation pass failed")
                 await asyncio.sleep(TICK)
         finally:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            tasks = [writer] + ([self._late] if self._late is not None else [])
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _forget(self, now: datetime) -> None:
         """Drop settled alerts from memory (the database keeps them)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 
 from monitor.alerts.model import AlertBatch, Queued
@@ -35,6 +35,7 @@ class MemoryOutbox:
         self.dropped = 0  # unsent messages forgotten because the outbox was full
         self._messages: dict[int, Queued] = {}  # by id() of the message, in arrival order
         self._inflight: set[int] = set()
+        self.on_change: Callable[[Queued], None] = lambda message: None  # a delivery state changed (the spool)
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -97,6 +98,7 @@ class MemoryOutbox:
         message.sent_at = sent_at
         if retry_at is not None:
             message.next_attempt_at = retry_at
+        self.on_change(message)
 
     def release(self, message: Queued, retry_at: datetime) -> None:
         """A delivery that broke unexpectedly: tried again later."""

@@ -26,6 +26,7 @@ class MonitorSettings:
     stale_grace: timedelta = timedelta(seconds=30)
     lease_ttl: timedelta = timedelta(seconds=30)
     max_response_size: int = 4 * 1024 * 1024  # bytes
+    state_dir: str = ""  # the alert spool's folder; empty: chosen from the database URL (monitor.alerts.spool)
 
     @property
     def database_display(self) -> str:

@@ -94,6 +94,14 @@ SETTINGS: tuple[Setting, ...] = (
         doc="the largest answer read from Bitget; a larger one is dropped as a malformed answer and retried",
     ),
     Setting(
+        "monitor",
+        "state_dir",
+        values.text,
+        "",
+        doc="where the alert spool lives (alert changes the database has not taken yet); empty: beside a SQLite "
+        "database, else ~/.local/state/bitget-monitor",
+    ),
+    Setting(
         "storage",
         "raw_retention",
         values.duration,
