@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -54,3 +55,17 @@ def epoch_ms(moment: datetime) -> int:
 
 def from_epoch_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until the event is set, at most `seconds`; True if it was set.
+
+    Loops that sleep on an event use this rather than `asyncio.wait_for(event.wait(), ...)`: on Python 3.11,
+    wait_for loses a cancellation that arrives just as the event is set (gh-86296), and a loop that lost its
+    cancellation never ends: a shutdown (or a test) waiting for it hangs. `asyncio.timeout` does not."""
+    try:
+        async with asyncio.timeout(max(0.0, seconds)):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -35,7 +35,7 @@ from monitor.alerts.messages import messages_for
 from monitor.alerts.model import HeldItem, Item, OutboxMessage, Outgoing, Queued, Reason, Rendered, State
 from monitor.alerts.outbox import MemoryOutbox
 from monitor.alerts.ports import AlertStorage
-from monitor.clock import Clock
+from monitor.clock import Clock, wait_for_event
 from monitor.config.model import Config
 from monitor.errors import DataRefused, StorageError
 
@@ -119,8 +119,7 @@ class Sender:
                         await self._reclaim()
                         reclaimed_at = self.clock.monotonic()
                 await self._pass()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE)
+                await wait_for_event(self._wake, IDLE)
                 self._wake.clear()
         finally:
             self._pool.shutdown(wait=False)

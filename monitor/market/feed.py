@@ -15,14 +15,13 @@ went out; staleness is judged on the clock's monotonic time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from monitor import errors
-from monitor.clock import Clock
+from monitor.clock import Clock, wait_for_event
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget.market import MarkPrices, Marks, SpotPrices
 from monitor.market.mark import Mark
@@ -199,8 +198,7 @@ class MarketFeed:
                 turns = [next_at[n] for n, s in self._sources.items() if s.reading is None]
                 wake = min([*turns, now + self.mark_interval])
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake - self.clock.monotonic()))
+                await wait_for_event(self._wake, wake - self.clock.monotonic())
         finally:
             for source in self._sources.values():
                 if source.reading is not None:

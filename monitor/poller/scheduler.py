@@ -5,7 +5,6 @@ task, all inside one IP budget and per-account endpoint budgets. One account's f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections import Counter
@@ -15,7 +14,7 @@ from typing import Protocol
 
 import aiohttp
 
-from monitor.clock import Clock
+from monitor.clock import Clock, wait_for_event
 from monitor.config.model import AccountConfig, Config
 from monitor.domain import PollOutcome
 from monitor.errors import ExchangeError, MalformedResponse
@@ -347,5 +346,4 @@ class Poller:
 
 async def _sleep(wake: asyncio.Event, seconds: float) -> None:
     """Sleep, or less when asked to read at once."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(wake.wait(), seconds)
+    await wait_for_event(wake, seconds)

@@ -17,13 +17,12 @@ severity; a channel that should not get reports is left out of the report's `cha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
 
 from monitor.alerts.compose import quiet_until
-from monitor.clock import Clock
+from monitor.clock import Clock, wait_for_event
 from monitor.config.model import Config, ReportConfig
 from monitor.reports import schedule
 from monitor.reports.render import ReportMessages, gather
@@ -57,8 +56,7 @@ class ReportScheduler:
             except Exception as exc:  # the database away; the reports stay due and are tried again
                 log.warning("scheduled reports not sent yet: %s", str(exc).strip() or type(exc).__name__)
                 pause = RETRY
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), pause)
+            await wait_for_event(self._changed, pause)
             self._changed.clear()
 
     def reloaded(self) -> None:

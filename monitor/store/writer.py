@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections import Counter, deque
 
+from monitor.clock import wait_for_event
 from monitor.domain import PollOutcome
 from monitor.errors import StorageError, reason
 from monitor.store.errors import is_data_error
@@ -131,8 +132,4 @@ class SnapshotWriter:
 
     async def flush(self, timeout: float) -> bool:
         """Wait until everything queued is written (for shutdown); False if the timeout ran out first."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_for_event(self._idle, timeout)
