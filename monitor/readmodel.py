@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from monitor.alerts.engine import AlertEngine
@@ -19,9 +19,11 @@ from monitor.poller.state import Reading
 from monitor.store.repository import Store
 from monitor.store.views import EquitySample
 from monitor.store.writer import SnapshotWriter
-from web.status import AccountRow, Counters, Health, row
+from web.chart import portfolio
+from web.status import AccountRow, Counters, Health, levels_for, row
 
 DATABASE_CHECK = 5.0  # seconds a /readyz database check may take
+PORTFOLIO_CACHE = timedelta(seconds=60)  # how long the overview's portfolio series is reused
 
 
 class Parts(Protocol):
@@ -54,6 +56,7 @@ class Parts(Protocol):
 class ServiceReader:
     def __init__(self, service: Parts) -> None:
         self._service = service
+        self._portfolio: dict[timedelta, tuple[datetime, list[EquitySample]]] = {}
 
     @property
     def clock(self) -> Clock:
@@ -66,14 +69,22 @@ class ServiceReader:
         poller = self._service.poller
         return poller.readings() if poller is not None else []
 
-    def _row(self, reading: Reading) -> AccountRow:
+    def _row(self, reading: Reading, alerts: list[Alert] | None = None) -> AccountRow:
         now = self.clock.now()
-        m = self._service.config.monitor
-        stale = reading.stale(now, m.poll_interval, m.stale_grace)
-        return row(reading, now, stale, self._service.writer.refusals.get(reading.name))
+        config = self._service.config
+        stale = reading.stale(now, config.monitor.poll_interval, config.monitor.stale_grace)
+        if alerts is None:
+            alerts = [a for a in self._service.engine.current.values() if a.account == reading.name]
+        levels = levels_for(config.rules, reading.name, reading.tags)
+        # mark_age stays None until the mark feed is wired into the read model (it fills it in per account)
+        return row(reading, now, stale, self._service.writer.refusals.get(reading.name), alerts, levels)
 
     def rows(self) -> list[AccountRow]:
-        return [self._row(r) for r in self._readings()]
+        by_account: dict[str | None, list[Alert]] = {}
+        for a in self._service.engine.current.values():
+            if a.state is State.FIRING:
+                by_account.setdefault(a.account, []).append(a)
+        return [self._row(r, by_account.get(r.name, [])) for r in self._readings()]
 
     def reading(self, name: str) -> Reading | None:
         poller = self._service.poller
@@ -138,6 +149,25 @@ class ServiceReader:
 
     async def silences(self) -> list[Silence]:
         return await asyncio.to_thread(self._service.store.alerts.silences, self.clock.now())
+
+    async def portfolio_equity(self, span: timedelta) -> list[EquitySample]:
+        """The summed equity of the accounts this process polls over `span`, hourly past 48 hours; kept for
+        PORTFOLIO_CACHE, as it reads every account's series."""
+        now = self.clock.now()
+        cached = self._portfolio.get(span)
+        if cached is not None and now - cached[0] < PORTFOLIO_CACHE:
+            return cached[1]
+        names = [r.name for r in self._readings()]
+        hourly = span > timedelta(hours=48)
+
+        def read() -> list[EquitySample]:
+            store = self._service.store
+            return portfolio([store.equity_series(n, now - span, now, hourly=hourly) for n in names],
+                             timedelta(hours=1) if hourly else timedelta(minutes=5))  # fmt: skip
+
+        series = await asyncio.to_thread(read)
+        self._portfolio[span] = (now, series)
+        return series
 
     async def equity(self, name: str, span: timedelta) -> list[EquitySample]:
         now = self.clock.now()

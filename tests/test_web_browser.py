@@ -4,9 +4,14 @@ machine, the refresh script running under the CSP, and a screenshot."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
+from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -15,7 +20,9 @@ from monitor.config import load_config
 from monitor.service import Service
 from tests.conftest import SimFactory
 from tests.test_alerts_e2e import until
-from tests.test_web import EVIL, accounts_file
+from tests.test_web import EVIL, accounts_file, served
+
+__all__ = ["served"]  # a fixture shared with tests.test_web
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 pytestmark = pytest.mark.skipif(
@@ -57,7 +64,7 @@ async def test_the_pages_render_in_chromium_from_the_machine_alone(make_sim: Sim
                              "--dump-dom")  # fmt: skip
         # the DOM: every account, the firing alerts, the evil name as text, the refresh script ran (CSP allows it)
         assert dom.count('<tr class="status-') == 12
-        assert 'class="alerts"' in dom and "CRITICAL" in dom
+        assert 'class="alerts' in dom and "CRITICAL" in dom
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom and EVIL not in dom
         assert re.search(r'<html lang="en" data-refreshed="\d+"', dom)
         # nothing but this machine: the page's references, and every request the browser logged
@@ -74,3 +81,110 @@ async def test_the_pages_render_in_chromium_from_the_machine_alone(make_sim: Sim
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=15)
+
+
+# -- Playwright: the page as a trader sees it, on a desk and on a phone --------------------------------------------
+
+try:
+    from playwright.async_api import Browser, Page, async_playwright
+except ImportError:  # the test extra is not installed
+    async_playwright = None  # type: ignore[assignment]
+
+DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium, never a downloaded one; its background services off, so nothing leaves the machine.
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]  # fmt: skip
+DESK, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
+
+
+def screenshots(tmp_path: Path) -> Path:
+    """Where the screenshots go: $MONITOR_SCREENSHOTS when set (to keep them as artifacts), else the test's
+    temporary folder."""
+    folder = Path(os.environ.get("MONITOR_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if async_playwright is None:
+        pytest.skip("needs playwright for Python: pip install -e '.[test]'")
+    if not DEBIAN_CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium: apt-get install chromium (.ci/run installs it)")
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=str(DEBIAN_CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def overflow(page: Page) -> int:
+    """How far the page reaches past the viewport's right edge, in CSS pixels (0: nothing does)."""
+    return int(await page.evaluate("document.documentElement.scrollWidth - window.innerWidth"))
+
+
+async def small_targets(page: Page) -> list[str]:
+    """Visible links, buttons and fields shorter than 44 px (a finger's tap target)."""
+    found = await page.evaluate(
+        """() => [...document.querySelectorAll('a, button, input:not([type=hidden]), select')]
+            .filter(e => e.offsetParent !== null && !e.closest('svg'))
+            .filter(e => e.getBoundingClientRect().height < 44)
+            .map(e => e.outerHTML.slice(0, 80))"""
+    )
+    return list(found)
+
+
+async def test_the_overview_and_an_account_page_fit_a_desk_and_a_phone(
+    served: Any, browser: Browser, tmp_path: Path
+) -> None:
+    client, service, _ = await served()
+    await service.writer.flush(5)
+    base = str(client.make_url("/")).rstrip("/")
+    folder = screenshots(tmp_path)
+    name = next(s.name for s in service.poller.active() if s.snapshot and s.snapshot.positions)
+    taken = []
+    for label, viewport in (("desk", DESK), ("phone", PHONE)):
+        page = await browser.new_page(viewport=viewport)  # type: ignore[arg-type]
+        await page.goto(base + "/")
+        # risk first: the worst account heads the list and the header counts it
+        first = await page.locator("table.accounts tbody tr").first.get_attribute("class")
+        assert first in ("status-liquidation", "status-critical"), first
+        assert await page.locator(".counts .badge.critical, .counts .badge.liquidation").count() >= 1
+        taken.append(folder / f"overview-{label}.png")
+        await page.screenshot(path=str(taken[-1]), full_page=True)
+        if label == "phone":
+            assert await overflow(page) <= 0
+            assert await page.locator("table.accounts thead").is_hidden()  # stacked cards
+            assert await small_targets(page) == []
+        await page.goto(f"{base}/accounts/{quote(name, safe='')}")
+        assert (await page.locator("h1").inner_text()).startswith(name)
+        taken.append(folder / f"account-{label}.png")
+        await page.screenshot(path=str(taken[-1]), full_page=True)
+        if label == "phone":
+            assert await overflow(page) <= 0
+            assert await small_targets(page) == []
+        await page.close()
+    for shot in taken:
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        print(f"screenshot: {shot}")
+
+
+async def test_a_trader_sorts_filters_opens_an_account_and_switches_ranges(served: Any, browser: Browser) -> None:
+    client, service, _ = await served()
+    await service.writer.flush(5)
+    base = str(client.make_url("/")).rstrip("/")
+    page = await browser.new_page(viewport=DESK)  # type: ignore[arg-type]
+    await page.goto(base + "/")
+    await page.get_by_role("link", name="Equity", exact=True).click()
+    equities = await page.locator("table.accounts tbody td[data-label=Equity]").all_inner_texts()
+    numbers = [Decimal(e.replace(",", "")) for e in equities if e != "–"]
+    assert numbers == sorted(numbers) and len(numbers) > 1
+    await page.fill("input[name=q]", "sim-00")
+    await page.click("button:has-text('Filter')")
+    names = await page.locator("table.accounts tbody td[data-label=Account] a").all_inner_texts()
+    assert names and all("sim-00" in n for n in names)
+    await page.locator("table.accounts tbody td[data-label=Account] a").first.click()
+    assert "/accounts/" in page.url
+    await page.get_by_role("link", name="7d", exact=True).click()
+    assert await page.locator('.ranges a[aria-current="page"]').inner_text() == "7d"

@@ -256,7 +256,7 @@ async def readyz(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
     health = source.health()
     rows = source.rows()
-    fresh = sum(r.status in FRESH for r in rows)
+    fresh = sum(r.health in FRESH for r in rows)
     share = fresh / len(rows) if rows else 0.0  # polling nothing (yet) is not ready
     checks = {
         "database": health.database_ready and await source.database_ok(),
