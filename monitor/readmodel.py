@@ -4,7 +4,9 @@ alert engine's alerts, health and counters, and the database for history, the ou
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -22,6 +24,7 @@ from monitor.store.writer import SnapshotWriter
 from web.chart import portfolio
 from web.status import AccountRow, Counters, Health, levels_for, row
 
+log = logging.getLogger(__name__)
 DATABASE_CHECK = 5.0  # seconds a /readyz database check may take
 PORTFOLIO_CACHE = timedelta(seconds=60)  # how long the overview's portfolio series is reused
 
@@ -149,6 +152,45 @@ class ServiceReader:
 
     async def silences(self) -> list[Silence]:
         return await asyncio.to_thread(self._service.store.alerts.silences, self.clock.now())
+
+    # -- actions from the page: written to the database as the CLI's are -------------------------------------
+
+    async def add_silence(self, account: str, rule: str | None, symbol: str | None, length: timedelta,
+                          reason: str) -> int:  # fmt: skip
+        now = self.clock.now()
+        store = self._service.store.alerts
+        id_ = await asyncio.to_thread(store.add_silence, account, rule, symbol, now, now + length, reason)
+        await self._refresh_silences()
+        return id_
+
+    async def remove_silence(self, id_: int) -> bool:
+        removed = await asyncio.to_thread(self._service.store.alerts.remove_silence, id_, self.clock.now())
+        await self._refresh_silences()
+        return removed
+
+    async def _refresh_silences(self) -> None:
+        """The engine rereads silences on its tick; the page shows the change at once."""
+        engine = self._service.engine
+        engine.silences = await asyncio.to_thread(self._service.store.alerts.silences, self.clock.now())
+
+    async def acknowledge(self, key: str, who: str) -> Alert | None:
+        """Acknowledge a firing alert at its current severity: no repeats until it changes severity or
+        resolves. None when no such alert fires."""
+        engine = self._service.engine
+        alert = engine.current.get(key)
+        if alert is None or alert.state is not State.FIRING:
+            return None
+        acked = replace(alert, acknowledged_at=self.clock.now(), acknowledged_by=who[:200],
+                        acknowledged_severity=alert.severity)  # fmt: skip
+        await engine.flush()  # the alert's row first (an alert judged moments ago may still wait in the journal)
+        if not await asyncio.to_thread(self._service.store.alerts.acknowledge, acked):
+            log.warning("%s: acknowledged, but its row is not in the database yet", key)
+        current = engine.current.get(key)  # the engine may have moved it meanwhile: keep its newer state
+        if current is not None and current.state is State.FIRING and current.severity == alert.severity:
+            engine.current[key] = replace(current, acknowledged_at=acked.acknowledged_at,
+                                          acknowledged_by=acked.acknowledged_by,
+                                          acknowledged_severity=acked.acknowledged_severity)  # fmt: skip
+        return acked
 
     async def portfolio_equity(self, span: timedelta) -> list[EquitySample]:
         """The summed equity of the accounts this process polls over `span`, hourly past 48 hours; kept for

@@ -188,3 +188,73 @@ async def test_a_trader_sorts_filters_opens_an_account_and_switches_ranges(serve
     assert "/accounts/" in page.url
     await page.get_by_role("link", name="7d", exact=True).click()
     assert await page.locator('.ranges a[aria-current="page"]').inner_text() == "7d"
+
+
+async def test_a_trader_acknowledges_and_silences_an_alert_and_sees_it_on_the_page(
+    served: Any, browser: Browser
+) -> None:
+    client, service, _ = await served()
+    base = str(client.make_url("/")).rstrip("/")
+    page = await browser.new_page(viewport=DESK)  # type: ignore[arg-type]
+    await page.goto(base + "/alerts")
+    firing = page.locator("table.alerts tbody tr.state-firing")
+    assert await firing.count() >= 2
+    await firing.first.get_by_role("button", name="Acknowledge").click()
+    await page.wait_for_url(base + "/alerts")
+    assert "acknowledged by loopback user" in await page.locator("table.alerts").inner_text()
+    acked = [a for a in service.engine.current.values() if a.acknowledged]
+    assert len(acked) == 1 and acked[0].acknowledged_by and acked[0].acknowledged_by.startswith("loopback user")
+
+    def stored() -> Any:
+        return {a.key: a for a in service.store.alerts.load(service.clock.now())}.get(acked[0].key)
+
+    await until(lambda: stored() is not None and stored().acknowledged_at == acked[0].acknowledged_at)  # in the db
+    # silence the second one for an hour, with a reason
+    row = firing.nth(1)
+    await row.locator("summary").click()
+    await row.locator("input[name=reason]").fill("rebalancing now")
+    await row.locator("form.silence-form button").click()
+    await page.wait_for_url(base + "/alerts")
+    assert await page.locator("table.alerts .badge.silenced").count() >= 1
+    silences = page.locator("table.silences tbody tr")
+    assert await silences.count() == 1 and "rebalancing now" in await silences.inner_text()
+    assert len(service.store.alerts.silences(service.clock.now())) == 1
+    # and remove it again
+    await silences.get_by_role("button").click()
+    await page.wait_for_url(base + "/alerts")
+    assert await page.locator("table.silences").count() == 0
+    assert service.store.alerts.silences(service.clock.now()) == []
+
+
+async def test_a_forged_post_without_the_csrf_token_is_refused(served: Any, browser: Browser) -> None:
+    client, service, _ = await served()
+    base = str(client.make_url("/")).rstrip("/")
+    page = await browser.new_page(viewport=DESK)  # type: ignore[arg-type]
+    await page.goto(base + "/alerts")  # the browser holds the page's cookies, as a victim's would
+    key = next(a.key for a in service.engine.current.values() if a.state == "firing")
+    forged = await page.request.post(base + "/actions/acknowledge", form={"key": key, "back": "/alerts"})
+    assert forged.status == 403 and "CSRF" in await forged.text()
+    wrong = await page.request.post(base + "/actions/acknowledge", form={"key": key, "csrf": "0" * 64})
+    assert wrong.status == 403
+    silence = await page.request.post(
+        base + "/actions/silence", form={"account": "*", "duration": "1h", "reason": "forged"}
+    )
+    assert silence.status == 403
+    assert not any(a.acknowledged for a in service.engine.current.values())
+    assert service.store.alerts.silences(service.clock.now()) == []
+
+
+async def test_with_a_token_only_a_signed_in_browser_may_act(served: Any, browser: Browser) -> None:
+    client, _, _ = await served(web='token = "a-long-page-token-1234"')
+    base = str(client.make_url("/")).rstrip("/")
+    page = await browser.new_page(viewport=DESK)  # type: ignore[arg-type]
+    anonymous = await page.request.post(base + "/actions/acknowledge", form={"key": "x"}, max_redirects=0)
+    assert anonymous.status == 303 and "/login" in anonymous.headers["location"]
+    await page.goto(base + "/alerts")
+    assert "/login" in page.url
+    await page.fill("input[name=token]", "a-long-page-token-1234")
+    await page.click("button:has-text('Sign in')")
+    await page.wait_for_url(base + "/alerts")
+    await page.locator("table.alerts tbody tr.state-firing").first.get_by_role("button", name="Acknowledge").click()
+    await page.wait_for_url(base + "/alerts")
+    assert "acknowledged by signed-in user" in await page.locator("table.alerts").inner_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 from dataclasses import asdict
@@ -18,6 +19,7 @@ from monitor.alerts.model import Alert
 from monitor.domain import AccountSnapshot
 from monitor.poller.state import ACCOUNT_STATUSES, INVALID_SNAPSHOT, Reading
 from monitor.report import position_json
+from web.actions import csrf_token, set_csrf_cookie
 from web.chart import equity_svg
 from web.keys import SOURCE, TEMPLATES
 from web.status import RANGES, AccountRow, StatusReader, tag_totals, totals
@@ -43,10 +45,16 @@ def environment(folder: Path) -> jinja2.Environment:
 
 def render(request: web.Request, name: str, context: dict[str, Any]) -> web.Response:
     source = request.app[SOURCE]
-    defaults = {"refresh": False, "now": source.clock.now(), "path": request.path,
+    defaults = {"refresh": False, "now": source.clock.now(), "path": request.path, "back": request.path_qs,
+                "actions": False,
                 "tz": source.web_settings().timezone}  # fmt: skip
+    csrf, new_cookie = csrf_token(request)
+    defaults["csrf"] = csrf
     page = request.app[TEMPLATES].get_template(name).render({**defaults, **context})
-    return web.Response(text=page, content_type="text/html")
+    response = web.Response(text=page, content_type="text/html")
+    if new_cookie is not None:
+        set_csrf_cookie(request, response, new_cookie)
+    return response
 
 
 # -- formatting --------------------------------------------------------------------------------------------
@@ -242,9 +250,11 @@ async def account(request: web.Request) -> web.Response:
     try:  # the live part of the page does not need the database
         chart: Any = equity_svg(await source.equity(found.name, RANGES[span]), source.web_settings().timezone)
         outbox: Any = await source.outbox(found.name, limit=20)
+        silences: Any = [s for s in await source.silences() if fnmatch.fnmatchcase(found.name, s.account)]
     except Exception:
         log.exception("%s: history not read", found.name)
         chart = outbox = None
+        silences = []
     snapshot = usable_snapshot(state, found)
     context = {
         "title": found.name,
@@ -262,6 +272,7 @@ async def account(request: web.Request) -> web.Response:
         "ranges": list(RANGES),
         "alerts": source.alerts(found.name, include_resolved=True),
         "silenced": source.silenced,
+        "silences": silences,
         "outbox": outbox,
     }
     return render(request, "account.html.j2", context)

@@ -177,6 +177,15 @@ class StatusReader(Protocol):
     async def portfolio_equity(self, span: timedelta) -> list[EquitySample]:
         """The summed equity of the accounts this process polls."""
 
+    async def add_silence(
+        self, account: str, rule: str | None, symbol: str | None, length: timedelta, reason: str
+    ) -> int: ...
+
+    async def remove_silence(self, id_: int) -> bool: ...
+
+    async def acknowledge(self, key: str, who: str) -> Alert | None:
+        """Acknowledge a firing alert (written to the database); None when no such alert fires."""
+
 
 def row(state: Reading, now: datetime, stale: bool, storage_error: str | None = None,
         alerts: list[Alert] | None = None, levels: Levels | None = None,
