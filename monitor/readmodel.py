@@ -85,7 +85,7 @@ class ServiceReader:
     def rows(self) -> list[AccountRow]:
         by_account: dict[str | None, list[Alert]] = {}
         for a in self._service.engine.current.values():
-            if a.state is State.FIRING:
+            if a.state in (State.FIRING, State.LIQUIDATED):
                 by_account.setdefault(a.account, []).append(a)
         return [self._row(r, by_account.get(r.name, [])) for r in self._readings()]
 

@@ -47,20 +47,26 @@ def nice_step(span: float, ticks: int = TICKS) -> float:
     return float(10 * power)
 
 
-TIME_STEPS = [timedelta(minutes=m) for m in (5, 15, 30, 60, 120, 180, 360, 720)] + [
-    timedelta(days=d) for d in (1, 2, 7, 14, 30, 61, 91)
-]
+TIME_STEPS = (
+    [timedelta(seconds=s) for s in (5, 10, 30)]
+    + [timedelta(minutes=m) for m in (1, 2, 5, 15, 30, 60, 120, 180, 360, 720)]
+    + [timedelta(days=d) for d in (1, 2, 7, 14, 30, 61, 91)]
+)
 
 
 def _time_ticks(start: datetime, end: datetime, zone: tzinfo) -> list[datetime]:
     span = end - start
     step = next((s for s in TIME_STEPS if span / s <= 6), TIME_STEPS[-1])
     local = start.astimezone(zone)
-    if step < timedelta(days=1):
+    if step < timedelta(minutes=1):
+        first = local.replace(microsecond=0)
+        while first < local or first.second % int(step.total_seconds()):
+            first += timedelta(seconds=1)
+    elif step < timedelta(days=1):
         minutes = int(step.total_seconds() // 60)
         first = local.replace(second=0, microsecond=0, minute=0)
-        while first < local:
-            first += timedelta(minutes=minutes) if minutes < 60 else timedelta(hours=1)
+        while first < local or (minutes < 60 and first.minute % minutes):
+            first += timedelta(minutes=1) if minutes < 60 else timedelta(hours=1)
         while minutes >= 60 and first.hour % (minutes // 60):
             first += timedelta(hours=1)
     else:
@@ -106,7 +112,8 @@ def equity_svg(samples: Sequence[EquitySample], zone: tzinfo = UTC, label: str =
         tick += step
     # time axis
     for moment in _time_ticks(start, end, zone):
-        fmt = "%H:%M" if end - start <= timedelta(days=2) else "%m-%d"
+        span = end - start
+        fmt = "%H:%M:%S" if span <= timedelta(minutes=10) else ("%H:%M" if span <= timedelta(days=2) else "%m-%d")
         parts.append(f'<line class="grid" x1="{x(moment):.1f}" x2="{x(moment):.1f}" y1="{TOP}" y2="{TOP + plot_h}"/>'
                      f'<text class="axis" x="{x(moment):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
                      f"{escape(moment.astimezone(zone).strftime(fmt))}</text>")  # fmt: skip
@@ -129,7 +136,9 @@ def equity_svg(samples: Sequence[EquitySample], zone: tzinfo = UTC, label: str =
     lowest = min(samples, key=lambda s: s.equity)
     highest = max(samples, key=lambda s: s.equity)
     last = samples[-1]
-    for cls, s, text in (("min", lowest, "min"), ("max", highest, "max"), ("current", last, "now")):
+    marks = [("current", last, "now")]  # the current value wins where min or max is the same point
+    marks += [(c, s, c) for c, s in (("min", lowest), ("max", highest)) if s is not last]
+    for cls, s, text in marks:
         anchor = "end" if x(s.at) > WIDTH - 140 else "start"
         dx = -6 if anchor == "end" else 6
         dy = 14 if cls == "min" else -6

@@ -69,10 +69,16 @@ def levels_for(rules: tuple[Rule, ...] | list[Rule], name: str, tags: tuple[str,
                   pick(ratio, "warning", False), pick(ratio, "critical", False))  # fmt: skip
 
 
-def risk_of(alerts: list[Alert], worst_distance: Decimal | None) -> str | None:
+LIQUIDATION_SHOWN = timedelta(hours=1)  # how long a liquidated position keeps its account at "liquidation"
+
+
+def risk_of(alerts: list[Alert], worst_distance: Decimal | None, now: datetime) -> str | None:
     """The account's risk (one of monitor.poller.state.RISKS) from its firing alerts: a position at or past
-    its liquidation price is "liquidation" whatever the rules say."""
+    its liquidation price, or one liquidated within LIQUIDATION_SHOWN, is "liquidation" whatever the rules say."""
     if worst_distance is not None and worst_distance <= 0:
+        return "liquidation"
+    if any(a.state is State.LIQUIDATED and a.resolved_at is not None and now - a.resolved_at <= LIQUIDATION_SHOWN
+           for a in alerts):  # fmt: skip
         return "liquidation"
     severities = {str(a.severity) for a in alerts if a.state is State.FIRING and a.severity is not None}
     for risk in ("critical", "warning"):
@@ -203,7 +209,8 @@ def row(state: Reading, now: datetime, stale: bool, storage_error: str | None = 
         error = (state.error_code, state.error_message)
     equity, upnl, worst, ratio = numbers
     health = account_status(state.status, state.snapshot is not None, stale, error[0])
-    status = account_status(state.status, state.snapshot is not None, stale, error[0], risk_of(alerts or [], worst))
+    risk = risk_of(alerts or [], worst, now)
+    status = account_status(state.status, state.snapshot is not None, stale, error[0], risk)
     known = CODES.get(error[0] or "")
     return AccountRow(
         name=state.name,
