@@ -4,9 +4,10 @@ alert engine's alerts, health and counters, and the database for history, the ou
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import logging
 from collections import Counter
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from monitor.alerts.engine import AlertEngine
@@ -23,9 +24,12 @@ from monitor.rules.model import RuleType
 from monitor.store.repository import Store
 from monitor.store.views import EquitySample
 from monitor.store.writer import SnapshotWriter
-from web.status import AccountRow, Counters, Health, row
+from web.chart import portfolio
+from web.status import AccountRow, Counters, Health, levels_for, row
 
+log = logging.getLogger(__name__)
 DATABASE_CHECK = 5.0  # seconds a /readyz database check may take
+PORTFOLIO_CACHE = timedelta(seconds=60)  # how long the overview's portfolio series is reused
 
 
 class Parts(Protocol):
@@ -60,6 +64,7 @@ class Parts(Protocol):
 class ServiceReader:
     def __init__(self, service: Parts) -> None:
         self._service = service
+        self._portfolio: dict[timedelta, tuple[datetime, list[EquitySample]]] = {}
 
     @property
     def clock(self) -> Clock:
@@ -77,20 +82,25 @@ class ServiceReader:
         market = self._service.market
         if market is None or reading.snapshot is None:
             return reading
-        return dataclasses.replace(reading, snapshot=market.live(reading.snapshot))
+        return replace(reading, snapshot=market.live(reading.snapshot))
 
-    def _row(self, reading: Reading) -> AccountRow:
+    def _row(self, reading: Reading, alerts: list[Alert] | None = None) -> AccountRow:
         now = self.clock.now()
-        m = self._service.config.monitor
-        stale = reading.stale(now, m.poll_interval, m.stale_grace)
+        config = self._service.config
+        stale = reading.stale(now, config.monitor.poll_interval, config.monitor.stale_grace)
+        if alerts is None:
+            alerts = [a for a in self._service.engine.current.values() if a.account == reading.name]
+        levels = levels_for(config.rules, reading.name, reading.tags)
+        line = row(self._live(reading), now, stale, self._service.writer.refusals.get(reading.name), alerts, levels)
         market = self._service.market
-        line = row(self._live(reading), now, stale, self._service.writer.refusals.get(reading.name))
-        if market is None:
-            return line
-        return dataclasses.replace(line, mark_age=market.mark_age(reading.snapshot, now))
+        return line if market is None else replace(line, mark_age=market.mark_age(reading.snapshot, now))
 
     def rows(self) -> list[AccountRow]:
-        return [self._row(r) for r in self._readings()]
+        by_account: dict[str | None, list[Alert]] = {}
+        for a in self._service.engine.current.values():
+            if a.state in (State.FIRING, State.LIQUIDATED):
+                by_account.setdefault(a.account, []).append(a)
+        return [self._row(r, by_account.get(r.name, [])) for r in self._readings()]
 
     def reading(self, name: str) -> Reading | None:
         poller = self._service.poller
@@ -178,6 +188,64 @@ class ServiceReader:
 
     async def silences(self) -> list[Silence]:
         return await asyncio.to_thread(self._service.store.alerts.silences, self.clock.now())
+
+    # -- actions from the page: written to the database as the CLI's are -------------------------------------
+
+    async def add_silence(self, account: str, rule: str | None, symbol: str | None, length: timedelta,
+                          reason: str) -> int:  # fmt: skip
+        now = self.clock.now()
+        store = self._service.store.alerts
+        id_ = await asyncio.to_thread(store.add_silence, account, rule, symbol, now, now + length, reason)
+        await self._refresh_silences()
+        return id_
+
+    async def remove_silence(self, id_: int) -> bool:
+        removed = await asyncio.to_thread(self._service.store.alerts.remove_silence, id_, self.clock.now())
+        await self._refresh_silences()
+        return removed
+
+    async def _refresh_silences(self) -> None:
+        """The engine rereads silences on its tick; the page shows the change at once."""
+        engine = self._service.engine
+        engine.silences = await asyncio.to_thread(self._service.store.alerts.silences, self.clock.now())
+
+    async def acknowledge(self, key: str, who: str) -> Alert | None:
+        """Acknowledge a firing alert at its current severity: no repeats until it changes severity or
+        resolves. None when no such alert fires."""
+        engine = self._service.engine
+        alert = engine.current.get(key)
+        if alert is None or alert.state is not State.FIRING:
+            return None
+        acked = replace(alert, acknowledged_at=self.clock.now(), acknowledged_by=who[:200],
+                        acknowledged_severity=alert.severity)  # fmt: skip
+        await engine.flush()  # the alert's row first (an alert judged moments ago may still wait in the journal)
+        if not await asyncio.to_thread(self._service.store.alerts.acknowledge, acked):
+            log.warning("%s: acknowledged, but its row is not in the database yet", key)
+        current = engine.current.get(key)  # the engine may have moved it meanwhile: keep its newer state
+        if current is not None and current.state is State.FIRING and current.severity == alert.severity:
+            engine.current[key] = replace(current, acknowledged_at=acked.acknowledged_at,
+                                          acknowledged_by=acked.acknowledged_by,
+                                          acknowledged_severity=acked.acknowledged_severity)  # fmt: skip
+        return acked
+
+    async def portfolio_equity(self, span: timedelta) -> list[EquitySample]:
+        """The summed equity of the accounts this process polls over `span`, hourly past 48 hours; kept for
+        PORTFOLIO_CACHE, as it reads every account's series."""
+        now = self.clock.now()
+        cached = self._portfolio.get(span)
+        if cached is not None and now - cached[0] < PORTFOLIO_CACHE:
+            return cached[1]
+        names = [r.name for r in self._readings()]
+        hourly = span > timedelta(hours=48)
+
+        def read() -> list[EquitySample]:
+            store = self._service.store
+            return portfolio([store.equity_series(n, now - span, now, hourly=hourly) for n in names],
+                             timedelta(hours=1) if hourly else timedelta(minutes=5))  # fmt: skip
+
+        series = await asyncio.to_thread(read)
+        self._portfolio[span] = (now, series)
+        return series
 
     async def equity(self, name: str, span: timedelta) -> list[EquitySample]:
         now = self.clock.now()

@@ -98,6 +98,18 @@ UNREACHABLE = Alert(alert_key("down", "acct", ""), "down", "acct", "", State.FIR
          True),
         ("resolved, never announced", alert(State.RESOLVED, None), [], Quiet.NOTHING_NEW, False),
         ("liquidated: always announced", alert(State.LIQUIDATED, C, told=State.FIRING), [], Reason.LIQUIDATED, True),
+        ("acknowledged at its severity: the repeat is not sent",
+         alert(State.FIRING, told=State.FIRING, last_notified_at=T0 - timedelta(minutes=30),
+               acknowledged_at=T0 - timedelta(minutes=1), acknowledged_by="me", acknowledged_severity=W), [],
+         Quiet.ACKNOWLEDGED, False),
+        ("acknowledged as a warning, now critical: the escalation is announced",
+         alert(State.FIRING, C, told=State.FIRING, last_notified_severity=W,
+               acknowledged_at=T0 - timedelta(minutes=1), acknowledged_by="me", acknowledged_severity=W), [],
+         Reason.ESCALATED, True),
+        ("acknowledged in an earlier episode: this one repeats",
+         alert(State.FIRING, told=State.FIRING, last_notified_at=T0 - timedelta(minutes=30),
+               acknowledged_at=T0 - timedelta(hours=2), acknowledged_by="me", acknowledged_severity=W), [],
+         Reason.REPEAT, True),
     ],
 )  # fmt: skip
 def test_who_hears_what_and_why(

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.cli import main
 from monitor.clock import SystemClock
 from monitor.config import load_config
+from monitor.poller.state import ACCOUNT_STATUSES
 from monitor.readmodel import ServiceReader
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
@@ -89,7 +90,8 @@ async def test_the_overview_filters_sorts_and_pages(served: Any) -> None:
     html = await (await client.get("/")).text()
     assert html.count('<tr class="status-') == 100 and "page 1 of 2" in html
     rows = re.findall(r'<tr class="status-(\w+)">', html)
-    assert rows[0] == "unreachable"  # worst first
+    ranks = [ACCOUNT_STATUSES.index(r) for r in rows]
+    assert ranks == sorted(ranks) and rows[0] in ("liquidation", "critical")  # worst first: risk, then data health
     html = await (await client.get("/?page=2")).text()
     assert html.count('<tr class="status-') == 30
     html = await (await client.get("/?status=unreachable")).text()
@@ -108,7 +110,7 @@ async def test_the_account_page_shows_positions_balances_chart_and_alerts(served
     response = await client.get(f"/accounts/{name}?range=7d")
     html = await response.text()
     assert response.status == 200
-    assert "<meter" in html and "Balances" in html and "Deliveries" in html and 'aria-current="page">7d' in html
+    assert 'class="bar' in html and "Balances" in html and "Deliveries" in html and 'aria-current="page">7d' in html
     assert (await client.get("/accounts/nobody")).status == 404
     overview = await (await client.get("/")).text()
     link = re.search(r'href="(/accounts/%3Cscript[^"]*)"', overview)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from monitor.config.model import WebSettings
 from monitor.poller.state import FRESH
-from web import pages
+from web import actions, pages
 from web.keys import SIGN_INS, SOURCE, TEMPLATES
 from web.metrics import render_metrics
 from web.pages import json_response
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SESSION_AGE = 30 * 86400  # seconds a sign-in lasts
 COOKIE = "bm_session"
-MAX_BODY = 64 * 1024  # bytes: the only body this server reads is the login form
+MAX_BODY = 64 * 1024  # bytes: the only bodies this server reads are the login form and the action forms
 BODY_TIMEOUT = 10.0  # seconds a client has to send that body
 OPEN_PATHS = ("/healthz", "/login", "/static/")
 CSP = (
@@ -46,6 +47,10 @@ def create_app(source: StatusReader) -> web.Application:
     app.router.add_get("/", pages.overview)
     app.router.add_get("/accounts/{name}", pages.account)
     app.router.add_get("/alerts", pages.alerts)
+    app[actions.CSRF_KEY] = secrets.token_bytes(32)
+    app.router.add_post("/actions/silence", actions.silence)
+    app.router.add_post("/actions/silences/{id}/remove", actions.remove_silence)
+    app.router.add_post("/actions/acknowledge", actions.acknowledge)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
     app.router.add_get("/api/v1/status", pages.api_status)
@@ -256,7 +261,7 @@ async def readyz(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
     health = source.health()
     rows = source.rows()
-    fresh = sum(r.status in FRESH for r in rows)
+    fresh = sum(r.health in FRESH for r in rows)
     share = fresh / len(rows) if rows else 0.0  # polling nothing (yet) is not ready
     checks = {
         "database": health.database_ready and await source.database_ok(),

@@ -55,7 +55,7 @@ class _Snapshot(Collector):
             PREFIX + "account_up", "1 when the account's data is fresh", labels=["account", "status"]
         )
         for r in rows:
-            up.add_metric([r.name, r.status], 1.0 if r.status in FRESH else 0.0)
+            up.add_metric([r.name, r.health], 1.0 if r.health in FRESH else 0.0)
         yield up
         stale = GaugeMetricFamily(
             PREFIX + "market_feed_stale",

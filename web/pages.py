@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from aiohttp import web
 
 from monitor.alerts.model import Alert
 from monitor.domain import AccountSnapshot
-from monitor.poller.state import INVALID_SNAPSHOT, STATUSES, Reading
+from monitor.poller.state import ACCOUNT_STATUSES, INVALID_SNAPSHOT, Reading
 from monitor.report import position_json
+from web.actions import csrf_token, set_csrf_cookie
 from web.chart import equity_svg
 from web.keys import SOURCE, TEMPLATES
 from web.status import RANGES, AccountRow, StatusReader, tag_totals, totals
@@ -36,15 +38,23 @@ def environment(folder: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(money=money, pct=pct, ratio=ratio, age=age, when=when, segment=segment)
+    env.filters.update(money=money, pct=pct, ratio=ratio, age=age, when=when, segment=segment, price=price,
+                       size=size, amount=amount)  # fmt: skip
     return env
 
 
 def render(request: web.Request, name: str, context: dict[str, Any]) -> web.Response:
     source = request.app[SOURCE]
-    defaults = {"refresh": False, "now": source.clock.now(), "path": request.path}
+    defaults = {"refresh": False, "now": source.clock.now(), "path": request.path, "back": request.path_qs,
+                "actions": False,
+                "tz": source.web_settings().timezone}  # fmt: skip
+    csrf, new_cookie = csrf_token(request)
+    defaults["csrf"] = csrf
     page = request.app[TEMPLATES].get_template(name).render({**defaults, **context})
-    return web.Response(text=page, content_type="text/html")
+    response = web.Response(text=page, content_type="text/html")
+    if new_cookie is not None:
+        set_csrf_cookie(request, response, new_cookie)
+    return response
 
 
 # -- formatting --------------------------------------------------------------------------------------------
@@ -56,7 +66,36 @@ def segment(name: str) -> str:
 
 
 def money(value: Decimal | None) -> str:
+    """The one rule for USDT values: thousands separators and two decimals."""
     return "–" if value is None else f"{value:,.2f}"
+
+
+def _trimmed(value: Decimal) -> str:
+    """All the digits the value has, no trailing zeros, no exponent, thousands separated."""
+    text = f"{value:,f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def price(value: Decimal | None, like: Decimal | None = None) -> str:
+    """A price at the symbol's precision: the places of `like` (the mark price, which Bitget gives at the tick
+    size) when known, else the value's own; trailing zeros trimmed."""
+    if value is None:
+        return "–"
+    if like is not None and like.is_finite() and value.is_finite():
+        places = max(0, -like.normalize().as_tuple().exponent)  # type: ignore[operator]
+        value = round(value, places)
+    return _trimmed(value)
+
+
+def size(value: Decimal | None) -> str:
+    return "–" if value is None else _trimmed(value)
+
+
+def amount(value: Decimal | None, coin: str) -> str:
+    """A balance: USD stablecoins as money, other coins with the digits they have."""
+    if coin.upper() in ("USDT", "USDC", "USD"):
+        return money(value)
+    return size(value)
 
 
 def pct(value: Decimal | None) -> str:
@@ -79,8 +118,20 @@ def age(seconds: float | None) -> str:
     return f"{seconds / 86400:.0f} d"
 
 
-def when(moment: datetime | None) -> str:
-    return "–" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+@jinja2.pass_context
+def when(context: Any, moment: datetime | None) -> str:
+    """A moment in the page's time zone (UTC unless [web] timezone says otherwise), with its age."""
+    if moment is None:
+        return "–"
+    zone = context.get("tz") or UTC
+    now = context.get("now")
+    local = moment.astimezone(zone)
+    label = "UTC" if str(zone) == "UTC" else local.strftime("%Z")
+    text = f"{local:%Y-%m-%d %H:%M:%S} {label}"
+    if isinstance(now, datetime):
+        seconds = (now - moment).total_seconds()
+        text += f" ({age(seconds)} ago)" if seconds >= 0 else f" (in {age(-seconds)})"
+    return text
 
 
 # -- overview ---------------------------------------------------------------------------------------------------
@@ -89,7 +140,10 @@ def when(moment: datetime | None) -> str:
 def _sort_key(sort: str) -> Any:
     big = Decimal("1e30")
     keys = {
-        "status": lambda r: (STATUSES.index(r.status), r.worst_distance if r.worst_distance is not None else big),
+        "status": lambda r: (
+            ACCOUNT_STATUSES.index(r.status),
+            r.worst_distance if r.worst_distance is not None else big,
+        ),
         "name": lambda r: r.name,
         "equity": lambda r: r.equity if r.equity is not None else -big,
         "upnl": lambda r: r.upnl if r.upnl is not None else big,
@@ -108,7 +162,9 @@ def select(rows: list[AccountRow], query: Any) -> tuple[list[AccountRow], dict[s
     chosen = [
         r
         for r in rows
-        if (not tag or tag in r.tags) and (not status or r.status == status) and (not text or text in r.name.lower())
+        if (not tag or tag in r.tags)
+        and (not status or status in (r.status, r.health))
+        and (not text or text in r.name.lower())
     ]
     chosen.sort(key=_sort_key(sort), reverse=reverse)
     pages = max(1, -(-len(chosen) // PAGE_SIZE))
@@ -141,8 +197,19 @@ async def overview(request: web.Request) -> web.Response:
     shown, state = select(rows, request.query)
     health = source.health()
     alerts = source.alerts()
+    span = request.query.get("range", "24h")
+    span = span if span in RANGES else "24h"
+    try:  # the live part of the page does not need the database
+        chart: Any = equity_svg(await source.portfolio_equity(RANGES[span]), source.web_settings().timezone,
+                                "Portfolio equity")  # fmt: skip
+    except Exception:
+        log.exception("portfolio history not read")
+        chart = None
     context = {
         "title": "Overview",
+        "portfolio": chart,
+        "range": span,
+        "ranges": list(RANGES),
         "refresh": True,
         "totals": totals(rows),
         "tags": tag_totals(rows),
@@ -153,7 +220,7 @@ async def overview(request: web.Request) -> web.Response:
         "rows": shown,
         "state": state,
         "link": lambda **c: link(state, **c),
-        "statuses": STATUSES,
+        "statuses": ACCOUNT_STATUSES,
         "all_tags": sorted({t for r in rows for t in r.tags}),
         "behind": health.behind,
         "lease_mode": health.lease_mode,
@@ -181,11 +248,13 @@ async def account(request: web.Request) -> web.Response:
     span = request.query.get("range", "24h")
     span = span if span in RANGES else "24h"
     try:  # the live part of the page does not need the database
-        chart: Any = equity_svg(await source.equity(found.name, RANGES[span]))
+        chart: Any = equity_svg(await source.equity(found.name, RANGES[span]), source.web_settings().timezone)
         outbox: Any = await source.outbox(found.name, limit=20)
+        silences: Any = [s for s in await source.silences() if fnmatch.fnmatchcase(found.name, s.account)]
     except Exception:
         log.exception("%s: history not read", found.name)
         chart = outbox = None
+        silences = []
     snapshot = usable_snapshot(state, found)
     context = {
         "title": found.name,
@@ -204,6 +273,7 @@ async def account(request: web.Request) -> web.Response:
         "ranges": list(RANGES),
         "alerts": source.alerts(found.name, include_resolved=True),
         "silenced": source.silenced,
+        "silences": silences,
         "outbox": outbox,
     }
     return render(request, "account.html.j2", context)

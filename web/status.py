@@ -10,13 +10,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-from monitor.alerts.model import Alert, OutboxMessage, Silence
+from monitor.alerts.model import Alert, OutboxMessage, Silence, State
 from monitor.clock import Clock
 from monitor.config.model import WebSettings
 from monitor.domain import AccountSnapshot
 from monitor.exchange.bitget.codes import CODES
 from monitor.market.feed import FeedHealth
 from monitor.poller.state import INVALID_SNAPSHOT, Reading, account_status, margin_ratio, plausible
+from monitor.rules.model import Rule, RuleType
 from monitor.store.views import EquitySample
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,68 @@ RANGES = {
 
 
 @dataclass(frozen=True, slots=True)
+class Levels:
+    """The levels of the rules that watch one account, the most cautious of each (what colours its numbers)."""
+
+    distance_warning: Decimal | None = None  # liquidation distance, percent: at or below it is a warning
+    distance_critical: Decimal | None = None
+    ratio_warning: Decimal | None = None  # margin ratio: at or above it is a warning (1 is liquidation)
+    ratio_critical: Decimal | None = None
+
+    def distance_tone(self, value: Decimal | None) -> str:
+        """danger, warn or "" for a liquidation distance (at or past liquidation is always danger)."""
+        if value is None:
+            return ""
+        if value <= 0 or (self.distance_critical is not None and value <= self.distance_critical):
+            return "danger"
+        return "warn" if self.distance_warning is not None and value <= self.distance_warning else ""
+
+    def ratio_tone(self, value: Decimal | None) -> str:
+        if value is None:
+            return ""
+        if value >= 1 or (self.ratio_critical is not None and value >= self.ratio_critical):
+            return "danger"
+        return "warn" if self.ratio_warning is not None and value >= self.ratio_warning else ""
+
+
+def levels_for(rules: tuple[Rule, ...] | list[Rule], name: str, tags: tuple[str, ...]) -> Levels:
+    """The account's own levels: of the rules that select it, the widest warning and critical level."""
+
+    def pick(kind: RuleType, attribute: str, highest: bool) -> Decimal | None:
+        found = [getattr(r, attribute) for r in rules if r.type is kind and r.selects(name, tags)]
+        numbers = [v for v in found if isinstance(v, Decimal)]
+        if not numbers:
+            return None
+        return max(numbers) if highest else min(numbers)
+
+    distance, ratio = RuleType.LIQUIDATION_DISTANCE, RuleType.MARGIN_RATIO
+    return Levels(pick(distance, "warning", True), pick(distance, "critical", True),
+                  pick(ratio, "warning", False), pick(ratio, "critical", False))  # fmt: skip
+
+
+LIQUIDATION_SHOWN = timedelta(hours=1)  # how long a liquidated position keeps its account at "liquidation"
+
+
+def risk_of(alerts: list[Alert], worst_distance: Decimal | None, now: datetime) -> str | None:
+    """The account's risk (one of monitor.poller.state.RISKS) from its firing alerts: a position at or past
+    its liquidation price, or one liquidated within LIQUIDATION_SHOWN, is "liquidation" whatever the rules say."""
+    if worst_distance is not None and worst_distance <= 0:
+        return "liquidation"
+    if any(a.state is State.LIQUIDATED and a.resolved_at is not None and now - a.resolved_at <= LIQUIDATION_SHOWN
+           for a in alerts):  # fmt: skip
+        return "liquidation"
+    severities = {str(a.severity) for a in alerts if a.state is State.FIRING and a.severity is not None}
+    for risk in ("critical", "warning"):
+        if risk in severities:
+            return risk
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class AccountRow:
     name: str
     tags: tuple[str, ...]
-    status: str  # one of STATUSES
+    status: str  # one of ACCOUNT_STATUSES: its risk, or else its data health
     error_code: str | None
     error_message: str | None
     fix: str | None
@@ -46,6 +105,8 @@ class AccountRow:
     at_risk: bool
     positions: int
     storage_error: str | None = None  # why the database refused this account's last result, until one is stored
+    health: str = "ok"  # one of STATUSES: the data health, shown beside a risk status
+    levels: Levels = Levels()
     mark_age: float | None = None  # seconds since the oldest live mark its positions use; None: as read (`age`)
 
 
@@ -123,8 +184,22 @@ class StatusReader(Protocol):
 
     async def equity(self, name: str, span: timedelta) -> list[EquitySample]: ...
 
+    async def portfolio_equity(self, span: timedelta) -> list[EquitySample]:
+        """The summed equity of the accounts this process polls."""
 
-def row(state: Reading, now: datetime, stale: bool, storage_error: str | None = None) -> AccountRow:
+    async def add_silence(
+        self, account: str, rule: str | None, symbol: str | None, length: timedelta, reason: str
+    ) -> int: ...
+
+    async def remove_silence(self, id_: int) -> bool: ...
+
+    async def acknowledge(self, key: str, who: str) -> Alert | None:
+        """Acknowledge a firing alert (written to the database); None when no such alert fires."""
+
+
+def row(state: Reading, now: datetime, stale: bool, storage_error: str | None = None,
+        alerts: list[Alert] | None = None, levels: Levels | None = None,
+        mark_age: float | None = None) -> AccountRow:  # fmt: skip
     """The account's line; numbers that cannot be computed or shown (the poller refuses such answers, so this is
     a last line of defence) leave the numbers empty and mark the account failing, never the whole page."""
     s = state.snapshot
@@ -136,9 +211,11 @@ def row(state: Reading, now: datetime, stale: bool, storage_error: str | None = 
         error: tuple[str | None, str | None] = (INVALID_SNAPSHOT, f"the last answer's numbers are unusable: {exc}")
     else:
         error = (state.error_code, state.error_message)
-    status = account_status(state.status, state.snapshot is not None, stale, error[0])
-    known = CODES.get(error[0] or "")
     equity, upnl, worst, ratio = numbers
+    health = account_status(state.status, state.snapshot is not None, stale, error[0])
+    risk = risk_of(alerts or [], worst, now)
+    status = account_status(state.status, state.snapshot is not None, stale, error[0], risk)
+    known = CODES.get(error[0] or "")
     return AccountRow(
         name=state.name,
         tags=state.tags,
@@ -155,6 +232,9 @@ def row(state: Reading, now: datetime, stale: bool, storage_error: str | None = 
         at_risk=state.at_risk,
         positions=len(s.positions) if s else 0,
         storage_error=storage_error,
+        health=health,
+        levels=levels or Levels(),
+        mark_age=mark_age,
     )
 
 

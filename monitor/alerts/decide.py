@@ -35,6 +35,7 @@ class Quiet(StrEnum):
     INHIBITED = "inhibited"  # its account is unreachable: data alerts say nothing new
     NOTHING_NEW = "nothing new"  # already told, no repeat due
     NO_RULE = "no rule"  # its rule left the configuration
+    ACKNOWLEDGED = "acknowledged"  # someone acknowledged it at this severity: no repeats
 
 
 @dataclass
@@ -150,6 +151,9 @@ def notify(
                 notice.marked[key] = replace(alert, silenced_since=now)
             continue
         reason = notify_reason(alert, rule, now)
+        if reason is Reason.REPEAT and alert.acknowledged:
+            notice.reasons[key] = Quiet.ACKNOWLEDGED
+            continue
         if reason is None:
             notice.reasons[key] = Quiet.NOTHING_NEW
             continue

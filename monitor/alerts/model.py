@@ -54,6 +54,20 @@ class Alert:
     worst_severity: Severity | None = None  # the worst of the current firing episode (routes its resolution)
     silenced_since: datetime | None = None  # a message was due but a silence held it back
     id: int | None = None  # the database row, once written
+    acknowledged_at: datetime | None = None  # someone said "seen" (from the page): repeats stop while it holds
+    acknowledged_by: str | None = None
+    acknowledged_severity: Severity | None = None  # the severity acknowledged: another one voids it
+
+    @property
+    def acknowledged(self) -> bool:
+        """An acknowledgement holds while the alert fires at the severity acknowledged, in the same episode: a
+        change of severity or a resolution ends it."""
+        return (
+            self.acknowledged_at is not None
+            and self.state is State.FIRING
+            and self.severity == self.acknowledged_severity
+            and (self.firing_since is None or self.acknowledged_at >= self.firing_since)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,7 @@ class WebSettings:
     ready_fresh_share: float = 0.8
     public_url: str | None = None
     max_connections: int = 256  # open connections to the status page; past it new ones get a 503
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # the page's times (UTC by default)
 
 
 @dataclass(frozen=True)

@@ -283,6 +283,7 @@ SETTINGS: tuple[Setting, ...] = (
         256,
         doc="open connections the status page accepts; past it new ones are refused with a 503",
     ),
+    Setting("web", "timezone", values.timezone, "UTC", doc="the time zone the status page shows times in"),
 )
 
 SECTIONS = ("monitor", "storage", "market", "alerts", "web", "channels", "rules", "reports", "accounts")

@@ -28,15 +28,25 @@ class Status:
     PENDING = "pending"  # not read yet
 
 
-# What the page, the API, the metrics, /readyz and the summary line call an account, worst first: one account has
-# one of these (unreachable before stale before failing), so the counts add up to the accounts.
+# What the page, the API, the metrics, /readyz and the summary line call an account's data, worst first: one
+# account has one of these (unreachable before stale before failing), so the counts add up to the accounts.
 STATUSES = ("unreachable", "stale", "failing", "pending", "ok")
 FRESH = frozenset({"ok", "failing"})  # the statuses whose data is recent enough to show and judge
+# The risk an account's firing alerts put it at, worst first; a risk outranks any data status, because an account
+# at critical risk is not "ok" whatever the freshness of its data (which is shown beside it).
+RISKS = ("liquidation", "critical", "warning")
+ACCOUNT_STATUSES = RISKS + STATUSES  # what the page sorts and counts by, worst first
 
 
-def account_status(status: str, has_snapshot: bool, stale: bool, error_code: str | None = None) -> str:
-    """The one account status: the poller's `status` of it, whether it has data, whether that is stale, and its
-    error code (a snapshot whose numbers cannot be shown counts as failing)."""
+def account_status(status: str, has_snapshot: bool, stale: bool, error_code: str | None = None,
+                   risk: str | None = None) -> str:  # fmt: skip
+    """The one account status: its risk (from `risk`, one of RISKS, when given) or else its data health, from
+    the poller's `status` of it, whether it has data, whether that is stale, and its error code (a snapshot
+    whose numbers cannot be shown counts as failing). Without `risk` this is the data health alone."""
+    if risk is not None:
+        if risk not in RISKS:
+            raise ValueError(f"risk must be one of {RISKS}, not {risk!r}")
+        return risk
     if status == Status.UNREACHABLE:
         return "unreachable"
     if status == Status.PENDING and not has_snapshot:

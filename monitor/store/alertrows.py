@@ -70,6 +70,9 @@ def alert_row(a: Alert, accounts: dict[str, int]) -> dict[str, Any]:
         "last_notified_state": a.last_notified_state,
         "worst_severity": a.worst_severity,
         "silenced_since": a.silenced_since,
+        "acknowledged_at": a.acknowledged_at,
+        "acknowledged_by": a.acknowledged_by[:200] if a.acknowledged_by else None,
+        "acknowledged_severity": a.acknowledged_severity,
         "updated_at": a.updated_at,
     }
 
@@ -95,6 +98,9 @@ def alert_from_row(row: Any) -> Alert:
         worst_severity=Severity(row.worst_severity) if row.worst_severity else None,
         silenced_since=row.silenced_since,
         id=row.id,
+        acknowledged_at=row.acknowledged_at,
+        acknowledged_by=row.acknowledged_by,
+        acknowledged_severity=Severity(row.acknowledged_severity) if row.acknowledged_severity else None,
     )
 
 

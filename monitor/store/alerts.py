@@ -53,6 +53,15 @@ class AlertStore(OutboxRows, SilenceRows):
         with self.engine.connect() as connection:
             return [alert_from_row(row) for row in connection.execute(query)]
 
+    def acknowledge(self, alert: Alert) -> bool:
+        """Record an acknowledgement (its acknowledged_at/by/severity) on the alert's row; False when the alert
+        has no row (yet)."""
+        values = {"acknowledged_at": alert.acknowledged_at, "acknowledged_by": alert.acknowledged_by,
+                  "acknowledged_severity": alert.acknowledged_severity}  # fmt: skip
+        with self.engine.begin() as connection:
+            result = connection.execute(update(ALERT).where(ALERT.c.key == alert.key).values(**values))
+        return bool(result.rowcount)
+
     def last_success(self) -> dict[str, datetime]:
         """When each account last gave good data (also before this process started)."""
         query = select(ACCOUNT.c.name, ACCOUNT.c.last_success_at).where(ACCOUNT.c.last_success_at.is_not(None))

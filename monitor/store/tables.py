@@ -149,6 +149,9 @@ class Alert(SQLModel, table=True):
     last_notified_state: str | None = Field(default=None, max_length=16)
     worst_severity: str | None = Field(default=None, max_length=16)  # the worst of this firing episode
     silenced_since: datetime | None = _time(nullable=True)  # a message was held back by a silence
+    acknowledged_at: datetime | None = _time(nullable=True)  # acknowledged from the page: no repeats
+    acknowledged_by: str | None = Field(default=None, max_length=200)
+    acknowledged_severity: str | None = Field(default=None, max_length=16)
     updated_at: datetime = _time()
 
 

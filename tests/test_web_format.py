@@ -1,0 +1,105 @@
+"""The page's one formatting rule, its risk-first status and its chart, on their own."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+from zoneinfo import ZoneInfo
+
+import jinja2
+import pytest
+
+from monitor.alerts.model import Alert, State
+from monitor.poller.state import ACCOUNT_STATUSES, account_status
+from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
+from monitor.store.views import EquitySample
+from web.chart import equity_svg, portfolio
+from web.pages import amount, money, price, size, when
+from web.status import Levels, levels_for, risk_of
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (money(D("27679.00091652")), "27,679.00"),
+        (money(D("-1234567.555")), "-1,234,567.56"),
+        (price(D("56069.06270548"), D("60000.1")), "56,069.1"),  # at the mark price's places
+        (price(D("63757.03473928"), D("60000")), "63,757"),
+        (price(D("0.0001234500")), "0.00012345"),  # trimmed, never an exponent
+        (size(D("0.08640000")), "0.0864"),
+        (size(D("1E+3")), "1,000"),
+        (amount(D("346.6400000"), "USDT"), "346.64"),
+        (amount(D("0.00513869000"), "BTC"), "0.00513869"),
+    ],
+)
+def test_numbers_follow_one_rule(text: str, expected: str) -> None:
+    assert text == expected
+
+
+def test_times_show_in_the_configured_zone_with_their_age() -> None:
+    env = jinja2.Environment(autoescape=True)
+    env.filters["when"] = when
+    template = env.from_string("{{ moment | when }}")
+    utc = template.render(moment=T0 - timedelta(seconds=30), now=T0, tz=ZoneInfo("UTC"))
+    berlin = template.render(moment=T0 - timedelta(hours=3), now=T0, tz=ZoneInfo("Europe/Berlin"))
+    assert utc == "2026-03-01 11:59:30 UTC (30 s ago)"
+    assert berlin == "2026-03-01 10:00:00 CET (3 h ago)"
+
+
+def firing(severity: Severity, state: State = State.FIRING, resolved: datetime | None = None) -> Alert:
+    return Alert("k", "liq", "acct", "s", state, T0, severity, resolved_at=resolved)
+
+
+@pytest.mark.parametrize(
+    ("case", "alerts", "distance", "health", "expected"),
+    [
+        ("a critical alert outranks fresh data", [firing(Severity.CRITICAL)], D(5), "ok", "critical"),
+        ("a warning outranks stale data", [firing(Severity.WARNING)], D(12), "stale", "warning"),
+        ("past liquidation whatever the rules say", [], D("-33.13"), "ok", "liquidation"),
+        ("liquidated within the hour", [firing(Severity.CRITICAL, State.LIQUIDATED, T0 - timedelta(minutes=5))],
+         None, "ok", "liquidation"),
+        ("liquidated long ago: data health", [firing(Severity.CRITICAL, State.LIQUIDATED, T0 - timedelta(hours=3))],
+         None, "unreachable", "unreachable"),
+        ("no risk: the data health", [], D(40), "stale", "stale"),
+    ],
+)  # fmt: skip
+def test_the_account_status_puts_risk_first(
+    case: str, alerts: list[Alert], distance: D | None, health: str, expected: str
+) -> None:
+    poller = {"ok": "ok", "stale": "ok", "unreachable": "unreachable"}[health]
+    status = account_status(poller, True, health == "stale", None, risk_of(alerts, distance, T0))
+    assert status == expected, case
+    assert ACCOUNT_STATUSES.index("critical") < ACCOUNT_STATUSES.index("unreachable") < ACCOUNT_STATUSES.index("ok")
+
+
+def test_colours_come_from_the_rules_that_watch_the_account() -> None:
+    tight = Rule("tight", RuleType.LIQUIDATION_DISTANCE, D(30), D(20), accounts=("desk-*",))
+    ratio = Rule("ratio", RuleType.MARGIN_RATIO, D("0.5"), D("0.8"))
+    levels = levels_for((*DEFAULT_RULES, tight, ratio), "desk-1", ())
+    assert levels.distance_tone(D(25)) == "warn" and levels.distance_tone(D(18)) == "danger"
+    assert levels_for((*DEFAULT_RULES, tight), "other", ()).distance_tone(D(25)) == ""  # not its rule
+    assert levels.ratio_tone(D("0.6")) == "warn" and levels.ratio_tone(D("0.9")) == "danger"
+    assert Levels().ratio_tone(D(1)) == "danger" and Levels().distance_tone(D("-0.5")) == "danger"
+
+
+def test_the_chart_has_axes_marks_hover_values_and_the_drawdown() -> None:
+    values = [D(100), D(120), D(90), D(110)]
+    samples = [EquitySample(T0 + timedelta(hours=i), v, v, v, D(0), None) for i, v in enumerate(values)]
+    svg = str(equity_svg(samples))
+    assert svg.count('class="axis"') >= 6  # value and time labels
+    assert "12:00" in svg and "120.00" in svg
+    assert "max 120.00" in svg and "min 90.00" in svg and "now 110.00" in svg
+    assert 'class="drawdown"' in svg and len(re.findall(r"<rect class=\"hover\"[^>]*><title>", svg)) == 4
+    assert "2026-03-01 13:00 UTC: 120.00 USDT" in svg
+    assert "Not enough history" in str(equity_svg(samples[:1]))
+
+
+def test_the_portfolio_sums_accounts_carrying_each_ones_last_value_forward() -> None:
+    a = [EquitySample(T0, D(10), D(10), D(10), D(0), None),
+         EquitySample(T0 + timedelta(minutes=20), D(12), D(12), D(12), D(0), None)]  # fmt: skip
+    b = [EquitySample(T0 + timedelta(minutes=5), D(100), D(100), D(100), D(0), None)]
+    summed = portfolio([a, b], timedelta(minutes=15))
+    assert [s.equity for s in summed] == [D(110), D(112)]
