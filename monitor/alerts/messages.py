@@ -106,15 +106,7 @@ class Messages:
         return _clip(" ".join(self._template("title.j2", context).split()), TITLE_LIMIT)
 
     def _template(self, name: str, context: dict[str, Any]) -> str:
-        """Render with the user's template; if it fails at run time, say so and use the built-in one (a message
-        must not be lost to a template)."""
-        try:
-            return self.env.get_template(name).render(context).strip()
-        except Exception:
-            if self.builtin is self.env:
-                raise
-            log.exception("template %s failed; the built-in one is used", name)
-            return self.builtin.get_template(name).render(context).strip()
+        return render(self.env, self.builtin, name, context)
 
     def test(self) -> Rendered:
         text = "A test message from bitget-monitor: this channel works."
@@ -157,3 +149,15 @@ def _clip(text: str, limit: int) -> str:
 def messages_for(config: Config) -> Messages:
     """The messages of a configuration: its templates, the page's public address, the items per message."""
     return Messages(config.alerts.templates, config.web.public_url, config.alerts.max_items)
+
+
+def render(env: jinja2.Environment, builtin: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    """Render with the user's template (env); if it fails at run time, say so and use the built-in one (a
+    message or a report must not be lost to a template)."""
+    try:
+        return env.get_template(name).render(context).strip()
+    except Exception:
+        if builtin is env:
+            raise
+        log.exception("template %s failed; the built-in one is used", name)
+        return builtin.get_template(name).render(context).strip()

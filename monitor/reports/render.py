@@ -8,7 +8,6 @@ with `report_`, so a user overrides one by putting a file of that name in the fo
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,13 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from monitor.alerts.messages import CHAT_LIMIT, TITLE_LIMIT, environment
+from monitor.alerts.messages import CHAT_LIMIT, TITLE_LIMIT, environment, render
 from monitor.alerts.model import Rendered
 from monitor.config.model import Config, ReportConfig
 from monitor.reports.content import AccountReport, Report, build_report, duration, pct, report_json, usdt
 from monitor.store.reports import period_data
 from monitor.store.repository import Store
 
-log = logging.getLogger(__name__)
 BUILTIN = Path(__file__).resolve().parent / "templates"
 REPORT_TEMPLATES = ("report_title.j2", "report_short.j2", "report_long.j2")
 SHORT_ACCOUNTS = 15  # accounts listed in the chat form at most (fewer when they do not fit), worst first
@@ -71,15 +69,7 @@ class ReportMessages:
         return Rendered(title, short, long)
 
     def _template(self, name: str, context: dict[str, Any]) -> str:
-        """Render with the user's template; if it fails at run time, log it and use the built-in one (a report
-        must not be lost to a template)."""
-        try:
-            return self.env.get_template(name).render(context).strip()
-        except Exception:
-            if self.builtin is self.env:
-                raise
-            log.exception("template %s failed; the built-in one is used", name)
-            return self.builtin.get_template(name).render(context).strip()
+        return render(self.env, self.builtin, name, context)
 
 
 def gather(config: Config, store: Store, start: datetime, end: datetime, report: ReportConfig | None = None) -> Report:
