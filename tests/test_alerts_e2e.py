@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -15,15 +13,8 @@ from monitor.config import load_config
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from monitor.simulator.world import load_scenario
-from tests.conftest import SimFactory, Sink
+from tests.conftest import SimFactory, Sink, until
 from tests.test_simulator import SCENARIO
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_mark_crossing_the_critical_level_sends_one_critical_and_then_one_resolved_message(

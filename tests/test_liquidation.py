@@ -257,7 +257,7 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
     from monitor.service import Service
     from monitor.simulator.generate import write_accounts_file
     from monitor.simulator.world import load_scenario
-    from tests.test_alerts_e2e import until
+    from tests.conftest import until
     from tests.test_simulator import SCENARIO
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -20,8 +20,7 @@ from monitor.rules.evaluate import ESTIMATED
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from monitor.simulator.world import load_scenario
-from tests.conftest import SimFactory, Sink
-from tests.test_alerts_e2e import until
+from tests.conftest import SimFactory, Sink, until
 from tests.test_simulator import SCENARIO
 
 RULE = '[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "3%"\nclear = "1%"\n'

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,19 +17,12 @@ from monitor.risk.odds import hit_probability
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from monitor.simulator.world import load_scenario
-from tests.conftest import SimFactory, Sink
+from tests.conftest import SimFactory, Sink, until
 from tests.test_safety_alerts import SCENARIO
 
 STEP_VOLATILITY = 0.002  # the simulator's standard deviation of one step's log move
 STEP = timedelta(seconds=10)  # the time each step stands for (the history keeps one mark per 10 s)
 STEPS = 120  # 20 minutes of history: enough (30 samples over 10 minutes are needed)
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_position_fires_once_its_symbol_has_enough_mark_history_and_holds_before(

@@ -13,9 +13,8 @@ import os
 import signal
 import sqlite3
 import sys
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from monitor.simulator.world import load_scenario
 from monitor.store import migrations
-from tests.conftest import SimFactory, Sink
+from tests.conftest import SimFactory, Sink, until
 from tests.test_alerts import ACCOUNT, T0, Rig, position, rig_for, rules
 from tests.test_simulator import SCENARIO
 
@@ -209,13 +208,6 @@ config = load_config(Path(sys.argv[1]), env={})
 store = Store(config.monitor.database_url.reveal())
 asyncio.run(Sender(config, store, SystemClock(), node_name()).run())
 """
-
-
-async def until(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

@@ -5,8 +5,6 @@ exactly one sends it; quiet hours hold a report back until they end."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,14 +17,7 @@ from monitor.simulator.generate import write_accounts_file
 from monitor.store import migrations
 from monitor.store import reports as stored
 from monitor.store.repository import Store
-from tests.conftest import Mailbox, SimFactory, Sink
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+from tests.conftest import Mailbox, SimFactory, Sink, until
 
 
 def accounts_file(tmp_path: Path, sim_url: str, world: object, db_url: str, channels: str, report: str) -> Path:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from monitor.config import load_config
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from monitor.simulator.world import load_scenario
-from tests.conftest import Mailbox, SimFactory, Sink
+from tests.conftest import Mailbox, SimFactory, Sink, until
 from tests.test_safety import add_margin
 
 SCENARIO = """
@@ -49,13 +47,6 @@ size = "10"
 entry = "100"
 margin = "100"
 """
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_warning_and_the_account_page_say_how_much_margin_gets_the_position_back_and_adding_it_does(

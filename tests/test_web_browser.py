@@ -18,8 +18,7 @@ import pytest
 from monitor.clock import SystemClock
 from monitor.config import load_config
 from monitor.service import Service
-from tests.conftest import SimFactory
-from tests.test_alerts_e2e import until
+from tests.conftest import SimFactory, until
 from tests.test_web import EVIL, accounts_file, served
 
 __all__ = ["served"]  # a fixture shared with tests.test_web
