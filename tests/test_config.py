@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from monitor.config import load_config
-from monitor.config.loader import locate
+from monitor.config.reader import locate
 from monitor.config.schema import SETTINGS
 from monitor.errors import ConfigError
 

@@ -1,12 +1,10 @@
-"""Load and validate the accounts file: all of it, or nothing (every error is a ConfigError)."""
+"""Load and validate the accounts file: all of it, or nothing (every error is a ConfigError). What each section
+means is here; how a value is read, substituted and located is in reader.py."""
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 import stat
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,16 +21,15 @@ from monitor.config.model import (
     StorageSettings,
     WebSettings,
 )
+from monitor.config.reader import VAR, KeyPath, Reader
 from monitor.errors import ConfigError
 from monitor.exchange.bitget.signing import is_pem, signer_for
 from monitor.rules.model import DEFAULT_RULES, Rule, RuleError, build_rule
 from monitor.secret import Secret
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEYS = ("api_key", "api_secret", "passphrase")
 # The largest secret file read: an RSA-4096 PEM is about 3.3 KB; anything far larger is the wrong file.
 SECRET_FILE_LIMIT = 64 * 1024
-KeyPath = tuple[str | int, ...]
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -50,46 +47,11 @@ def database_url(path: str | os.PathLike[str] | None, env: Mapping[str, str] | N
     return loader.monitor(loader.table(raw, "monitor")).database_url.reveal()
 
 
-def format_path(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-class _Loader:
-    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
-        self.path = path
-        self.env = env
-        self.source = ""
-        self.warnings: list[str] = []
-
-    def error(self, key: KeyPath, message: str, hint: str | None = None) -> ConfigError:
-        return ConfigError(
-            message, file=str(self.path), line=locate(self.source, key), key=format_path(key) or None, hint=hint
-        )
-
+class _Loader(Reader):
     def load(self) -> Config:
         raw = self.read()
         self.reject_unknown(raw, schema.SECTIONS, ())
         return self.build(raw)
-
-    def read(self) -> dict[str, Any]:
-        try:
-            self.source = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(
-                "file not found", file=str(self.path), hint="copy accounts.example.toml and fill it in"
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the file: {exc}", file=str(self.path)) from None
-        try:
-            return tomllib.loads(self.source)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-            raise ConfigError(
-                f"not valid TOML: {exc}", file=str(self.path), line=int(m.group(1)) if m else None
-            ) from None
 
     def build(self, raw: dict[str, Any]) -> Config:
         """Every section, validated: the whole file or a ConfigError."""
@@ -123,86 +85,6 @@ class _Loader:
         )
 
     # -- helpers -----------------------------------------------------------------------------------------
-
-    def table(self, raw: dict[str, Any], name: str) -> dict[str, Any]:
-        value = raw.get(name, {})
-        if not isinstance(value, dict):
-            raise self.error((name,), "expected a table", hint=f"write it as [{name}]")
-        return value
-
-    def reject_unknown(self, table: Mapping[str, Any], known: tuple[str, ...], at: KeyPath) -> None:
-        for key in table:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-                raise self.error((*at, key), "unknown key", hint=hint)
-
-    def substitute(self, value: str, key: KeyPath, account: str | None) -> str:
-        def replace(m: re.Match[str]) -> str:
-            var = m.group(1)
-            if var not in self.env:
-                owner = f' for account "{account}"' if account else ""
-                raise self.error(
-                    key,
-                    f"environment variable {var} is not set{owner}",
-                    hint=f"export {var}, or put the value in a file",
-                )
-            return self.env[var]
-
-        return _VAR.sub(replace, value)
-
-    def empty_variables(self, raw: Any) -> list[str]:
-        """The ${VAR}s in a raw value (a string or a list of them) that are set but empty."""
-        texts = raw if isinstance(raw, list) else [raw]
-        found = (_VAR.findall(t) for t in texts if isinstance(t, str))
-        return list(dict.fromkeys(v for names in found for v in names if v in self.env and not self.env[v].strip()))
-
-    def empty_error(self, key: KeyPath, names: list[str], account: str | None) -> ConfigError:
-        owner = f' for account "{account}"' if account else ""
-        listed = ", ".join(names)
-        return self.error(
-            key,
-            f"environment variable{'s' if len(names) > 1 else ''} {listed} {'are' if len(names) > 1 else 'is'} "
-            f"set but empty{owner}",
-            hint=f"export {names[0]} with its value, or put the value in a file",
-        )
-
-    def values(self, section: str, table: Mapping[str, Any], at: KeyPath, account: str | None) -> dict[str, Any]:
-        """Every declared key of a section: substituted, parsed, defaulted; required ones enforced."""
-        settings = schema.section(section)
-        self.reject_unknown(table, tuple(settings), at)
-        out: dict[str, Any] = {}
-        for key, setting in settings.items():
-            if key not in table:
-                if setting.default is None:
-                    if not setting.optional:
-                        raise self.error(at, f"missing required key {key!r}", hint=setting.doc)
-                    out[key] = None
-                    continue
-                raw = setting.default
-            else:
-                raw = table[key]
-                if isinstance(raw, str):
-                    raw = self.substitute(raw, (*at, key), account)
-                elif isinstance(raw, list):
-                    raw = [self.substitute(v, (*at, key), account) if isinstance(v, str) else v for v in raw]
-            try:
-                out[key] = setting.parse(raw)
-            except ValueError as exc:
-                if empty := self.empty_variables(table.get(key)):
-                    raise self.empty_error((*at, key), empty, account) from None
-                strings = isinstance(raw, str) or (isinstance(raw, list) and all(isinstance(r, str) for r in raw))
-                if setting.secret and strings:  # quoted, yet empty
-                    raise self.error((*at, key), "must not be empty") from None
-                if setting.secret:  # the message may quote the value
-                    raise self.error(
-                        (*at, key),
-                        "expected a non-empty string (the value is a secret, not shown)",
-                        hint='quote it: key = "..."',
-                    ) from None
-                raise self.error((*at, key), str(exc)) from None
-        return out
-
     # -- sections ----------------------------------------------------------------------------------------
 
     def monitor(self, table: dict[str, Any]) -> MonitorSettings:
@@ -261,13 +143,7 @@ class _Loader:
         for index, table in enumerate(raw):
             at: KeyPath = ("rules", index)
             v = self.values("rules", table, at, None)
-            if v["name"] in seen:
-                raise self.error(
-                    (*at, "name"),
-                    f"duplicate rule name {v['name']!r}",
-                    hint=f"rules[{seen[v['name']]}] already uses it; names must be unique",
-                )
-            seen[v["name"]] = index
+            self.unique("rule", v["name"], seen, index, at)
             try:
                 rules.append(build_rule(v, set(table)))
             except RuleError as exc:
@@ -285,13 +161,7 @@ class _Loader:
         for index, table in enumerate(raw):
             at: KeyPath = ("reports", index)
             v = self.values("reports", table, at, None)
-            if v["name"] in seen:
-                raise self.error(
-                    (*at, "name"),
-                    f"duplicate report name {v['name']!r}",
-                    hint=f"reports[{seen[v['name']]}] already uses it; names must be unique",
-                )
-            seen[v["name"]] = index
+            self.unique("report", v["name"], seen, index, at)
             for name in v["channels"]:
                 if name not in channels:
                     known = ", ".join(channels) or "none are defined"
@@ -354,15 +224,9 @@ class _Loader:
             name = table.get("name") if isinstance(table.get("name"), str) else None
             v = self.values("accounts", table, at, name)
             name = v["name"]
-            if name in seen:
-                raise self.error(
-                    (*at, "name"),
-                    f"duplicate account name {name!r}",
-                    hint=f"accounts[{seen[name]}] already uses it; names must be unique",
-                )
-            seen[name] = index
+            self.unique("account", name, seen, index, at)
             secret, secret_file = self.secret(table, v, at, name)
-            if any(isinstance(table.get(k), str) and not _VAR.search(table[k]) for k in _SECRET_KEYS):
+            if any(isinstance(table.get(k), str) and not VAR.search(table[k]) for k in _SECRET_KEYS):
                 literal.append(name)
             try:
                 key_type = signer_for(secret).kind
@@ -444,49 +308,8 @@ class _Loader:
             )
         return content
 
-    def check_readable(self, file: Path, what: str) -> None:
-        mode = file.stat().st_mode
-        if mode & (stat.S_IRGRP | stat.S_IROTH):
-            self.warnings.append(f"{what} {file} is readable by other users; chmod 600 {file}")
-
 
 def _file_kind(mode: int) -> str:
     kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
              (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
     return next((what for test, what in kinds if test(mode)), "a special file")
-
-
-def locate(source: str, path: KeyPath) -> int | None:
-    """The 1-based line of a key in TOML text, else of the table it belongs in, if findable.
-
-    Follows `[table]`, `[table.sub]` and `[[array]]` headers and dotted keys (`channels.ops = [...]`); keys
-    inside inline tables are found through the line of the key that holds the inline table.
-    """
-    if not path:
-        return None
-    target = tuple(path)
-    table: tuple[str | int, ...] = ()
-    counts: dict[str, int] = {}
-    headers: dict[tuple[str | int, ...], int] = {}
-    for number, line in enumerate(source.splitlines(), start=1):
-        stripped = line.strip()
-        if m := re.match(r"^\[\[\s*([\w\-]+)\s*\]\]", stripped):
-            counts[m.group(1)] = counts.get(m.group(1), -1) + 1
-            table = (m.group(1), counts[m.group(1)])
-        elif m := re.match(r'^\[\s*([\w\-."\s]+?)\s*\]', stripped):
-            table = _dotted(m.group(1))
-        elif m := re.match(r'^((?:"[^"]*"|[\w\-]+)(?:\s*\.\s*(?:"[^"]*"|[\w\-]+))*)\s*=', stripped):
-            if (*table, *_dotted(m.group(1))) == target:
-                return number
-            continue
-        else:
-            continue
-        headers.setdefault(table, number)
-    found = headers.get(target) or headers.get(target[:-1])
-    if found is None and len(target) > 1:  # inside an inline table: the line of the key holding it
-        return locate(source, target[:-1])
-    return found
-
-
-def _dotted(key: str) -> tuple[str, ...]:
-    return tuple(part.strip().strip('"') for part in key.split("."))
