@@ -251,6 +251,15 @@ def test_the_chat_form_shows_each_accounts_figures() -> None:
     assert "and" not in body.split("alpha")[1]
 
 
+def test_an_account_first_read_inside_the_period_shows_its_change_since_that_first_read() -> None:
+    first = T0 - timedelta(hours=3)
+    data = [period_of("fresh", equity=Decimal(1100), equity_before=Decimal(1000), first_read_at=first)]
+    rendered = ReportMessages(None).render(build_report("daily", T0 - timedelta(days=1), T0, data))
+    assert "fresh: 1,100.00 (+10.00 % since first read 2026-03-02 05:00)" in rendered.body
+    assert "Total: 1,100.00 USDT, +100.00 (+10.00 %) since first read 2026-03-02 05:00;" in rendered.body
+    assert "Change:                 +100.00 USDT (+10.00 %) since first read 2026-03-02 05:00" in rendered.body_long
+
+
 def test_report_templates_in_the_users_folder_replace_the_built_in_ones(tmp_path: Path) -> None:
     (tmp_path / "report_title.j2").write_text("{{ name }} for the desk: {{ total.equity }}")
     rendered = ReportMessages(tmp_path).render(build_report("weekly", T0 - timedelta(days=7), T0, many(2)))
@@ -345,6 +354,15 @@ def test_a_periods_figures_come_from_what_the_poller_stored(store: Store) -> Non
     # From the failed read to the start of the next good one (a second before it finished), then to the end.
     assert beta.unreachable == timedelta(minutes=30, seconds=-1) + timedelta(minutes=10)
     assert never == AccountPeriod("never-seen", None, None, None, None, None, None, None, None)
+
+
+def test_an_account_first_read_inside_the_period_counts_from_its_first_reading(store: Store) -> None:
+    h = timedelta(hours=1)
+    store.write_polls([ok("gamma", START + 2 * h, "300"), ok("gamma", START + 5 * h, "330")])
+    store.write_polls([ok("delta", START - h, "50"), ok("delta", START + h, "60")])
+    gamma, delta = stored.period_data(store.engine, ["gamma", "delta"], START, END).accounts
+    assert (gamma.equity_before, gamma.first_read_at, gamma.equity) == (Decimal(300), START + 2 * h, Decimal(330))
+    assert (delta.equity_before, delta.first_read_at) == (Decimal(50), None)  # known at the start
 
 
 def test_rolled_up_hours_give_the_same_figures_once_raw_points_are_pruned(store: Store) -> None:

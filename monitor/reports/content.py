@@ -21,12 +21,13 @@ CENT = Decimal("0.01")
 class Change:
     absolute: Decimal
     pct: Decimal | None  # None when the earlier equity was zero
+    since: datetime | None = None  # None: since the period's start; else since the first reading in the period
 
 
 @dataclass(frozen=True, slots=True)
 class AccountReport:
     data: AccountPeriod
-    change: Change | None  # equity since the last report; None when either end is unknown
+    change: Change | None  # equity since the last report (or the first reading after it); None: never read
 
     @property
     def account(self) -> str:
@@ -59,7 +60,9 @@ def build_report(
     name: str, start: datetime, end: datetime, data: list[AccountPeriod], *, portfolio: tuple[int, int] = (0, 0)
 ) -> Report:
     """The report model; `portfolio` is (fired, resolved) of the alerts of portfolio rules."""
-    accounts = sorted((AccountReport(d, _change(d.equity_before, d.equity)) for d in data), key=worst_first)
+    accounts = sorted(
+        (AccountReport(d, _change(d.equity_before, d.equity, d.first_read_at)) for d in data), key=worst_first
+    )
     known = [a.data for a in accounts if a.data.equity is not None]
     both = [d for d in known if d.equity_before is not None]
     equity = sum((d.equity for d in known if d.equity is not None), Decimal(0))
@@ -73,8 +76,11 @@ def build_report(
         accounts=tuple(accounts),
         equity=equity,
         equity_before=before,
-        # The change counts only accounts known at both ends: an account added meanwhile is not a gain.
-        change=_change(before, now_of_both) if both else None,
+        # The change counts only accounts known at both ends (an account added meanwhile is not a gain), from the
+        # latest first reading when some were first read inside the period.
+        change=_change(before, now_of_both, max((d.first_read_at for d in both if d.first_read_at), default=None))
+        if both
+        else None,
         unrealized_pnl=sum((d.unrealized_pnl for d in known if d.unrealized_pnl is not None), Decimal(0)),
         lowest_distance_pct=min(distances) if distances else None,
         alerts_fired=sum(d.alerts_fired for d in data) + portfolio[0],
@@ -96,11 +102,11 @@ def worst_first(a: AccountReport) -> tuple[Any, ...]:
     )
 
 
-def _change(before: Decimal | None, now: Decimal | None) -> Change | None:
+def _change(before: Decimal | None, now: Decimal | None, since: datetime | None) -> Change | None:
     if before is None or now is None:
         return None
     diff = now - before
-    return Change(diff, diff / before * 100 if before else None)
+    return Change(diff, diff / before * 100 if before else None, since)
 
 
 # -- formatting, for the templates -------------------------------------------------------------------------
@@ -144,7 +150,9 @@ def report_json(report: Report) -> dict[str, Any]:
         return None if value is None else format(value, "f")
 
     def change(c: Change | None) -> dict[str, str | None] | None:
-        return None if c is None else {"absolute": dec(c.absolute), "pct": dec(c.pct)}
+        if c is None:
+            return None
+        return {"absolute": dec(c.absolute), "pct": dec(c.pct), "since": c.since.isoformat() if c.since else None}
 
     return {
         "name": report.name,

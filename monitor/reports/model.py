@@ -15,7 +15,9 @@ class AccountPeriod:
     account: str
     as_of: datetime | None  # the last good reading at or before the period's end
     equity: Decimal | None  # USDT, at as_of
-    equity_before: Decimal | None  # USDT, the last reading at or before the period's start (the last report)
+    # USDT, the last reading at or before the period's start (the last report), else the first reading in the
+    # period (at first_read_at: the account was first read then)
+    equity_before: Decimal | None
     unrealized_pnl: Decimal | None  # USDT, at as_of
     lowest_equity: Decimal | None  # USDT, in the period
     deepest_drawdown_pct: Decimal | None  # % below the running peak (the start's equity counts), in the period
@@ -25,3 +27,4 @@ class AccountPeriod:
     alerts_resolved: int = 0
     liquidations: int = 0  # positions that were liquidated in the period
     unreachable: timedelta = timedelta(0)  # from a failed read to the next good one, summed
+    first_read_at: datetime | None = None  # set when equity_before is the first reading inside the period

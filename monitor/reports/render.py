@@ -18,7 +18,7 @@ import jinja2
 from monitor.alerts.messages import CHAT_LIMIT, TITLE_LIMIT, environment, render
 from monitor.alerts.model import Rendered
 from monitor.config.model import Config, ReportConfig
-from monitor.reports.content import AccountReport, Report, build_report, duration, pct, report_json, usdt
+from monitor.reports.content import AccountReport, Change, Report, build_report, duration, pct, report_json, usdt
 from monitor.store.reports import period_data
 from monitor.store.repository import Store
 
@@ -123,6 +123,7 @@ def _context(report: Report, tz: ZoneInfo, public_url: str | None) -> dict[str, 
             "equity": usdt(report.equity),
             "change": usdt(change.absolute, sign=True) if change else "-",
             "change_pct": pct(change.pct, sign=True) if change else "-",
+            "since": _since(change, tz),
             "unrealized_pnl": usdt(report.unrealized_pnl, sign=True),
             "lowest_distance": pct(report.lowest_distance_pct),
             "alerts_fired": report.alerts_fired,
@@ -145,6 +146,7 @@ def _account(a: AccountReport, tz: ZoneInfo) -> dict[str, Any]:
         "equity": usdt(d.equity),
         "change": usdt(a.change.absolute, sign=True) if a.change else "-",
         "change_pct": pct(a.change.pct, sign=True) if a.change else "-",
+        "since": _since(a.change, tz),
         "unrealized_pnl": usdt(d.unrealized_pnl, sign=True),
         "lowest_equity": usdt(d.lowest_equity),
         "drawdown": pct(d.deepest_drawdown_pct),
@@ -156,6 +158,11 @@ def _account(a: AccountReport, tz: ZoneInfo) -> dict[str, Any]:
         "liquidations": d.liquidations,
         "unreachable": duration(d.unreachable) if d.unreachable else None,
     }
+
+
+def _since(change: Change | None, tz: ZoneInfo) -> str:
+    """ " since first read 2026-11-27 14:24" when the change counts from a first reading inside the period."""
+    return f" since first read {_when(change.since, tz)}" if change and change.since else ""
 
 
 def _when(moment: datetime, tz: ZoneInfo) -> str:

@@ -69,13 +69,16 @@ def period_data(engine: Engine, accounts: Sequence[str], start: datetime, end: d
         now.update(_last_hourly(connection, [i for i in known if i not in now], end))
         before = _last_points(connection, known, start)
         before.update(_last_hourly(connection, [i for i in known if i not in before], start))
+        # Accounts first read inside the period: their change counts from that first reading.
+        first_read = _last_points(connection, [i for i in known if i not in before], end, after=start)
         samples = _samples(connection, known, start, end)
         unreachable = _unreachable(connection, known, start, end)
         alerts, portfolio = _alert_counts(connection, known, start, end)
     result = []
     for name in accounts:
         id_ = ids.get(name, -1)  # -1: never seen, so found in none of the maps
-        last, first, series = now.get(id_), before.get(id_), samples.get(id_, [])
+        last, series = now.get(id_), samples.get(id_, [])
+        first = before.get(id_) or first_read.get(id_)
         fired, resolved, liquidated = alerts.get(id_, (0, 0, 0))
         distances = [s.distance for s in series if s.distance is not None]
         result.append(
@@ -84,6 +87,7 @@ def period_data(engine: Engine, accounts: Sequence[str], start: datetime, end: d
                 as_of=last[0] if last else None,
                 equity=last[1] if last else None,
                 equity_before=first[1] if first else None,
+                first_read_at=first[0] if first and id_ in first_read else None,
                 unrealized_pnl=last[2] if last else None,
                 lowest_equity=min(s.low for s in series) if series else None,
                 deepest_drawdown_pct=_deepest_drawdown(first[1] if first else None, series),
@@ -99,14 +103,17 @@ def period_data(engine: Engine, accounts: Sequence[str], start: datetime, end: d
 
 
 def _last_points(
-    connection: Connection, ids: list[int], at: datetime
+    connection: Connection, ids: list[int], at: datetime, *, after: datetime | None = None
 ) -> dict[int, tuple[datetime, Decimal, Decimal, Decimal | None]]:
-    """Each account's last raw equity point at or before `at`."""
+    """Each account's last raw equity point at or before `at`; with `after`, its first one after `after` instead
+    (up to `at`)."""
     if not ids:
         return {}
+    when = func.max(EQUITY.c.taken_at) if after is None else func.min(EQUITY.c.taken_at)
+    window = EQUITY.c.taken_at <= at if after is None else (EQUITY.c.taken_at > after) & (EQUITY.c.taken_at <= at)
     last = (
-        select(EQUITY.c.account_id, func.max(EQUITY.c.taken_at).label("taken_at"))
-        .where(EQUITY.c.account_id.in_(ids), EQUITY.c.taken_at <= at)
+        select(EQUITY.c.account_id, when.label("taken_at"))
+        .where(EQUITY.c.account_id.in_(ids), window)
         .group_by(EQUITY.c.account_id)
         .subquery()
     )
