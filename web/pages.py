@@ -17,6 +17,7 @@ from aiohttp import web
 
 from monitor.alerts.model import Alert
 from monitor.domain import AccountSnapshot
+from monitor.numbers import amount, chance, money, price, size
 from monitor.poller.state import ACCOUNT_STATUSES, INVALID_SNAPSHOT, Reading
 from monitor.report import position_json
 from web.actions import csrf_token, set_csrf_cookie
@@ -39,7 +40,7 @@ def environment(folder: Path) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters.update(money=money, pct=pct, ratio=ratio, age=age, when=when, segment=segment, price=price,
-                       size=size, amount=amount)  # fmt: skip
+                       size=size, amount=amount, chance=chance)  # fmt: skip
     return env
 
 
@@ -63,39 +64,6 @@ def render(request: web.Request, name: str, context: dict[str, Any]) -> web.Resp
 def segment(name: str) -> str:
     """A name as one path segment of a link (a "/" in it must not make two)."""
     return quote(name, safe="")
-
-
-def money(value: Decimal | None) -> str:
-    """The one rule for USDT values: thousands separators and two decimals."""
-    return "–" if value is None else f"{value:,.2f}"
-
-
-def _trimmed(value: Decimal) -> str:
-    """All the digits the value has, no trailing zeros, no exponent, thousands separated."""
-    text = f"{value:,f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def price(value: Decimal | None, like: Decimal | None = None) -> str:
-    """A price at the symbol's precision: the places of `like` (the mark price, which Bitget gives at the tick
-    size) when known, else the value's own; trailing zeros trimmed."""
-    if value is None:
-        return "–"
-    if like is not None and like.is_finite() and value.is_finite():
-        places = max(0, -like.normalize().as_tuple().exponent)  # type: ignore[operator]
-        value = round(value, places)
-    return _trimmed(value)
-
-
-def size(value: Decimal | None) -> str:
-    return "–" if value is None else _trimmed(value)
-
-
-def amount(value: Decimal | None, coin: str) -> str:
-    """A balance: USD stablecoins as money, other coins with the digits they have."""
-    if coin.upper() in ("USDT", "USDC", "USD"):
-        return money(value)
-    return size(value)
 
 
 def pct(value: Decimal | None) -> str:
