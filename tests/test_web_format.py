@@ -19,7 +19,8 @@ from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
 from monitor.store.views import EquitySample
 from web.chart import equity_svg, portfolio
 from web.pages import amount, environment, money, price, size, when
-from web.status import Levels, levels_for, risk_of
+from web.risk import Levels, levels_for
+from web.status import risk_of
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
