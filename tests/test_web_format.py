@@ -18,7 +18,7 @@ from monitor.rules.evaluate import AccountView, evaluate_account
 from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
 from monitor.store.views import EquitySample
 from web.chart import equity_svg, portfolio
-from web.pages import amount, environment, money, price, size, when
+from web.pages import amount, chance, environment, money, price, size, when
 from web.risk import Levels, levels_for
 from web.status import risk_of
 
@@ -141,3 +141,24 @@ def test_a_price_beside_a_round_mark_keeps_five_significant_digits(value: D, lik
 
 def test_money_never_says_minus_zero() -> None:
     assert money(D("-0.001")) == "0.00" and money(-0.004) == "0.00" and money(D("-0.005")) == "0.00"
+
+
+@pytest.mark.parametrize(
+    ("probability", "expected"),
+    [(None, "–"), (0.0, "0%"), (0.00004, "<0.1%"), (0.0342, "3.4%"), (0.9996, ">99.9%"), (1.0, "100%")],
+)
+def test_a_chance_of_liquidation_reads_at_a_glance(probability: float | None, expected: str) -> None:
+    assert chance(probability) == expected
+
+
+def test_the_odds_are_coloured_by_the_rules_of_their_horizon() -> None:
+    day = Rule("odds", RuleType.LIQUIDATION_PROBABILITY, D(5), D(20))
+    hour = Rule("odds-1h", RuleType.LIQUIDATION_PROBABILITY, D(1), D(2), horizon=timedelta(hours=1))
+    stricter = Rule("odds-desk", RuleType.LIQUIDATION_PROBABILITY, D(3), None, accounts=("desk-*",))
+    levels = levels_for((*DEFAULT_RULES, day, hour, stricter), "desk-1", ())
+    assert [levels.odds_tone(timedelta(hours=24), p) for p in (0.02, 0.04, 0.19, 0.2, None)] == [
+        "", "warn", "warn", "danger", ""
+    ]  # fmt: skip
+    assert [levels.odds_tone(timedelta(hours=1), p) for p in (0.009, 0.015, 0.02)] == ["", "warn", "danger"]
+    other = levels_for((*DEFAULT_RULES, day), "other", ())
+    assert other.odds_tone(timedelta(hours=24), 0.04) == "" and other.odds_tone(timedelta(hours=1), 0.5) == ""

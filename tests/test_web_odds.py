@@ -108,7 +108,8 @@ async def test_a_stale_mark_feed_is_said_in_the_header_and_in_each_accounts_ages
             assert banner, path
             text = re.sub(r"<[^>]+>", "", banner.group(1))
             assert "Mark feed stale for USDT-FUTURES (no fresh mark for" in text, text
-            assert re.search(r"from the account reads instead, the oldest \d+ (s|min) old\.", text), text
+            assert re.search(r"from the account reads instead \(the oldest is \d+ (s|min) old\)\.", text), text
+            assert "HTTP 500" in text and "<" not in text.replace("&lt;", "<")  # the error, not the answer's body
         overview = await (await session.get(service.web_url + "/")).text()
         iso = re.search(r"<tr[^>]*>\s*<td data-label=\"Account\"><a href=\"/accounts/iso\">.*?</tr>", overview, re.S)
         assert iso is not None

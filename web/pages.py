@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -43,7 +44,7 @@ def environment(folder: Path) -> jinja2.Environment:
     )
     env.globals.update(HOUR=HOUR, DAY=DAY)  # the horizons of the odds of liquidation shown
     env.filters.update(money=money, pct=pct, ratio=ratio, age=age, when=when, segment=segment, price=price,
-                       size=size, amount=amount, chance=chance)  # fmt: skip
+                       size=size, amount=amount, chance=chance, brief=brief)  # fmt: skip
     return env
 
 
@@ -78,6 +79,14 @@ def stale_feed(source: StatusReader) -> dict[str, Any] | None:
 def segment(name: str) -> str:
     """A name as one path segment of a link (a "/" in it must not make two)."""
     return quote(name, safe="")
+
+
+def brief(error: str | None, limit: int = 80) -> str:
+    """An error in a few words for a banner (the log, /readyz and /metrics have all of it): without the endpoint
+    it names and the answer's body it quotes."""
+    text = re.sub(r"^/\S*: ", "", error or "")
+    text = re.split(r": ['\"<]", text, maxsplit=1)[0]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def pct(value: Decimal | None) -> str:
