@@ -162,3 +162,12 @@ def test_the_odds_are_coloured_by_the_rules_of_their_horizon() -> None:
     assert [levels.odds_tone(timedelta(hours=1), p) for p in (0.009, 0.015, 0.02)] == ["", "warn", "danger"]
     other = levels_for((*DEFAULT_RULES, day), "other", ())
     assert other.odds_tone(timedelta(hours=24), 0.04) == "" and other.odds_tone(timedelta(hours=1), 0.5) == ""
+
+
+def test_the_minimum_label_stays_off_the_time_axis_when_the_minimum_is_the_floor() -> None:
+    values = [D("36469.67"), D("35000"), D("33028.54"), D("33028.54")]  # the demo's drift: the floor is 33,000
+    samples = [EquitySample(T0 + timedelta(minutes=i), v, v, v, D(0), None) for i, v in enumerate(values)]
+    svg = str(equity_svg(samples))
+    base = float(re.findall(r'<line class="axisline"[^>]* y2="([\d.]+)"', svg)[0])
+    label = float(re.search(r'<text class="marklabel min"[^>]* y="([\d.]+)"', svg).group(1))  # type: ignore[union-attr]
+    assert label < base

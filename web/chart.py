@@ -138,7 +138,7 @@ def equity_svg(samples: Sequence[EquitySample], zone: tzinfo = UTC, label: str =
     for cls, s, text in marks:
         anchor = "end" if x(s.at) > WIDTH - 140 else "start"
         dx = -6 if anchor == "end" else 6
-        dy = 14 if cls == "min" else -6
+        dy = 14 if cls == "min" and y(s.equity) + 14 < base - 2 else -6  # below the min, unless on the time axis
         parts.append(f'<circle class="mark {cls}" cx="{x(s.at):.1f}" cy="{y(s.equity):.1f}" r="3.5">'
                      f"<title>{escape(f'{text} {money(s.equity)} USDT at {_at(s.at, zone)}')}</title></circle>"
                      f'<text class="marklabel {cls}" x="{x(s.at) + dx:.1f}" y="{y(s.equity) + dy:.1f}" '
