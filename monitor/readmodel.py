@@ -4,7 +4,6 @@ alert engine's alerts, health and counters, and the database for history, the ou
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections import Counter
 from dataclasses import replace
@@ -27,7 +26,7 @@ from monitor.store.repository import Store
 from monitor.store.views import EquitySample
 from monitor.store.writer import SnapshotWriter
 from web.chart import portfolio
-from web.risk import Odds, Volatility, levels_for, odds_of, worst_position
+from web.risk import Odds, levels_for, odds_of, worst_position
 from web.status import AccountRow, Counters, Health, row
 
 log = logging.getLogger(__name__)
@@ -89,17 +88,6 @@ class ServiceReader:
             return reading
         return replace(reading, snapshot=market.live(reading.snapshot))
 
-    def _volatility(self, now: datetime) -> Volatility:
-        """Each symbol's volatility from the mark history, as the rules are given it (monitor.views), computed
-        once per symbol for a page however many accounts hold it."""
-        history = self._service.mark_history
-
-        @functools.cache
-        def volatility(product_type: str, symbol: str) -> float | None:
-            return history.volatility(product_type, symbol, now)
-
-        return volatility
-
     def _stale_feeds(self) -> frozenset[str]:
         """The product types whose mark feed is stale (their positions are at the account reads' marks)."""
         market = self._service.market
@@ -109,7 +97,6 @@ class ServiceReader:
         self,
         reading: Reading,
         alerts: list[Alert] | None = None,
-        volatility: Volatility | None = None,
         stale_feeds: frozenset[str] | None = None,
     ) -> AccountRow:
         now = self.clock.now()
@@ -122,7 +109,7 @@ class ServiceReader:
         line = row(live, now, stale, self._service.writer.refusals.get(reading.name), alerts, levels)
         worst = worst_position(live.snapshot) if line.worst_distance is not None else None
         if worst is not None:
-            line = replace(line, odds=odds_of(worst, volatility or self._volatility(now)))
+            line = replace(line, odds=odds_of(worst, self._service.mark_history, now))
         market = self._service.market
         if market is None:
             return line
@@ -135,8 +122,8 @@ class ServiceReader:
         for a in self._service.engine.current.values():
             if a.state in (State.FIRING, State.LIQUIDATED):
                 by_account.setdefault(a.account, []).append(a)
-        volatility, stale = self._volatility(self.clock.now()), self._stale_feeds()
-        return [self._row(r, by_account.get(r.name, []), volatility, stale) for r in self._readings()]
+        stale = self._stale_feeds()
+        return [self._row(r, by_account.get(r.name, []), stale) for r in self._readings()]
 
     def reading(self, name: str) -> Reading | None:
         poller = self._service.poller
@@ -176,8 +163,8 @@ class ServiceReader:
         reading = self.reading(name)
         if reading is None or reading.snapshot is None:
             return {}
-        volatility = self._volatility(self.clock.now())
-        return {position_subject(p): odds_of(p, volatility) for p in reading.snapshot.positions}
+        now, history = self.clock.now(), self._service.mark_history
+        return {position_subject(p): odds_of(p, history, now) for p in reading.snapshot.positions}
 
     def alerts(self, account: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
         wanted = (State.FIRING, State.PENDING) + ((State.LIQUIDATED, State.RESOLVED) if include_resolved else ())

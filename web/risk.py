@@ -3,13 +3,13 @@ of liquidation of its positions (monitor.risk.odds, the figure the liquidation_p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from monitor.domain import AccountSnapshot, Position
-from monitor.risk.odds import liquidation_probability
+from monitor.risk.odds import MarkHistory, position_odds
 from monitor.rules.model import Rule, RuleType
 
 
@@ -80,7 +80,6 @@ def _lowest(a: Decimal | None, b: object) -> Decimal | None:
 
 HOUR, DAY = timedelta(hours=1), timedelta(hours=24)
 NOT_ENOUGH_HISTORY = "not enough mark history"
-Volatility = Callable[[str, str], float | None]  # (product type, symbol) -> the symbol's realized volatility
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,17 +92,19 @@ class Odds:
     unknown: str | None = None  # NOT_ENOUGH_HISTORY, "no liquidation price", ...
 
 
-def odds_of(p: Position, volatility: Volatility) -> Odds:
-    """`p`'s odds of liquidation; `volatility` gives its symbol's volatility as the rules are given it."""
+def odds_of(p: Position, history: MarkHistory, now: datetime) -> Odds:
+    """`p`'s odds of liquidation from its symbol's marks in `history` (the service's, which the rules read)."""
     if p.liquidation_price is None:
         return Odds(None, None, "no liquidation price")
     try:
-        sigma = volatility(p.product_type, p.symbol)
-        hour, day = (liquidation_probability(p, sigma, h) for h in (HOUR, DAY))
+        found = position_odds(p, history, now, (HOUR, DAY))
     except (ArithmeticError, ValueError):  # absurd figures from Bitget: nothing to say
         return Odds(None, None, "the position's figures are unusable")
+    hour, day = found[HOUR], found[DAY]
     if hour is None or day is None:
         return Odds(None, None, NOT_ENOUGH_HISTORY)
+    if not (math.isfinite(hour) and math.isfinite(day)):
+        return Odds(None, None, "the position's figures are unusable")
     return Odds(hour, day)
 
 
