@@ -8,7 +8,7 @@ import logging
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.model import Alert, OutboxMessage, Silence, State, alert_order
@@ -107,15 +107,16 @@ class ServiceReader:
         levels = levels_for(config.rules, reading.name, reading.tags)
         live = self._live(reading)
         line = row(live, now, stale, self._service.writer.refusals.get(reading.name), alerts, levels)
+        live_values: dict[str, Any] = {}  # set in one replace: a row is built for every account on every page
         worst = worst_position(live.snapshot) if line.worst_distance is not None else None
         if worst is not None:
-            line = replace(line, odds=odds_of(worst, self._service.mark_history, now))
+            live_values["odds"] = odds_of(worst, self._service.mark_history, now)
         market = self._service.market
-        if market is None:
-            return line
-        stale_feeds = self._stale_feeds() if stale_feeds is None else stale_feeds
-        held = {p.product_type for p in reading.snapshot.positions} if reading.snapshot is not None else set()
-        return replace(line, mark_age=market.mark_age(reading.snapshot, now), feed_stale=bool(held & stale_feeds))
+        if market is not None:
+            stale_feeds = self._stale_feeds() if stale_feeds is None else stale_feeds
+            held = {p.product_type for p in reading.snapshot.positions} if reading.snapshot is not None else set()
+            live_values.update(mark_age=market.mark_age(reading.snapshot, now), feed_stale=bool(held & stale_feeds))
+        return replace(line, **live_values) if live_values else line
 
     def rows(self) -> list[AccountRow]:
         by_account: dict[str | None, list[Alert]] = {}

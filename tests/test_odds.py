@@ -300,6 +300,8 @@ def test_the_remembered_volatility_follows_every_change_of_the_samples() -> None
                 assert history.volatility("USDT-FUTURES", "BTCUSDT", now, window=window) == fresh(now, window)
                 checked += 1
     last = walk[-1][0]
+    for later in (last + timedelta(minutes=5), last + timedelta(minutes=30)):  # the oldest samples age out
+        assert history.volatility("USDT-FUTURES", "BTCUSDT", later) == fresh(later)
     remembered = history.volatility("USDT-FUTURES", "BTCUSDT", last)
     # a seed that changes samples between the oldest and the newest held
     history.add_many("USDT-FUTURES", "BTCUSDT", [(at + timedelta(seconds=5), mark * 2) for at, mark in walk[-200:]])

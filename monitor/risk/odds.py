@@ -25,6 +25,7 @@ overstate sigma a little.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterable
@@ -192,16 +193,21 @@ class MarkHistory:
         if not times:
             return None
         since = _seconds(now) - (window or self.window).total_seconds()
-        if times[0] < since:  # some are too old for this window: not the figure remembered
-            points = [(t, m) for t, m in self.samples(product_type, symbol) if t >= since]
-            return _volatility(points, MIN_SAMPLES, MIN_SPAN)
-        # Every sample counts. Samples are only appended at the newest end and dropped at the oldest (add_many,
-        # which rebuilds them, forgets the figure), so the same count, oldest and newest are the same samples.
-        stamp = (len(times), times[0], times[-1])
+        skip = 0  # samples too old for the window (a few: the history is trimmed to it on every add)
+        for t in times:
+            if t >= since:
+                break
+            skip += 1
+        if skip == len(times):
+            return None
+        # Samples are only appended at the newest end and dropped at the oldest (add_many, which rebuilds them,
+        # forgets the figure), so the same count, oldest and newest used are the same samples.
+        stamp = (len(times) - skip, times[skip], times[-1])
         memo = self._memo.get(key)
         if memo is not None and memo[0] == stamp:
             return memo[1]
-        value = _volatility(self.samples(product_type, symbol), MIN_SAMPLES, MIN_SPAN)
+        points = list(itertools.islice(zip(times, self._marks[key], strict=True), skip, None))
+        value = _volatility(points, MIN_SAMPLES, MIN_SPAN)
         self._memo[key] = (stamp, value)
         return value
 
