@@ -171,3 +171,9 @@ def test_the_minimum_label_stays_off_the_time_axis_when_the_minimum_is_the_floor
     base = float(re.findall(r'<line class="axisline"[^>]* y2="([\d.]+)"', svg)[0])
     label = float(re.search(r'<text class="marklabel min"[^>]* y="([\d.]+)"', svg).group(1))  # type: ignore[union-attr]
     assert label < base
+
+
+def test_a_flat_chart_marks_only_the_current_value() -> None:
+    samples = [EquitySample(T0 + timedelta(minutes=i), D(365107), D(365107), D(365107), D(0), None) for i in range(5)]
+    svg = str(equity_svg(samples))
+    assert "now 365,107.00" in svg and 'class="marklabel min"' not in svg and 'class="marklabel max"' not in svg

@@ -134,7 +134,8 @@ def equity_svg(samples: Sequence[EquitySample], zone: tzinfo = UTC, label: str =
     highest = max(samples, key=lambda s: s.equity)
     last = samples[-1]
     marks = [("current", last, "now")]  # the current value wins where min or max is the same point
-    marks += [(c, s, c) for c, s in (("min", lowest), ("max", highest)) if s is not last]
+    if lowest.equity != highest.equity:  # a flat line has no minimum or maximum worth a label
+        marks += [(c, s, c) for c, s in (("min", lowest), ("max", highest)) if s is not last]
     for cls, s, text in marks:
         anchor = "end" if x(s.at) > WIDTH - 140 else "start"
         dx = -6 if anchor == "end" else 6
