@@ -8,7 +8,7 @@ import logging
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.model import Alert, OutboxMessage, Silence, State, alert_order
@@ -19,13 +19,15 @@ from monitor.config.model import Config, WebSettings
 from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import Reading
+from monitor.risk.odds import MarkHistory
 from monitor.rules.evaluate import position_subject, safety_line
 from monitor.rules.model import RuleType
 from monitor.store.repository import Store
 from monitor.store.views import EquitySample
 from monitor.store.writer import SnapshotWriter
 from web.chart import portfolio
-from web.status import AccountRow, Counters, Health, levels_for, row
+from web.risk import Odds, levels_for, odds_of, worst_position
+from web.status import AccountRow, Counters, Health, row
 
 log = logging.getLogger(__name__)
 DATABASE_CHECK = 5.0  # seconds a /readyz database check may take
@@ -59,6 +61,8 @@ class Parts(Protocol):
     def requests(self) -> int: ...
     @property
     def market(self) -> MarketWatch | None: ...
+    @property
+    def mark_history(self) -> MarkHistory: ...
 
 
 class ServiceReader:
@@ -84,23 +88,43 @@ class ServiceReader:
             return reading
         return replace(reading, snapshot=market.live(reading.snapshot))
 
-    def _row(self, reading: Reading, alerts: list[Alert] | None = None) -> AccountRow:
+    def _stale_feeds(self) -> frozenset[str]:
+        """The product types whose mark feed is stale (their positions are at the account reads' marks)."""
+        market = self._service.market
+        return frozenset(f.name for f in market.health() if f.stale) if market is not None else frozenset()
+
+    def _row(
+        self,
+        reading: Reading,
+        alerts: list[Alert] | None = None,
+        stale_feeds: frozenset[str] | None = None,
+    ) -> AccountRow:
         now = self.clock.now()
         config = self._service.config
         stale = reading.stale(now, config.monitor.poll_interval, config.monitor.stale_grace)
         if alerts is None:
             alerts = [a for a in self._service.engine.current.values() if a.account == reading.name]
         levels = levels_for(config.rules, reading.name, reading.tags)
-        line = row(self._live(reading), now, stale, self._service.writer.refusals.get(reading.name), alerts, levels)
+        live = self._live(reading)
+        line = row(live, now, stale, self._service.writer.refusals.get(reading.name), alerts, levels)
+        live_values: dict[str, Any] = {}  # set in one replace: a row is built for every account on every page
+        worst = worst_position(live.snapshot) if line.worst_distance is not None else None
+        if worst is not None:
+            live_values["odds"] = odds_of(worst, self._service.mark_history, now)
         market = self._service.market
-        return line if market is None else replace(line, mark_age=market.mark_age(reading.snapshot, now))
+        if market is not None:
+            stale_feeds = self._stale_feeds() if stale_feeds is None else stale_feeds
+            held = {p.product_type for p in reading.snapshot.positions} if reading.snapshot is not None else set()
+            live_values.update(mark_age=market.mark_age(reading.snapshot, now), feed_stale=bool(held & stale_feeds))
+        return replace(line, **live_values) if live_values else line
 
     def rows(self) -> list[AccountRow]:
         by_account: dict[str | None, list[Alert]] = {}
         for a in self._service.engine.current.values():
             if a.state in (State.FIRING, State.LIQUIDATED):
                 by_account.setdefault(a.account, []).append(a)
-        return [self._row(r, by_account.get(r.name, [])) for r in self._readings()]
+        stale = self._stale_feeds()
+        return [self._row(r, by_account.get(r.name, []), stale) for r in self._readings()]
 
     def reading(self, name: str) -> Reading | None:
         poller = self._service.poller
@@ -134,6 +158,14 @@ class ServiceReader:
                 if line is not None:
                     found.setdefault(position_subject(p), line)
         return found
+
+    def position_odds(self, name: str) -> dict[str, Odds]:
+        """Per position subject, the odds of liquidation within 1 h and 24 h at the positions' live marks."""
+        reading = self.reading(name)
+        if reading is None or reading.snapshot is None:
+            return {}
+        now, history = self.clock.now(), self._service.mark_history
+        return {position_subject(p): odds_of(p, history, now) for p in reading.snapshot.positions}
 
     def alerts(self, account: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
         wanted = (State.FIRING, State.PENDING) + ((State.LIQUIDATED, State.RESOLVED) if include_resolved else ())

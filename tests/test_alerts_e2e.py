@@ -44,9 +44,7 @@ async def test_a_mark_crossing_the_critical_level_sends_one_critical_and_then_on
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # 2.2 %
         await until(lambda: len(sink.received) >= 1)
         await asyncio.sleep(2.0)  # several more polls: no repeats, no duplicates
-        assert sink.titles() == [
-            "[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.90909091)"
-        ]
+        assert sink.titles() == ["[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.909)"]
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "100"})
         await until(lambda: len(sink.received) >= 2)
         await asyncio.sleep(2.0)

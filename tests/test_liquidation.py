@@ -191,15 +191,13 @@ async def test_a_position_liquidated_between_two_reads_is_announced_critical_as_
 async def test_a_position_closed_by_the_trader_still_resolves_as_closed(started: Any, sink: Sink) -> None:
     sim, rig, read = await started(False, "long", "isolated")
     await rig.judge("alpha", *(await read()).positions)
-    assert sink.titles() == [
-        "[WARNING] alpha: BTCUSDT long: 9.09% from liquidation (mark 100, liquidation 90.90909091)"
-    ]
+    assert sink.titles() == ["[WARNING] alpha: BTCUSDT long: 9.09% from liquidation (mark 100, liquidation 90.909)"]
     assert "; size 10, unrealized PnL 0.00 USDT;" in sink.received[0]["message"]  # chat form: size and PnL
     await sim.control("POST", "/_sim/close", {"account": "alpha", "symbol": "BTCUSDT"})
     rig.clock.advance(30)
     await rig.judge("alpha", *(await read()).positions)
     assert sink.titles()[-1] == (
-        "[RESOLVED] alpha: BTCUSDT long: 9.09% from liquidation (mark 100, liquidation 90.90909091): position closed"
+        "[RESOLVED] alpha: BTCUSDT long: 9.09% from liquidation (mark 100, liquidation 90.909): position closed"
     )
     assert sink.received[-1]["type"] == "success"
     assert transitions(rig)[-1] == ("firing", "resolved", "position closed")
@@ -229,7 +227,7 @@ async def test_without_a_mark_the_last_read_decides_and_the_message_says_the_mar
     title = sink.titles()[-1]
     assert title == (
         "[LIQUIDATED] alpha: BTCUSDT long probably liquidated: the last read had it 2.25% from its liquidation price "
-        "90.90909091 (mark 93); mark unavailable (HTTP 500)"
+        "90.909 (mark 93); mark unavailable (HTTP 500)"
     )
     assert sink.received[-1]["type"] == "failure"
     assert transitions(rig)[-1][:2] == ("firing", "liquidated")
@@ -285,8 +283,8 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
         await until(lambda: len(sink.received) >= 2)
         await asyncio.sleep(1.0)  # more polls: nothing else to say
         assert sink.titles() == [
-            "[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.90909091)",
-            "[LIQUIDATED] iso: BTCUSDT long liquidated: mark 85 is past its liquidation price 90.90909091 (last read: "
+            "[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.909)",
+            "[LIQUIDATED] iso: BTCUSDT long liquidated: mark 85 is past its liquidation price 90.909 (last read: "
             "mark 93, 2.25% away)",
         ]
         assert [r["type"] for r in sink.received] == ["failure", "failure"]

@@ -279,3 +279,32 @@ def test_a_positions_odds_come_from_its_symbols_marks_in_the_store() -> None:
     hour, day = timedelta(hours=1), timedelta(hours=24)
     assert odds == {hour: liquidation_probability(near, sigma, hour), day: liquidation_probability(near, sigma, day)}
     assert position_odds(dataclasses.replace(near, symbol="ETHUSDT"), history, now) == {hour: None, day: None}
+
+
+def test_the_remembered_volatility_follows_every_change_of_the_samples() -> None:
+    """The figure is remembered between changes: after each add, trim, cap, seed and narrower window it is what
+    a fresh estimate of the samples held says."""
+    walk = _sampled_walk(900, 0.0004, 3)
+    history = MarkHistory(window=timedelta(hours=1), max_samples=300)
+
+    def fresh(now: datetime, window: timedelta = timedelta(hours=1)) -> float | None:
+        since = now.timestamp() - window.total_seconds()
+        held = [(datetime.fromtimestamp(t, UTC), m) for t, m in history.samples("USDT-FUTURES", "BTCUSDT")]
+        return realized_volatility([(at, m) for at, m in held if at.timestamp() >= since])
+
+    checked = 0
+    for i, (at, mark) in enumerate(walk):
+        history.add("USDT-FUTURES", "BTCUSDT", at, mark)
+        if i % 37 == 0 or i > 880:
+            for now, window in ((at, timedelta(hours=1)), (at, timedelta(minutes=20)), (at, timedelta(hours=1))):
+                assert history.volatility("USDT-FUTURES", "BTCUSDT", now, window=window) == fresh(now, window)
+                checked += 1
+    last = walk[-1][0]
+    for later in (last + timedelta(minutes=5), last + timedelta(minutes=30)):  # the oldest samples age out
+        assert history.volatility("USDT-FUTURES", "BTCUSDT", later) == fresh(later)
+    remembered = history.volatility("USDT-FUTURES", "BTCUSDT", last)
+    # a seed that changes samples between the oldest and the newest held
+    history.add_many("USDT-FUTURES", "BTCUSDT", [(at + timedelta(seconds=5), mark * 2) for at, mark in walk[-200:]])
+    assert history.volatility("USDT-FUTURES", "BTCUSDT", last) == fresh(last) != remembered
+    history.forget_before(last + timedelta(hours=2))
+    assert history.volatility("USDT-FUTURES", "BTCUSDT", last) is None and checked > 50

@@ -119,15 +119,13 @@ async def test_a_series_of_once_runs_sends_warning_critical_nothing_before_repea
     assert await cron("95") == []  # warning level, pending: `for` is 1m, measured from the stored time
     assert await cron("95", timedelta(seconds=30)) == []
     assert await cron("95", timedelta(seconds=40)) == [
-        "[WARNING] iso: BTCUSDT long: 4.31% from liquidation (mark 95, liquidation 90.90909091)"
+        "[WARNING] iso: BTCUSDT long: 4.31% from liquidation (mark 95, liquidation 90.909)"
     ]
-    assert await cron("93") == [
-        "[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.90909091)"
-    ]
+    assert await cron("93") == ["[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.909)"]
     for _ in range(3):  # 15 minutes of cron runs, inside `repeat` (1h): nothing
         assert await cron("93", timedelta(minutes=5)) == []
     assert await cron("93", timedelta(minutes=50)) == [  # an hour after the critical message: the reminder
-        "[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.90909091)"
+        "[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.909)"
     ]
     resolved = await cron("100")
     assert len(resolved) == 1 and resolved[0].startswith("[RESOLVED] iso: BTCUSDT long: 9.09% from liquidation")
@@ -209,7 +207,7 @@ async def test_deliver_timeout_leaves_a_message_queued_for_the_next_run(
     clock.advance(timedelta(minutes=3))
     second = await _once(path, clock)
     assert second.error is None and (second.sent, second.queued) == (1, 0)
-    assert received == ["[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.90909091)"]
+    assert received == ["[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.909)"]
     clock.advance(timedelta(minutes=3))
     third = await _once(path, clock)
     assert (third.sent, third.queued) == (0, 0) and len(received) == 1
@@ -257,7 +255,7 @@ async def test_silences_and_hysteresis_carry_across_once_runs(
         return sink.titles()[before:], alert.severity
 
     assert await cron("93") == ([], "critical")  # firing, silenced: tracked, quiet
-    critical = "[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.90909091)"
+    critical = "[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.909)"
     assert await cron("93", timedelta(minutes=10)) == ([critical], "critical")  # announced when the silence ends
     assert await cron("95.5") == ([], "critical")  # 4.81 %: past the critical level, not by its `clear`
     eased, severity = await cron("96")  # 5.30 %: past it by more than 1 %: eases back to warning, announced
@@ -272,7 +270,7 @@ async def test_a_position_liquidated_between_once_runs_is_announced_liquidated_a
     clock = CronClock()
     await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})
     assert (await _once(path, clock)).error is None
-    assert sink.titles() == ["[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.90909091)"]
+    assert sink.titles() == ["[CRITICAL] iso: BTCUSDT long: 2.25% from liquidation (mark 93, liquidation 90.909)"]
     await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "89"})  # the simulator liquidates it
     clock.advance(timedelta(minutes=1))
     result = await _once(path, clock)

@@ -80,7 +80,8 @@ async def test_a_warning_and_the_account_page_say_how_much_margin_gets_the_posit
 
         async with aiohttp.ClientSession() as session, session.get(f"{service.web_url}/accounts/iso") as page:
             html = await page.text()
-        assert f'<div class="muted safety">add about {found.group(1)} USDT margin to get back to 6 %</div>' in html
+        said = f"add about {found.group(1)} USDT margin to get back to 6\u00a0%"  # the percent kept with its number
+        assert f'<div class="muted safety">{said}</div>' in html
 
         account = sim.world.accounts["iso"]
         add_margin(account, account.positions[0], amount)  # what the trader does

@@ -17,9 +17,12 @@ import pytest
 
 from monitor.clock import SystemClock
 from monitor.config import load_config
+from monitor.exchange.bitget import endpoints as ep
 from monitor.service import Service
-from tests.conftest import SimFactory, until
+from tests.conftest import SimFactory, Sink, until
+from tests.test_market_wiring import monitoring
 from tests.test_web import EVIL, accounts_file, served
+from tests.test_web_odds import seed_walk
 
 __all__ = ["served"]  # a fixture shared with tests.test_web
 
@@ -257,3 +260,51 @@ async def test_with_a_token_only_a_signed_in_browser_may_act(served: Any, browse
     await page.locator("table.alerts tbody tr.state-firing").first.get_by_role("button", name="Acknowledge").click()
     await page.wait_for_url(base + "/alerts")
     assert "acknowledged by signed-in user" in await page.locator("table.alerts").inner_text()
+
+
+async def test_the_odds_of_liquidation_show_on_a_desk_and_a_phone_without_overflow(
+    served: Any, browser: Browser, tmp_path: Path
+) -> None:
+    client, service, _ = await served()
+    seed_walk(service)
+    base = str(client.make_url("/")).rstrip("/")
+    folder = screenshots(tmp_path)
+    state = next(
+        s for s in service.poller.active() if s.snapshot and any(p.liquidation_price for p in s.snapshot.positions)
+    )
+    priced = sum(1 for p in state.snapshot.positions if p.liquidation_price is not None)
+    for label, viewport in (("desk", DESK), ("phone", PHONE)):
+        page = await browser.new_page(viewport=viewport)  # type: ignore[arg-type]
+        await page.goto(base + "/")
+        odds = page.locator("table.accounts td[data-label='Liq. distance'] .odds")
+        assert await odds.count() >= 2 and await odds.first.is_visible()
+        assert re.fullmatch(r"odds \S+% in 1 h · \S+% in 24 h", (await odds.first.inner_text()).strip())
+        await page.screenshot(path=str(folder / f"overview-odds-{label}.png"), full_page=True)
+        if label == "phone":
+            assert await overflow(page) <= 0
+        await page.goto(f"{base}/accounts/{quote(state.name, safe='')}")
+        cells = page.locator("table.positions td[data-label=Odds] .odds")
+        assert await cells.count() == priced and await cells.first.is_visible()
+        assert "in 24 h" in await cells.first.inner_text()
+        await page.screenshot(path=str(folder / f"account-odds-{label}.png"), full_page=True)
+        if label == "phone":
+            assert await overflow(page) <= 0
+            assert await small_targets(page) == []
+        await page.close()
+
+
+async def test_a_stale_mark_feed_shows_in_the_header_on_a_phone_without_overflow(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path, browser: Browser
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path) as (service, sim):
+        assert service.web_url is not None and service.market is not None
+        await sim.control("POST", "/_sim/faults", {"kind": "500", "endpoint": ep.TICKERS.path, "count": 10_000})  # type: ignore[attr-defined]
+        await until(lambda: "USDT-FUTURES" in service.market.feed.stale)  # type: ignore[union-attr]
+        page = await browser.new_page(viewport=PHONE)  # type: ignore[arg-type]
+        for path, shot in (("/", "overview-stale-phone.png"), ("/accounts/iso", "account-stale-phone.png")):
+            await page.goto(service.web_url + path)
+            banner = page.locator("header .feed-stale")
+            assert await banner.is_visible() and "Mark feed stale for USDT-FUTURES" in await banner.inner_text()
+            assert await overflow(page) <= 0
+            await page.screenshot(path=str(screenshots(tmp_path) / shot), full_page=True)
+        await page.close()

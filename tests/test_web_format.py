@@ -5,18 +5,22 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import jinja2
 import pytest
 
 from monitor.alerts.model import Alert, State
+from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, PositionMode, Side
 from monitor.poller.state import ACCOUNT_STATUSES, account_status
+from monitor.rules.evaluate import AccountView, evaluate_account
 from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
 from monitor.store.views import EquitySample
 from web.chart import equity_svg, portfolio
-from web.pages import amount, money, price, size, when
-from web.status import Levels, levels_for, risk_of
+from web.pages import amount, chance, environment, money, price, size, when
+from web.risk import Levels, levels_for
+from web.status import risk_of
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -103,3 +107,73 @@ def test_the_portfolio_sums_accounts_carrying_each_ones_last_value_forward() -> 
     b = [EquitySample(T0 + timedelta(minutes=5), D(100), D(100), D(100), D(0), None)]
     summed = portfolio([a, b], timedelta(minutes=15))
     assert [s.equity for s in summed] == [D(110), D(112)]
+
+
+def test_alert_summaries_write_prices_and_money_as_the_page_does() -> None:
+    p = Position("USDT-FUTURES", "BTCUSDT", "USDT", Side.LONG, PositionMode.ONE_WAY, MarginMode.ISOLATED,
+                 D("0.5"), D("61000"), D("60000.1"), D("56069.06270548"), D("3000"), D(10),
+                 D("-12345.678"))  # fmt: skip
+    snapshot = AccountSnapshot("desk", T0, AccountMode.CLASSIC, positions=(p,))
+    view = AccountView("desk", (), snapshot, T0, True, T0, timedelta(seconds=30))
+    rules = [Rule("liq", RuleType.LIQUIDATION_DISTANCE, D(10), D(5)),
+             Rule("loss", RuleType.UNREALIZED_PNL, D(-1000), D(-5000))]  # fmt: skip
+    summaries = {o.rule.name: o.summary for o in evaluate_account(rules, view, T0).observations}
+    assert summaries["liq"] == "BTCUSDT long: 6.55% from liquidation (mark 60,000.1, liquidation 56,069.1)"
+    assert summaries["loss"].startswith("BTCUSDT long: unrealized PnL -12,345.68 USDT")
+    page = environment(Path("web/templates")).from_string(
+        "{{ p.mark_price | price }} {{ p.liquidation_price | price(p.mark_price) }} {{ p.unrealized_pnl | money }}"
+    )
+    assert page.render(p=p) == "60,000.1 56,069.1 -12,345.68"  # the same text on the page
+
+
+@pytest.mark.parametrize(
+    ("value", "like", "expected"),
+    [
+        (D("90.90909091"), D("100"), "90.909"),  # a round mark hides the tick: five significant digits at least
+        (D("0.50123456"), D("0.5423"), "0.50123"),
+        (D("-0.001"), None, "-0.001"),
+        (D(0), D("100.5"), "0"),
+    ],
+)
+def test_a_price_beside_a_round_mark_keeps_five_significant_digits(value: D, like: D | None, expected: str) -> None:
+    assert price(value, like) == expected
+
+
+def test_money_never_says_minus_zero() -> None:
+    assert money(D("-0.001")) == "0.00" and money(-0.004) == "0.00" and money(D("-0.005")) == "0.00"
+
+
+@pytest.mark.parametrize(
+    ("probability", "expected"),
+    [(None, "–"), (0.0, "0%"), (0.00004, "<0.1%"), (0.0342, "3.4%"), (0.9996, ">99.9%"), (1.0, "100%")],
+)
+def test_a_chance_of_liquidation_reads_at_a_glance(probability: float | None, expected: str) -> None:
+    assert chance(probability) == expected
+
+
+def test_the_odds_are_coloured_by_the_rules_of_their_horizon() -> None:
+    day = Rule("odds", RuleType.LIQUIDATION_PROBABILITY, D(5), D(20))
+    hour = Rule("odds-1h", RuleType.LIQUIDATION_PROBABILITY, D(1), D(2), horizon=timedelta(hours=1))
+    stricter = Rule("odds-desk", RuleType.LIQUIDATION_PROBABILITY, D(3), None, accounts=("desk-*",))
+    levels = levels_for((*DEFAULT_RULES, day, hour, stricter), "desk-1", ())
+    assert [levels.odds_tone(timedelta(hours=24), p) for p in (0.02, 0.04, 0.19, 0.2, None)] == [
+        "", "warn", "warn", "danger", ""
+    ]  # fmt: skip
+    assert [levels.odds_tone(timedelta(hours=1), p) for p in (0.009, 0.015, 0.02)] == ["", "warn", "danger"]
+    other = levels_for((*DEFAULT_RULES, day), "other", ())
+    assert other.odds_tone(timedelta(hours=24), 0.04) == "" and other.odds_tone(timedelta(hours=1), 0.5) == ""
+
+
+def test_the_minimum_label_stays_off_the_time_axis_when_the_minimum_is_the_floor() -> None:
+    values = [D("36469.67"), D("35000"), D("33028.54"), D("33028.54")]  # the demo's drift: the floor is 33,000
+    samples = [EquitySample(T0 + timedelta(minutes=i), v, v, v, D(0), None) for i, v in enumerate(values)]
+    svg = str(equity_svg(samples))
+    base = float(re.findall(r'<line class="axisline"[^>]* y2="([\d.]+)"', svg)[0])
+    label = float(re.search(r'<text class="marklabel min"[^>]* y="([\d.]+)"', svg).group(1))  # type: ignore[union-attr]
+    assert label < base
+
+
+def test_a_flat_chart_marks_only_the_current_value() -> None:
+    samples = [EquitySample(T0 + timedelta(minutes=i), D(365107), D(365107), D(365107), D(0), None) for i in range(5)]
+    svg = str(equity_svg(samples))
+    assert "now 365,107.00" in svg and 'class="marklabel min"' not in svg and 'class="marklabel max"' not in svg

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from markupsafe import Markup, escape
 
+from monitor.numbers import money
 from monitor.store.views import EquitySample
 
 WIDTH, HEIGHT = 720, 240
@@ -78,10 +79,6 @@ def _time_ticks(start: datetime, end: datetime, zone: tzinfo) -> list[datetime]:
     return ticks
 
 
-def _money(value: float | Decimal) -> str:
-    return f"{value:,.2f}"
-
-
 def equity_svg(samples: Sequence[EquitySample], zone: tzinfo = UTC, label: str = "Equity") -> Markup:
     """Equity over time with axes, its band, the drawdown from the window's peak, min/max/current marked."""
     if len(samples) < 2:
@@ -108,7 +105,7 @@ def equity_svg(samples: Sequence[EquitySample], zone: tzinfo = UTC, label: str =
     while tick <= ceil + step / 2:
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(tick):.1f}" y2="{y(tick):.1f}"/>'
                      f'<text class="axis" x="{LEFT - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">'
-                     f"{escape(_money(tick))}</text>")  # fmt: skip
+                     f"{escape(money(tick))}</text>")  # fmt: skip
         tick += step
     # time axis
     for moment in _time_ticks(start, end, zone):
@@ -137,32 +134,33 @@ def equity_svg(samples: Sequence[EquitySample], zone: tzinfo = UTC, label: str =
     highest = max(samples, key=lambda s: s.equity)
     last = samples[-1]
     marks = [("current", last, "now")]  # the current value wins where min or max is the same point
-    marks += [(c, s, c) for c, s in (("min", lowest), ("max", highest)) if s is not last]
+    if lowest.equity != highest.equity:  # a flat line has no minimum or maximum worth a label
+        marks += [(c, s, c) for c, s in (("min", lowest), ("max", highest)) if s is not last]
     for cls, s, text in marks:
         anchor = "end" if x(s.at) > WIDTH - 140 else "start"
         dx = -6 if anchor == "end" else 6
-        dy = 14 if cls == "min" else -6
+        dy = 14 if cls == "min" and y(s.equity) + 14 < base - 2 else -6  # below the min, unless on the time axis
         parts.append(f'<circle class="mark {cls}" cx="{x(s.at):.1f}" cy="{y(s.equity):.1f}" r="3.5">'
-                     f"<title>{escape(f'{text} {_money(s.equity)} USDT at {_at(s.at, zone)}')}</title></circle>"
+                     f"<title>{escape(f'{text} {money(s.equity)} USDT at {_at(s.at, zone)}')}</title></circle>"
                      f'<text class="marklabel {cls}" x="{x(s.at) + dx:.1f}" y="{y(s.equity) + dy:.1f}" '
-                     f'text-anchor="{anchor}">{escape(f"{text} {_money(s.equity)}")}</text>')  # fmt: skip
+                     f'text-anchor="{anchor}">{escape(f"{text} {money(s.equity)}")}</text>')  # fmt: skip
     # hover: a thin invisible column per point (at most HOVER_POINTS) whose <title> the browser shows
     every = max(1, -(-len(samples) // HOVER_POINTS))
     column = max(2.0, plot_w / min(len(samples), HOVER_POINTS))
     for s in samples[::every]:
-        title = escape(f"{_at(s.at, zone)}: {_money(s.equity)} USDT")
+        title = escape(f"{_at(s.at, zone)}: {money(s.equity)} USDT")
         parts.append(f'<rect class="hover" x="{x(s.at) - column / 2:.1f}" y="{TOP}" width="{column:.1f}" '
                      f'height="{plot_h}"><title>{title}</title></rect>')  # fmt: skip
     aria = (
-        f"{label} from {_at(start, zone)} to {_at(end, zone)}, between {_money(lowest.equity)} and "
-        f"{_money(highest.equity)} USDT, now {_money(last.equity)}"
+        f"{label} from {_at(start, zone)} to {_at(end, zone)}, between {money(lowest.equity)} and "
+        f"{money(highest.equity)} USDT, now {money(last.equity)}"
     )
     return Markup(  # noqa: S704 (every interpolated text is escaped; the rest are numbers)
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(aria)}">'
         + "".join(parts)
         + "</svg>"
-        + f'<p class="chart-scale">{escape(label)} now <strong>{escape(_money(last.equity))}</strong> USDT · '
-        f"min {escape(_money(lowest.equity))} · max {escape(_money(highest.equity))} · "
+        + f'<p class="chart-scale">{escape(label)} now <strong>{escape(money(last.equity))}</strong> USDT · '
+        f"min {escape(money(lowest.equity))} · max {escape(money(highest.equity))} · "
         f"drawdown from the window's peak shaded</p>"
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,12 +17,15 @@ import jinja2
 from aiohttp import web
 
 from monitor.alerts.model import Alert
-from monitor.domain import AccountSnapshot
+from monitor.domain import AccountSnapshot, Position
+from monitor.numbers import amount, chance, money, price, size
 from monitor.poller.state import ACCOUNT_STATUSES, INVALID_SNAPSHOT, Reading
 from monitor.report import position_json
+from monitor.rules.evaluate import position_subject
 from web.actions import csrf_token, set_csrf_cookie
 from web.chart import equity_svg
 from web.keys import SOURCE, TEMPLATES
+from web.risk import DAY, HOUR
 from web.status import RANGES, AccountRow, StatusReader, tag_totals, totals
 
 log = logging.getLogger(__name__)
@@ -38,8 +42,9 @@ def environment(folder: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.globals.update(HOUR=HOUR, DAY=DAY)  # the horizons of the odds of liquidation shown
     env.filters.update(money=money, pct=pct, ratio=ratio, age=age, when=when, segment=segment, price=price,
-                       size=size, amount=amount)  # fmt: skip
+                       size=size, amount=amount, chance=chance, brief=brief)  # fmt: skip
     return env
 
 
@@ -48,6 +53,7 @@ def render(request: web.Request, name: str, context: dict[str, Any]) -> web.Resp
     defaults = {"refresh": False, "now": source.clock.now(), "path": request.path, "back": request.path_qs,
                 "actions": False,
                 "tz": source.web_settings().timezone}  # fmt: skip
+    defaults["feed_stale"] = stale_feed(source)
     csrf, new_cookie = csrf_token(request)
     defaults["csrf"] = csrf
     page = request.app[TEMPLATES].get_template(name).render({**defaults, **context})
@@ -55,6 +61,16 @@ def render(request: web.Request, name: str, context: dict[str, Any]) -> web.Resp
     if new_cookie is not None:
         set_csrf_cookie(request, response, new_cookie)
     return response
+
+
+def stale_feed(source: StatusReader) -> dict[str, Any] | None:
+    """What the header says while the mark feed is stale: which product types, since when and why, and how old
+    the account reads are whose marks the page then shows (None while the feed is fresh, or without one)."""
+    stale = [f for f in source.health().feed if f.stale]
+    if not stale:
+        return None
+    ages = [r.age for r in source.rows() if r.feed_stale and r.age is not None]
+    return {"sources": stale, "oldest_read": max(ages, default=None)}
 
 
 # -- formatting --------------------------------------------------------------------------------------------
@@ -65,37 +81,12 @@ def segment(name: str) -> str:
     return quote(name, safe="")
 
 
-def money(value: Decimal | None) -> str:
-    """The one rule for USDT values: thousands separators and two decimals."""
-    return "–" if value is None else f"{value:,.2f}"
-
-
-def _trimmed(value: Decimal) -> str:
-    """All the digits the value has, no trailing zeros, no exponent, thousands separated."""
-    text = f"{value:,f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def price(value: Decimal | None, like: Decimal | None = None) -> str:
-    """A price at the symbol's precision: the places of `like` (the mark price, which Bitget gives at the tick
-    size) when known, else the value's own; trailing zeros trimmed."""
-    if value is None:
-        return "–"
-    if like is not None and like.is_finite() and value.is_finite():
-        places = max(0, -like.normalize().as_tuple().exponent)  # type: ignore[operator]
-        value = round(value, places)
-    return _trimmed(value)
-
-
-def size(value: Decimal | None) -> str:
-    return "–" if value is None else _trimmed(value)
-
-
-def amount(value: Decimal | None, coin: str) -> str:
-    """A balance: USD stablecoins as money, other coins with the digits they have."""
-    if coin.upper() in ("USDT", "USDC", "USD"):
-        return money(value)
-    return size(value)
+def brief(error: str | None, limit: int = 80) -> str:
+    """An error in a few words for a banner (the log, /readyz and /metrics have all of it): without the endpoint
+    it names and the answer's body it quotes."""
+    text = re.sub(r"^/\S*: ", "", error or "")
+    text = re.split(r": ['\"<]", text, maxsplit=1)[0]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def pct(value: Decimal | None) -> str:
@@ -268,6 +259,7 @@ async def account(request: web.Request) -> web.Response:
         if snapshot
         else [],
         "safety": source.position_safety(found.name),
+        "odds": source.position_odds(found.name),
         "chart": chart,
         "range": span,
         "ranges": list(RANGES),
@@ -351,8 +343,14 @@ async def api_account(request: web.Request) -> web.Response:
     state = source.reading(found.name)
     assert state is not None
     snapshot = usable_snapshot(state, found)
+    odds = source.position_odds(found.name) if snapshot else {}
+
+    def position(p: Position) -> dict[str, Any]:
+        found_odds = odds.get(position_subject(p))
+        return position_json(p) | {"liquidation_odds": asdict(found_odds) if found_odds is not None else None}
+
     body = row_json(found) | {
-        "positions": [position_json(p) for p in snapshot.positions] if snapshot else [],
+        "positions": [position(p) for p in snapshot.positions] if snapshot else [],
         "alerts": [alert_json(a, source.silenced(a)) for a in source.alerts(found.name, include_resolved=True)],
     }
     return json_response(body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -17,8 +17,8 @@ from monitor.domain import AccountSnapshot
 from monitor.exchange.bitget.codes import CODES
 from monitor.market.feed import FeedHealth
 from monitor.poller.state import INVALID_SNAPSHOT, Reading, account_status, margin_ratio, plausible
-from monitor.rules.model import Rule, RuleType
 from monitor.store.views import EquitySample
+from web.risk import Levels, Odds
 
 log = logging.getLogger(__name__)
 RANGES = {
@@ -28,46 +28,6 @@ RANGES = {
     "90d": timedelta(days=90),
     "1y": timedelta(days=365),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Levels:
-    """The levels of the rules that watch one account, the most cautious of each (what colours its numbers)."""
-
-    distance_warning: Decimal | None = None  # liquidation distance, percent: at or below it is a warning
-    distance_critical: Decimal | None = None
-    ratio_warning: Decimal | None = None  # margin ratio: at or above it is a warning (1 is liquidation)
-    ratio_critical: Decimal | None = None
-
-    def distance_tone(self, value: Decimal | None) -> str:
-        """danger, warn or "" for a liquidation distance (at or past liquidation is always danger)."""
-        if value is None:
-            return ""
-        if value <= 0 or (self.distance_critical is not None and value <= self.distance_critical):
-            return "danger"
-        return "warn" if self.distance_warning is not None and value <= self.distance_warning else ""
-
-    def ratio_tone(self, value: Decimal | None) -> str:
-        if value is None:
-            return ""
-        if value >= 1 or (self.ratio_critical is not None and value >= self.ratio_critical):
-            return "danger"
-        return "warn" if self.ratio_warning is not None and value >= self.ratio_warning else ""
-
-
-def levels_for(rules: tuple[Rule, ...] | list[Rule], name: str, tags: tuple[str, ...]) -> Levels:
-    """The account's own levels: of the rules that select it, the widest warning and critical level."""
-
-    def pick(kind: RuleType, attribute: str, highest: bool) -> Decimal | None:
-        found = [getattr(r, attribute) for r in rules if r.type is kind and r.selects(name, tags)]
-        numbers = [v for v in found if isinstance(v, Decimal)]
-        if not numbers:
-            return None
-        return max(numbers) if highest else min(numbers)
-
-    distance, ratio = RuleType.LIQUIDATION_DISTANCE, RuleType.MARGIN_RATIO
-    return Levels(pick(distance, "warning", True), pick(distance, "critical", True),
-                  pick(ratio, "warning", False), pick(ratio, "critical", False))  # fmt: skip
 
 
 LIQUIDATION_SHOWN = timedelta(hours=1)  # how long a liquidated position keeps its account at "liquidation"
@@ -106,8 +66,10 @@ class AccountRow:
     positions: int
     storage_error: str | None = None  # why the database refused this account's last result, until one is stored
     health: str = "ok"  # one of STATUSES: the data health, shown beside a risk status
-    levels: Levels = Levels()
+    levels: Levels = field(default_factory=Levels)
     mark_age: float | None = None  # seconds since the oldest live mark its positions use; None: as read (`age`)
+    odds: Odds | None = None  # of the worst position (the row's distance); None without positions
+    feed_stale: bool = False  # the mark feed of its positions is stale: their marks are as read, `age` old
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +124,8 @@ class StatusReader(Protocol):
         """An account this process polls, as data (with processes sharing accounts, each shows its own)."""
 
     def position_safety(self, name: str) -> dict[str, str]: ...  # subject -> margin to safety (issue 17)
+
+    def position_odds(self, name: str) -> dict[str, Odds]: ...  # subject -> the odds of liquidation (issue 17)
 
     def alerts(self, account: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
         """Firing, pending, then (with include_resolved) recent liquidations and resolutions: alert_order."""

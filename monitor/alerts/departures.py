@@ -26,6 +26,7 @@ from typing import Protocol
 
 from monitor.domain import MarginMode, Position, PositionMode, Side
 from monitor.errors import ExchangeError
+from monitor.numbers import price
 from monitor.rules import evaluate
 from monitor.rules.evaluate import num, position_details, position_subject
 
@@ -102,28 +103,30 @@ class Verdict:
 def judge(last: LastSeen, mark: Decimal | None, critical: Decimal | None, unavailable: str = "") -> Verdict:
     """Closed or liquidated, from the last read and the mark read since (None: `unavailable` says why)."""
     name = f"{last.symbol} {last.side}"
-    liq, before = num(last.liquidation), last.distance(last.mark)
-    seen = f"last read: mark {num(last.mark)}, {num(before, 2)}% away"
+    liq, before = price(last.liquidation, last.mark), last.distance(last.mark)
+    seen = f"last read: mark {price(last.mark)}, {num(before, 2)}% away"
     if mark is not None:
         now = last.distance(mark)
         toward = (mark - last.mark) * last.toward > 0
         if now <= 0:
-            return _liquidated(name, f"mark {num(mark)} is past its liquidation price {liq} ({seen})", mark, now)
+            return _liquidated(
+                name, f"mark {price(mark, last.mark)} is past its liquidation price {liq} ({seen})", mark, now
+            )
         if before <= 0:
-            evidence = f"the last read had the mark {num(last.mark)} past its liquidation price {liq}"
+            evidence = f"the last read had the mark {price(last.mark)} past its liquidation price {liq}"
             return _liquidated(name, evidence, mark, now)
         if critical is not None and before <= critical and toward:
-            evidence = (f"mark {num(mark)} is {num(now, 2)}% from its last liquidation price {liq} and moved toward "
-                        f"it from {num(last.mark)}")  # fmt: skip
+            evidence = (f"mark {price(mark, last.mark)} is {num(now, 2)}% from its last liquidation price {liq} "
+                        f"and moved toward it from {price(last.mark)}")  # fmt: skip
             return _liquidated(name, evidence, mark, now, probably=True)
         return Verdict(False, "", "position closed", mark, now)
     why = f"mark unavailable ({unavailable})" if unavailable else "mark unavailable"
     if before <= 0:
-        evidence = f"the last read had the mark {num(last.mark)} past its liquidation price {liq}; {why}"
+        evidence = f"the last read had the mark {price(last.mark)} past its liquidation price {liq}; {why}"
         return _liquidated(name, evidence, None, before)
     if critical is not None and before <= critical:
         evidence = (
-            f"the last read had it {num(before, 2)}% from its liquidation price {liq} (mark {num(last.mark)}); {why}"
+            f"the last read had it {num(before, 2)}% from its liquidation price {liq} (mark {price(last.mark)}); {why}"
         )
         return _liquidated(name, evidence, None, before, probably=True)
     return Verdict(False, "", f"position closed ({why})", None, before)
@@ -192,7 +195,7 @@ def gone_positions(previous: Iterable[Position], current: Iterable[Position]) ->
 
 def details_after(last: LastSeen, mark: Decimal | None) -> dict[str, str]:
     """A liquidated alert's details: the last read's, and the mark read once the position was gone."""
-    return {**last.details, "mark_now": num(mark) if mark is not None else "unavailable"}
+    return {**last.details, "mark_now": price(mark, last.mark) if mark is not None else "unavailable"}
 
 
 def alert_key(rule: str, account: str, subject: str) -> str:

@@ -25,6 +25,7 @@ overstate sigma a little.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterable
@@ -116,6 +117,10 @@ class MarkHistory:
     a full day at one per 10 s is 8,641 samples, about 0.6 MB per symbol.
 
     A mark feed pushes with `add`; after a restart, `add_many` seeds a symbol from stored marks.
+
+    `volatility` is asked for on every judgement of every position (the liquidation_probability rule) and every
+    page: it is remembered per symbol until the samples it used change, since a day of samples takes milliseconds
+    to sum and they change at most once per `resolution`.
     """
 
     def __init__(
@@ -135,6 +140,8 @@ class MarkHistory:
             raise ValueError(f"max_samples must be 2 or more, got {self.max_samples}")
         self._times: dict[tuple[str, str], deque[float]] = {}
         self._marks: dict[tuple[str, str], deque[float]] = {}
+        # (product type, symbol) -> ((count, oldest, newest) of the samples, their volatility)
+        self._memo: dict[tuple[str, str], tuple[tuple[int, float, float], float | None]] = {}
 
     def add(self, product_type: str, symbol: str, at: datetime, mark: Decimal) -> bool:
         """Record one mark; False when it was dropped (within `resolution` of the last one kept, or older)."""
@@ -155,6 +162,7 @@ class MarkHistory:
         """Merge many marks (in any order) with those already held, as if they had arrived one by one in time
         order: for seeding a symbol from stored marks after a restart."""
         key = (product_type.upper(), symbol)
+        self._memo.pop(key, None)  # a merge can change the samples between the oldest and the newest
         merged = [(_seconds(at), _mark(key, mark)) for at, mark in samples]
         merged += zip(self._times.get(key, ()), self._marks.get(key, ()), strict=True)
         merged.sort()
@@ -180,9 +188,28 @@ class MarkHistory:
         self, product_type: str, symbol: str, now: datetime, *, window: timedelta | None = None
     ) -> float | None:
         """realized_volatility of the marks within `window` (the whole history by default) before `now`."""
+        key = (product_type.upper(), symbol)
+        times = self._times.get(key)
+        if not times:
+            return None
         since = _seconds(now) - (window or self.window).total_seconds()
-        points = [(t, m) for t, m in self.samples(product_type, symbol) if t >= since]
-        return _volatility(points, MIN_SAMPLES, MIN_SPAN)
+        skip = 0  # samples too old for the window (a few: the history is trimmed to it on every add)
+        for t in times:
+            if t >= since:
+                break
+            skip += 1
+        if skip == len(times):
+            return None
+        # Samples are only appended at the newest end and dropped at the oldest (add_many, which rebuilds them,
+        # forgets the figure), so the same count, oldest and newest used are the same samples.
+        stamp = (len(times) - skip, times[skip], times[-1])
+        memo = self._memo.get(key)
+        if memo is not None and memo[0] == stamp:
+            return memo[1]
+        points = list(itertools.islice(zip(times, self._marks[key], strict=True), skip, None))
+        value = _volatility(points, MIN_SAMPLES, MIN_SPAN)
+        self._memo[key] = (stamp, value)
+        return value
 
     def symbols(self) -> list[tuple[str, str]]:
         return sorted(self._times)
@@ -193,6 +220,7 @@ class MarkHistory:
             self._trim(key, _seconds(now))
             if not self._times[key]:
                 del self._times[key], self._marks[key]
+                self._memo.pop(key, None)
 
     def _trim(self, key: tuple[str, str], newest: float) -> None:
         oldest = newest - self.window.total_seconds()

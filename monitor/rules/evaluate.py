@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from monitor.domain import AccountSnapshot, KeyInfo, Position
+from monitor.numbers import amount, chance, money, price, size
 from monitor.risk.odds import liquidation_probability
 from monitor.risk.safety import describe, snapshot_safety
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
@@ -132,8 +133,8 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
                 value = p.liquidation_distance_pct
                 summary = (
                     (
-                        f"{p.symbol} {p.side}: {num(value, 2)}% from liquidation (mark {num(p.mark_price)}, "
-                        f"liquidation {num(p.liquidation_price)})"
+                        f"{p.symbol} {p.side}: {num(value, 2)}% from liquidation (mark {price(p.mark_price)}, "
+                        f"liquidation {price(p.liquidation_price, p.mark_price)})"
                     )
                     if value is not None
                     else f"{p.symbol} {p.side}: no liquidation price"
@@ -147,7 +148,8 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
                 share = p.unrealized_pnl * 100 / p.margin if p.margin else None
                 value = share if rule.percent else p.unrealized_pnl
                 pct = f" ({num(share, 1)}% of margin)" if share is not None else ""
-                summary = f"{p.symbol} {p.side}: unrealized PnL {num(p.unrealized_pnl, 2)} {p.margin_coin}{pct}"
+                shown = amount(p.unrealized_pnl, p.margin_coin)
+                summary = f"{p.symbol} {p.side}: unrealized PnL {shown} {p.margin_coin}{pct}"
             if view.estimated:
                 summary += f"; {ESTIMATED}"
             yield judged(position_subject(p), value, summary, details)
@@ -169,7 +171,7 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
         pnl, equity = snapshot.unrealized_pnl_usdt, snapshot.equity_usdt
         share = pnl * 100 / equity if equity else None
         text = f" ({num(share, 1)}% of equity)" if share is not None else ""
-        yield judged("", share if rule.percent else pnl, f"unrealized PnL {num(pnl, 2)} USDT{text}", {})
+        yield judged("", share if rule.percent else pnl, f"unrealized PnL {money(pnl)} USDT{text}", {})
     elif rule.type is RuleType.DRAWDOWN:
         peak = peaks.get(rule.name)
         value = drawdown_pct(snapshot.equity_usdt, peak)
@@ -208,8 +210,8 @@ def drawdown_pct(equity: Decimal, peak: Decimal | None) -> Decimal | None:
 def _drawdown_summary(rule: Rule, equity: Decimal, peak: Decimal | None, value: Decimal | None) -> str:
     window = _span(rule.window)
     if value is None:
-        return f"equity {num(equity, 2)} USDT (no {window} peak yet)"
-    return f"equity {num(equity, 2)} USDT, {num(value, 2)}% below its {window} peak of {num(peak, 2)}"
+        return f"equity {money(equity)} USDT (no {window} peak yet)"
+    return f"equity {money(equity)} USDT, {num(value, 2)}% below its {window} peak of {money(peak)}"
 
 
 def _unreachable(rule: Rule, view: AccountView, now: datetime, current: Current) -> Observation:
@@ -270,18 +272,18 @@ def _odds(rule: Rule, view: AccountView, p: Position) -> tuple[Decimal | None, s
         return None, f"{p.symbol} {p.side}: no liquidation price"
     volatility = view.volatility(p.product_type, p.symbol) if view.volatility is not None else None
     try:
-        chance = liquidation_probability(p, volatility, rule.horizon)
+        odds = liquidation_probability(p, volatility, rule.horizon)
     except (ArithmeticError, ValueError):  # absurd figures from Bitget (NaN, infinite): not judged, held
-        chance = None
-    if chance is None or not math.isfinite(chance):
+        odds = None
+    if odds is None or not math.isfinite(odds):
         return None, f"{p.symbol} {p.side}: too little mark history to judge the odds of liquidation"
-    value = Decimal(f"{chance * 100:.4f}")
+    value = Decimal(f"{odds * 100:.4f}")
     per_day = f", volatility {volatility * 86400**0.5 * 100:.1f}% a day" if volatility is not None else ""
     distance = p.liquidation_distance_pct
     away = f"{num(distance, 2)}% away" if distance is not None else "at liquidation"
     return value, (
-        f"{p.symbol} {p.side}: {num(value, 1)}% chance of liquidation within {horizon} "
-        f"({away}, liquidation {num(p.liquidation_price)}{per_day})"
+        f"{p.symbol} {p.side}: {chance(odds)} chance of liquidation within {horizon} "
+        f"({away}, liquidation {price(p.liquidation_price, p.mark_price)}{per_day})"
     )
 
 
@@ -313,11 +315,11 @@ def position_details(p: Position) -> dict[str, str]:
         "product": p.product_type,
         "symbol": p.symbol,
         "side": str(p.side),
-        "size": num(p.size),
-        "mark": num(p.mark_price),
-        "liquidation": num(p.liquidation_price),
+        "size": size(p.size),
+        "mark": price(p.mark_price),
+        "liquidation": price(p.liquidation_price, p.mark_price),
         "distance": num(distance, 2) if distance is not None else "-",
-        "upnl": num(p.unrealized_pnl, 2),
+        "upnl": amount(p.unrealized_pnl, p.margin_coin),
         "coin": p.margin_coin,
         "margin_mode": str(p.margin_mode),
         "position_mode": str(p.position_mode),

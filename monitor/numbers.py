@@ -1,0 +1,66 @@
+"""The one way numbers are written for people, on the page and in alert messages alike: money with thousands
+separators and two decimals, prices at the symbol's precision, sizes and coin amounts with the digits they have,
+chances as percentages. A missing value is an en dash."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+MISSING = "–"
+STABLE = ("USDT", "USDC", "USD")  # coins counted as money
+SIGNIFICANT = 5  # digits a price keeps at least when rounded to a mark's places
+
+
+def money(value: Decimal | float | None) -> str:
+    """USDT values: thousands separators and two decimals (half-even), never "-0.00"."""
+    if value is None:
+        return MISSING
+    text = f"{value:,.2f}"
+    return text[1:] if text == "-0.00" else text
+
+
+def trimmed(value: Decimal) -> str:
+    """All the digits the value has, no trailing zeros, no exponent, thousands separated."""
+    text = f"{value:,f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def price(value: Decimal | None, like: Decimal | None = None) -> str:
+    """A price at the symbol's precision: the places of `like` (the mark price, which Bitget gives at the tick
+    size) when known, else the value's own; trailing zeros trimmed. A liquidation price of 56069.06270548 beside a
+    mark of 60000.1 is "56,069.1".
+
+    A round mark ("100", "60000") hides the tick size in the zeros it lost, so a price at a mark's places keeps at
+    least SIGNIFICANT digits: 90.90909091 beside a mark of 100 is "90.909", not "91"."""
+    if value is None:
+        return MISSING
+    if like is not None and like.is_finite() and value.is_finite() and value:
+        places = max(0, -like.normalize().as_tuple().exponent, SIGNIFICANT - 1 - value.adjusted())  # type: ignore[operator]
+        value = round(value, places)
+    return trimmed(value)
+
+
+def size(value: Decimal | None) -> str:
+    return MISSING if value is None else trimmed(value)
+
+
+def amount(value: Decimal | None, coin: str) -> str:
+    """A balance or a PnL: USD stablecoins as money, other coins (BTC of an inverse position) with their digits."""
+    if coin.upper() in STABLE:
+        return money(value)
+    return size(value)
+
+
+def chance(probability: float | None) -> str:
+    """A probability (0 to 1) as a percentage a trader reads at a glance: "<0.1%", "3.4%", ">99.9%", "100%"."""
+    if probability is None:
+        return MISSING
+    if probability <= 0:
+        return "0%"
+    if probability >= 1:
+        return "100%"
+    if probability < 0.001:
+        return "<0.1%"
+    if probability > 0.999:
+        return ">99.9%"
+    return f"{probability * 100:.1f}%"
