@@ -11,12 +11,24 @@ STABLE = ("USDT", "USDC", "USD")  # coins counted as money
 SIGNIFICANT = 5  # digits a price keeps at least when rounded to a mark's places
 
 
-def money(value: Decimal | float | None) -> str:
-    """USDT values: thousands separators and two decimals (half-even), never "-0.00"."""
+def money(value: Decimal | float | None, *, sign: bool = False) -> str:
+    """USDT values: thousands separators and two decimals (half-even), never "-0.00"; `sign`: "+12.34", "+0.00"."""
+    return _fixed(value, ",.2f", sign)
+
+
+def percent(value: Decimal | float | None, *, sign: bool = False) -> str:
+    """A percentage with two decimals: "4.31%", with `sign` "+0.25%"."""
+    text = _fixed(value, ".2f", sign)
+    return text if value is None else f"{text}%"
+
+
+def _fixed(value: Decimal | float | None, spec: str, sign: bool) -> str:
     if value is None:
         return MISSING
-    text = f"{value:,.2f}"
-    return text[1:] if text == "-0.00" else text
+    text = format(value, ("+" if sign else "") + spec)
+    if text.lstrip("+-").strip("0.,") == "":  # zero once rounded: no "-0.00"
+        text = ("+" if sign else "") + text.lstrip("+-")
+    return text
 
 
 def trimmed(value: Decimal) -> str:

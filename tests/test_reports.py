@@ -31,7 +31,8 @@ from monitor.domain import (
 from monitor.errors import ConfigError
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.reports import schedule as sch
-from monitor.reports.content import build_report, duration, pct, usdt
+from monitor.numbers import money, percent
+from monitor.reports.content import build_report, duration
 from monitor.reports.model import AccountPeriod
 from monitor.reports.render import ReportMessages, render_report
 from monitor.store import migrations
@@ -195,14 +196,15 @@ def test_the_worst_accounts_come_first_and_the_total_counts_only_accounts_known_
 @pytest.mark.parametrize(
     ("value", "sign", "shown"),
     [("1234567.891", False, "1,234,567.89"), ("-1234.5", False, "-1,234.50"), ("0.005", True, "+0.00"),
-     ("-0.004", True, "+0.00"), ("12.345", True, "+12.34"), ("-99999.999", True, "-100,000.00"), (None, False, "-")],
+     ("-0.004", True, "+0.00"), ("12.345", True, "+12.34"), ("-99999.999", True, "-100,000.00"), (None, False, "–")],
 )  # fmt: skip
 def test_money_is_shown_with_thousands_separators_and_cents(value: str | None, sign: bool, shown: str) -> None:
-    assert usdt(Decimal(value) if value is not None else None, sign=sign) == shown
+    assert money(Decimal(value) if value is not None else None, sign=sign) == shown
 
 
 def test_percentages_and_durations_read_plainly() -> None:
-    assert (pct(Decimal("-1.005"), sign=True), pct(Decimal("12.3456")), pct(None)) == ("-1.00 %", "12.35 %", "-")
+    shown_pct = (percent(Decimal("-1.005"), sign=True), percent(Decimal("12.3456")), percent(None))
+    assert shown_pct == ("-1.00%", "12.35%", "–")
     shown = [duration(timedelta(seconds=s)) for s in (0, 20, 2700, 3 * 3600 + 300, 2 * 86400 + 4 * 3600)]
     assert shown == ["0m", "<1m", "45m", "3h 05m", "2d 4h"]
 
@@ -231,11 +233,11 @@ def test_the_chat_form_of_500_accounts_fits_telegram_with_the_worst_first_and_sa
     lines = [line for line in rendered.body.splitlines() if line.startswith("account-with")]
     assert [line.split(":")[0] for line in lines] == [f"account-with-a-longish-name-{i:03d}" for i in range(len(lines))]
     assert f"and {500 - len(lines)} more" in rendered.body
-    assert "Total: 50,124,750.00 USDT, +124,750.00 (+0.25 %)" in rendered.body
+    assert "Total: 50,124,750.00 USDT, +124,750.00 (+0.25%)" in rendered.body
     assert "2026-03-01 09:00 to 2026-03-02 09:00 (Europe/Berlin)" in rendered.body
     # Every account is in the email.
     assert all(f"account-with-a-longish-name-{i:03d}\n" in rendered.body_long for i in range(500))
-    assert rendered.title == "daily: 500 accounts, equity 50,124,750.00 USDT (+0.25 %)"
+    assert rendered.title == "daily: 500 accounts, equity 50,124,750.00 USDT (+0.25%)"
 
 
 def test_the_chat_form_shows_each_accounts_figures() -> None:
@@ -246,7 +248,7 @@ def test_the_chat_form_shows_each_accounts_figures() -> None:
         period_of("beta", as_of=None, equity=None, equity_before=None, unrealized_pnl=None, lowest_equity=None),
     ]  # fmt: skip
     body = ReportMessages(None).render(build_report("daily", T0 - timedelta(days=1), T0, data)).body
-    assert "beta: no data in this period\nalpha: 104,823.80 (+4.82 %), liq 18.00 % (low 6.25 %), dd 3.50 %, " \
+    assert "beta: no data in this period\nalpha: 104,823.80 (+4.82%), liq 18.00% (low 6.25%), dd 3.50%, " \
            "alerts 2/1, down 12m" in body  # fmt: skip
     assert "and" not in body.split("alpha")[1]
 
@@ -255,9 +257,15 @@ def test_an_account_first_read_inside_the_period_shows_its_change_since_that_fir
     first = T0 - timedelta(hours=3)
     data = [period_of("fresh", equity=Decimal(1100), equity_before=Decimal(1000), first_read_at=first)]
     rendered = ReportMessages(None).render(build_report("daily", T0 - timedelta(days=1), T0, data))
-    assert "fresh: 1,100.00 (+10.00 % since first read 2026-03-02 05:00)" in rendered.body
-    assert "Total: 1,100.00 USDT, +100.00 (+10.00 %) since first read 2026-03-02 05:00;" in rendered.body
-    assert "Change:                 +100.00 USDT (+10.00 %) since first read 2026-03-02 05:00" in rendered.body_long
+    assert "fresh: 1,100.00 (+10.00% since first read 2026-03-02 05:00)" in rendered.body
+    assert "Total: 1,100.00 USDT, +100.00 (+10.00%) since first read 2026-03-02 05:00;" in rendered.body
+    assert "Change:                 +100.00 USDT (+10.00%) since first read 2026-03-02 05:00" in rendered.body_long
+
+
+def test_a_title_without_any_earlier_figure_says_no_change_rather_than_a_dash() -> None:
+    data = [period_of("new", equity_before=None)]
+    rendered = ReportMessages(None).render(build_report("daily", T0 - timedelta(days=1), T0, data))
+    assert rendered.title == "daily: 1 account, equity 1,000.00 USDT"
 
 
 def test_report_templates_in_the_users_folder_replace_the_built_in_ones(tmp_path: Path) -> None:
@@ -321,7 +329,7 @@ def store(db_url: str) -> Any:
 
 
 def fill(store: Store) -> None:
-    """alpha: 1000 before the period, up to 1200, down to 900 (25 % below the peak), 1100 at the end; its
+    """alpha: 1000 before the period, up to 1200, down to 900 (25% below the peak), 1100 at the end; its
     position comes within 5 % of liquidation. beta: unreachable from 10:00 to 10:30 and from 07:50 to the end."""
     h = timedelta(hours=1)
     store.write_polls([ok("alpha", START - timedelta(minutes=5), "1000", liq="40000"),
@@ -509,7 +517,7 @@ async def test_the_terminal_report_prints_the_simulators_reads_as_text_and_json(
             else None
         )  # fmt: skip
     text = render_report(config, store, now, since=timedelta(hours=24))
-    assert text.startswith(f"Report: 2 accounts, equity {usdt(total)} USDT")
+    assert text.startswith(f"Report: 2 accounts, equity {money(total)} USDT")
     assert all(f"\n{a.name}\n  Equity:" in text for a in futures)
     only_a = json.loads(render_report(config, store, now, report="fund-a daily", as_json=True))
     assert [a["name"] for a in only_a["accounts"]] == [futures[0].name]
@@ -568,10 +576,10 @@ async def test_a_due_report_goes_through_the_outbox_to_chat_and_email_once(
     finally:
         sender.close()
     (chat,) = sink.received
-    assert chat["title"] == "daily: 2 accounts, equity 1,620.00 USDT (+8.00 %)"
-    assert "alpha: 1,100.00 (+10.00 %), liq 20.00 % (low 5.00 %), dd 25.00 %" in chat["message"]
-    assert "beta: 520.00 (+4.00 %), dd 0.00 %, down 39m" in chat["message"]
+    assert chat["title"] == "daily: 2 accounts, equity 1,620.00 USDT (+8.00%)"
+    assert "alpha: 1,100.00 (+10.00%), liq 20.00% (low 5.00%), dd 25.00%" in chat["message"]
+    assert "beta: 520.00 (+4.00%), dd 0.00%, down 39m" in chat["message"]
     (mail,) = smtp.messages
     (body,) = [p.get_payload(decode=True).decode() for p in mail.walk() if p.get_content_type() == "text/plain"]
     assert "Period: 2026-03-01 09:00 to 2026-03-02 09:00 (Europe/Berlin)" in body
-    assert "  Deepest drawdown:       25.00 %" in body
+    assert "  Deepest drawdown:       25.00%" in body

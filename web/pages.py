@@ -18,7 +18,7 @@ from aiohttp import web
 
 from monitor.alerts.model import Alert
 from monitor.domain import AccountSnapshot, Position
-from monitor.numbers import amount, chance, money, price, size
+from monitor.numbers import amount, chance, money, percent, price, size
 from monitor.poller.state import ACCOUNT_STATUSES, INVALID_SNAPSHOT, Reading
 from monitor.report import position_json
 from monitor.rules.evaluate import position_subject
@@ -43,7 +43,7 @@ def environment(folder: Path) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.globals.update(HOUR=HOUR, DAY=DAY)  # the horizons of the odds of liquidation shown
-    env.filters.update(money=money, pct=pct, ratio=ratio, age=age, when=when, segment=segment, price=price,
+    env.filters.update(money=money, pct=percent, ratio=ratio, age=age, when=when, segment=segment, price=price,
                        size=size, amount=amount, chance=chance, brief=brief)  # fmt: skip
     return env
 
@@ -87,10 +87,6 @@ def brief(error: str | None, limit: int = 80) -> str:
     text = re.sub(r"^/\S*: ", "", error or "")
     text = re.split(r": ['\"<]", text, maxsplit=1)[0]
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def pct(value: Decimal | None) -> str:
-    return "–" if value is None else f"{value:.2f}%"
 
 
 def ratio(value: Decimal | None) -> str:

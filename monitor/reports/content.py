@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from monitor.reports.model import AccountPeriod
-
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,25 +108,6 @@ def _change(before: Decimal | None, now: Decimal | None, since: datetime | None)
 
 
 # -- formatting, for the templates -------------------------------------------------------------------------
-
-
-def usdt(value: Decimal | None, *, sign: bool = False) -> str:
-    """12345.678 -> "12,345.68" (half-even, as money is rounded elsewhere here); None -> "-"."""
-    if value is None:
-        return "-"
-    rounded = value.quantize(CENT, rounding=ROUND_HALF_EVEN)
-    if rounded == 0:
-        rounded = abs(rounded)  # no "-0.00"
-    return f"{rounded:+,.2f}" if sign else f"{rounded:,.2f}"
-
-
-def pct(value: Decimal | None, *, sign: bool = False) -> str:
-    if value is None:
-        return "-"
-    rounded = value.quantize(CENT, rounding=ROUND_HALF_EVEN)
-    if rounded == 0:
-        rounded = abs(rounded)
-    return f"{rounded:+.2f} %" if sign else f"{rounded:.2f} %"
 
 
 def duration(value: timedelta) -> str:

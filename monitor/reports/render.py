@@ -18,7 +18,8 @@ import jinja2
 from monitor.alerts.messages import CHAT_LIMIT, TITLE_LIMIT, environment, render
 from monitor.alerts.model import Rendered
 from monitor.config.model import Config, ReportConfig
-from monitor.reports.content import AccountReport, Change, Report, build_report, duration, pct, report_json, usdt
+from monitor.numbers import MISSING, money, percent
+from monitor.reports.content import AccountReport, Change, Report, build_report, duration, report_json
 from monitor.store.reports import period_data
 from monitor.store.repository import Store
 
@@ -120,12 +121,12 @@ def _context(report: Report, tz: ZoneInfo, public_url: str | None) -> dict[str, 
         "timezone": str(tz),
         "total": {
             "accounts": len(report.accounts),
-            "equity": usdt(report.equity),
-            "change": usdt(change.absolute, sign=True) if change else "-",
-            "change_pct": pct(change.pct, sign=True) if change else "-",
+            "equity": money(report.equity),
+            "change": money(change.absolute, sign=True) if change else MISSING,
+            "change_pct": percent(change.pct, sign=True) if change else MISSING,
             "since": _since(change, tz),
-            "unrealized_pnl": usdt(report.unrealized_pnl, sign=True),
-            "lowest_distance": pct(report.lowest_distance_pct),
+            "unrealized_pnl": money(report.unrealized_pnl, sign=True),
+            "lowest_distance": percent(report.lowest_distance_pct),
             "alerts_fired": report.alerts_fired,
             "alerts_resolved": report.alerts_resolved,
             "liquidations": report.liquidations,
@@ -142,16 +143,16 @@ def _account(a: AccountReport, tz: ZoneInfo) -> dict[str, Any]:
     return {
         "name": d.account,
         "no_data": a.no_data,
-        "as_of": _when(d.as_of, tz) if d.as_of else "-",
-        "equity": usdt(d.equity),
-        "change": usdt(a.change.absolute, sign=True) if a.change else "-",
-        "change_pct": pct(a.change.pct, sign=True) if a.change else "-",
+        "as_of": _when(d.as_of, tz) if d.as_of else MISSING,
+        "equity": money(d.equity),
+        "change": money(a.change.absolute, sign=True) if a.change else MISSING,
+        "change_pct": percent(a.change.pct, sign=True) if a.change else MISSING,
         "since": _since(a.change, tz),
-        "unrealized_pnl": usdt(d.unrealized_pnl, sign=True),
-        "lowest_equity": usdt(d.lowest_equity),
-        "drawdown": pct(d.deepest_drawdown_pct),
-        "distance": pct(d.worst_distance_pct),
-        "lowest_distance": pct(d.lowest_distance_pct),
+        "unrealized_pnl": money(d.unrealized_pnl, sign=True),
+        "lowest_equity": money(d.lowest_equity),
+        "drawdown": percent(d.deepest_drawdown_pct),
+        "distance": percent(d.worst_distance_pct),
+        "lowest_distance": percent(d.lowest_distance_pct),
         "has_positions": d.worst_distance_pct is not None or d.lowest_distance_pct is not None,
         "alerts_fired": d.alerts_fired,
         "alerts_resolved": d.alerts_resolved,
