@@ -26,11 +26,15 @@ log = logging.getLogger(__name__)
 
 DRIFT_SECONDS = 40.0  # how long the chosen mark takes to get close to liquidation
 DRIFT_TARGET = Decimal("0.04")  # ... this close: inside the default critical level (7 %)
+DEMO_VOLATILITY = 0.00015  # sd of one second's relative move: 0.9 % an hour
 
 
 async def demo(port: int, accounts: int, seed: int, stop: asyncio.Event) -> None:
     world = generate_world(accounts, seed)
-    sim = Simulator(world, tick=0)  # prices still; the drift below is the only move
+    # Marks wander a little every second (about 1 % an hour, so the odds of liquidation have a volatility to
+    # work from); the drift below is the one large move.
+    world.market.volatility = DEMO_VOLATILITY
+    sim = Simulator(world, tick=1.0)
     sim_runner = web.AppRunner(simulator_app(sim), access_log=None)
     await sim_runner.setup()
     await web.TCPSite(sim_runner, "127.0.0.1", 0).start()
@@ -96,4 +100,4 @@ async def _drift(world: World) -> None:
     steps = int(DRIFT_SECONDS)
     for i in range(1, steps + 1):
         await asyncio.sleep(1)
-        symbol.mark = (start + (target - start) * i / steps).quantize(Decimal("0.0001"))
+        symbol.mark = (start + (target - start) * i / steps).quantize(symbol.tick_size)

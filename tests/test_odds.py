@@ -177,6 +177,12 @@ def test_edge_cases_of_the_liquidation_probability(
     assert liquidation_probability(position, volatility, timedelta(hours=24)) == expected
 
 
+def test_a_mark_that_never_moved_gives_no_volatility_rather_than_zero_odds() -> None:
+    still = [(START + timedelta(seconds=15 * i), Decimal(60000)) for i in range(200)]
+    assert realized_volatility(still) is None
+    assert liquidation_probability(_risky_long(), realized_volatility(still), timedelta(hours=24)) is None
+
+
 def test_the_probability_grows_with_time_and_volatility_and_shrinks_with_distance() -> None:
     near, far = _position(Side.LONG, "60000", "57000"), _position(Side.SHORT, "60000", "66000")
     sigma = 0.0006 / math.sqrt(10)

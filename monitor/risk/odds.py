@@ -47,7 +47,8 @@ def realized_volatility(
     min_samples: int = MIN_SAMPLES,
     min_span: timedelta = MIN_SPAN,
 ) -> float | None:
-    """Volatility of the log mark per square root of a second, or None with too little history.
+    """Volatility of the log mark per square root of a second, or None with too little history (or a mark that
+    did not move in it).
 
     Samples may come in any order; marks that are not positive, and samples at a time already seen, are skipped.
     """
@@ -70,6 +71,8 @@ def _volatility(points: list[tuple[float, float]], min_samples: int, min_span: t
         previous = (t, mark)
         count += 1
     if count < min_samples or elapsed < min_span.total_seconds():
+        return None
+    if squares == 0:  # a mark that never moved (a frozen feed, a halted market) says nothing of the odds: not "0 %"
         return None
     return math.sqrt(squares / elapsed)
 
