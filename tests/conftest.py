@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -11,13 +14,15 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from monitor.clock import SystemClock
+from monitor.config import load_config
 from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerClock
 from monitor.secret import Secret
+from monitor.service import Service
 from monitor.simulator.app import simulator_app
-from monitor.simulator.generate import generate_world
+from monitor.simulator.generate import generate_world, write_accounts_file
 from monitor.simulator.market import SimAccount
 from monitor.simulator.server import Simulator
-from monitor.simulator.world import World
+from monitor.simulator.world import World, load_scenario
 
 
 @dataclass
@@ -79,9 +84,15 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def make_sim(aiohttp_server: Any, session: aiohttp.ClientSession) -> SimFactory:
-    async def start(accounts: int = 12, seed: int = 1, world: World | None = None, **options: Any) -> Sim:
+async def make_sim(aiohttp_server: Any, session: aiohttp.ClientSession, tmp_path: Path) -> SimFactory:
+    """Start a simulator on a generated world, a given one, or a scenario file's text (tests.scenarios)."""
+
+    async def start(
+        accounts: int = 12, seed: int = 1, world: World | None = None, scenario: str | None = None, **options: Any
+    ) -> Sim:
         options.setdefault("tick", 0)  # frozen prices unless a test moves them
+        if scenario is not None:
+            world = load_scenario(write_scenario(tmp_path, scenario))
         sim = Simulator(world or generate_world(accounts, seed), **options)
         server = await aiohttp_server(simulator_app(sim))
         return Sim(sim, server, session)
@@ -92,6 +103,65 @@ async def make_sim(aiohttp_server: Any, session: aiohttp.ClientSession) -> SimFa
 @pytest.fixture
 async def sim(make_sim: SimFactory) -> Sim:
     return await make_sim()
+
+
+def write_scenario(folder: Path, text: str) -> Path:
+    """The scenario as folder/scenario.toml, with a fresh RSA key in the key file it names (cross.pem)."""
+    if 'rsa_private_key_file = "cross.pem"' in text:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        (folder / "cross.pem").write_bytes(pem)
+    path = folder / "scenario.toml"
+    path.write_text(text)
+    return path
+
+
+# -- the monitor, as `run` runs it ----------------------------------------------------------------------------
+
+
+def accounts_file(sim: Sim, tmp_path: Path, monitor: str = "", head: str = "") -> Path:
+    """The simulator's accounts as tmp_path/accounts.toml, on a SQLite database in tmp_path and an ephemeral web
+    port: `monitor` is added to [monitor] (TOML lines), `head` ([channels], [[rules]], ...) before the accounts."""
+    path = tmp_path / "accounts.toml"
+    write_accounts_file(sim.world, path, sim.url)
+    settings = f'database_url = "sqlite:///{tmp_path}/m.db"\n{monitor}'
+    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + settings, 1)
+    path.write_text(text.replace("[[accounts]]", f'[web]\nlisten = "127.0.0.1:0"\n{head}[[accounts]]', 1))
+    return path
+
+
+@asynccontextmanager
+async def running(path: Path, *, read_now: bool = False, timeout: float = 20.0) -> AsyncIterator[Service]:
+    """`run` on this accounts file, as the command runs it; entered once the alert state is loaded and every
+    account has been read (`read_now`: first reads at once, rather than spread over the poll interval), and
+    stopped (cleanly, within 15 s) on exit."""
+    service = Service(path, load_config(path, env={}), SystemClock())
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+
+    def polled() -> bool:
+        poller = service.poller
+        return poller is not None and poller.running and all(s.polls for s in poller.accounts.values())
+
+    try:
+        await until(lambda: task.done() or (service.poller is not None and service.poller.running), timeout)
+        if task.done():
+            task.result()  # it failed to start: its error
+        if read_now:
+            for name in service.poller.accounts:  # type: ignore[union-attr]
+                service.poller.read_now(name)  # type: ignore[union-attr]
+        await until(lambda: task.done() or (service.engine.ready and polled()), timeout)
+        if task.done():
+            task.result()
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
 
 
 # -- databases -----------------------------------------------------------------------------------------------
@@ -211,7 +281,6 @@ def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 
 async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     """Wait until the predicate holds (polled every 50 ms); fail the test after `timeout` seconds."""
-    import asyncio
     import time
 
     deadline = time.monotonic() + timeout

@@ -21,17 +21,14 @@ from typing import Any
 
 import pytest
 
-from monitor.clock import ManualClock, SystemClock
+from monitor.clock import ManualClock
 from monitor.config import load_config
 from monitor.domain import AccountMode, AccountSnapshot, Position
 from monitor.rules.evaluate import AccountView
-from monitor.service import Service
-from monitor.simulator.generate import write_accounts_file
-from monitor.simulator.world import load_scenario
 from monitor.store import migrations
-from tests.conftest import SimFactory, Sink, until
+from tests.conftest import SimFactory, Sink, accounts_file, running, until
+from tests.scenarios import LIQUIDATION_RULE, TWO_ACCOUNTS
 from tests.test_alerts import ACCOUNT, T0, Rig, position, rig_for, rules
-from tests.test_simulator import SCENARIO
 
 NOW = "0s"
 
@@ -277,25 +274,17 @@ async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_
     waiting in memory, and once the lock is gone it is in the outbox table as sent, and never sent again."""
     import aiohttp
 
-    (tmp_path / "scenario.toml").write_text(
-        SCENARIO.replace('rsa_private_key_file = "cross.pem"', 'api_secret = "cross-secret"')
+    sim = await make_sim(
+        scenario=TWO_ACCOUNTS.replace('rsa_private_key_file = "cross.pem"', 'api_secret = "cross-secret"')
     )
-    sim = await make_sim(world=load_scenario(tmp_path / "scenario.toml"))
-    path = tmp_path / "accounts.toml"
-    write_accounts_file(sim.world, path, sim.url)
+    path = accounts_file(
+        sim,
+        tmp_path,
+        'poll_interval = "1s"\nrisk_poll_interval = "200ms"\n',
+        f'[channels]\nops = ["{sink.url()}"]\n{LIQUIDATION_RULE}',
+    )
     database = f"sqlite:///{tmp_path}/m.db"
-    monitor = f'database_url = "{database}"\npoll_interval = "1s"\nrisk_poll_interval = "200ms"\n'
-    alerting = (
-        f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nops = ["{sink.url()}"]\n'
-        '[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "3%"\nclear = "1%"\n'
-    )
-    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + monitor, 1)
-    path.write_text(text.replace("[[accounts]]", alerting + "[[accounts]]", 1))
-    service = Service(path, load_config(path, env={}), SystemClock())
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await until(lambda: service.engine.ready and all(s.polls for s in service.poller.accounts.values()), 30)  # type: ignore[union-attr]
+    async with running(path, timeout=30) as service:
         await asyncio.sleep(1.5)
         assert sink.received == []
         with database_away(database):
@@ -315,9 +304,6 @@ async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_
         assert len(sink.received) == 1
         outbox = await asyncio.to_thread(service.store.alerts.outbox)
         assert [(m.account, m.status, m.attempts) for m in outbox] == [("iso", "sent", 1)]
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=15)
 
 
 def test_a_full_outbox_in_memory_forgets_sent_messages_first_then_the_oldest_unsent() -> None:
