@@ -124,12 +124,13 @@ def write_scenario(folder: Path, text: str) -> Path:
 # -- the monitor, as `run` runs it ----------------------------------------------------------------------------
 
 
-def accounts_file(sim: Sim, tmp_path: Path, monitor: str = "", head: str = "") -> Path:
-    """The simulator's accounts as tmp_path/accounts.toml, on a SQLite database in tmp_path and an ephemeral web
-    port: `monitor` is added to [monitor] (TOML lines), `head` ([channels], [[rules]], ...) before the accounts."""
+def accounts_file(sim: Sim, tmp_path: Path, monitor: str = "", head: str = "", database: str | None = None) -> Path:
+    """The simulator's accounts as tmp_path/accounts.toml, on `database` (by default SQLite in tmp_path) and an
+    ephemeral web port: `monitor` is added to [monitor] (TOML lines), `head` ([channels], [[rules]], ...) before
+    the accounts."""
     path = tmp_path / "accounts.toml"
     write_accounts_file(sim.world, path, sim.url)
-    settings = f'database_url = "sqlite:///{tmp_path}/m.db"\n{monitor}'
+    settings = f'database_url = "{database or f"sqlite:///{tmp_path}/m.db"}"\n{monitor}'
     text = path.read_text().replace("[monitor]\n", "[monitor]\n" + settings, 1)
     path.write_text(text.replace("[[accounts]]", f'[web]\nlisten = "127.0.0.1:0"\n{head}[[accounts]]', 1))
     return path
@@ -138,30 +139,30 @@ def accounts_file(sim: Sim, tmp_path: Path, monitor: str = "", head: str = "") -
 @asynccontextmanager
 async def running(path: Path, *, read_now: bool = False, timeout: float = 20.0) -> AsyncIterator[Service]:
     """`run` on this accounts file, as the command runs it; entered once the alert state is loaded and every
-    account has been read (`read_now`: first reads at once, rather than spread over the poll interval), and
-    stopped (cleanly, within 15 s) on exit."""
+    account has been read, and stopped (cleanly, within 30 s) on exit. `read_now`: once the alert state is
+    loaded, every account is read at once (rather than at its turn in the poll interval), so each of these reads
+    is judged as it arrives."""
     service = Service(path, load_config(path, env={}), SystemClock())
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
 
-    def polled() -> bool:
-        poller = service.poller
-        return poller is not None and poller.running and all(s.polls for s in poller.accounts.values())
+    async def reach(condition: Callable[[], bool]) -> None:
+        await until(lambda: task.done() or condition(), timeout)
+        if task.done():
+            task.result()  # it failed: its own error rather than a timeout
 
     try:
-        await until(lambda: task.done() or (service.poller is not None and service.poller.running), timeout)
-        if task.done():
-            task.result()  # it failed to start: its error
-        if read_now:
-            for name in service.poller.accounts:  # type: ignore[union-attr]
-                service.poller.read_now(name)  # type: ignore[union-attr]
-        await until(lambda: task.done() or (service.engine.ready and polled()), timeout)
-        if task.done():
-            task.result()
+        await reach(lambda: service.engine.ready and service.poller is not None and service.poller.running)
+        poller = service.poller
+        assert poller is not None
+        before = {name: state.polls for name, state in poller.accounts.items()} if read_now else {}
+        for name in before:
+            poller.read_now(name)
+        await reach(lambda: all(s.polls > before.get(name, 0) for name, s in poller.accounts.items()))
         yield service
     finally:
         stop.set()
-        await asyncio.wait_for(task, timeout=15)
+        await asyncio.wait_for(task, timeout=30)
 
 
 # -- databases -----------------------------------------------------------------------------------------------

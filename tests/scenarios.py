@@ -58,3 +58,5 @@ TWO_ACCOUNTS = "[market]\nvolatility = 0.001\n" + SYMBOL + ISO + CROSS
 LIQUIDATION_RULE = (
     '[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "3%"\nclear = "1%"\n'
 )
+# The same two, both on HMAC keys.
+TWO_HMAC_ACCOUNTS = TWO_ACCOUNTS.replace('rsa_private_key_file = "cross.pem"', 'api_secret = "cross-secret"')

@@ -27,7 +27,7 @@ from monitor.domain import AccountMode, AccountSnapshot, Position
 from monitor.rules.evaluate import AccountView
 from monitor.store import migrations
 from tests.conftest import SimFactory, Sink, accounts_file, running, until
-from tests.scenarios import LIQUIDATION_RULE, TWO_ACCOUNTS
+from tests.scenarios import LIQUIDATION_RULE, TWO_HMAC_ACCOUNTS
 from tests.test_alerts import ACCOUNT, T0, Rig, position, rig_for, rules
 
 NOW = "0s"
@@ -274,9 +274,7 @@ async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_
     waiting in memory, and once the lock is gone it is in the outbox table as sent, and never sent again."""
     import aiohttp
 
-    sim = await make_sim(
-        scenario=TWO_ACCOUNTS.replace('rsa_private_key_file = "cross.pem"', 'api_secret = "cross-secret"')
-    )
+    sim = await make_sim(scenario=TWO_HMAC_ACCOUNTS)
     path = accounts_file(
         sim,
         tmp_path,
