@@ -25,6 +25,12 @@ from monitor.simulator.server import Simulator
 from monitor.simulator.world import World, load_scenario
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests given an xdist group (the minute-long soak) first: under `pytest -n` they start at once rather
+    than last, alone on a worker of their own while the others share out the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
 @dataclass
 class Sim:
     """A running simulator and what a test needs to talk to it."""

@@ -10,6 +10,7 @@ import pytest
 from bench.soak import soak
 
 
+@pytest.mark.xdist_group("soak")
 @pytest.mark.timeout(300)
 async def test_a_minute_of_faults_loses_no_message() -> None:
     report = await soak(minutes=1, accounts=40)
