@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from monitor.simulator.generate import generate_world, write_accounts_file
 from monitor.simulator.market import SimAccount
 from monitor.simulator.server import Simulator
 from monitor.simulator.world import World, load_scenario
+from monitor.store import migrations
+from monitor.store.repository import Store
+from tests.scenarios import LIQUIDATION_RULE
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -142,6 +146,13 @@ def accounts_file(sim: Sim, tmp_path: Path, monitor: str = "", head: str = "", d
     return path
 
 
+def liquidation_watch(sim: Sim, tmp_path: Path, sink: Sink) -> Path:
+    """The accounts file of the liquidation end-to-end tests: every account read each second (one at risk every
+    200 ms), judged by LIQUIDATION_RULE, its messages to the sink."""
+    head = f'[channels]\nops = ["{sink.url()}"]\n{LIQUIDATION_RULE}'
+    return accounts_file(sim, tmp_path, 'poll_interval = "1s"\nrisk_poll_interval = "200ms"\n', head)
+
+
 @asynccontextmanager
 async def running(path: Path, *, read_now: bool = False, timeout: float = 20.0) -> AsyncIterator[Service]:
     """`run` on this accounts file, as the command runs it; entered once the alert state is loaded and every
@@ -206,6 +217,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     finally:
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def store(db_url: str) -> Any:
+    """A store on an empty database of each kind, migrated."""
+    migrations.upgrade(db_url)
+    s = Store(db_url)
+    yield s
+    s.close()
 
 
 # -- notification sinks --------------------------------------------------------------------------------------
@@ -294,3 +314,31 @@ async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+# -- processes ----------------------------------------------------------------------------------------------
+
+MONITOR = [sys.executable, "-m", "monitor"]  # the `bitget-monitor` command, in a process of its own
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    """`bitget-monitor ARGS` run to its end (within a minute): its exit code, standard output and error."""
+    process = await asyncio.create_subprocess_exec(
+        *MONITOR, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@asynccontextmanager
+async def process(*command: str, **options: Any) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A process started for the block (asyncio.create_subprocess_exec's options), killed at its end if it is
+    still running."""
+    started = await asyncio.create_subprocess_exec(*command, **options)
+    try:
+        yield started
+    finally:
+        if started.returncode is None:
+            started.kill()
+            await started.wait()

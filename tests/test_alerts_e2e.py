@@ -5,20 +5,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.conftest import SimFactory, Sink, accounts_file, running, until
-from tests.scenarios import LIQUIDATION_RULE, TWO_ACCOUNTS
+from tests.conftest import SimFactory, Sink, liquidation_watch, running, until
+from tests.scenarios import TWO_ACCOUNTS
 
 
 async def test_a_mark_crossing_the_critical_level_sends_one_critical_and_then_one_resolved_message(
     make_sim: SimFactory, sink: Sink, tmp_path: Path
 ) -> None:
     sim = await make_sim(scenario=TWO_ACCOUNTS)
-    path = accounts_file(
-        sim,
-        tmp_path,
-        'poll_interval = "1s"\nrisk_poll_interval = "200ms"\n',
-        f'[channels]\nops = ["{sink.url()}"]\n{LIQUIDATION_RULE}',
-    )
+    path = liquidation_watch(sim, tmp_path, sink)
     async with running(path):
         await asyncio.sleep(1.5)
         assert sink.received == []  # 9.1 % from liquidation: fine

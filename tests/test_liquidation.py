@@ -251,16 +251,11 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
     make_sim: SimFactory, sink: Sink, tmp_path: Path
 ) -> None:
     """The whole monitor (`run`: poller, budget, engine, outbox, sender, status page) against the simulator."""
-    from tests.conftest import accounts_file, running, until
-    from tests.scenarios import LIQUIDATION_RULE, TWO_ACCOUNTS
+    from tests.conftest import liquidation_watch, running, until
+    from tests.scenarios import TWO_ACCOUNTS
 
     sim = await make_sim(scenario=TWO_ACCOUNTS)
-    path = accounts_file(
-        sim,
-        tmp_path,
-        'poll_interval = "1s"\nrisk_poll_interval = "200ms"\n',
-        f'[channels]\nops = ["{sink.url()}"]\n{LIQUIDATION_RULE}',
-    )
+    path = liquidation_watch(sim, tmp_path, sink)
     async with running(path) as service:
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # 2.2 %: critical
         await until(lambda: len(sink.received) >= 1)

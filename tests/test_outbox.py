@@ -26,8 +26,8 @@ from monitor.config import load_config
 from monitor.domain import AccountMode, AccountSnapshot, Position
 from monitor.rules.evaluate import AccountView
 from monitor.store import migrations
-from tests.conftest import SimFactory, Sink, accounts_file, running, until
-from tests.scenarios import LIQUIDATION_RULE, TWO_HMAC_ACCOUNTS
+from tests.conftest import SimFactory, Sink, liquidation_watch, process, running, until
+from tests.scenarios import TWO_HMAC_ACCOUNTS
 from tests.test_alerts import ACCOUNT, T0, Rig, position, rig_for, rules
 
 NOW = "0s"
@@ -209,15 +209,9 @@ asyncio.run(Sender(config, store, SystemClock(), node_name()).run())
 
 @contextlib.asynccontextmanager
 async def sender_process(path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SENDER, str(path), cwd=Path(__file__).parent.parent, stdout=asyncio.subprocess.DEVNULL
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    root = Path(__file__).parent.parent
+    async with process(sys.executable, "-c", SENDER, str(path), cwd=root, stdout=asyncio.subprocess.DEVNULL) as sender:
+        yield sender
 
 
 @pytest.mark.timeout(90)
@@ -275,12 +269,7 @@ async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_
     import aiohttp
 
     sim = await make_sim(scenario=TWO_HMAC_ACCOUNTS)
-    path = accounts_file(
-        sim,
-        tmp_path,
-        'poll_interval = "1s"\nrisk_poll_interval = "200ms"\n',
-        f'[channels]\nops = ["{sink.url()}"]\n{LIQUIDATION_RULE}',
-    )
+    path = liquidation_watch(sim, tmp_path, sink)
     database = f"sqlite:///{tmp_path}/m.db"
     async with running(path, timeout=30) as service:
         await asyncio.sleep(1.5)

@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from monitor.alerts.spool import Spool, alert_data, encode, message_data, spool_
 from monitor.clock import SystemClock
 from monitor.config import load_config
 from monitor.service import Service
-from tests.conftest import SimFactory, Sink, accounts_file
-from tests.scenarios import LIQUIDATION_RULE, TWO_HMAC_ACCOUNTS
+from tests.conftest import MONITOR, SimFactory, Sink, liquidation_watch, process
+from tests.scenarios import TWO_HMAC_ACCOUNTS
 from tests.test_alerts import T0
 from tests.test_outbox import database_away, until
 
@@ -101,26 +100,14 @@ def locked(database: Path) -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def monitor(path: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     with open(log, "ab") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor", "run", "-c", str(path), cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        async with process(*MONITOR, "run", "-c", str(path), cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+                           stderr=stderr) as running:  # fmt: skip
+            yield running
 
 
 async def setup(make_sim: SimFactory, sink: Sink, tmp_path: Path) -> tuple[Path, Path, str, object]:
     sim = await make_sim(scenario=TWO_HMAC_ACCOUNTS)
-    path = accounts_file(
-        sim,
-        tmp_path,
-        'poll_interval = "1s"\nrisk_poll_interval = "200ms"\n',
-        f'[channels]\nops = ["{sink.url()}"]\n{LIQUIDATION_RULE}',
-    )
+    path = liquidation_watch(sim, tmp_path, sink)
     database = tmp_path / "m.db"
     url = f"sqlite:///{database}"
     return path, database, url, sim

@@ -66,14 +66,6 @@ def ok(account: str, at: datetime, **kw: Any) -> PollOutcome:
     return PollOutcome(account, at - timedelta(seconds=1), at, snapshot=snapshot(account, at, **kw), requests=5)
 
 
-@pytest.fixture
-def store(db_url: str) -> Any:
-    migrations.upgrade(db_url)
-    s = Store(db_url)
-    yield s
-    s.close()
-
-
 def test_migrations_run_up_and_down_and_match_the_tables(db_url: str) -> None:
     assert migrations.current(db_url) is None
     migrations.upgrade(db_url)
