@@ -21,14 +21,13 @@ from typing import Any
 
 import pytest
 
-from monitor.clock import ManualClock
-from monitor.config import load_config
 from monitor.domain import AccountMode, AccountSnapshot, Position
 from monitor.rules.evaluate import AccountView
-from monitor.store import migrations
 from tests.conftest import SimFactory, Sink, liquidation_watch, process, running, until
 from tests.scenarios import TWO_HMAC_ACCOUNTS
-from tests.test_alerts import ACCOUNT, T0, Rig, position, rig_for, rules
+from tests.test_alerts import T0, Rig, hooked_rig, make_rig, position, rules
+
+__all__ = ["make_rig"]  # a fixture shared with tests.test_alerts
 
 NOW = "0s"
 
@@ -64,24 +63,6 @@ def database_away(db_url: str) -> Iterator[None]:
         yield
     finally:
         allow(True)
-
-
-@pytest.fixture
-def make_rig(tmp_path: Path, db_url: str) -> Any:
-    rigs: list[Rig] = []
-
-    async def make(text: str, accounts: tuple[str, ...] = ("alpha",)) -> Rig:
-        path = tmp_path / "accounts.toml"
-        body = "\n".join("[[accounts]]\n" + ACCOUNT.format(name=n) for n in accounts)
-        path.write_text(f'[monitor]\ndatabase_url = "{db_url}"\n{text}\n{body}')
-        await asyncio.to_thread(migrations.upgrade, db_url)
-        rig = await rig_for(load_config(path, env={}), ManualClock(T0))
-        rigs.append(rig)
-        return rig
-
-    yield make
-    for rig in rigs:
-        rig.store.close()
 
 
 def evaluate(rig: Rig, name: str, *positions: Position) -> None:
@@ -168,13 +149,7 @@ async def test_a_delivery_under_way_when_the_database_returns_is_recorded_once_i
         await answer.wait()
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = await aiohttp_server(app)
-    rig = await make_rig(
-        f'[channels]\nops = ["json://127.0.0.1:{server.port}/hook"]\n[[rules]]\nname = "liq"\n'
-        'type = "liquidation_distance"\nwarning = "15%"\ncritical = "7%"\n'
-    )
+    rig = await hooked_rig(make_rig, aiohttp_server, hook)
     with database_away(db_url):
         evaluate(rig, "alpha", position("95"))
         assert not await rig.engine.flush()

@@ -335,15 +335,17 @@ async def test_tickers_carry_exactly_the_marks_positions_use_for_every_product_t
     assert marks is not None
 
 
-async def test_tickers_are_limited_per_ip_like_bitget(make_sim: SimFactory) -> None:
+@pytest.mark.parametrize(("endpoint", "query"), [("TICKERS", "?productType=USDT-FUTURES"), ("SPOT_TICKERS", "")])
+async def test_tickers_are_limited_per_ip_like_bitget(make_sim: SimFactory, endpoint: str, query: str) -> None:
     from monitor.exchange.bitget import endpoints as ep
 
+    limited = getattr(ep, endpoint)
     sim = await make_sim(accounts=1)
     statuses = []
-    for _ in range(ep.TICKERS.per_second + 1):
-        async with sim.session.get(f"{sim.url}{ep.TICKERS.path}?productType=USDT-FUTURES") as response:
+    for _ in range(limited.per_second + 1):
+        async with sim.session.get(f"{sim.url}{limited.path}{query}") as response:
             statuses.append(response.status)
-    assert statuses.count(200) == ep.TICKERS.per_second and statuses[-1] == 429
+    assert statuses.count(200) == limited.per_second and statuses[-1] == 429
 
 
 async def test_closing_a_position_through_the_control_api_realises_its_pnl(
@@ -379,14 +381,3 @@ async def test_spot_tickers_price_every_coin_at_the_value_the_accounts_are_value
     assert {"open", "bidPr", "askPr", "ts", "usdtVolume", "change24h"} <= set(rows[0])
     async with sim.session.get(f"{sim.url}{ep.SPOT_TICKERS.path}?symbol=ETHUSDT") as response:
         assert [r["symbol"] for r in (await response.json())["data"]] == ["ETHUSDT"]
-
-
-async def test_spot_tickers_are_limited_per_ip_like_bitget(make_sim: SimFactory) -> None:
-    from monitor.exchange.bitget import endpoints as ep
-
-    sim = await make_sim(accounts=1)
-    statuses = []
-    for _ in range(ep.SPOT_TICKERS.per_second + 1):
-        async with sim.session.get(f"{sim.url}{ep.SPOT_TICKERS.path}") as response:
-            statuses.append(response.status)
-    assert statuses.count(200) == ep.SPOT_TICKERS.per_second and statuses[-1] == 429
