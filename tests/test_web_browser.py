@@ -46,7 +46,7 @@ async def chromium(tmp_path: Path, url: str, *extra: str) -> str:
 async def test_the_pages_render_in_chromium_from_the_machine_alone(make_sim: SimFactory, tmp_path: Path) -> None:
     sim = await make_sim(accounts=12)
     path = accounts_file(sim, tmp_path)
-    async with running(path, timeout=30) as service:
+    async with running(path, read_now=True) as service:  # not the 30 s a first cycle is spread over
         await until(lambda: bool(service.engine.firing()), timeout=15)
         base = service.web_url
         assert base is not None
