@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.conftest import SimFactory, Sink, liquidation_watch, running, until
+from tests.conftest import SimFactory, Sink, until
+from tests.launch import liquidation_watch, running
 from tests.scenarios import TWO_ACCOUNTS
 
 

@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 
 from monitor.simulator.generate import generate_world, write_accounts_file
-from tests.conftest import MONITOR, Sim, SimFactory
-from tests.conftest import cli as _run
+from tests.conftest import Sim, SimFactory
+from tests.launch import MONITOR
+from tests.launch import cli as _run
 
 
 async def test_simulate_writes_an_accounts_file_that_check_reads(tmp_path: Path) -> None:

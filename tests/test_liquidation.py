@@ -251,7 +251,8 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
     make_sim: SimFactory, sink: Sink, tmp_path: Path
 ) -> None:
     """The whole monitor (`run`: poller, budget, engine, outbox, sender, status page) against the simulator."""
-    from tests.conftest import liquidation_watch, running, until
+    from tests.conftest import until
+    from tests.launch import liquidation_watch, running
     from tests.scenarios import TWO_ACCOUNTS
 
     sim = await make_sim(scenario=TWO_ACCOUNTS)

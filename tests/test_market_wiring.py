@@ -13,7 +13,8 @@ from pathlib import Path
 from monitor.exchange.bitget import endpoints as ep
 from monitor.rules.evaluate import ESTIMATED
 from monitor.service import Service
-from tests.conftest import SimFactory, Sink, accounts_file, running, until
+from tests.conftest import SimFactory, Sink, until
+from tests.launch import accounts_file, running
 from tests.scenarios import LIQUIDATION_RULE, TWO_ACCOUNTS
 
 

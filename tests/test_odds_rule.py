@@ -13,7 +13,8 @@ from pathlib import Path
 from monitor.alerts.model import State
 from monitor.clock import SystemClock
 from monitor.risk.odds import hit_probability
-from tests.conftest import SimFactory, Sink, accounts_file, running, until
+from tests.conftest import SimFactory, Sink, until
+from tests.launch import accounts_file, running
 from tests.scenarios import ONE_POSITION
 
 STEP_VOLATILITY = 0.002  # the simulator's standard deviation of one step's log move

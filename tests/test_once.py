@@ -18,7 +18,8 @@ from monitor.once import OnceResult
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from monitor.store.repository import Store
-from tests.conftest import MONITOR, Sim, SimFactory, Sink
+from tests.conftest import Sim, SimFactory, Sink
+from tests.launch import MONITOR
 from tests.scenarios import ONE_POSITION
 
 # Liquidation at 90.90909091: mark 100 is 9.09 % away, 95 is 4.31 % (warning), 93 is 2.25 % (critical).

@@ -23,7 +23,8 @@ import pytest
 
 from monitor.domain import AccountMode, AccountSnapshot, Position
 from monitor.rules.evaluate import AccountView
-from tests.conftest import SimFactory, Sink, liquidation_watch, process, running, until
+from tests.conftest import SimFactory, Sink, until
+from tests.launch import liquidation_watch, process, running
 from tests.scenarios import TWO_HMAC_ACCOUNTS
 from tests.test_alerts import T0, Rig, hooked_rig, make_rig, position, rules
 

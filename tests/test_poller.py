@@ -18,7 +18,8 @@ from monitor.poller.state import Status
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from tests import stored as readback
-from tests.conftest import Sim, SimFactory, running
+from tests.conftest import Sim, SimFactory
+from tests.launch import running
 
 
 def _config(sim: Sim, tmp_path: Path, url: str | None = None, **monitor: str) -> Config:

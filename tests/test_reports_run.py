@@ -16,7 +16,8 @@ from monitor.service import Service
 from monitor.store import migrations
 from monitor.store import reports as stored
 from monitor.store.repository import Store
-from tests.conftest import Mailbox, Sim, SimFactory, Sink, accounts_file, running, until
+from tests.conftest import Mailbox, Sim, SimFactory, Sink, until
+from tests.launch import accounts_file, running
 
 
 def monitored(sim: Sim, tmp_path: Path, db_url: str, channels: str, report: str) -> Path:

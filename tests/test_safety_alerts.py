@@ -10,7 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import Mailbox, SimFactory, Sink, accounts_file, running, until
+from tests.conftest import Mailbox, SimFactory, Sink, until
+from tests.launch import accounts_file, running
 from tests.scenarios import LIQUIDATION_RULE, ONE_POSITION
 from tests.test_safety import add_margin
 

@@ -24,7 +24,8 @@ from monitor.alerts.spool import Spool, alert_data, encode, message_data, spool_
 from monitor.clock import SystemClock
 from monitor.config import load_config
 from monitor.service import Service
-from tests.conftest import MONITOR, SimFactory, Sink, liquidation_watch, process
+from tests.conftest import SimFactory, Sink
+from tests.launch import MONITOR, liquidation_watch, process
 from tests.scenarios import TWO_HMAC_ACCOUNTS
 from tests.test_alerts import T0
 from tests.test_outbox import database_away, until

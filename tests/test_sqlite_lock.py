@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 from monitor.simulator.generate import write_accounts_file
-from tests.conftest import MONITOR, SimFactory
-from tests.conftest import cli as _run
+from tests.conftest import SimFactory
+from tests.launch import MONITOR
+from tests.launch import cli as _run
 
 
 async def _holder(config: Path, lock: Path) -> asyncio.subprocess.Process:

@@ -17,7 +17,8 @@ from monitor.cli import main
 from monitor.poller.state import ACCOUNT_STATUSES
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
-from tests.conftest import Sim, SimFactory, running
+from tests.conftest import Sim, SimFactory
+from tests.launch import running
 
 EVIL = "<script>alert(1)</script>"
 

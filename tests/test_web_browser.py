@@ -15,7 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import SimFactory, running, until
+from tests.conftest import SimFactory, until
+from tests.launch import running
 from tests.test_web import EVIL, accounts_file, served
 
 __all__ = ["served"]  # a fixture shared with tests.test_web
