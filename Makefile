@@ -27,8 +27,12 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python scripts/import_cycles.py
 
+# The tests in parallel workers (pytest-xdist): most of the suite waits on loopback servers, subprocesses and
+# timers rather than on the CPU, so more workers than cores pay. `make test TEST_WORKERS=0`: one process.
+TEST_WORKERS ?= 4
+
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # The benchmarks (not part of `make test`): each prints its figures against its target.
 bench: $(STAMP)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +19,15 @@ from monitor.simulator.app import simulator_app
 from monitor.simulator.generate import generate_world
 from monitor.simulator.market import SimAccount
 from monitor.simulator.server import Simulator
-from monitor.simulator.world import World
+from monitor.simulator.world import World, load_scenario
+from monitor.store import migrations
+from monitor.store.repository import Store
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests given an xdist group (the soak, a minute and a half) first: under `pytest -n --dist loadgroup`
+    a group's tests keep to one worker, and these start at once rather than being the last ones running."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 @dataclass
@@ -79,9 +89,15 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def make_sim(aiohttp_server: Any, session: aiohttp.ClientSession) -> SimFactory:
-    async def start(accounts: int = 12, seed: int = 1, world: World | None = None, **options: Any) -> Sim:
+async def make_sim(aiohttp_server: Any, session: aiohttp.ClientSession, tmp_path: Path) -> SimFactory:
+    """Start a simulator on a generated world, a given one, or a scenario file's text (tests.scenarios)."""
+
+    async def start(
+        accounts: int = 12, seed: int = 1, world: World | None = None, scenario: str | None = None, **options: Any
+    ) -> Sim:
         options.setdefault("tick", 0)  # frozen prices unless a test moves them
+        if scenario is not None:
+            world = load_scenario(write_scenario(tmp_path, scenario))
         sim = Simulator(world or generate_world(accounts, seed), **options)
         server = await aiohttp_server(simulator_app(sim))
         return Sim(sim, server, session)
@@ -92,6 +108,22 @@ async def make_sim(aiohttp_server: Any, session: aiohttp.ClientSession) -> SimFa
 @pytest.fixture
 async def sim(make_sim: SimFactory) -> Sim:
     return await make_sim()
+
+
+def write_scenario(folder: Path, text: str) -> Path:
+    """The scenario as folder/scenario.toml, with a fresh RSA key in the key file it names (cross.pem)."""
+    if 'rsa_private_key_file = "cross.pem"' in text:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        (folder / "cross.pem").write_bytes(pem)
+    path = folder / "scenario.toml"
+    path.write_text(text)
+    return path
 
 
 # -- databases -----------------------------------------------------------------------------------------------
@@ -129,6 +161,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     finally:
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def store(db_url: str) -> Any:
+    """A store on an empty database of each kind, migrated."""
+    migrations.upgrade(db_url)
+    s = Store(db_url)
+    yield s
+    s.close()
 
 
 # -- notification sinks --------------------------------------------------------------------------------------
@@ -211,7 +252,6 @@ def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 
 async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     """Wait until the predicate holds (polled every 50 ms); fail the test after `timeout` seconds."""
-    import asyncio
     import time
 
     deadline = time.monotonic() + timeout

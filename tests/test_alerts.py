@@ -116,6 +116,20 @@ def make_rig(tmp_path: Path, db_url: str) -> Any:
         rig.store.close()
 
 
+async def hooked_rig(make_rig: Any, aiohttp_server: Any, hook: Any) -> Rig:
+    """A rig whose one channel posts to `hook` (an aiohttp handler of the test's), judged by a liquidation rule
+    that fires at once (critical under 7 %)."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = await aiohttp_server(app)
+    return await make_rig(
+        f'[channels]\nops = ["json://127.0.0.1:{server.port}/hook"]\n[[rules]]\nname = "liq"\n'
+        'type = "liquidation_distance"\nwarning = "15%"\ncritical = "7%"\n'
+    )
+
+
 async def endpoint(aiohttp_server: Any, port: int, path: str) -> list[str]:
     """A json:// endpoint that comes up late on a port that refused until now; returns the titles it gets."""
     from aiohttp import web
@@ -597,13 +611,7 @@ async def test_a_delivery_recorded_while_the_database_is_away_is_not_sent_again(
         reopened.append(asyncio.create_task(reopen()))
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = await aiohttp_server(app)
-    rig = await make_rig(
-        f'[channels]\nops = ["json://127.0.0.1:{server.port}/hook"]\n[[rules]]\nname = "liq"\n'
-        'type = "liquidation_distance"\nwarning = "15%"\ncritical = "7%"\n'
-    )
+    rig = await hooked_rig(make_rig, aiohttp_server, hook)
     try:
         await rig.judge("alpha", position("95"))  # delivered, then recorded once the database is back
     finally:

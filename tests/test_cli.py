@@ -13,17 +13,8 @@ import pytest
 
 from monitor.simulator.generate import generate_world, write_accounts_file
 from tests.conftest import Sim, SimFactory
-
-MONITOR = [sys.executable, "-m", "monitor"]
-
-
-async def _run(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *MONITOR, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+from tests.launch import MONITOR
+from tests.launch import cli as _run
 
 
 async def test_simulate_writes_an_accounts_file_that_check_reads(tmp_path: Path) -> None:

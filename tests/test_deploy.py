@@ -94,7 +94,9 @@ async def test_the_containers_commands_run_against_postgresql(
     config = tmp_path / "accounts.toml"
     write_accounts_file(sim.world, config, sim.url)
     port = unused_port()
-    config.write_text(config.read_text().replace("[[accounts]]", f'[web]\nlisten = "0.0.0.0:{port}"\n[[accounts]]', 1))
+    text = config.read_text().replace("[[accounts]]", f'[web]\nlisten = "0.0.0.0:{port}"\n[[accounts]]', 1)
+    # readyz wants fresh accounts: first reads spread over 2 s rather than the default 30 s
+    config.write_text(text.replace("[monitor]\n", '[monitor]\npoll_interval = "2s"\n', 1))
     env = {**os.environ, "MONITOR_DATABASE_URL": db_url}
 
     def command(service: str) -> list[str]:

@@ -249,34 +249,13 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
     make_sim: SimFactory, sink: Sink, tmp_path: Path
 ) -> None:
     """The whole monitor (`run`: poller, budget, engine, outbox, sender, status page) against the simulator."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    from monitor.service import Service
-    from monitor.simulator.generate import write_accounts_file
-    from monitor.simulator.world import load_scenario
     from tests.conftest import until
-    from tests.test_simulator import SCENARIO
+    from tests.launch import liquidation_watch, running
+    from tests.scenarios import TWO_ACCOUNTS
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    (tmp_path / "cross.pem").write_bytes(pem)
-    (tmp_path / "scenario.toml").write_text(SCENARIO)
-    sim = await make_sim(world=load_scenario(tmp_path / "scenario.toml"))
-    path = tmp_path / "accounts.toml"
-    write_accounts_file(sim.world, path, sim.url)
-    monitor = f'database_url = "sqlite:///{tmp_path}/m.db"\npoll_interval = "1s"\nrisk_poll_interval = "200ms"\n'
-    alerting = (
-        f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nops = ["{sink.url()}"]\n'
-        '[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "3%"\n'
-    )
-    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + monitor, 1)
-    path.write_text(text.replace("[[accounts]]", alerting + "[[accounts]]", 1))
-    service = Service(path, load_config(path, env={}), SystemClock())
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await until(lambda: service.engine.ready and all(s.polls for s in service.poller.accounts.values()))  # type: ignore[union-attr]
+    sim = await make_sim(scenario=TWO_ACCOUNTS)
+    path = liquidation_watch(sim, tmp_path, sink)
+    async with running(path) as service:
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # 2.2 %: critical
         await until(lambda: len(sink.received) >= 1)
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "85"})  # the isolated long goes
@@ -297,9 +276,6 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
         async with sim.session.get(f"{service.web_url}/api/v1/accounts/iso") as response:
             (alert,) = (await response.json())["alerts"]
         assert (alert["state"], alert["severity"]) == ("liquidated", "critical")
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=15)
 
 
 def test_the_email_form_gives_the_mark_read_after_and_the_last_read() -> None:

@@ -10,20 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from monitor.clock import SystemClock
-from monitor.config import load_config
 from monitor.exchange.bitget import endpoints as ep
 from monitor.rules.evaluate import ESTIMATED
 from monitor.service import Service
-from monitor.simulator.generate import write_accounts_file
-from monitor.simulator.world import load_scenario
 from tests.conftest import SimFactory, Sink, until
-from tests.test_simulator import SCENARIO
-
-RULE = '[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "3%"\nclear = "1%"\n'
+from tests.launch import accounts_file, running
+from tests.scenarios import LIQUIDATION_RULE, TWO_ACCOUNTS
 
 
 @asynccontextmanager
@@ -32,34 +24,12 @@ async def monitoring(
 ) -> AsyncIterator[tuple[Service, object]]:
     """`run` on the scenario's accounts: reads every 30 s (so only a confirming read can come within seconds),
     marks every 200 ms; every account read once before the test goes on."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    (tmp_path / "cross.pem").write_bytes(pem)  # the scenario's RSA-keyed account
-    (tmp_path / "scenario.toml").write_text(SCENARIO)
-    sim = await make_sim(world=load_scenario(tmp_path / "scenario.toml"), **sim_options)
-    path = tmp_path / "accounts.toml"
-    write_accounts_file(sim.world, path, sim.url)
-    settings = f'database_url = "sqlite:///{tmp_path}/m.db"\npoll_interval = "30s"\n{monitor}'
-    head = (
-        f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nops = ["{sink.url()}"]\n'
-        f'[market]\nmark_interval = "200ms"\n{market}\n{RULE}'
-    )
-    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + settings, 1)
-    path.write_text(text.replace("[[accounts]]", head + "[[accounts]]", 1))
-    service = Service(path, load_config(path, env={}), SystemClock())
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await until(lambda: service.live is not None and service.engine.ready)
-        assert service.poller is not None
-        for name in service.poller.accounts:  # the first reads now, not spread over 30 s
-            service.poller.read_now(name)
-        await until(lambda: all(s.polls for s in service.poller.accounts.values()))  # type: ignore[union-attr]
+    sim = await make_sim(scenario=TWO_ACCOUNTS, **sim_options)
+    head = f'[channels]\nops = ["{sink.url()}"]\n[market]\nmark_interval = "200ms"\n{market}\n{LIQUIDATION_RULE}'
+    path = accounts_file(sim, tmp_path, f'poll_interval = "30s"\n{monitor}', head)
+    async with running(path, read_now=True) as service:  # the first reads now, not spread over 30 s
         await until(lambda: "USDT-FUTURES" in service.market.feed.watched and not service.market.feed.stale)  # type: ignore[union-attr]
         yield service, sim
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=15)
 
 
 async def test_a_live_mark_crossing_a_level_triggers_one_confirming_read_and_one_message(

@@ -12,13 +12,10 @@ from pathlib import Path
 
 from monitor.alerts.model import State
 from monitor.clock import SystemClock
-from monitor.config import load_config
 from monitor.risk.odds import hit_probability
-from monitor.service import Service
-from monitor.simulator.generate import write_accounts_file
-from monitor.simulator.world import load_scenario
 from tests.conftest import SimFactory, Sink, until
-from tests.test_safety_alerts import SCENARIO
+from tests.launch import accounts_file, running
+from tests.scenarios import ONE_POSITION
 
 STEP_VOLATILITY = 0.002  # the simulator's standard deviation of one step's log move
 STEP = timedelta(seconds=10)  # the time each step stands for (the history keeps one mark per 10 s)
@@ -28,23 +25,14 @@ STEPS = 120  # 20 minutes of history: enough (30 samples over 10 minutes are nee
 async def test_a_position_fires_once_its_symbol_has_enough_mark_history_and_holds_before(
     make_sim: SimFactory, sink: Sink, tmp_path: Path
 ) -> None:
-    (tmp_path / "scenario.toml").write_text(SCENARIO.replace("volatility = 0", f"volatility = {STEP_VOLATILITY}"))
-    sim = await make_sim(world=load_scenario(tmp_path / "scenario.toml"), limits=False)
-    path = tmp_path / "accounts.toml"
-    write_accounts_file(sim.world, path, sim.url)
-    monitor = f'database_url = "sqlite:///{tmp_path}/m.db"\npoll_interval = "1s"\n'
-    alerting = (
-        f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nchat = ["{sink.url()}"]\n'
+    scenario = ONE_POSITION.replace("volatility = 0", f"volatility = {STEP_VOLATILITY}")
+    sim = await make_sim(scenario=scenario, limits=False)
+    odds = (
         '[[rules]]\nname = "odds"\ntype = "liquidation_probability"\nwarning = "5%"\ncritical = "20%"\n'
         'horizon = "24h"\n'
     )
-    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + monitor, 1)
-    path.write_text(text.replace("[[accounts]]", alerting + "[[accounts]]", 1))
-    service = Service(path, load_config(path, env={}), SystemClock())
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await until(lambda: service.engine.ready and all(s.polls for s in service.poller.accounts.values()))  # type: ignore[union-attr]
+    path = accounts_file(sim, tmp_path, 'poll_interval = "1s"\n', f'[channels]\nchat = ["{sink.url()}"]\n{odds}')
+    async with running(path) as service:
         await asyncio.sleep(2.0)  # several judgements: a few seconds of marks say nothing yet, the rule holds
         assert sink.received == []
         assert not [a for a in service.engine.current.values() if a.state in (State.FIRING, State.PENDING)]
@@ -74,9 +62,6 @@ async def test_a_position_fires_once_its_symbol_has_enough_mark_history_and_hold
                                timedelta(hours=24)) * 100  # fmt: skip
         assert alert.value is not None
         assert low <= float(alert.value) <= high, (alert.value, expected)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=15)
 
 
 async def test_after_a_restart_the_mark_history_is_seeded_from_the_stored_position_marks(tmp_path: Path) -> None:

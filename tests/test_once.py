@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,37 +17,11 @@ from monitor.config import load_config
 from monitor.once import OnceResult
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
-from monitor.simulator.world import load_scenario
 from monitor.store.repository import Store
 from tests.conftest import Sim, SimFactory, Sink
+from tests.launch import MONITOR
+from tests.scenarios import ONE_POSITION
 
-MONITOR = [sys.executable, "-m", "monitor"]
-
-SCENARIO = """
-[[symbols]]
-product_type = "USDT-FUTURES"
-symbol = "BTCUSDT"
-mark = "100"
-tick_size = "0.01"
-maintenance_rate = "0.01"
-
-[[accounts]]
-name = "iso"
-api_key = "bg_iso"
-api_secret = "iso-secret"
-passphrase = "pw"
-ips = []
-wallets = [{ product_type = "USDT-FUTURES", coin = "USDT", balance = "1000" }]
-
-[[accounts.positions]]
-product_type = "USDT-FUTURES"
-symbol = "BTCUSDT"
-side = "long"
-margin_mode = "isolated"
-size = "10"
-entry = "100"
-margin = "100"
-"""
 # Liquidation at 90.90909091: mark 100 is 9.09 % away, 95 is 4.31 % (warning), 93 is 2.25 % (critical).
 RULE = """
 [[rules]]
@@ -80,9 +53,10 @@ class CronClock:
         self.offset += delta
 
 
-async def _world(make_sim: SimFactory, tmp_path: Path) -> Sim:
-    (tmp_path / "scenario.toml").write_text(SCENARIO)
-    return await make_sim(world=load_scenario(tmp_path / "scenario.toml"))
+async def _world(make_sim: SimFactory) -> Sim:
+    """The one-position scenario, without the per-second request limits: these cron runs come seconds apart, so
+    each run's key check would meet the last one's limit and wait out a retry."""
+    return await make_sim(scenario=ONE_POSITION, limits=False)
 
 
 def _accounts_file(sim: Sim, tmp_path: Path, database_url: str, channel: str, rule: str = RULE) -> Path:
@@ -101,7 +75,7 @@ async def _once(path: Path, clock: Any, deliver_timeout: float = 30.0) -> OnceRe
 async def test_a_series_of_once_runs_sends_warning_critical_nothing_before_repeat_and_resolved_exactly_once(
     make_sim: SimFactory, sink: Sink, tmp_path: Path, db_url: str
 ) -> None:
-    sim = await _world(make_sim, tmp_path)
+    sim = await _world(make_sim)
     path = _accounts_file(sim, tmp_path, db_url, sink.url())
     clock = CronClock()
 
@@ -142,7 +116,7 @@ async def test_a_series_of_once_runs_sends_warning_critical_nothing_before_repea
 async def test_a_dry_run_judges_and_prints_but_stores_and_sends_nothing(
     make_sim: SimFactory, sink: Sink, tmp_path: Path
 ) -> None:
-    sim = await _world(make_sim, tmp_path)
+    sim = await _world(make_sim)
     database = tmp_path / "m.db"
     path = _accounts_file(sim, tmp_path, f"sqlite:///{database}", sink.url(), RULE.replace('for = "1m"', ""))
     await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})
@@ -158,7 +132,7 @@ async def test_a_dry_run_judges_and_prints_but_stores_and_sends_nothing(
 
 
 async def test_the_table_shows_the_alerts_as_the_json_does(make_sim: SimFactory, sink: Sink, tmp_path: Path) -> None:
-    sim = await _world(make_sim, tmp_path)
+    sim = await _world(make_sim)
     path = _accounts_file(sim, tmp_path, f"sqlite:///{tmp_path}/m.db", sink.url(), RULE.replace('for = "1m"', ""))
     await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})
     outputs = []
@@ -192,7 +166,7 @@ async def test_deliver_timeout_leaves_a_message_queued_for_the_next_run(
     app = web.Application()
     app.router.add_post("/{path:.*}", hook)
     server = await aiohttp_server(app)
-    sim = await _world(make_sim, tmp_path)
+    sim = await _world(make_sim)
     database = f"sqlite:///{tmp_path}/m.db"
     hanging = f"json://127.0.0.1:{server.port}/hook"
     path = _accounts_file(sim, tmp_path, database, hanging, RULE.replace('for = "1m"', ""))
@@ -214,7 +188,7 @@ async def test_deliver_timeout_leaves_a_message_queued_for_the_next_run(
 
 
 async def test_once_exits_3_when_the_cycle_cannot_be_stored(make_sim: SimFactory, sink: Sink, tmp_path: Path) -> None:
-    sim = await _world(make_sim, tmp_path)
+    sim = await _world(make_sim)
     closed = unused_port()  # nothing listens there
     for database in (f"postgresql://postgres@127.0.0.1:{closed}/monitor", f"sqlite:///{tmp_path}/missing/m.db"):
         path = _accounts_file(sim, tmp_path, database, sink.url(), RULE.replace('for = "1m"', ""))
@@ -234,7 +208,7 @@ async def test_once_exits_3_when_the_cycle_cannot_be_stored(make_sim: SimFactory
 async def test_silences_and_hysteresis_carry_across_once_runs(
     make_sim: SimFactory, sink: Sink, tmp_path: Path, db_url: str
 ) -> None:
-    sim = await _world(make_sim, tmp_path)
+    sim = await _world(make_sim)
     path = _accounts_file(sim, tmp_path, db_url, sink.url(), RULE.replace('for = "1m"', ""))
     clock = CronClock()
     assert (await _once(path, clock)).error is None  # the schema is in place
@@ -265,7 +239,7 @@ async def test_silences_and_hysteresis_carry_across_once_runs(
 async def test_a_position_liquidated_between_once_runs_is_announced_liquidated_against_the_mark_read_then(
     make_sim: SimFactory, sink: Sink, tmp_path: Path
 ) -> None:
-    sim = await _world(make_sim, tmp_path)
+    sim = await _world(make_sim)
     path = _accounts_file(sim, tmp_path, f"sqlite:///{tmp_path}/m.db", sink.url(), RULE.replace('for = "1m"\n', ""))
     clock = CronClock()
     await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})

@@ -21,17 +21,14 @@ from typing import Any
 
 import pytest
 
-from monitor.clock import ManualClock, SystemClock
-from monitor.config import load_config
 from monitor.domain import AccountMode, AccountSnapshot, Position
 from monitor.rules.evaluate import AccountView
-from monitor.service import Service
-from monitor.simulator.generate import write_accounts_file
-from monitor.simulator.world import load_scenario
-from monitor.store import migrations
 from tests.conftest import SimFactory, Sink, until
-from tests.test_alerts import ACCOUNT, T0, Rig, position, rig_for, rules
-from tests.test_simulator import SCENARIO
+from tests.launch import liquidation_watch, process, running
+from tests.scenarios import TWO_HMAC_ACCOUNTS
+from tests.test_alerts import T0, Rig, hooked_rig, make_rig, position, rules
+
+__all__ = ["make_rig"]  # a fixture shared with tests.test_alerts
 
 NOW = "0s"
 
@@ -67,24 +64,6 @@ def database_away(db_url: str) -> Iterator[None]:
         yield
     finally:
         allow(True)
-
-
-@pytest.fixture
-def make_rig(tmp_path: Path, db_url: str) -> Any:
-    rigs: list[Rig] = []
-
-    async def make(text: str, accounts: tuple[str, ...] = ("alpha",)) -> Rig:
-        path = tmp_path / "accounts.toml"
-        body = "\n".join("[[accounts]]\n" + ACCOUNT.format(name=n) for n in accounts)
-        path.write_text(f'[monitor]\ndatabase_url = "{db_url}"\n{text}\n{body}')
-        await asyncio.to_thread(migrations.upgrade, db_url)
-        rig = await rig_for(load_config(path, env={}), ManualClock(T0))
-        rigs.append(rig)
-        return rig
-
-    yield make
-    for rig in rigs:
-        rig.store.close()
 
 
 def evaluate(rig: Rig, name: str, *positions: Position) -> None:
@@ -171,13 +150,7 @@ async def test_a_delivery_under_way_when_the_database_returns_is_recorded_once_i
         await answer.wait()
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = await aiohttp_server(app)
-    rig = await make_rig(
-        f'[channels]\nops = ["json://127.0.0.1:{server.port}/hook"]\n[[rules]]\nname = "liq"\n'
-        'type = "liquidation_distance"\nwarning = "15%"\ncritical = "7%"\n'
-    )
+    rig = await hooked_rig(make_rig, aiohttp_server, hook)
     with database_away(db_url):
         evaluate(rig, "alpha", position("95"))
         assert not await rig.engine.flush()
@@ -212,15 +185,9 @@ asyncio.run(Sender(config, store, SystemClock(), node_name()).run())
 
 @contextlib.asynccontextmanager
 async def sender_process(path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SENDER, str(path), cwd=Path(__file__).parent.parent, stdout=asyncio.subprocess.DEVNULL
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    root = Path(__file__).parent.parent
+    async with process(sys.executable, "-c", SENDER, str(path), cwd=root, stdout=asyncio.subprocess.DEVNULL) as sender:
+        yield sender
 
 
 @pytest.mark.timeout(90)
@@ -277,25 +244,10 @@ async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_
     waiting in memory, and once the lock is gone it is in the outbox table as sent, and never sent again."""
     import aiohttp
 
-    (tmp_path / "scenario.toml").write_text(
-        SCENARIO.replace('rsa_private_key_file = "cross.pem"', 'api_secret = "cross-secret"')
-    )
-    sim = await make_sim(world=load_scenario(tmp_path / "scenario.toml"))
-    path = tmp_path / "accounts.toml"
-    write_accounts_file(sim.world, path, sim.url)
+    sim = await make_sim(scenario=TWO_HMAC_ACCOUNTS)
+    path = liquidation_watch(sim, tmp_path, sink)
     database = f"sqlite:///{tmp_path}/m.db"
-    monitor = f'database_url = "{database}"\npoll_interval = "1s"\nrisk_poll_interval = "200ms"\n'
-    alerting = (
-        f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nops = ["{sink.url()}"]\n'
-        '[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "3%"\nclear = "1%"\n'
-    )
-    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + monitor, 1)
-    path.write_text(text.replace("[[accounts]]", alerting + "[[accounts]]", 1))
-    service = Service(path, load_config(path, env={}), SystemClock())
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await until(lambda: service.engine.ready and all(s.polls for s in service.poller.accounts.values()), 30)  # type: ignore[union-attr]
+    async with running(path, timeout=30) as service:
         await asyncio.sleep(1.5)
         assert sink.received == []
         with database_away(database):
@@ -315,9 +267,6 @@ async def test_the_running_monitor_warns_while_its_database_is_locked_and_shows_
         assert len(sink.received) == 1
         outbox = await asyncio.to_thread(service.store.alerts.outbox)
         assert [(m.account, m.status, m.attempts) for m in outbox] == [("iso", "sent", 1)]
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=15)
 
 
 def test_a_full_outbox_in_memory_forgets_sent_messages_first_then_the_oldest_unsent() -> None:

@@ -19,6 +19,7 @@ from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from tests import stored as readback
 from tests.conftest import Sim, SimFactory
+from tests.launch import running
 
 
 def _config(sim: Sim, tmp_path: Path, url: str | None = None, **monitor: str) -> Config:
@@ -195,11 +196,7 @@ async def test_a_reload_adds_removes_and_rejects_bad_files(make_sim: SimFactory,
     # start with four accounts: sim-005 is added by the reload
     blocks = original.split("[[accounts]]")
     path.write_text("[[accounts]]".join(blocks[:5]))
-    service = Service(path, load_config(path, env={}), SystemClock())
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await asyncio.sleep(1.0)
+    async with running(path) as service:
         assert service.poller is not None and set(service.poller.accounts) == {f"sim-00{i}" for i in range(1, 5)}
         # valid: sim-001 removed, sim-005 added; delivered by SIGHUP
         path.write_text(blocks[0] + "[[accounts]]" + "[[accounts]]".join(blocks[2:]))
@@ -214,9 +211,6 @@ async def test_a_reload_adds_removes_and_rejects_bad_files(make_sim: SimFactory,
         assert all(s.status == Status.OK for s in service.poller.accounts.values()), {
             n: (s.status, s.error_message) for n, s in service.poller.accounts.items()
         }
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=10)
 
 
 async def test_run_stops_cleanly_on_sigterm_mid_cycle_and_keeps_what_it_read(

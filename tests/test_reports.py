@@ -320,14 +320,6 @@ def failed(account: str, moment: datetime) -> PollOutcome:
     return PollOutcome(account, moment, moment + timedelta(seconds=1), error_code="timeout", error_message="timeout")
 
 
-@pytest.fixture
-def store(db_url: str) -> Any:
-    migrations.upgrade(db_url)
-    s = Store(db_url)
-    yield s
-    s.close()
-
-
 def fill(store: Store) -> None:
     """alpha: 1000 before the period, up to 1200, down to 900 (25% below the peak), 1100 at the end; its
     position comes within 5 % of liquidation. beta: unreachable from 10:00 to 10:30 and from 07:50 to the end."""

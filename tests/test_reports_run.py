@@ -13,20 +13,15 @@ from monitor.clock import ManualClock, SystemClock
 from monitor.config import load_config
 from monitor.reports.scheduler import ReportScheduler
 from monitor.service import Service
-from monitor.simulator.generate import write_accounts_file
 from monitor.store import migrations
 from monitor.store import reports as stored
 from monitor.store.repository import Store
-from tests.conftest import Mailbox, SimFactory, Sink, until
+from tests.conftest import Mailbox, Sim, SimFactory, Sink, until
+from tests.launch import accounts_file, running
 
 
-def accounts_file(tmp_path: Path, sim_url: str, world: object, db_url: str, channels: str, report: str) -> Path:
-    path = tmp_path / "accounts.toml"
-    write_accounts_file(world, path, sim_url)  # type: ignore[arg-type]
-    monitor = f'database_url = "{db_url}"\npoll_interval = "1s"\nlease_ttl = "3s"\n'
-    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + monitor, 1)
-    path.write_text(text.replace("[[accounts]]", f'[web]\nlisten = "127.0.0.1:0"\n{channels}{report}[[accounts]]', 1))
-    return path
+def monitored(sim: Sim, tmp_path: Path, db_url: str, channels: str, report: str) -> Path:
+    return accounts_file(sim, tmp_path, 'poll_interval = "1s"\nlease_ttl = "3s"\n', channels + report, db_url)
 
 
 def reports_in(sink: Sink) -> list[dict[str, Any]]:
@@ -48,7 +43,7 @@ async def test_a_report_due_while_the_process_was_down_is_sent_once_when_it_star
 ) -> None:
     sim = await make_sim(limits=False)
     channels = f'[channels]\nchat = ["{sink.url()}"]\nmail = ["{smtp.url()}"]\n'
-    path = accounts_file(tmp_path, sim.url, sim.world, db_url, channels, daily_due_minutes_ago(5))
+    path = monitored(sim, tmp_path, db_url, channels, daily_due_minutes_ago(5))
     shared = db_url.startswith("postgresql")
     processes = 2 if shared else 1  # several processes share only PostgreSQL
 
@@ -95,7 +90,7 @@ async def test_a_report_waits_for_its_channels_quiet_hours_and_then_goes_out(
     db_url = f"sqlite:///{tmp_path}/m.db"
     channels = f'[channels.chat]\nurls = ["{sink.url()}"]\nquiet_hours = "08:00-09:00"\ntimezone = "UTC"\n'
     report = '[[reports]]\nname = "daily"\nschedule = "daily 07:30"\ntimezone = "UTC"\n'
-    config = load_config(accounts_file(tmp_path, sim.url, sim.world, db_url, channels, report), env={})
+    config = load_config(monitored(sim, tmp_path, db_url, channels, report), env={})
     migrations.upgrade(db_url)
     store = Store(db_url)
     clock = ManualClock(datetime(2026, 3, 2, 8, 10, tzinfo=UTC))  # due at 07:30, the channel quiet until 09:00
@@ -132,18 +127,11 @@ async def test_a_report_added_by_a_reload_is_sent_by_the_running_process(
     sim = await make_sim(limits=False)
     db_url = f"sqlite:///{tmp_path}/m.db"
     channels = f'[channels]\nchat = ["{sink.url()}"]\n'
-    path = accounts_file(tmp_path, sim.url, sim.world, db_url, channels, "")
-    service = Service(path, load_config(path, env={}), SystemClock())
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await until(lambda: service.storage_ready.is_set() and service.engine.ready)
+    path = monitored(sim, tmp_path, db_url, channels, "")
+    async with running(path) as service:
         await asyncio.sleep(1.0)
         assert reports_in(sink) == []
         text = path.read_text().replace("[[accounts]]", daily_due_minutes_ago(5) + "[[accounts]]", 1)
         path.write_text(text)
         assert await service.reload()
         await until(lambda: len(reports_in(sink)) == 1)  # the reload wakes the scheduler: no minute's wait
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)

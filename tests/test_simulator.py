@@ -10,70 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from monitor.clock import SystemClock
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.simulator.generate import generate_world
 from monitor.simulator.world import ScenarioError, load_scenario
-from tests.conftest import SimFactory
-
-SCENARIO = """
-[market]
-volatility = 0.001
-
-[[symbols]]
-product_type = "USDT-FUTURES"
-symbol = "BTCUSDT"
-mark = "100"
-tick_size = "0.01"
-maintenance_rate = "0.01"
-
-[[accounts]]
-name = "iso"
-api_key = "bg_iso"
-api_secret = "iso-secret"
-passphrase = "pw"
-ips = []
-wallets = [{ product_type = "USDT-FUTURES", coin = "USDT", balance = "1000" }]
-
-[[accounts.positions]]
-product_type = "USDT-FUTURES"
-symbol = "BTCUSDT"
-side = "long"
-margin_mode = "isolated"
-size = "10"
-entry = "100"
-margin = "100"
-
-[[accounts]]
-name = "cross"
-api_key = "bg_cross"
-rsa_private_key_file = "cross.pem"
-passphrase = "pw"
-ips = []
-wallets = [{ product_type = "USDT-FUTURES", coin = "USDT", balance = "200" }]
-
-[[accounts.positions]]
-product_type = "USDT-FUTURES"
-symbol = "BTCUSDT"
-side = "short"
-margin_mode = "crossed"
-size = "10"
-entry = "100"
-"""
+from tests.conftest import SimFactory, write_scenario
+from tests.scenarios import TWO_ACCOUNTS
 
 
 @pytest.fixture
 def scenario(tmp_path: Path) -> Path:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    (tmp_path / "cross.pem").write_bytes(pem)
-    path = tmp_path / "scenario.toml"
-    path.write_text(SCENARIO)
-    return path
+    return write_scenario(tmp_path, TWO_ACCOUNTS)
 
 
 def test_liquidation_prices_follow_the_margin_arithmetic(scenario: Path) -> None:
@@ -182,7 +131,7 @@ def test_a_broken_scenario_names_the_file_and_the_problem(tmp_path: Path) -> Non
 def test_both_legs_of_a_hedged_cross_position_liquidate_at_one_mark(tmp_path: Path) -> None:
     path = tmp_path / "hedge.toml"
     path.write_text(
-        SCENARIO.split("[[accounts]]")[0]
+        TWO_ACCOUNTS.split("[[accounts]]")[0]
         + """
 [[accounts]]
 name = "hedge"
@@ -386,15 +335,17 @@ async def test_tickers_carry_exactly_the_marks_positions_use_for_every_product_t
     assert marks is not None
 
 
-async def test_tickers_are_limited_per_ip_like_bitget(make_sim: SimFactory) -> None:
+@pytest.mark.parametrize(("endpoint", "query"), [("TICKERS", "?productType=USDT-FUTURES"), ("SPOT_TICKERS", "")])
+async def test_tickers_are_limited_per_ip_like_bitget(make_sim: SimFactory, endpoint: str, query: str) -> None:
     from monitor.exchange.bitget import endpoints as ep
 
+    limited = getattr(ep, endpoint)
     sim = await make_sim(accounts=1)
     statuses = []
-    for _ in range(ep.TICKERS.per_second + 1):
-        async with sim.session.get(f"{sim.url}{ep.TICKERS.path}?productType=USDT-FUTURES") as response:
+    for _ in range(limited.per_second + 1):
+        async with sim.session.get(f"{sim.url}{limited.path}{query}") as response:
             statuses.append(response.status)
-    assert statuses.count(200) == ep.TICKERS.per_second and statuses[-1] == 429
+    assert statuses.count(200) == limited.per_second and statuses[-1] == 429
 
 
 async def test_closing_a_position_through_the_control_api_realises_its_pnl(
@@ -430,14 +381,3 @@ async def test_spot_tickers_price_every_coin_at_the_value_the_accounts_are_value
     assert {"open", "bidPr", "askPr", "ts", "usdtVolume", "change24h"} <= set(rows[0])
     async with sim.session.get(f"{sim.url}{ep.SPOT_TICKERS.path}?symbol=ETHUSDT") as response:
         assert [r["symbol"] for r in (await response.json())["data"]] == ["ETHUSDT"]
-
-
-async def test_spot_tickers_are_limited_per_ip_like_bitget(make_sim: SimFactory) -> None:
-    from monitor.exchange.bitget import endpoints as ep
-
-    sim = await make_sim(accounts=1)
-    statuses = []
-    for _ in range(ep.SPOT_TICKERS.per_second + 1):
-        async with sim.session.get(f"{sim.url}{ep.SPOT_TICKERS.path}") as response:
-            statuses.append(response.status)
-    assert statuses.count(200) == ep.SPOT_TICKERS.per_second and statuses[-1] == 429

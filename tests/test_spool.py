@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,12 +24,11 @@ from monitor.alerts.spool import Spool, alert_data, encode, message_data, spool_
 from monitor.clock import SystemClock
 from monitor.config import load_config
 from monitor.service import Service
-from monitor.simulator.generate import write_accounts_file
-from monitor.simulator.world import load_scenario
 from tests.conftest import SimFactory, Sink
+from tests.launch import MONITOR, liquidation_watch, process
+from tests.scenarios import TWO_HMAC_ACCOUNTS
 from tests.test_alerts import T0
 from tests.test_outbox import database_away, until
-from tests.test_simulator import SCENARIO
 
 ROOT = Path(__file__).parent.parent
 
@@ -103,34 +101,16 @@ def locked(database: Path) -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def monitor(path: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     with open(log, "ab") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor", "run", "-c", str(path), cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        async with process(*MONITOR, "run", "-c", str(path), cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+                           stderr=stderr) as running:  # fmt: skip
+            yield running
 
 
 async def setup(make_sim: SimFactory, sink: Sink, tmp_path: Path) -> tuple[Path, Path, str, object]:
-    (tmp_path / "scenario.toml").write_text(
-        SCENARIO.replace('rsa_private_key_file = "cross.pem"', 'api_secret = "cross-secret"')
-    )
-    sim = await make_sim(world=load_scenario(tmp_path / "scenario.toml"))
-    path = tmp_path / "accounts.toml"
-    write_accounts_file(sim.world, path, sim.url)
+    sim = await make_sim(scenario=TWO_HMAC_ACCOUNTS)
+    path = liquidation_watch(sim, tmp_path, sink)
     database = tmp_path / "m.db"
     url = f"sqlite:///{database}"
-    settings = f'database_url = "{url}"\npoll_interval = "1s"\nrisk_poll_interval = "200ms"\n'
-    alerting = (
-        f'[web]\nlisten = "127.0.0.1:0"\n[channels]\nops = ["{sink.url()}"]\n'
-        '[[rules]]\nname = "liq"\ntype = "liquidation_distance"\nwarning = "5%"\ncritical = "3%"\nclear = "1%"\n'
-    )
-    text = path.read_text().replace("[monitor]\n", "[monitor]\n" + settings, 1)
-    path.write_text(text.replace("[[accounts]]", alerting + "[[accounts]]", 1))
     return path, database, url, sim
 
 

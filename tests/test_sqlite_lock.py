@@ -7,23 +7,13 @@ import asyncio
 import os
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 
 from monitor.simulator.generate import write_accounts_file
 from tests.conftest import SimFactory
-
-MONITOR = [sys.executable, "-m", "monitor"]
-
-
-async def _run(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *MONITOR, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+from tests.launch import MONITOR
+from tests.launch import cli as _run
 
 
 async def _holder(config: Path, lock: Path) -> asyncio.subprocess.Process:

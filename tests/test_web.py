@@ -3,23 +3,22 @@ the simulator for real."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.cli import main
-from monitor.clock import SystemClock
-from monitor.config import load_config
 from monitor.poller.state import ACCOUNT_STATUSES
-from monitor.readmodel import ServiceReader
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from tests.conftest import Sim, SimFactory
-from web.app import create_app
+from tests.launch import running
 
 EVIL = "<script>alert(1)</script>"
 
@@ -28,7 +27,9 @@ def accounts_file(sim: Sim, tmp_path: Path, web: str = "", rename: bool = True) 
     path = tmp_path / "accounts.toml"
     write_accounts_file(sim.world, path, sim.url)
     text = path.read_text().replace("[monitor]\n", f'[monitor]\ndatabase_url = "sqlite:///{tmp_path}/m.db"\n', 1)
-    extra = f'[web]\n{web}\n[channels]\nops = ["json://hook-user:channel-pass-9@127.0.0.1:9/x"]\n'
+    extra = (
+        f'[web]\nlisten = "127.0.0.1:0"\n{web}\n[channels]\nops = ["json://hook-user:channel-pass-9@127.0.0.1:9/x"]\n'
+    )
     text = text.replace("[[accounts]]", extra + "[[accounts]]", 1)
     if rename:
         text = text.replace('name = "sim-001"', f'name = "{EVIL}"', 1)
@@ -37,30 +38,22 @@ def accounts_file(sim: Sim, tmp_path: Path, web: str = "", rename: bool = True) 
 
 
 @pytest.fixture
-async def served(make_sim: SimFactory, tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Any]:
-    """A service that has read every account once (alerts judged), and a client for its web app."""
+async def served(make_sim: SimFactory, tmp_path: Path) -> AsyncIterator[Any]:
+    """`run` on the simulator's accounts, entered once it has read and judged every account, and a client for the
+    pages it serves. Routine reads come once an hour (the first at once), so a test sees these first reads."""
 
     async def start(accounts: int = 12, web: str = "", revoke: str | None = None) -> tuple[Any, Service, Sim]:
         sim = await make_sim(accounts=accounts)
         if revoke:
             await sim.control("POST", f"/_sim/accounts/{revoke}", {"revoked": True})
         path = accounts_file(sim, tmp_path, web)
-        service = Service(path, load_config(path, env={}), SystemClock())
-        context = service.started()
-        poller = await context.__aenter__()
-        contexts.append(context)
-        await poller.cycle()
-        await service.storage_ready.wait()
-        await service.engine.load()
-        now = service.clock.now()
-        service.engine.evaluate([service.views.of(s.reading(), now) for s in poller.active()], now)
-        client = await aiohttp_client(create_app(ServiceReader(service)))
+        path.write_text(path.read_text().replace("[monitor]\n", '[monitor]\npoll_interval = "1h"\n', 1))
+        service = await stack.enter_async_context(running(path, read_now=True))
+        client = await stack.enter_async_context(aiohttp.ClientSession(base_url=service.web_url))
         return client, service, sim
 
-    contexts: list[Any] = []
-    yield start
-    for context in contexts:
-        await context.__aexit__(None, None, None)
+    async with contextlib.AsyncExitStack() as stack:
+        yield start
 
 
 def secrets_of(sim: Sim) -> list[str]:
@@ -194,7 +187,7 @@ async def test_readyz_fails_when_too_few_accounts_are_fresh(served: Any) -> None
     body = await response.json()
     checks = {
         "database": True,
-        "poller": False,
+        "poller": True,  # running: only the accounts fail it
         "fresh_accounts": False,
         "leases": True,
         "outbox_written": True,

@@ -15,11 +15,9 @@ from urllib.parse import quote
 
 import pytest
 
-from monitor.clock import SystemClock
-from monitor.config import load_config
 from monitor.exchange.bitget import endpoints as ep
-from monitor.service import Service
 from tests.conftest import SimFactory, Sink, until
+from tests.launch import running
 from tests.test_market_wiring import monitoring
 from tests.test_web import EVIL, accounts_file, served
 from tests.test_web_odds import seed_walk
@@ -51,13 +49,8 @@ async def chromium(tmp_path: Path, url: str, *extra: str) -> str:
 
 async def test_the_pages_render_in_chromium_from_the_machine_alone(make_sim: SimFactory, tmp_path: Path) -> None:
     sim = await make_sim(accounts=12)
-    path = accounts_file(sim, tmp_path, web='listen = "127.0.0.1:0"')
-    service = Service(path, load_config(path, env={}), SystemClock())
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await until(lambda: service.web_url is not None and service.poller is not None
-                    and all(s.polls for s in service.poller.accounts.values()), timeout=30)  # fmt: skip
+    path = accounts_file(sim, tmp_path)
+    async with running(path, read_now=True) as service:  # not the 30 s a first cycle is spread over
         await until(lambda: bool(service.engine.firing()), timeout=15)
         base = service.web_url
         assert base is not None
@@ -80,9 +73,6 @@ async def test_the_pages_render_in_chromium_from_the_machine_alone(make_sim: Sim
         screenshot = tmp_path / "overview.png"
         await chromium(tmp_path, base + "/", f"--screenshot={screenshot}", "--window-size=390,1400")
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=15)
 
 
 # -- Playwright: the page as a trader sees it, on a desk and on a phone --------------------------------------------
@@ -140,9 +130,9 @@ async def small_targets(page: Page) -> list[str]:
 async def test_the_overview_and_an_account_page_fit_a_desk_and_a_phone(
     served: Any, browser: Browser, tmp_path: Path
 ) -> None:
-    client, service, _ = await served()
+    _, service, _ = await served()
     await service.writer.flush(5)
-    base = str(client.make_url("/")).rstrip("/")
+    base = service.web_url
     folder = screenshots(tmp_path)
     name = next(s.name for s in service.poller.active() if s.snapshot and s.snapshot.positions)
     taken = []
@@ -173,9 +163,9 @@ async def test_the_overview_and_an_account_page_fit_a_desk_and_a_phone(
 
 
 async def test_a_trader_sorts_filters_opens_an_account_and_switches_ranges(served: Any, browser: Browser) -> None:
-    client, service, _ = await served()
+    _, service, _ = await served()
     await service.writer.flush(5)
-    base = str(client.make_url("/")).rstrip("/")
+    base = service.web_url
     page = await browser.new_page(viewport=DESK)  # type: ignore[arg-type]
     await page.goto(base + "/")
     await page.get_by_role("link", name="Equity", exact=True).click()
@@ -195,8 +185,8 @@ async def test_a_trader_sorts_filters_opens_an_account_and_switches_ranges(serve
 async def test_a_trader_acknowledges_and_silences_an_alert_and_sees_it_on_the_page(
     served: Any, browser: Browser
 ) -> None:
-    client, service, _ = await served()
-    base = str(client.make_url("/")).rstrip("/")
+    _, service, _ = await served()
+    base = service.web_url
     page = await browser.new_page(viewport=DESK)  # type: ignore[arg-type]
     await page.goto(base + "/alerts")
     firing = page.locator("table.alerts tbody tr.state-firing")
@@ -229,8 +219,8 @@ async def test_a_trader_acknowledges_and_silences_an_alert_and_sees_it_on_the_pa
 
 
 async def test_a_forged_post_without_the_csrf_token_is_refused(served: Any, browser: Browser) -> None:
-    client, service, _ = await served()
-    base = str(client.make_url("/")).rstrip("/")
+    _, service, _ = await served()
+    base = service.web_url
     page = await browser.new_page(viewport=DESK)  # type: ignore[arg-type]
     await page.goto(base + "/alerts")  # the browser holds the page's cookies, as a victim's would
     key = next(a.key for a in service.engine.current.values() if a.state == "firing")
@@ -247,8 +237,8 @@ async def test_a_forged_post_without_the_csrf_token_is_refused(served: Any, brow
 
 
 async def test_with_a_token_only_a_signed_in_browser_may_act(served: Any, browser: Browser) -> None:
-    client, _, _ = await served(web='token = "a-long-page-token-1234"')
-    base = str(client.make_url("/")).rstrip("/")
+    _, service, _ = await served(web='token = "a-long-page-token-1234"')
+    base = service.web_url
     page = await browser.new_page(viewport=DESK)  # type: ignore[arg-type]
     anonymous = await page.request.post(base + "/actions/acknowledge", form={"key": "x"}, max_redirects=0)
     assert anonymous.status == 303 and "/login" in anonymous.headers["location"]
