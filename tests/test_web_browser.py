@@ -257,7 +257,7 @@ async def test_the_odds_of_liquidation_show_on_a_desk_and_a_phone_without_overfl
 ) -> None:
     client, service, _ = await served()
     seed_walk(service)
-    base = str(client.make_url("/")).rstrip("/")
+    base = service.web_url
     folder = screenshots(tmp_path)
     state = next(
         s for s in service.poller.active() if s.snapshot and any(p.liquidation_price for p in s.snapshot.positions)
