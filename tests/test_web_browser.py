@@ -255,7 +255,7 @@ async def test_with_a_token_only_a_signed_in_browser_may_act(served: Any, browse
 async def test_the_odds_of_liquidation_show_on_a_desk_and_a_phone_without_overflow(
     served: Any, browser: Browser, tmp_path: Path
 ) -> None:
-    client, service, _ = await served()
+    _, service, _ = await served()
     seed_walk(service)
     base = service.web_url
     folder = screenshots(tmp_path)
