@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -434,3 +436,25 @@ async def test_over_long_exchange_strings_are_clipped_to_their_columns_instead_o
     with store.engine.connect() as connection:
         code, message = connection.execute(text("SELECT last_error_code, last_error_message FROM account")).one()
     assert len(code) == 32 and 500 <= len(message) <= 1000 and "\x00" not in message
+
+
+def test_closing_waits_for_a_call_still_running_in_a_worker_thread(db_url: str) -> None:
+    """At shutdown a cancelled task's database call may still run in its thread: close() lets it finish and
+    return its connection before the pool goes, so no connection is left open behind a disposed pool."""
+    migrations.upgrade(db_url)
+    store = Store(db_url)
+    held = threading.Event()
+
+    def slow_call() -> None:
+        with store.engine.connect() as connection:
+            held.set()
+            time.sleep(0.3)
+            connection.execute(select(1))
+
+    worker = threading.Thread(target=slow_call)
+    worker.start()
+    assert held.wait(5)
+    store.close()
+    assert not worker.is_alive()  # close() waited for it
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    worker.join()

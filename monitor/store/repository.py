@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -27,6 +28,7 @@ from monitor.store.snapshots import Snapshots
 from monitor.store.views import EquitySample, MaintenanceReport
 
 log = logging.getLogger(__name__)
+CLOSE_WAIT = 5.0  # seconds close() waits for calls still running in worker threads
 
 __all__ = ["ACCOUNT", "BALANCE", "EQUITY", "HOUR", "HOURLY", "POLL", "POSITION", "Store", "floor_hour"]
 
@@ -54,7 +56,14 @@ class Store:
     def snapshot_interval(self, value: timedelta) -> None:
         self.snapshots.snapshot_interval = value
 
-    def close(self) -> None:
+    def close(self, wait: float = CLOSE_WAIT) -> None:
+        """Close the pool's connections. A call still running in a worker thread (its task was cancelled at
+        shutdown, the thread was not) holds a connection that a dispose would orphan: it would be returned to
+        the old pool and never closed. So wait up to `wait` seconds for those to come back first."""
+        checked_out = getattr(self.engine.pool, "checkedout", None)
+        deadline = time.monotonic() + wait
+        while checked_out is not None and checked_out() > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.engine.dispose()
 
     def ping(self) -> None:
