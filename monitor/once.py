@@ -90,6 +90,7 @@ class OnceCycle:
             await self.session.close()
             self.sender.close()
             await asyncio.to_thread(self.store.close)
+            self.spool.close()  # its lock too: a next `once` in this process (or another) may take it
 
     async def _once_storage(self) -> str | None:
         """Schema, accounts and the alert state, or why not (the database is away, locked, too new)."""
