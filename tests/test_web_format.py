@@ -177,3 +177,15 @@ def test_a_flat_chart_marks_only_the_current_value() -> None:
     samples = [EquitySample(T0 + timedelta(minutes=i), D(365107), D(365107), D(365107), D(0), None) for i in range(5)]
     svg = str(equity_svg(samples))
     assert "now 365,107.00" in svg and 'class="marklabel min"' not in svg and 'class="marklabel max"' not in svg
+
+
+def test_a_time_label_at_the_right_edge_ends_there_instead_of_running_off_the_chart() -> None:
+    # The window ends on a tick (15:25:00): centred on the plot's edge, half its text fell outside the SVG.
+    samples = [
+        EquitySample(T0 + timedelta(minutes=i), D(100 + i), D(100 + i), D(100 + i), D(0), None) for i in range(6)
+    ]
+    svg = str(equity_svg(samples))
+    labels = re.findall(r'<text class="axis" x="([\d.]+)" y="[\d.]+" text-anchor="(\w+)">\d\d:\d\d', svg)
+    last_x, last_anchor = max(labels, key=lambda label: float(label[0]))
+    assert float(last_x) > 680 and last_anchor == "end"
+    assert all(anchor == "middle" for x, anchor in labels if float(x) < 600)

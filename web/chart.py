@@ -111,8 +111,9 @@ def equity_svg(samples: Sequence[EquitySample], zone: tzinfo = UTC, label: str =
     for moment in _time_ticks(start, end, zone):
         span = end - start
         fmt = "%H:%M:%S" if span <= timedelta(minutes=10) else ("%H:%M" if span <= timedelta(days=2) else "%m-%d")
+        edge = "end" if x(moment) > WIDTH - RIGHT - 30 else "middle"  # a label at the right edge stays inside
         parts.append(f'<line class="grid" x1="{x(moment):.1f}" x2="{x(moment):.1f}" y1="{TOP}" y2="{TOP + plot_h}"/>'
-                     f'<text class="axis" x="{x(moment):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+                     f'<text class="axis" x="{x(moment):.1f}" y="{HEIGHT - 8}" text-anchor="{edge}">'
                      f"{escape(moment.astimezone(zone).strftime(fmt))}</text>")  # fmt: skip
     base = TOP + plot_h
     parts.append(f'<line class="axisline" x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{base}"/>'
