@@ -62,6 +62,8 @@ class LiveJudge:
         self.confirmations = 0  # confirming reads asked for, since start
         self.estimates = 0  # accounts judged on the live estimate for want of a read in time
         self._pending: dict[str, _Pending] = {}
+        # During one mark's pass: each account's read snapshot and its live one (re-priced once, not per use).
+        self._live: dict[str, tuple[AccountSnapshot, AccountSnapshot]] | None = None
         self._unsubscribe = market.subscribe(self._marked)
 
     async def run(self) -> None:
@@ -93,10 +95,21 @@ class LiveJudge:
             self._settle(reading.name)
             pending = None
         if pending is None:
-            return _worse(snapshot, self.market.live(snapshot)), False
+            return _worse(snapshot, self._live_of(reading.name, snapshot)), False
         if pending.estimated:
-            return self.market.live(snapshot), True
+            return self._live_of(reading.name, snapshot), True
         return snapshot, False  # as read until the confirming read comes (or the timeout)
+
+    def _live_of(self, name: str, snapshot: AccountSnapshot) -> AccountSnapshot:
+        """The snapshot at the latest marks; within one mark's pass computed once per account."""
+        if self._live is None:
+            return self.market.live(snapshot)
+        known = self._live.get(name)
+        if known is not None and known[0] is snapshot:
+            return known[1]
+        live = self.market.live(snapshot)
+        self._live[name] = (snapshot, live)
+        return live
 
     # -- on each mark ------------------------------------------------------------------------------------
 
@@ -105,25 +118,29 @@ class LiveJudge:
             return
         now = self.clock.now()
         views = []
-        for name in self.market.holders(product_type):
-            reading = self._reading(name)
-            if reading is None:  # removed, or now polled by another process: stop watching for it
-                self.market.forget(name)
-                self._pending.pop(name, None)
-                continue
-            if reading.snapshot is None:
-                continue
-            self._check(reading, now)
-            views.append(self.view_of(reading, now))
-        if views:
-            self.engine.evaluate(views, now)
+        self._live = {}
+        try:
+            for name in self.market.holders(product_type):
+                reading = self._reading(name)
+                if reading is None:  # removed, or now polled by another process: stop watching for it
+                    self.market.forget(name)
+                    self._pending.pop(name, None)
+                    continue
+                if reading.snapshot is None:
+                    continue
+                self._check(reading, now)
+                views.append(self.view_of(reading, now))
+        finally:
+            self._live = None
+        if views:  # an account the mark left as it was judged is not judged again (the engine's timer ticks it)
+            self.engine.evaluate(views, now, changed_only=True)
 
     def _check(self, reading: Reading, now: datetime) -> None:
         pending = self._pending.get(reading.name)
         if pending is not None and pending.estimated:
             return
         assert reading.snapshot is not None and self.view_of is not None
-        live = self.market.live(reading.snapshot)
+        live = self._live_of(reading.name, reading.snapshot)
         worse = self._worse_than_alerts(replace(self.view_of(reading, now), snapshot=live), now)
         beyond = any(_beyond(p) for p in live.positions)
         if pending is not None:  # waiting for its read: only a liquidation seen cannot wait
@@ -138,8 +155,9 @@ class LiveJudge:
     def _worse_than_alerts(self, view: AccountView, now: datetime) -> bool:
         """Whether a position rule judges the live view worse than the alert it stands at (or at all)."""
         active = ActiveSeverities(self.engine.current)
-        for obs in evaluate_account(self.engine.rules.values(), view, now, active).observations:
-            if obs.rule.per_position and obs.severity is not None:
+        rules = [r for r in self.engine.rules.values() if r.per_position]
+        for obs in evaluate_account(rules, view, now, active).observations:
+            if obs.severity is not None:
                 current = active.get(obs.key)
                 if current is None or obs.severity.rank > current.rank:
                     return True

@@ -403,6 +403,33 @@ async def test_an_unreachable_account_speaks_for_its_other_alerts(make_rig: Any,
     assert "RESOLVED down" in message and "CRITICAL liq" in message and "(still firing)" in message
 
 
+async def test_the_timer_judges_again_only_accounts_whose_judgement_can_change(make_rig: Any, sink: Sink) -> None:
+    rig = await make_rig(rules(sink, '[[rules]]\nname = "down"\ntype = "unreachable"\ncritical = 3\n'),
+                         accounts=("alpha", "beta"))  # fmt: skip
+    interval = rig.config.monitor.poll_interval
+
+    def view(name: str, mark: str, read_at: datetime) -> AccountView:
+        snapshot = AccountSnapshot(name, read_at, AccountMode.CLASSIC, positions=(position(mark),))
+        return AccountView(name, ("fund-a",), snapshot, read_at, True, T0, interval)
+
+    read = rig.clock.now()
+    rig.engine.evaluate([view("alpha", "200", read), view("beta", "104", read)], read)  # beta: pending
+    assert rig.engine.judgements == 2
+    rig.clock.advance(5)
+    rig.engine.evaluate([view("alpha", "200", read), view("beta", "104", read)], rig.clock.now(), changed_only=True)
+    assert rig.engine.judgements == 3  # alpha: nothing new, no alert; beta: its pending alert has a `for` to run
+    rig.clock.advance(5)
+    rig.engine.evaluate([view("alpha", "199", read)], rig.clock.now(), changed_only=True)
+    assert rig.engine.judgements == 4  # alpha's data changed
+    # No read for three poll intervals: time alone changes alpha's judgement, and the timer raises the alert.
+    for _ in range(3):
+        rig.clock.advance(interval)
+        rig.engine.evaluate([view("alpha", "199", read)], rig.clock.now(), changed_only=True)
+    assert rig.engine.judgements == 7
+    assert "down|alpha|" in rig.engine.current
+    assert await rig.engine.flush()
+
+
 async def test_a_stretched_cycle_neither_holds_alerts_nor_makes_every_account_unreachable(
     make_rig: Any, sink: Sink
 ) -> None:
