@@ -64,6 +64,8 @@ class LiveJudge:
         self._pending: dict[str, _Pending] = {}
         # During one mark's pass: each account's read snapshot and its live one (re-priced once, not per use).
         self._live: dict[str, tuple[AccountSnapshot, AccountSnapshot]] | None = None
+        # Per account: what the last mark's pass saw when it left the account as it was (see `_sight`).
+        self._quiet: dict[str, tuple[object, ...]] = {}
         self._unsubscribe = market.subscribe(self._marked)
 
     async def run(self) -> None:
@@ -125,15 +127,33 @@ class LiveJudge:
                 if reading is None:  # removed, or now polled by another process: stop watching for it
                     self.market.forget(name)
                     self._pending.pop(name, None)
+                    self._quiet.pop(name, None)
                     continue
                 if reading.snapshot is None:
                     continue
+                sight = self._sight(reading, reading.snapshot)
+                if name not in self._pending and self._quiet.get(name) == sight:
+                    continue  # the same read at the same marks: nothing to check or judge again
                 self._check(reading, now)
                 views.append(self.view_of(reading, now))
+                if name in self._pending:
+                    self._quiet.pop(name, None)
+                else:
+                    self._quiet[name] = sight
         finally:
             self._live = None
         if views:  # an account the mark left as it was judged is not judged again (the engine's timer ticks it)
             self.engine.evaluate(views, now, changed_only=True)
+
+    def _sight(self, reading: Reading, snapshot: AccountSnapshot) -> tuple[object, ...]:
+        """What a mark's pass over an account depends on: the read, the marks of its positions (whether newer
+        than the read, and their price: all `live` uses), its risk, and the rules. The same sight again means the
+        same check and the same judgement; time alone moves alerts on the engine's timer, as between reads."""
+        marks = []
+        for p in snapshot.positions:
+            mark = self.market.mark(p.product_type, p.symbol)
+            marks.append(None if mark is None or mark.at <= snapshot.taken_at else mark.price)
+        return (snapshot, tuple(marks), reading.at_risk, self.engine.rules, self.poller.risk)
 
     def _check(self, reading: Reading, now: datetime) -> None:
         pending = self._pending.get(reading.name)
