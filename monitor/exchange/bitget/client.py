@@ -44,6 +44,7 @@ REMAINING_HEADER = "x-mbx-used-remain-limit"
 RATE_LIMIT_BACKOFF = 2.0  # seconds an account's endpoint rests after a 429
 MAX_RESPONSE_SIZE = 4 * 1024 * 1024  # bytes; Bitget's largest real answers are a few hundred kB
 _CHUNK = 64 * 1024
+MAX_TARGETS = 64  # request targets (path and query) remembered per client; a poll uses a handful
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 
 
@@ -140,6 +141,9 @@ class BitgetClient:
         self.requests = 0  # requests sent, for the poll record
         self.remaining: dict[str, int] = {}  # last x-mbx-used-remain-limit per endpoint path
         self._signer = signer_for(credentials.secret)
+        # A poll asks the same few requests again and again: each one's URL and signed query are made once.
+        self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[URL, str]] = {}
+        self._headers = {"Content-Type": "application/json", "locale": "en-US"}  # every request's, unsigned
 
     def __repr__(self) -> str:
         return f"BitgetClient(account={self.account!r}, base_url={self.base_url!r})"
@@ -171,15 +175,26 @@ class BitgetClient:
 
         return await self.server_clock.measure(fetch, stale_before)
 
+    def _target(self, path: str, params: Mapping[str, str]) -> tuple[URL, str]:
+        """(the URL to send, the query to sign) of a request, made once per path and parameters."""
+        key = (path, tuple(params.items()))
+        target = self._targets.get(key)
+        if target is None:
+            signed_query, sent_query = encode_query(params)
+            url = URL(self.base_url + path + (f"?{sent_query}" if sent_query else ""), encoded=True)
+            if len(self._targets) < MAX_TARGETS:
+                self._targets[key] = (url, signed_query)
+            target = (url, signed_query)
+        return target
+
     async def _request_once(self, endpoint: ep.Endpoint, params: Mapping[str, str], *, budgeted: bool = True) -> Any:
-        signed_query, sent_query = encode_query(params)
-        url = URL(self.base_url + endpoint.path + (f"?{sent_query}" if sent_query else ""), encoded=True)
+        url, signed_query = self._target(endpoint.path, params)
         # Slots held until the answer is read: Bitget counts the request somewhere in between.
         held = await self.budget.acquire(endpoint) if self.budget is not None and budgeted else []
         try:
-            headers = {"Content-Type": "application/json", "locale": "en-US"}
+            headers = self._headers
             if endpoint.signed:  # signed after any wait for the budget: the timestamp must be fresh when sent
-                headers.update(self._auth_headers(endpoint.path, signed_query))
+                headers = self._auth_headers(endpoint.path, signed_query)
             self.requests += 1
             async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
                 status = response.status
@@ -220,6 +235,8 @@ class BitgetClient:
         if declared is not None and declared > limit:
             response.close()  # unread: the connection goes, not into the pool
             raise self._too_large(endpoint, response.status, f"{declared} bytes declared")
+        if declared is not None and "content-encoding" not in response.headers:  # exactly that many bytes come
+            return await response.read()
         chunks, size = [], 0
         async for chunk in response.content.iter_chunked(_CHUNK):
             size += len(chunk)
@@ -247,9 +264,11 @@ class BitgetClient:
             self.budget.ip.probed(locked_out, self.lockout)
 
     def _auth_headers(self, path: str, signed_query: str) -> dict[str, str]:
+        """Every header of a signed request (the unsigned ones too)."""
         timestamp = str(self.server_clock.timestamp_ms())
         message = prehash(timestamp, "GET", path, signed_query)
         headers = {
+            **self._headers,
             "ACCESS-KEY": self.credentials.api_key.reveal(),
             "ACCESS-SIGN": self._signer.sign(message),
             "ACCESS-TIMESTAMP": timestamp,
