@@ -430,6 +430,29 @@ async def test_the_timer_judges_again_only_accounts_whose_judgement_can_change(m
     assert await rig.engine.flush()
 
 
+async def test_a_read_that_changes_nothing_judging_looks_at_is_not_judged_again(make_rig: Any, sink: Sink) -> None:
+    rig = await make_rig(rules(sink))
+    interval = rig.config.monitor.poll_interval
+
+    def read(mark: str) -> AccountView:
+        now = rig.clock.now()
+        snapshot = AccountSnapshot("alpha", now, AccountMode.CLASSIC, positions=(position(mark),))
+        return AccountView("alpha", ("fund-a",), snapshot, now, True, T0, interval)
+
+    rig.engine.evaluate([read("200")], rig.clock.now(), changed_only=True)
+    assert rig.engine.judgements == 1
+    rig.clock.advance(interval)
+    rig.engine.evaluate([read("200")], rig.clock.now(), changed_only=True)  # the same answer, read later
+    assert rig.engine.judgements == 1
+    rig.clock.advance(interval)
+    rig.engine.evaluate([read("104")], rig.clock.now(), changed_only=True)  # the mark moved: pending alert
+    assert rig.engine.judgements == 2 and "liq|alpha|USDT-FUTURES BTCUSDT long" in rig.engine.current
+    rig.clock.advance(interval)
+    rig.engine.evaluate([read("104")], rig.clock.now(), changed_only=True)  # unchanged, but an alert to step
+    assert rig.engine.judgements == 3
+    assert await rig.engine.flush()
+
+
 async def test_a_stretched_cycle_neither_holds_alerts_nor_makes_every_account_unreachable(
     make_rig: Any, sink: Sink
 ) -> None:

@@ -208,18 +208,21 @@ class AlertEngine:
     ) -> None:
         """Judge these accounts (and the portfolio rules) now; queue what changed. One account's failure (a
         bug, a broken template) is logged and does not touch the others. `changed_only` (the timer, a new mark):
-        an account judging could not change is left out (`_sight`)."""
+        an account judging could not change is left out (`_sight`); its drawdown peaks still take the read."""
         if not self.ready:
             return
         views = list(views)
         for view in views:
+            try:
+                self._track_peaks(view)  # every fresh read is a sample, judged or not
+            except Exception:
+                log.exception("%s: drawdown peak not tracked", view.name)
             sight = self._sight(view, now)
             if changed_only and self._judged.get(view.name) == sight and not self._by_account.get(view.name):
                 continue
             self._judged.pop(view.name, None)
             self.judgements += 1
             try:
-                self._track_peaks(view)
                 self._evaluate_account(view, now)
             except Exception:
                 log.exception("%s: alert evaluation failed", view.name)
@@ -237,10 +240,15 @@ class AlertEngine:
         last judged is left as it is by a judgement now. Time moves only the unreachable count (part of the
         sight), drawdown peaks (they can only fall: less drawdown) and the odds of liquidation (the volatility
         moves with every mark: never left out while an odds rule may watch a position)."""
-        if self._odds and view.snapshot is not None and view.snapshot.positions:
+        s = view.snapshot
+        if s is None:
+            data: tuple[object, ...] = ()
+        elif self._odds and s.positions:
             return (now,)  # never the same twice
-        return (view.snapshot, view.fresh, view.polled, view.permanent_error, view.error_code, view.error_message,
-                view.key, view.estimated, view.tags, unreachable_intervals(view, now))  # fmt: skip
+        else:  # what was read, not when: a read that changed nothing leaves the judgement as it was
+            data = (s.account, s.mode, s.spot, s.spot_usdt, s.futures, s.unified, s.positions, s.products)
+        return (data, view.fresh, view.polled, view.permanent_error, view.error_code, view.error_message, view.key,
+                view.estimated, view.tags, unreachable_intervals(view, now))  # fmt: skip
 
     def _track_peaks(self, view: AccountView) -> None:
         if view.snapshot is None or not view.fresh:
