@@ -112,8 +112,11 @@ class LiveJudge:
         known = self._live.get(name)
         if known is not None and known[0] is snapshot and known[1] == marks:
             return known[2], known[3]
-        live = self.market.live(snapshot)
-        worse = _worse(snapshot, live)
+        if not any(m is not None for m in marks):  # no mark newer than the read: exactly as read
+            live = worse = snapshot
+        else:
+            live = self.market.live(snapshot)
+            worse = _worse(snapshot, live)
         self._live[name] = (snapshot, marks, live, worse)
         return live, worse
 
@@ -147,8 +150,13 @@ class LiveJudge:
             if name not in self._pending and self._quiet.get(name) == sight:
                 continue  # the same read at the same marks: nothing to check or judge again
             reading = state.reading(self.poller.cadence)
-            self._check(reading, now)
-            views.append(self.view_of(reading, now))
+            pending = self._pending.get(name)
+            estimated = pending is not None and pending.estimated
+            view = self.view_of(reading, now)  # settles `pending` if its confirming read has come
+            self._check(reading, view, pending, now)
+            if self._pending.get(name) is not pending or (pending is not None and pending.estimated != estimated):
+                view = self.view_of(reading, now)  # a read asked for, or judged on the estimate: the view changed
+            views.append(view)
             if name in self._pending:
                 self._quiet.pop(name, None)
             else:
@@ -162,13 +170,14 @@ class LiveJudge:
         same check and the same judgement; time alone moves alerts on the engine's timer, as between reads."""
         return (snapshot, self._marks(snapshot), at_risk, self.engine.rules, self.poller.risk)
 
-    def _check(self, reading: Reading, now: datetime) -> None:
-        pending = self._pending.get(reading.name)
+    def _check(self, reading: Reading, view: AccountView, pending: _Pending | None, now: datetime) -> None:
+        """Ask for a confirming read, or judge on the estimate, when the live view is worse than the alerts
+        (`view`: the account as the rules see it now; `pending`: its confirmation as it was before that view)."""
         if pending is not None and pending.estimated:
             return
-        assert reading.snapshot is not None and self.view_of is not None
+        assert reading.snapshot is not None
         live = self._live_of(reading.name, reading.snapshot)[0]
-        worse = self._worse_than_alerts(replace(self.view_of(reading, now), snapshot=live), now)
+        worse = self._worse_than_alerts(replace(view, snapshot=live), now)
         beyond = any(_beyond(p) for p in live.positions)
         if pending is not None:  # waiting for its read: only a liquidation seen cannot wait
             if beyond and worse:
@@ -244,6 +253,8 @@ def _worse(read: AccountSnapshot, live: AccountSnapshot) -> AccountSnapshot:
     if live is read:
         return read
     chosen = tuple(lp if _closer(lp, rp) else rp for rp, lp in zip(read.positions, live.positions, strict=True))
+    if all(c is r for c, r in zip(chosen, read.positions, strict=True)):
+        return read  # not a copy: kept per account (LiveJudge._live) and compared by identity first
     return replace(read, positions=chosen)
 
 

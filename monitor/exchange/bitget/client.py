@@ -7,6 +7,7 @@ simulator on loopback. Every lower-level failure leaves this module as a `monito
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,7 +45,6 @@ REMAINING_HEADER = "x-mbx-used-remain-limit"
 RATE_LIMIT_BACKOFF = 2.0  # seconds an account's endpoint rests after a 429
 MAX_RESPONSE_SIZE = 4 * 1024 * 1024  # bytes; Bitget's largest real answers are a few hundred kB
 _CHUNK = 64 * 1024
-MAX_TARGETS = 64  # request targets (path and query) remembered per client; a poll uses a handful
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 
 
@@ -61,6 +61,14 @@ def parse_size(value: Any) -> int:
     if size < 1024:
         raise ValueError(f"expected at least 1kB, got {value!r}")
     return size
+
+
+@functools.lru_cache(maxsize=256)
+def _target(base_url: str, path: str, params: tuple[tuple[str, str], ...]) -> tuple[URL, str]:
+    """(the URL to send, the query to sign) of a request. Every account asks the same few: each is made once
+    for all of them."""
+    signed_query, sent_query = encode_query(dict(params))
+    return URL(base_url + path + (f"?{sent_query}" if sent_query else ""), encoded=True), signed_query
 
 
 @dataclass(frozen=True)
@@ -141,8 +149,6 @@ class BitgetClient:
         self.requests = 0  # requests sent, for the poll record
         self.remaining: dict[str, int] = {}  # last x-mbx-used-remain-limit per endpoint path
         self._signer = signer_for(credentials.secret)
-        # A poll asks the same few requests again and again: each one's URL and signed query are made once.
-        self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[URL, str]] = {}
         self._headers = {"Content-Type": "application/json", "locale": "en-US"}  # every request's, unsigned
 
     def __repr__(self) -> str:
@@ -175,20 +181,8 @@ class BitgetClient:
 
         return await self.server_clock.measure(fetch, stale_before)
 
-    def _target(self, path: str, params: Mapping[str, str]) -> tuple[URL, str]:
-        """(the URL to send, the query to sign) of a request, made once per path and parameters."""
-        key = (path, tuple(params.items()))
-        target = self._targets.get(key)
-        if target is None:
-            signed_query, sent_query = encode_query(params)
-            url = URL(self.base_url + path + (f"?{sent_query}" if sent_query else ""), encoded=True)
-            if len(self._targets) < MAX_TARGETS:
-                self._targets[key] = (url, signed_query)
-            target = (url, signed_query)
-        return target
-
     async def _request_once(self, endpoint: ep.Endpoint, params: Mapping[str, str], *, budgeted: bool = True) -> Any:
-        url, signed_query = self._target(endpoint.path, params)
+        url, signed_query = _target(self.base_url, endpoint.path, tuple(params.items()))
         # Slots held until the answer is read: Bitget counts the request somewhere in between.
         held = await self.budget.acquire(endpoint) if self.budget is not None and budgeted else []
         try:
