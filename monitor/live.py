@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 
 from monitor.alerts.decide import ActiveSeverities
 from monitor.alerts.engine import AlertEngine
@@ -29,7 +30,7 @@ from monitor.domain import AccountSnapshot, Position
 from monitor.market.feed import SPOT
 from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
-from monitor.poller.state import Reading
+from monitor.poller.state import AccountState, Reading
 from monitor.rules.evaluate import AccountView, evaluate_account
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,11 @@ class LiveJudge:
         self.confirmations = 0  # confirming reads asked for, since start
         self.estimates = 0  # accounts judged on the live estimate for want of a read in time
         self._pending: dict[str, _Pending] = {}
+        # Per account: its read and the marks of its positions (`_marks`), and the snapshot at those marks as live
+        # and as judged (`_worse`): re-priced once per read and move of its marks, not at every use.
+        self._live: dict[str, tuple[AccountSnapshot, tuple[Decimal | None, ...], AccountSnapshot, AccountSnapshot]] = {}
+        # Per account: what the last mark's pass saw when it left the account as it was (see `_sight`).
+        self._quiet: dict[str, tuple[object, ...]] = {}
         self._unsubscribe = market.subscribe(self._marked)
 
     async def run(self) -> None:
@@ -77,6 +83,8 @@ class LiveJudge:
     def polled(self, reading: Reading) -> None:
         """After each read: the feed watches what the account holds."""
         self.market.polled(reading.name, reading.snapshot)
+        if reading.snapshot is None or not reading.snapshot.positions:
+            self._live.pop(reading.name, None)
 
     def pending(self, name: str) -> bool:
         return name in self._pending
@@ -93,10 +101,33 @@ class LiveJudge:
             self._settle(reading.name)
             pending = None
         if pending is None:
-            return _worse(snapshot, self.market.live(snapshot)), False
+            return self._live_of(reading.name, snapshot)[1], False
         if pending.estimated:
-            return self.market.live(snapshot), True
+            return self._live_of(reading.name, snapshot)[0], True
         return snapshot, False  # as read until the confirming read comes (or the timeout)
+
+    def _live_of(self, name: str, snapshot: AccountSnapshot) -> tuple[AccountSnapshot, AccountSnapshot]:
+        """(the snapshot at the latest marks, the worse of it and the read for each position)."""
+        marks = self._marks(snapshot)
+        known = self._live.get(name)
+        if known is not None and known[0] is snapshot and known[1] == marks:
+            return known[2], known[3]
+        if not any(m is not None for m in marks):  # no mark newer than the read: exactly as read
+            live = worse = snapshot
+        else:
+            live = self.market.live(snapshot)
+            worse = _worse(snapshot, live)
+        self._live[name] = (snapshot, marks, live, worse)
+        return live, worse
+
+    def _marks(self, snapshot: AccountSnapshot) -> tuple[Decimal | None, ...]:
+        """The marks `MarketWatch.live` would use for the snapshot's positions: the price of each one newer than
+        the read (None: as read). The same marks give the same live snapshot."""
+        marks = []
+        for p in snapshot.positions:
+            mark = self.market.mark(p.product_type, p.symbol)
+            marks.append(None if mark is None or mark.at <= snapshot.taken_at else mark.price)
+        return tuple(marks)
 
     # -- on each mark ------------------------------------------------------------------------------------
 
@@ -106,25 +137,47 @@ class LiveJudge:
         now = self.clock.now()
         views = []
         for name in self.market.holders(product_type):
-            reading = self._reading(name)
-            if reading is None:  # removed, or now polled by another process: stop watching for it
+            state = self._state(name)
+            if state is None:  # removed, or now polled by another process: stop watching for it
                 self.market.forget(name)
                 self._pending.pop(name, None)
+                self._quiet.pop(name, None)
+                self._live.pop(name, None)
                 continue
-            if reading.snapshot is None:
+            if state.snapshot is None:
                 continue
-            self._check(reading, now)
-            views.append(self.view_of(reading, now))
-        if views:
-            self.engine.evaluate(views, now)
+            sight = self._sight(state.snapshot, state.at_risk)
+            if name not in self._pending and self._quiet.get(name) == sight:
+                continue  # the same read at the same marks: nothing to check or judge again
+            reading = state.reading(self.poller.cadence)
+            pending = self._pending.get(name)
+            estimated = pending is not None and pending.estimated
+            view = self.view_of(reading, now)  # settles `pending` if its confirming read has come
+            self._check(reading, view, pending, now)
+            if self._pending.get(name) is not pending or (pending is not None and pending.estimated != estimated):
+                view = self.view_of(reading, now)  # a read asked for, or judged on the estimate: the view changed
+            views.append(view)
+            if name in self._pending:
+                self._quiet.pop(name, None)
+            else:
+                self._quiet[name] = sight
+        if views:  # an account the mark left as it was judged is not judged again (the engine's timer ticks it)
+            self.engine.evaluate(views, now, changed_only=True)
 
-    def _check(self, reading: Reading, now: datetime) -> None:
-        pending = self._pending.get(reading.name)
+    def _sight(self, snapshot: AccountSnapshot, at_risk: bool) -> tuple[object, ...]:
+        """What a mark's pass over an account depends on: the read, the marks of its positions (whether newer
+        than the read, and their price: all `live` uses), its risk, and the rules. The same sight again means the
+        same check and the same judgement; time alone moves alerts on the engine's timer, as between reads."""
+        return (snapshot, self._marks(snapshot), at_risk, self.engine.rules, self.poller.risk)
+
+    def _check(self, reading: Reading, view: AccountView, pending: _Pending | None, now: datetime) -> None:
+        """Ask for a confirming read, or judge on the estimate, when the live view is worse than the alerts
+        (`view`: the account as the rules see it now; `pending`: its confirmation as it was before that view)."""
         if pending is not None and pending.estimated:
             return
-        assert reading.snapshot is not None and self.view_of is not None
-        live = self.market.live(reading.snapshot)
-        worse = self._worse_than_alerts(replace(self.view_of(reading, now), snapshot=live), now)
+        assert reading.snapshot is not None
+        live = self._live_of(reading.name, reading.snapshot)[0]
+        worse = self._worse_than_alerts(replace(view, snapshot=live), now)
         beyond = any(_beyond(p) for p in live.positions)
         if pending is not None:  # waiting for its read: only a liquidation seen cannot wait
             if beyond and worse:
@@ -138,8 +191,9 @@ class LiveJudge:
     def _worse_than_alerts(self, view: AccountView, now: datetime) -> bool:
         """Whether a position rule judges the live view worse than the alert it stands at (or at all)."""
         active = ActiveSeverities(self.engine.current)
-        for obs in evaluate_account(self.engine.rules.values(), view, now, active).observations:
-            if obs.rule.per_position and obs.severity is not None:
+        rules = [r for r in self.engine.rules.values() if r.per_position]
+        for obs in evaluate_account(rules, view, now, active).observations:
+            if obs.severity is not None:
                 current = active.get(obs.key)
                 if current is None or obs.severity.rank > current.rank:
                     return True
@@ -182,11 +236,16 @@ class LiveJudge:
             pending.timer.cancel()
 
     def _reading(self, name: str) -> Reading | None:
+        state = self._state(name)
+        return state.reading(self.poller.cadence) if state is not None else None
+
+    def _state(self, name: str) -> AccountState | None:
+        """The poller's state of an account this process polls."""
         poller = self.poller
         state = poller.accounts.get(name)
         if state is None or (poller.owned is not None and name not in poller.owned):
             return None
-        return state.reading(poller.cadence)
+        return state
 
 
 def _worse(read: AccountSnapshot, live: AccountSnapshot) -> AccountSnapshot:
@@ -194,6 +253,8 @@ def _worse(read: AccountSnapshot, live: AccountSnapshot) -> AccountSnapshot:
     if live is read:
         return read
     chosen = tuple(lp if _closer(lp, rp) else rp for rp, lp in zip(read.positions, live.positions, strict=True))
+    if all(c is r for c, r in zip(chosen, read.positions, strict=True)):
+        return read  # not a copy: kept per account (LiveJudge._live) and compared by identity first
     return replace(read, positions=chosen)
 
 

@@ -119,9 +119,9 @@ class Service(OnceCycle):
             self.poll_errors[metric_label(outcome.error_code)] += 1
         if self.live is not None:
             self.live.polled(reading)
-        if self._alerting:
+        if self._alerting:  # a read that changed nothing judging looks at is not judged again
             now = self.clock.now()
-            self.engine.evaluate([self.views.of(reading, now)], now)
+            self.engine.evaluate([self.views.of(reading, now)], now, changed_only=True)
 
     async def _run_alerts(self, poller: Poller) -> None:
         """The alert engine and the outbox sender, once the schema is in place (and, when processes share the

@@ -417,6 +417,56 @@ async def test_an_unreachable_account_speaks_for_its_other_alerts(make_rig: Any,
     assert "RESOLVED down" in message and "CRITICAL liq" in message and "(still firing)" in message
 
 
+async def test_the_timer_judges_again_only_accounts_whose_judgement_can_change(make_rig: Any, sink: Sink) -> None:
+    rig = await make_rig(rules(sink, '[[rules]]\nname = "down"\ntype = "unreachable"\ncritical = 3\n'),
+                         accounts=("alpha", "beta"))  # fmt: skip
+    interval = rig.config.monitor.poll_interval
+
+    def view(name: str, mark: str, read_at: datetime) -> AccountView:
+        snapshot = AccountSnapshot(name, read_at, AccountMode.CLASSIC, positions=(position(mark),))
+        return AccountView(name, ("fund-a",), snapshot, read_at, True, T0, interval)
+
+    read = rig.clock.now()
+    rig.engine.evaluate([view("alpha", "200", read), view("beta", "104", read)], read)  # beta: pending
+    assert rig.engine.judgements == 2
+    rig.clock.advance(5)
+    rig.engine.evaluate([view("alpha", "200", read), view("beta", "104", read)], rig.clock.now(), changed_only=True)
+    assert rig.engine.judgements == 3  # alpha: nothing new, no alert; beta: its pending alert has a `for` to run
+    rig.clock.advance(5)
+    rig.engine.evaluate([view("alpha", "199", read)], rig.clock.now(), changed_only=True)
+    assert rig.engine.judgements == 4  # alpha's data changed
+    # No read for three poll intervals: time alone changes alpha's judgement, and the timer raises the alert.
+    for _ in range(3):
+        rig.clock.advance(interval)
+        rig.engine.evaluate([view("alpha", "199", read)], rig.clock.now(), changed_only=True)
+    assert rig.engine.judgements == 7
+    assert "down|alpha|" in rig.engine.current
+    assert await rig.engine.flush()
+
+
+async def test_a_read_that_changes_nothing_judging_looks_at_is_not_judged_again(make_rig: Any, sink: Sink) -> None:
+    rig = await make_rig(rules(sink))
+    interval = rig.config.monitor.poll_interval
+
+    def read(mark: str) -> AccountView:
+        now = rig.clock.now()
+        snapshot = AccountSnapshot("alpha", now, AccountMode.CLASSIC, positions=(position(mark),))
+        return AccountView("alpha", ("fund-a",), snapshot, now, True, T0, interval)
+
+    rig.engine.evaluate([read("200")], rig.clock.now(), changed_only=True)
+    assert rig.engine.judgements == 1
+    rig.clock.advance(interval)
+    rig.engine.evaluate([read("200")], rig.clock.now(), changed_only=True)  # the same answer, read later
+    assert rig.engine.judgements == 1
+    rig.clock.advance(interval)
+    rig.engine.evaluate([read("104")], rig.clock.now(), changed_only=True)  # the mark moved: pending alert
+    assert rig.engine.judgements == 2 and "liq|alpha|USDT-FUTURES BTCUSDT long" in rig.engine.current
+    rig.clock.advance(interval)
+    rig.engine.evaluate([read("104")], rig.clock.now(), changed_only=True)  # unchanged, but an alert to step
+    assert rig.engine.judgements == 3
+    assert await rig.engine.flush()
+
+
 async def test_a_stretched_cycle_neither_holds_alerts_nor_makes_every_account_unreachable(
     make_rig: Any, sink: Sink
 ) -> None:

@@ -134,3 +134,24 @@ async def test_a_mark_that_eases_a_position_resolves_nothing_until_the_account_i
         service.poller.read_now("iso")
         await until(lambda: len(sink.received) >= 2, timeout=8)
         assert sink.titles()[1].startswith("[RESOLVED] iso: BTCUSDT long: 9.")
+
+
+async def test_marks_that_leave_an_account_as_it_was_judged_do_not_judge_it_again(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path) as (service, sim):
+        assert service.poller is not None
+        accounts = service.poller.accounts
+
+        def polls() -> int:
+            return sum(s.polls for s in accounts.values())
+
+        await asyncio.sleep(0.5)  # the first marks after the reads
+        judged, read = service.engine.judgements, polls()
+        await asyncio.sleep(1.0)  # five marks, all at the price read
+        # The reads (at most) and the engine's timer (at most once), not every mark.
+        assert service.engine.judgements - judged <= polls() - read + len(accounts)
+        before = service.engine.judgements
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "97"})  # type: ignore[attr-defined]
+        await until(lambda: service.engine.judgements > before, timeout=8)  # iso's long is closer to liquidation
+        assert sink.received == []  # 6.3 % from liquidation: no alert

@@ -173,6 +173,59 @@ def test_account_rows_track_success_errors_keys_and_the_equity_peak(store: Store
     assert readback.equity_peak(store, "a", T0 + timedelta(minutes=2)) == Decimal("130.75")
 
 
+def account_row(store: Store, name: str) -> Any:
+    from monitor.store.repository import ACCOUNT
+
+    with store.engine.connect() as connection:
+        return connection.execute(select(ACCOUNT).where(ACCOUNT.c.name == name)).one()
+
+
+def test_the_account_row_is_rewritten_only_when_something_in_it_changes(store: Store) -> None:
+    from monitor.store.snapshots import ACCOUNT_REFRESH
+
+    store.write_polls([ok("a", T0)])
+    assert account_row(store, "a").last_poll_at == T0
+    # Polls that change nothing but the time of the last poll leave the row as it is ...
+    store.write_polls([ok("a", T0 + timedelta(seconds=30))])
+    store.write_polls([ok("a", T0 + timedelta(seconds=60))])
+    row = account_row(store, "a")
+    assert (row.last_poll_at, row.last_success_at) == (T0, T0)
+    # ... while the poll rows say when the account last gave good data, to a process started now.
+    assert store.alerts.last_success() == {"a": T0 + timedelta(seconds=60)}
+    # An error is written at once, with the last success this process knew.
+    failed = T0 + timedelta(seconds=90)
+    store.write_polls([PollOutcome("a", failed, failed, error_code="40725", error_message="service error")])
+    row = account_row(store, "a")
+    assert (row.last_error_code, row.last_error_at, row.last_poll_at) == ("40725", failed, failed)
+    assert row.last_success_at == T0 + timedelta(seconds=60)
+    # A key checked, a mode learned: written at once.
+    key = KeyInfo(uid="42", permissions=("readonly",), ips=())
+    store.write_polls([replace(ok("a", T0 + timedelta(seconds=120)), key=key)])
+    row = account_row(store, "a")
+    assert (row.uid, row.key_checked_at) == ("42", T0 + timedelta(seconds=120))
+    # And at least every ACCOUNT_REFRESH, so the row's times never lag more than that.
+    later = T0 + timedelta(seconds=120) + ACCOUNT_REFRESH
+    store.write_polls([ok("a", later - timedelta(seconds=1))])
+    assert account_row(store, "a").last_poll_at == T0 + timedelta(seconds=120)
+    store.write_polls([ok("a", later)])
+    row = account_row(store, "a")
+    assert (row.last_poll_at, row.last_success_at, row.last_error_code) == (later, later, "40725")
+
+
+def test_a_restarted_store_writes_the_account_row_at_its_first_poll(db_url: str) -> None:
+    migrations.upgrade(db_url)
+    first = Store(db_url)
+    first.write_polls([ok("a", T0)])
+    first.write_polls([ok("a", T0 + timedelta(seconds=30))])
+    first.close()
+    second = Store(db_url)
+    try:
+        second.write_polls([ok("a", T0 + timedelta(seconds=60))])
+        assert account_row(second, "a").last_poll_at == T0 + timedelta(seconds=60)
+    finally:
+        second.close()
+
+
 def test_rollup_and_retention_keep_history_bounded_and_charts_right(store: Store) -> None:
     clock = ManualClock(T0)
     # Two accounts polled every 10 minutes for 10 days; equity climbs 1 a poll, with a dip each hour.
@@ -284,6 +337,30 @@ async def test_snapshots_queued_while_the_database_is_unreachable_are_all_writte
         store.close()
         if server is not None:
             server.close()
+
+
+async def test_the_writer_gathers_the_results_of_an_interval_and_a_flush_writes_them_at_once(tmp_path: Path) -> None:
+    from tests.conftest import until
+
+    store = Store(f"sqlite:///{tmp_path}/monitor.db")
+    migrations.upgrade(f"sqlite:///{tmp_path}/monitor.db")
+    writer = SnapshotWriter(store, interval=3600)
+    task = asyncio.create_task(writer.run())
+    try:
+        writer.submit(ok("a", T0))
+        await until(lambda: writer.written == 1)  # the first result after a quiet spell goes at once
+        for i in range(1, 11):
+            writer.submit(ok(f"acct-{i}", T0 + timedelta(seconds=i)))
+        await asyncio.sleep(0.3)
+        assert (writer.written, writer.pending) == (1, 10)  # the next ones wait for the interval, together
+        assert await writer.flush(timeout=10)  # shutdown: no waiting for the interval
+        assert (writer.written, writer.pending) == (11, 0)
+        latest = await asyncio.to_thread(readback.latest, store)
+        assert set(latest) == {"a", *(f"acct-{i}" for i in range(1, 11))}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
 
 
 async def test_a_full_buffer_drops_the_oldest_snapshots_and_counts_them(tmp_path: Path) -> None:

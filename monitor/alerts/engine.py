@@ -45,7 +45,7 @@ from monitor.alerts.spool import Spool
 from monitor.clock import Clock
 from monitor.config.model import Config
 from monitor.domain import AccountSnapshot
-from monitor.rules.evaluate import AccountView, RollingPeak, portfolio_equity
+from monitor.rules.evaluate import AccountView, RollingPeak, portfolio_equity, unreachable_intervals
 from monitor.rules.model import Rule, RuleType
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,8 @@ class AlertEngine:
                                lambda: self.current.values())  # fmt: skip
         self._late: asyncio.Task[None] | None = None  # loading from the database after a start from the spool
         self._severities = decide.ActiveSeverities(self.current)  # what the rules' hysteresis is measured from
+        self._judged: dict[str, tuple[object, ...]] = {}  # per account: what its last judgement saw (_sight)
+        self.judgements = 0  # accounts judged since start (what `changed_only` saves shows here)
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -89,6 +91,8 @@ class AlertEngine:
         self._channels = {a.name: a.channels for a in config.accounts}
         self._tags = {a.name: a.tags for a in config.accounts}
         self._seen = {name: s for name, s in self._seen.items() if name in self._tags}
+        self._judged.clear()  # other rules may judge the same data otherwise
+        self._odds = any(r.type is RuleType.LIQUIDATION_PROBABILITY for r in config.rules)
         self._retire(self.clock.now())
 
     def _retire(self, now: datetime) -> None:
@@ -163,6 +167,7 @@ class AlertEngine:
         # What another process polls is its to judge; an old read kept here would make its closed positions
         # look gone (and judged again) when the account comes back.
         self._seen = {name: snapshot for name, snapshot in self._seen.items() if name in owned}
+        self._judged.clear()
         if gained and self.ready:
             await self.load(gained)
 
@@ -198,24 +203,52 @@ class AlertEngine:
 
     # -- evaluation --------------------------------------------------------------------------------------
 
-    def evaluate(self, views: Iterable[AccountView], now: datetime, *, portfolio: bool = False) -> None:
+    def evaluate(
+        self, views: Iterable[AccountView], now: datetime, *, portfolio: bool = False, changed_only: bool = False
+    ) -> None:
         """Judge these accounts (and the portfolio rules) now; queue what changed. One account's failure (a
-        bug, a broken template) is logged and does not touch the others."""
+        bug, a broken template) is logged and does not touch the others. `changed_only` (the timer, a new mark):
+        an account judging could not change is left out (`_sight`); its drawdown peaks still take the read."""
         if not self.ready:
             return
         views = list(views)
         for view in views:
             try:
-                self._track_peaks(view)
+                self._track_peaks(view)  # every fresh read is a sample, judged or not
+            except Exception:
+                log.exception("%s: drawdown peak not tracked", view.name)
+            sight = self._sight(view, now)
+            if changed_only and self._judged.get(view.name) == sight and not self._by_account.get(view.name):
+                continue
+            self._judged.pop(view.name, None)
+            self.judgements += 1
+            try:
                 self._evaluate_account(view, now)
             except Exception:
                 log.exception("%s: alert evaluation failed", view.name)
+            else:  # a judgement that failed (a broken template) is tried again
+                self._judged[view.name] = sight
         if portfolio:
             try:
                 self._evaluate_portfolio(views, now)
             except Exception:
                 log.exception("portfolio alert evaluation failed")
         self.journal.evaluated()
+
+    def _sight(self, view: AccountView, now: datetime) -> tuple[object, ...]:
+        """What judging an account depends on, but for time: an account without alerts whose sight is the one
+        last judged is left as it is by a judgement now. Time moves only the unreachable count (part of the
+        sight), drawdown peaks (they can only fall: less drawdown) and the odds of liquidation (the volatility
+        moves with every mark: never left out while an odds rule may watch a position)."""
+        s = view.snapshot
+        if s is None:
+            data: tuple[object, ...] = ()
+        elif self._odds and s.positions:
+            return (now,)  # never the same twice
+        else:  # what was read, not when: a read that changed nothing leaves the judgement as it was
+            data = (s.account, s.mode, s.spot, s.spot_usdt, s.futures, s.unified, s.positions, s.products)
+        return (data, view.fresh, view.polled, view.permanent_error, view.error_code, view.error_message, view.key,
+                view.estimated, view.tags, unreachable_intervals(view, now))  # fmt: skip
 
     def _track_peaks(self, view: AccountView) -> None:
         if view.snapshot is None or not view.fresh:
@@ -373,7 +406,7 @@ class AlertEngine:
                 except Exception as exc:  # keep the silences known; evaluation goes on
                     log.warning("silences not refreshed: %s", str(exc).strip())
                 try:
-                    self.evaluate(views(), now, portfolio=portfolio())
+                    self.evaluate(views(), now, portfolio=portfolio(), changed_only=True)
                     self._forget(now)
                 except Exception:  # a bug must not end alerting
                     log.exception("alert evaluation pass failed")

@@ -72,7 +72,11 @@ class Journal:
         self.pending.at = at
 
     def evaluated(self) -> None:
-        """An evaluation's changes are in: written soon; while writes fail its messages go to memory at once."""
+        """An evaluation's changes are in: written soon; while writes fail its messages go to memory at once.
+        An evaluation that changed nothing (most of them) wakes no writer while no message waits in memory: such
+        a flush would write, spool and settle nothing."""
+        if not self.pending and not len(self.memory):
+            return
         self.dirty.set()
         if self._failing and self.pending.messages:  # no waiting for the next write attempt to send them
             self._spool(self.pending)  # on disk before anyone hears it

@@ -214,9 +214,15 @@ def _drawdown_summary(rule: Rule, equity: Decimal, peak: Decimal | None, value: 
     return f"equity {money(equity)} USDT, {num(value, 2)}% below its {window} peak of {money(peak)}"
 
 
+def unreachable_intervals(view: AccountView, now: datetime) -> Decimal:
+    """Whole poll intervals without good data (time the monitor could not poll at all left out)."""
+    since = view.last_good_at or view.watched_since
+    return Decimal(int(max(timedelta(0), now - since - view.stalled) / view.poll_interval))
+
+
 def _unreachable(rule: Rule, view: AccountView, now: datetime, current: Current) -> Observation:
     since = view.last_good_at or view.watched_since
-    intervals = Decimal(int(max(timedelta(0), now - since - view.stalled) / view.poll_interval))
+    intervals = unreachable_intervals(view, now)
     error = f" (last error: {last_error(view)})" if view.error_code else ""
     severity: Severity | None
     if view.permanent_error:  # retrying does not fix it: as bad as it gets, at once

@@ -27,6 +27,7 @@ from monitor.store.alertrows import ACCOUNT, ALERT, TRANSITION, alert_from_row, 
 from monitor.store.errors import guarded, is_data_error, translate
 from monitor.store.outbox import OutboxRows
 from monitor.store.silences import SilenceRows
+from monitor.store.snapshots import POLL
 
 
 @guarded
@@ -63,10 +64,20 @@ class AlertStore(OutboxRows, SilenceRows):
         return bool(result.rowcount)
 
     def last_success(self) -> dict[str, datetime]:
-        """When each account last gave good data (also before this process started)."""
-        query = select(ACCOUNT.c.name, ACCOUNT.c.last_success_at).where(ACCOUNT.c.last_success_at.is_not(None))
+        """When each account last gave good data (also before this process started): the later of its row's
+        last_success_at (written at most ACCOUNT_REFRESH apart while nothing else changes) and its latest
+        successful poll row (kept for raw_retention)."""
+        latest = (
+            select(POLL.c.finished_at)
+            .where(POLL.c.account_id == ACCOUNT.c.id, POLL.c.ok.is_(True))
+            .order_by(POLL.c.started_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = select(ACCOUNT.c.name, ACCOUNT.c.last_success_at, latest)
         with self.engine.connect() as connection:
-            return dict(connection.execute(query).all())
+            rows = connection.execute(query).all()
+        return {name: max(t for t in times if t is not None) for name, *times in rows if any(times)}
 
     def save(self, batch: AlertBatch) -> None:
         """Write a batch in one transaction, each message with its delivery state; sets each message's `id`.

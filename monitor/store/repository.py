@@ -120,9 +120,9 @@ class Store:
         outcomes = sorted(outcomes, key=lambda o: o.finished_at)
         with self.engine.begin() as connection:
             ids = self.accounts.ids(connection, {o.account for o in outcomes}, outcomes[0].finished_at)
-            detailed = self.snapshots.write(connection, ids, outcomes)
+            written = self.snapshots.write(connection, ids, outcomes)
         self.accounts.remember(ids)
-        self.snapshots.committed(detailed)
+        self.snapshots.committed(written)
         self._check_file()  # the file may have been there when the first connection opened it
 
     def equity_series(

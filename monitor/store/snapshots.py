@@ -1,6 +1,10 @@
 """The write path of poll results: one row per poll, the equity series at every poll, and balance and position
 rows (the detail) at least every `snapshot_interval` per account, and at every poll while the account is at risk
-or its positions or coins change (monitor.store.snapshots.snapshot_shape says what counts as a change)."""
+or its positions or coins change (monitor.store.snapshots.snapshot_shape says what counts as a change).
+
+The account row (mode, key, last error, last poll and success) is rewritten only when something in it changes
+other than the time of the last poll and success, and at least every ACCOUNT_REFRESH: those two times are in the
+poll rows (monitor.store.alerts.AlertStore.last_success reads both)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Table
 
@@ -21,17 +25,19 @@ POLL: Table = t.Poll.__table__  # type: ignore[attr-defined]
 BALANCE: Table = t.BalanceSnapshot.__table__  # type: ignore[attr-defined]
 POSITION: Table = t.PositionSnapshot.__table__  # type: ignore[attr-defined]
 EQUITY: Table = t.EquityPoint.__table__  # type: ignore[attr-defined]
+ACCOUNT_REFRESH = timedelta(minutes=10)  # the account row's last_poll_at and last_success_at lag by at most this
+EVERY_POLL = ("last_poll_at", "last_success_at")  # what changes at every poll (and is not worth a write alone)
 
 
 class Snapshots:
     def __init__(self, snapshot_interval: timedelta) -> None:
         self.snapshot_interval = snapshot_interval
         self._detailed: dict[int, tuple[datetime, Shape]] = {}  # per account: its last stored detail
+        self._known: dict[int, dict[str, Any]] = {}  # per account: its row as this process knows it
+        self._rows: dict[int, dict[str, Any]] = {}  # per account: its row as this process last wrote it
 
-    def write(
-        self, connection: Connection, ids: dict[str, int], outcomes: Sequence[PollOutcome]
-    ) -> dict[int, tuple[datetime, Shape]]:
-        """Write chronological outcomes inside the caller's transaction; returns the detail written, for
+    def write(self, connection: Connection, ids: dict[str, int], outcomes: Sequence[PollOutcome]) -> Written:
+        """Write chronological outcomes inside the caller's transaction; returns what was written, for
         `committed` once the transaction is."""
         polls, balances, positions, equity = [], [], [], []
         detailed: dict[int, tuple[datetime, Shape]] = {}
@@ -72,14 +78,18 @@ class Snapshots:
         for table, rows in ((POLL, polls), (BALANCE, balances), (POSITION, positions), (EQUITY, equity)):
             if rows:
                 insert_many(connection, table, rows)
-        self._update_accounts(connection, ids, outcomes)
-        return detailed
+        return Written(detailed, *self._update_accounts(connection, ids, outcomes))
 
-    def committed(self, detailed: dict[int, tuple[datetime, Shape]]) -> None:
-        """The write's transaction committed: its detail counts as stored."""
-        self._detailed.update(detailed)
+    def committed(self, written: Written) -> None:
+        """The write's transaction committed: its detail and account rows count as stored."""
+        self._detailed.update(written.detailed)
+        self._known.update(written.known)
+        self._rows.update(written.rows)
 
-    def _update_accounts(self, connection: Connection, ids: dict[str, int], outcomes: Sequence[PollOutcome]) -> None:
+    def _update_accounts(
+        self, connection: Connection, ids: dict[str, int], outcomes: Sequence[PollOutcome]
+    ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+        """Update the rows of accounts whose row changes; returns the rows as known and those written."""
         state: dict[int, dict[str, Any]] = {}
         for o in outcomes:  # chronological: the last outcome of each account wins
             id_ = ids[o.account]
@@ -100,12 +110,23 @@ class Snapshots:
                     ips=list(o.key.ips),
                     key_checked_at=o.finished_at,
                 )
+        known, changed = {}, {}
+        for id_, row in state.items():
+            # A row written carries all this process knows (a failure's: the last success before it).
+            row = known[id_] = self._known.get(id_, {}) | row
+            last = self._rows.get(id_)
+            if last is not None:
+                fresh = row["last_poll_at"] - last["last_poll_at"] < ACCOUNT_REFRESH
+                if fresh and all(row[k] == last.get(k) for k in row if k not in EVERY_POLL):
+                    continue
+            changed[id_] = row
         # One update per shape: rows must share their keys.
         by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for row in state.values():
+        for row in changed.values():
             by_shape[tuple(sorted(row))].append(row)
         for rows in by_shape.values():
             update_many(connection, ACCOUNT, rows)
+        return known, changed
 
 
 def balance_rows(snapshot: AccountSnapshot) -> list[dict[str, Any]]:
@@ -172,6 +193,12 @@ def balance_rows(snapshot: AccountSnapshot) -> list[dict[str, Any]]:
 
 
 Shape = tuple[tuple[Any, ...], ...]
+
+
+class Written(NamedTuple):
+    detailed: dict[int, tuple[datetime, Shape]]  # per account: the detail written (time, shape)
+    known: dict[int, dict[str, Any]]  # per account: its row as now known
+    rows: dict[int, dict[str, Any]]  # per account: its row as written
 
 
 def snapshot_shape(snapshot: AccountSnapshot) -> Shape:

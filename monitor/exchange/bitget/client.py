@@ -7,6 +7,7 @@ simulator on loopback. Every lower-level failure leaves this module as a `monito
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,14 @@ def parse_size(value: Any) -> int:
     if size < 1024:
         raise ValueError(f"expected at least 1kB, got {value!r}")
     return size
+
+
+@functools.lru_cache(maxsize=256)
+def _target(base_url: str, path: str, params: tuple[tuple[str, str], ...]) -> tuple[URL, str]:
+    """(the URL to send, the query to sign) of a request. Every account asks the same few: each is made once
+    for all of them."""
+    signed_query, sent_query = encode_query(dict(params))
+    return URL(base_url + path + (f"?{sent_query}" if sent_query else ""), encoded=True), signed_query
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,7 @@ class BitgetClient:
         self.requests = 0  # requests sent, for the poll record
         self.remaining: dict[str, int] = {}  # last x-mbx-used-remain-limit per endpoint path
         self._signer = signer_for(credentials.secret)
+        self._headers = {"Content-Type": "application/json", "locale": "en-US"}  # every request's, unsigned
 
     def __repr__(self) -> str:
         return f"BitgetClient(account={self.account!r}, base_url={self.base_url!r})"
@@ -172,14 +182,13 @@ class BitgetClient:
         return await self.server_clock.measure(fetch, stale_before)
 
     async def _request_once(self, endpoint: ep.Endpoint, params: Mapping[str, str], *, budgeted: bool = True) -> Any:
-        signed_query, sent_query = encode_query(params)
-        url = URL(self.base_url + endpoint.path + (f"?{sent_query}" if sent_query else ""), encoded=True)
+        url, signed_query = _target(self.base_url, endpoint.path, tuple(params.items()))
         # Slots held until the answer is read: Bitget counts the request somewhere in between.
         held = await self.budget.acquire(endpoint) if self.budget is not None and budgeted else []
         try:
-            headers = {"Content-Type": "application/json", "locale": "en-US"}
+            headers = self._headers
             if endpoint.signed:  # signed after any wait for the budget: the timestamp must be fresh when sent
-                headers.update(self._auth_headers(endpoint.path, signed_query))
+                headers = self._auth_headers(endpoint.path, signed_query)
             self.requests += 1
             async with self.session.get(url, headers=headers, timeout=self.timeout) as response:
                 status = response.status
@@ -220,6 +229,8 @@ class BitgetClient:
         if declared is not None and declared > limit:
             response.close()  # unread: the connection goes, not into the pool
             raise self._too_large(endpoint, response.status, f"{declared} bytes declared")
+        if declared is not None and "content-encoding" not in response.headers:  # exactly that many bytes come
+            return await response.read()
         chunks, size = [], 0
         async for chunk in response.content.iter_chunked(_CHUNK):
             size += len(chunk)
@@ -247,9 +258,11 @@ class BitgetClient:
             self.budget.ip.probed(locked_out, self.lockout)
 
     def _auth_headers(self, path: str, signed_query: str) -> dict[str, str]:
+        """Every header of a signed request (the unsigned ones too)."""
         timestamp = str(self.server_clock.timestamp_ms())
         message = prehash(timestamp, "GET", path, signed_query)
         headers = {
+            **self._headers,
             "ACCESS-KEY": self.credentials.api_key.reveal(),
             "ACCESS-SIGN": self._signer.sign(message),
             "ACCESS-TIMESTAMP": timestamp,

@@ -10,11 +10,11 @@ turns either into None and notes the field in `skipped`. Nothing here spends tim
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any
 
 from monitor.clock import from_epoch_ms
 from monitor.domain import FIRST_TIME_MS, LAST_TIME_MS, MAX_AMOUNT, MIN_EXPONENT
@@ -23,7 +23,6 @@ from monitor.exchange.bitget.clean import clean
 
 _ZERO = Decimal(0)
 _MISSING = object()
-V = TypeVar("V")
 
 # What a real answer can hold (domain.py). Beyond it a value is not data: Decimal happily carries 1e999999999,
 # and turning that into an int (a timestamp) or formatting it (a database column) takes minutes and gigabytes.
@@ -77,7 +76,7 @@ class Fields:
         value = self._raw(names)
         if value is _MISSING or value is None or value == "":
             return None
-        result = self._decimal(self._name(names), value)
+        result = self._decimal(names, value)
         if floor is not None and result < floor:
             raise BadValue(f"{self._where}.{self._name(names)}: impossible value {show(value)}")
         return result
@@ -126,23 +125,44 @@ class Fields:
     # -- lenient: unknown (None) instead of a failed read ----------------------------------------------------
 
     def loose(self, *names: str) -> Decimal | None:
-        return self._lenient(self._name(names), lambda: self.opt(*names))
-
-    def loose_time(self, *names: str) -> datetime | None:
-        return self._lenient(self._name(names), lambda: self.time(*names))
-
-    def loose_text(self, *names: str) -> str | None:
-        return self._lenient(self._name(names), lambda: self.text(*names, default="") or None)
-
-    def _lenient(self, name: str, read: Callable[[], V]) -> V | None:
         try:
-            return read()
+            return self.opt(*names)
         except BadField as exc:
-            if self._skipped is not None:
-                self._skipped.append(Skipped(name, str(exc)))
+            self._skip(names, exc)
             return None
 
-    def _decimal(self, name: str, value: Any) -> Decimal:
+    def loose_time(self, *names: str) -> datetime | None:
+        try:
+            return self.time(*names)
+        except BadField as exc:
+            self._skip(names, exc)
+            return None
+
+    def loose_text(self, *names: str) -> str | None:
+        try:
+            return self.text(*names, default="") or None
+        except BadField as exc:
+            self._skip(names, exc)
+            return None
+
+    def _skip(self, names: tuple[str, ...], exc: BadField) -> None:
+        """A lenient field left unknown: noted in `skipped`."""
+        if self._skipped is not None:
+            self._skipped.append(Skipped(self._name(names), str(exc)))
+
+    def _decimal(self, names: tuple[str, ...], value: Any) -> Decimal:
+        """`value` (of the field `names` spell) as a checked Decimal; the name is looked up for errors only."""
+        if isinstance(value, str):  # Bitget's usual way: first
+            digits = value.strip()
+            if len(digits) > MAX_NUMBER_CHARS:
+                raise BadValue(f"{self._where}.{self._name(names)}: a number of {len(digits)} characters: "
+                               f"{show(value)}")  # fmt: skip
+            try:
+                result = Decimal(digits)
+            except InvalidOperation:
+                raise BadField(f"{self._where}.{self._name(names)}: not a number: {show(value)}") from None
+            return self._checked(names, value, result)
+        name = self._name(names)
         if isinstance(value, bool):
             raise BadField(f"{self._where}.{name}: expected a number, got {show(value)}")
         if isinstance(value, Decimal):
@@ -151,24 +171,19 @@ class Fields:
             result = Decimal(value)
         elif isinstance(value, float):
             result = Decimal(repr(value))
-        elif isinstance(value, str):
-            digits = value.strip()
-            if len(digits) > MAX_NUMBER_CHARS:
-                raise BadValue(f"{self._where}.{name}: a number of {len(digits)} characters: {show(value)}")
-            try:
-                result = Decimal(digits)
-            except InvalidOperation:
-                raise BadField(f"{self._where}.{name}: not a number: {show(value)}") from None
         else:
             raise BadField(f"{self._where}.{name}: expected a number, got {show(value)}")
+        return self._checked(names, value, result)
+
+    def _checked(self, names: tuple[str, ...], value: Any, result: Decimal) -> Decimal:
         if not result.is_finite():
-            raise BadValue(f"{self._where}.{name}: not a finite number: {show(value)}")
+            raise BadValue(f"{self._where}.{self._name(names)}: not a finite number: {show(value)}")
         if not result:
             return _ZERO  # "0E-999999999" is zero; formatted as written it would be a million characters
         exponent = result.as_tuple().exponent
         assert isinstance(exponent, int)  # finite
         if result.copy_abs() >= MAX_MAGNITUDE or exponent < MIN_EXPONENT:  # exact and cheap, whatever the size
-            raise BadValue(f"{self._where}.{name}: out of range: {show(value)}")
+            raise BadValue(f"{self._where}.{self._name(names)}: out of range: {show(value)}")
         return result
 
 

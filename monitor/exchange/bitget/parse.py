@@ -47,9 +47,13 @@ def _constant(name: str) -> Decimal:
     return Decimal(name)
 
 
+# One decoder for every answer: json.loads with options builds a new one (and its scanner) at every call.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_constant)
+
+
 def loads(text: str) -> Any:
     """JSON with every non-integer number as Decimal: a float never touches money."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_constant)
+    return _DECODER.decode(text)
 
 
 def envelope(body: Any) -> tuple[str, str, Any]:
