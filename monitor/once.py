@@ -12,6 +12,7 @@ import aiohttp
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.model import ACTIVE, Alert, State, alert_order
 from monitor.alerts.sender import CLAIM, Sender
+from monitor.alerts.spool import Spool
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.domain import PollOutcome
@@ -49,6 +50,7 @@ class OnceCycle:
     migrate: bool
     store: Store
     sender: Sender
+    spool: Spool
     engine: AlertEngine
     views: AccountViews
     session: aiohttp.ClientSession | None
