@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -164,3 +165,21 @@ async def test_a_mark_that_eases_a_position_resolves_nothing_until_the_account_i
         service.poller.read_now("iso")
         await until(lambda: len(sink.received) >= 2, timeout=8)
         assert sink.titles()[1].startswith("[RESOLVED] iso: BTCUSDT long: 9.")
+
+
+async def test_a_position_gone_is_judged_on_the_feeds_latest_mark_without_a_tickers_request_of_its_own(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path) as (service, _):
+        assert service.market is not None and service.engine.marks is service.market
+        await until(lambda: service.market.mark("USDT-FUTURES", "BTCUSDT") is not None)  # type: ignore[union-attr]
+        came = asyncio.Event()  # an answer for USDT-futures just came
+        unsubscribe = service.market.subscribe(lambda name: came.set() if name == "USDT-FUTURES" else None)
+        await came.wait()
+        unsubscribe()
+        read_ended = service.clock.now()
+        marks = await service.market.read("USDT-FUTURES", read_ended)
+        # asked before the read ended (a request of its own would be asked after): the feed's answer, at most
+        # one mark interval older than the read
+        assert read_ended - timedelta(milliseconds=200) <= marks.asked_at <= read_ended
+        assert marks.mark("BTCUSDT") == 100
