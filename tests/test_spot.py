@@ -16,7 +16,9 @@ from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget.market import MarkPrices
 from monitor.exchange.bitget.ratelimit import FEED, IpBudget
 from monitor.market.feed import MarketFeed
+from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
+from monitor.risk.odds import MarkHistory
 from monitor.simulator import render
 from monitor.simulator.market import SimAccount
 from tests.conftest import Sim, SimFactory, until
@@ -153,3 +155,24 @@ async def test_a_unified_account_reads_its_coins_with_its_account_and_never_the_
     assert not sim.sim.requests[(account.name, ep.ALL_ACCOUNT_BALANCE.path)]
     assert sim.sim.requests[(account.name, ep.UNIFIED_ASSETS.path)] == 4
     assert sim.sim.requests[(account.name, ep.UNIFIED_POSITIONS.path)] == 4
+
+
+async def test_coin_margined_equity_converts_to_usdt_at_the_feeds_spot_price(sim: Sim, tmp_path: Path) -> None:
+    config = _config(sim, tmp_path)
+    poller = Poller(config, sim.session, CLOCK)
+    account = sim.first(lambda a: not a.unified and "COIN-FUTURES" in a.products)
+    state = poller.accounts[account.name]
+    await poller.poll(state)
+    assert state.snapshot is not None
+    [coin] = [f for f in state.snapshot.futures if f.product_type == "COIN-FUTURES"]
+    assert coin.margin_coin == "BTC" and coin.usdt_equity == coin.equity * 60000  # as read
+    market = MarketWatch(config, sim.session, poller.ip_budget, CLOCK, MarkHistory())
+    task = asyncio.create_task(market.run())
+    try:
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "62000"})
+        await until(lambda: market.spot_price("BTC") == 62000)
+        [live] = [f for f in market.live(state.snapshot).futures if f.product_type == "COIN-FUTURES"]
+        assert live.usdt_equity == coin.equity * 62000 and live.equity == coin.equity
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
