@@ -10,10 +10,12 @@ back as read (the account read's own marks): the feed logs that once, `health` s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 import aiohttp
@@ -29,6 +31,7 @@ from monitor.market.mark import Mark
 from monitor.risk.odds import MarkHistory
 
 _Q = Decimal("0.00000001")  # Bitget reports amounts to 8 places
+VERDICT_WAIT = 2  # mark intervals a verdict waits for the feed's next answer before asking itself
 REQUEST_SHARE = 3  # a feed request may take this many mark intervals (capped by request_timeout)
 
 
@@ -48,6 +51,7 @@ class MarketWatch:
                                  priority=FEED)  # fmt: skip
         self.feed = MarketFeed(self.prices, clock, mark_interval=m.mark_interval.total_seconds(),
                                spot_interval=m.spot_interval.total_seconds())  # fmt: skip
+        self.clock = clock
         self.history = history  # the service's: the odds of liquidation read it (account reads add to it too)
         self._held: dict[str, frozenset[tuple[str, str]]] = {}  # account -> (product type, symbol) of its positions
         self._symbols: Counter[tuple[str, str]] = Counter()  # how many accounts hold each
@@ -104,13 +108,20 @@ class MarketWatch:
         return live_positions(snapshot, self.feed.mark)
 
     async def read(self, product_type: str, since: datetime | None = None) -> Marks:
-        """The marks of a product type for judging a position that disappeared (`alerts.departures.MarkSource`):
-        the feed's latest answer when it was asked at most one mark interval before `since` (the end of the
-        account read that found the position gone), or the one in flight; else a read of its own, first in
-        line. Either way no older than the read that saw the position last, and no extra request while the
-        feed is fresh."""
-        reuse = since - timedelta(seconds=self.feed.mark_interval) if since is not None else None
-        return await self.prices.read(product_type, reuse)
+        """The marks of a product type asked no earlier than `since` (the end of the account read that found a
+        position gone: a mark from before it could predate the liquidation), for judging that position
+        (`alerts.departures.MarkSource`). While the feed watches the product type and is fresh, its next answer
+        serves (at most about a mark interval away) instead of a tickers request of its own; otherwise, or when
+        it does not come within VERDICT_WAIT intervals, a read of its own, first in line."""
+        since = since or self.clock.now()
+        product_type = product_type.upper()
+        if product_type in self.feed.watched and not self.feed.is_stale(product_type):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(VERDICT_WAIT * self.feed.mark_interval):
+                    while (latest := self.prices.latest(product_type)) is None or latest.asked_at < since:
+                        await self.feed.updated(self.feed.version)
+                    return latest
+        return await self.prices.read(product_type, since)
 
     def spot_price(self, coin: str) -> Decimal | None:
         """USDT per coin from the latest fresh spot tickers; None when there is none (the poller then asks

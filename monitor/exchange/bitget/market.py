@@ -88,6 +88,10 @@ class MarkPrices:
         self.base_url = base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
+    def latest(self, product_type: str) -> Marks | None:
+        """The most recently asked answer read for a product type, if any."""
+        return self._latest.get(product_type.upper())
+
     async def read(self, product_type: str, since: datetime | None = None) -> Marks:
         """The marks of a product type, asked no earlier than `since` (default: now). Raises ExchangeError
         (naming the endpoint and the product type) when they cannot be read, ValueError for a product type
