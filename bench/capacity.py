@@ -87,6 +87,7 @@ async def steady(path: Path, minutes: float) -> None:
     routine = {s.name for s in poller.accounts.values() if not s.at_risk and s.history}
     risky = {s.name for s in poller.accounts.values() if s.at_risk}
     per_minute = (_count(last, routine, signed) - _count(first, routine, signed)) / len(routine) / minutes
+    at_risk = (_count(last, risky, signed) - _count(first, risky, signed)) / max(1, len(risky)) / minutes
     public = {e.path for e in ep.ALL if not e.signed}
     feed = (_count(last, {"-"}, public) - _count(first, {"-"}, public)) / minutes
     by_path: dict[str, float] = {}
@@ -102,6 +103,7 @@ async def steady(path: Path, minutes: float) -> None:
         print(f"  {p}: {n:.3f} per account-minute")
     print(f"signed requests per account-minute: {per_minute:.2f} measured, {cost:.2f} with the hourly key check "
           f"= {cost / 2:.2f} per read (target <= 2.2)")  # fmt: skip
+    print(f"an account at risk (re-read every 5 s, futures only): {at_risk:.1f} signed requests per account-minute")
     print(f"market feed: {feed:.0f} unsigned requests a minute for all accounts")
     accounts = (budget - feed) / cost
     print(f"accounts per IP at 30 s: ({BITGET_BUDGET} - {MARGIN:.0%} margin - {feed:.0f} feed) / {cost:.2f} = "
