@@ -36,7 +36,7 @@ PROBE_PAUSE = 30.0  # the most a lock-out probe may hold everything up
 # then a second's worth, under the margin kept below Bitget's figure (3 %, about two seconds' worth): so a
 # process restarted at full load, which assumes the last minute was spent evenly, stays inside Bitget's count.
 PACE_WINDOW = 1.0
-# Queue levels inside the budgets, first in line last: see the module's docstring.
+# Queue levels inside the budgets, the higher first: see the module's docstring.
 ROUTINE, RISK, CONFIRMING, FEED = 0, 1, 2, 3
 
 
