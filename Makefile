@@ -38,6 +38,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.cycle
 	$(BIN)/python -m bench.ratelimit
+	$(BIN)/python -m bench.capacity
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.storage

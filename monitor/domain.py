@@ -162,7 +162,7 @@ class UnifiedAccount:
     assets: tuple[UnifiedAsset, ...] = ()
 
 
-_STABLE = ("USDT", "USDC")
+STABLE = ("USDT", "USDC")  # counted at 1 USDT
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +187,7 @@ class AccountSnapshot:
             return self.unified.usdt_equity
         spot = self.spot_usdt
         if spot is None:  # no valuation read: count the stable coins only
-            spot = sum((a.total for a in self.spot if a.coin in _STABLE), Decimal(0))
+            spot = sum((a.total for a in self.spot if a.coin in STABLE), Decimal(0))
         return spot + sum((_usdt(f, f.equity) for f in self.futures), Decimal(0))
 
     @property
@@ -204,7 +204,7 @@ class AccountSnapshot:
 
 def _usdt(account: FuturesAccount, amount: Decimal) -> Decimal:
     """An amount in a futures account's margin coin, in USDT, at the rate its usdtEquity implies."""
-    if account.margin_coin in _STABLE:
+    if account.margin_coin in STABLE:
         return amount
     if account.usdt_equity is None or not account.equity:
         return Decimal(0)

@@ -240,6 +240,8 @@ class Service(OnceCycle):
         async with self.started() as poller:
             self._spawn(self._polling, poller.run(), "poller")
             self.market = MarketWatch(self.config, poller.session, poller.ip_budget, self.clock, self.mark_history)
+            poller.spot_prices = self.market.spot_price  # spot coins valued at the feed, not a signed read each
+            self.engine.marks = self.market  # a position gone is judged on the feed's latest mark when fresh
             self.live = LiveJudge(self.market, poller, self.engine, self.clock,
                                   lambda: self.config.market.confirm_timeout.total_seconds())  # fmt: skip
             self.live.view_of, self.views.adjust = self.views.of, self.live.snapshot_for

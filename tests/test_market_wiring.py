@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 from monitor.exchange.bitget import endpoints as ep
@@ -155,3 +156,21 @@ async def test_marks_that_leave_an_account_as_it_was_judged_do_not_judge_it_agai
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "97"})  # type: ignore[attr-defined]
         await until(lambda: service.engine.judgements > before, timeout=8)  # iso's long is closer to liquidation
         assert sink.received == []  # 6.3 % from liquidation: no alert
+
+
+async def test_a_position_gone_is_judged_on_the_feeds_next_mark_without_a_tickers_request_of_its_own(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    async with monitoring(make_sim, sink, tmp_path) as (service, _):
+        assert service.market is not None and service.engine.marks is service.market
+        answers: list[datetime] = []  # when each of the feed's USDT-futures answers was asked for
+        service.market.subscribe(
+            lambda name: answers.append(service.market.prices.latest(name).asked_at)  # type: ignore[union-attr]
+            if name == "USDT-FUTURES" else None
+        )  # fmt: skip
+        await until(lambda: len(answers) >= 2)
+        read_ended = service.clock.now()
+        marks = await service.market.read("USDT-FUTURES", read_ended)
+        # asked after the read ended (an older mark could predate a liquidation), and one of the feed's answers
+        assert marks.asked_at >= read_ended and marks.asked_at in answers
+        assert marks.mark("BTCUSDT") == 100

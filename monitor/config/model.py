@@ -20,6 +20,7 @@ class MonitorSettings:
     bitget_url: str
     request_timeout: timedelta
     risk_poll_interval: timedelta = timedelta(seconds=5)
+    spot_poll_interval: timedelta = timedelta(minutes=5)
     ip_budget: tuple[int, float] = (6000, 60.0)  # requests per window seconds
     ip_lockout: timedelta = timedelta(minutes=5)
     permanent_error_retry: timedelta = timedelta(minutes=5)

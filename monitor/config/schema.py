@@ -63,6 +63,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "monitor",
+        "spot_poll_interval",
+        values.duration,
+        "5m",
+        doc="how often a classic account's spot balances are read (valued at the spot prices in between)",
+    ),
+    Setting(
+        "monitor",
         "ip_budget",
         values.budget,
         "6000/min",

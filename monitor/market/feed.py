@@ -3,7 +3,7 @@ coins every `spot_interval`, read once for all accounts.
 
 The price that liquidates a position is public and the same for everyone, so one unsigned tickers request per
 product type serves every account. The feed's requests go first in line inside the per-IP budget (its
-`MarkPrices` is built with `priority=True`): one read that serves every account must not wait behind a minute
+`MarkPrices` is built with `priority=FEED`): one read that serves every account must not wait behind a minute
 of signed account reads.
 
 A product type (or the spot prices) without a fresh answer for `stale_after` intervals is stale: `mark` and

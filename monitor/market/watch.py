@@ -1,7 +1,7 @@
 """The process's one market feed, kept pointed at the positions the monitor holds, and the accounts' snapshots as
 of its latest marks.
 
-`MarketWatch` owns a `MarketFeed` with its own `MarkPrices` (priority=True: first in line inside the poller's
+`MarketWatch` owns a `MarketFeed` with its own `MarkPrices` (priority=FEED: first in line inside the poller's
 per-IP budget), watches exactly the futures product types of the open positions of the accounts read (updated
 after each read: `polled`), re-prices snapshots from the feed's fresh marks (`live`), and pushes every mark of a
 held symbol into a `MarkHistory` for the odds of liquidation. While the feed is stale, `live` hands the snapshot
@@ -10,23 +10,28 @@ back as read (the account read's own marks): the feed logs that once, `health` s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 
 import aiohttp
 
 from monitor.clock import Clock
 from monitor.config.model import Config
-from monitor.domain import AccountSnapshot
-from monitor.exchange.bitget.market import MarkPrices
-from monitor.exchange.bitget.ratelimit import IpBudget
+from monitor.domain import STABLE, AccountSnapshot, FuturesAccount
+from monitor.exchange.bitget.market import MarkPrices, Marks
+from monitor.exchange.bitget.ratelimit import FEED, IpBudget
 from monitor.market.feed import SPOT, FeedHealth, MarketFeed
 from monitor.market.live import LivePosition, live_positions
 from monitor.market.mark import Mark
 from monitor.risk.odds import MarkHistory
 
+_Q = Decimal("0.00000001")  # Bitget reports amounts to 8 places
+VERDICT_WAIT = 2  # mark intervals a verdict waits for the feed's next answer before asking itself
 REQUEST_SHARE = 3  # a feed request may take this many mark intervals (capped by request_timeout)
 
 
@@ -43,9 +48,10 @@ class MarketWatch:
     ) -> None:
         m = config.market
         self.prices = MarkPrices(session, config.monitor.bitget_url, budget, clock, timeout=feed_timeout(config),
-                                 priority=True)  # fmt: skip
+                                 priority=FEED)  # fmt: skip
         self.feed = MarketFeed(self.prices, clock, mark_interval=m.mark_interval.total_seconds(),
-                               spot_interval=m.spot_interval.total_seconds(), spot=False)  # fmt: skip
+                               spot_interval=m.spot_interval.total_seconds())  # fmt: skip
+        self.clock = clock
         self.history = history  # the service's: the odds of liquidation read it (account reads add to it too)
         self._held: dict[str, frozenset[tuple[str, str]]] = {}  # account -> (product type, symbol) of its positions
         self._symbols: Counter[tuple[str, str]] = Counter()  # how many accounts hold each
@@ -101,11 +107,41 @@ class MarketWatch:
     def positions(self, snapshot: AccountSnapshot) -> tuple[LivePosition, ...]:
         return live_positions(snapshot, self.feed.mark)
 
+    async def read(self, product_type: str, since: datetime | None = None) -> Marks:
+        """The marks of a product type asked no earlier than `since` (the end of the account read that found a
+        position gone: a mark from before it could predate the liquidation), for judging that position
+        (`alerts.departures.MarkSource`). While the feed watches the product type and is fresh, its next answer
+        serves (at most about a mark interval away) instead of a tickers request of its own; otherwise, or when
+        it does not come within VERDICT_WAIT intervals, a read of its own, first in line."""
+        since = since or self.clock.now()
+        product_type = product_type.upper()
+        if product_type in self.feed.watched and not self.feed.is_stale(product_type):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(VERDICT_WAIT * self.feed.mark_interval):
+                    while (latest := self.prices.latest(product_type)) is None or latest.asked_at < since:
+                        await self.feed.updated(self.feed.version)
+                    return latest
+        return await self.prices.read(product_type, since)
+
+    def spot_price(self, coin: str) -> Decimal | None:
+        """USDT per coin from the latest fresh spot tickers; None when there is none (the poller then asks
+        Bitget's own valuation)."""
+        return self.feed.spot_price(coin)
+
     def live(self, snapshot: AccountSnapshot) -> AccountSnapshot:
-        """The snapshot with its positions at the latest fresh marks (as read where there is none)."""
+        """The snapshot with its positions at the latest fresh marks (as read where there is none), and the
+        equity of coin-margined futures accounts in USDT at the latest fresh spot price of their coin."""
+        futures = tuple(self._in_usdt(f) for f in snapshot.futures)
+        if futures != snapshot.futures:
+            snapshot = dataclasses.replace(snapshot, futures=futures)
         if not snapshot.positions:
             return snapshot
         return dataclasses.replace(snapshot, positions=tuple(p.position for p in self.positions(snapshot)))
+
+    def _in_usdt(self, account: FuturesAccount) -> FuturesAccount:
+        if account.margin_coin in STABLE or (price := self.feed.spot_price(account.margin_coin)) is None:
+            return account
+        return dataclasses.replace(account, usdt_equity=(account.equity * price).quantize(_Q))
 
     def mark_age(self, snapshot: AccountSnapshot | None, now: datetime) -> float | None:
         """Seconds since the oldest fresh mark of the snapshot's positions was asked for; None without one."""

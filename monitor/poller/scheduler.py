@@ -20,10 +20,12 @@ from monitor.domain import PollOutcome
 from monitor.errors import ExchangeError, MalformedResponse
 from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerClock
 from monitor.exchange.bitget.endpoints import SPOT
-from monitor.exchange.bitget.ratelimit import AccountBudget, IpBudget
+from monitor.exchange.bitget.ratelimit import CONFIRMING, RISK, ROUTINE, AccountBudget, IpBudget
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.exchange.retry import with_retries
+from monitor.poller import spot
 from monitor.poller.lag import LoopWatch
+from monitor.poller.spot import SpotPrice
 from monitor.poller.state import AccountState, Reading, RiskLevels, Status, snapshot_problem
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class Poller:
         self.clock = clock
         self.risk = risk or RiskLevels.from_rules(config.rules)
         self.sink = sink
+        self.spot_prices: SpotPrice | None = None  # the market feed's spot prices (`run`); None: Bitget values spot
         self.ip_budget = IpBudget(*config.monitor.ip_budget, clock)
         self.server_clock = ServerClock(clock)
         self.accounts: dict[str, AccountState] = {}
@@ -107,13 +110,22 @@ class Poller:
         client = state.client
         before = client.requests
         key = None
-        products = tuple(p for p in state.config.products if p != SPOT) if risk_only else state.config.products
+        products = state.config.products
+        spot_interval = self.config.monitor.spot_poll_interval.total_seconds()
+        # Spot alone: its balances are what a read is for (and a key that stops working shows at once).
+        spot_only = all(p == SPOT for p in products)
+        read_spot = spot_only or (not risk_only and state.spot.due(self.clock.monotonic(), spot_interval))
         try:
             if state.key_checked_at is None or started - state.key_checked_at >= KEY_CHECK_INTERVAL:
                 key = await with_retries(client.key_info, attempts=RETRY_ATTEMPTS, base=1.0)
-            snapshot = await with_retries(lambda: read_snapshot(client, products, self.clock), attempts=RETRY_ATTEMPTS)
-            if risk_only:
-                snapshot = state.merge_partial(snapshot)
+            snapshot = await with_retries(
+                lambda: read_snapshot(client, products, self.clock, spot=read_spot, valued=False),
+                attempts=RETRY_ATTEMPTS,
+            )
+            if SPOT in products:
+                snapshot = await spot.complete(state.spot, client, snapshot, was_read=read_spot,
+                                               price=self.spot_prices, now=self.clock.monotonic(),
+                                               attempts=RETRY_ATTEMPTS)  # fmt: skip
             problem = snapshot_problem(snapshot)
             if problem is not None:  # refused before it reaches the state, the store, the rules or the page
                 raise MalformedResponse(f"answer refused: {problem}", account=state.name)
@@ -203,6 +215,9 @@ class Poller:
         if name not in self._tasks:
             return False
         self._wakes.setdefault(name, asyncio.Event()).set()
+        budget = self.accounts[name].client.budget
+        if budget is not None:  # a routine read of it waiting for the budget goes first too, not to hold this up
+            budget.promote(CONFIRMING)
         return True
 
     def active(self) -> list[AccountState]:
@@ -257,8 +272,8 @@ class Poller:
             try:
                 quick = (state.at_risk or confirming) and state.snapshot is not None and not full_due
                 budget = state.client.budget
-                if budget is not None:
-                    budget.urgent = confirming
+                if budget is not None:  # at a full per-IP budget routine reads wait, these keep their cadence
+                    budget.priority = CONFIRMING if confirming else RISK if state.at_risk else ROUTINE
                 await self.poll(state, risk_only=quick)
                 self._check_behind()
             except Exception:  # a bug must not end this account's polling

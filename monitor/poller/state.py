@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -13,6 +13,7 @@ from monitor.config.model import AccountConfig
 from monitor.domain import AccountSnapshot, KeyInfo, Position
 from monitor.exchange.bitget.client import BitgetClient
 from monitor.poller.lag import LoopWatch
+from monitor.poller.spot import SpotBook
 from monitor.rules.model import Rule, RuleType
 
 INVALID_SNAPSHOT = "InvalidSnapshot"  # the error code of an answer whose numbers cannot be used
@@ -141,6 +142,7 @@ class AccountState:
     history: list[float] = field(default_factory=list)  # recent gaps between poll starts, seconds
     watch: LoopWatch | None = None  # the poller's measure of time it could not poll
     stall_mark: float = 0.0  # the watch's total when this account last gave good data (or was added)
+    spot: SpotBook = field(default_factory=SpotBook)  # classic spot balances, read less often than the futures
 
     @property
     def name(self) -> str:
@@ -168,14 +170,6 @@ class AccountState:
     def account_status(self, now: datetime, interval: timedelta, grace: timedelta) -> str:
         stale = self.stale(now, interval, grace)
         return account_status(self.status, self.snapshot is not None, stale, self.error_code)
-
-    def merge_partial(self, partial: AccountSnapshot) -> AccountSnapshot:
-        """A risk poll reads futures only: keep the spot part of the last full snapshot, so equity and the
-        stored series stay whole."""
-        if self.snapshot is None or partial.unified is not None:
-            return partial
-        return replace(partial, spot=self.snapshot.spot, spot_usdt=self.snapshot.spot_usdt,
-                       products=self.snapshot.products)  # fmt: skip
 
 
 def snapshot_problem(snapshot: AccountSnapshot) -> str | None:

@@ -28,7 +28,7 @@ from monitor import errors
 from monitor.clock import Clock
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget.codes import CODES, SUCCESS, classify
-from monitor.exchange.bitget.ratelimit import IpBudget, release
+from monitor.exchange.bitget.ratelimit import ROUTINE, IpBudget, release
 
 MAX_BODY = 4 * 1024 * 1024  # every USDT-futures symbol is a few hundred kB; more is not a tickers answer
 MAX_PRICE = Decimal("1e12")  # no contract trades near this; a bigger mark is a broken value, not a price
@@ -71,11 +71,11 @@ class MarkPrices:
         *,
         timeout: float = 10.0,
         max_body: int = MAX_BODY,
-        priority: bool = False,
+        priority: int = ROUTINE,
     ) -> None:
         self.session = session
         self.budget = budget  # None: send at will (tests of the parsing only)
-        self.priority = priority  # ahead of every ordinary request in the per-IP budget (the market feed)
+        self.priority = priority  # its level in the per-IP budget's queues (the market feed: FEED, first)
         self.clock = clock
         self.max_body = max_body
         self.configure(base_url, timeout)
@@ -87,6 +87,10 @@ class MarkPrices:
         """Take a reloaded `bitget_url` and `request_timeout`."""
         self.base_url = base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def latest(self, product_type: str) -> Marks | None:
+        """The most recently asked answer read for a product type, if any."""
+        return self._latest.get(product_type.upper())
 
     async def read(self, product_type: str, since: datetime | None = None) -> Marks:
         """The marks of a product type, asked no earlier than `since` (default: now). Raises ExchangeError

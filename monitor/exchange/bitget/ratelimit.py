@@ -7,10 +7,12 @@ So a request holds its slot for that whole time and is dated by its answer. Requ
 enough apart but arrive closer together (a busy event loop, a queue for connections, network jitter) then
 still fit in the window, however large the jitter.
 
-A waiter may ask to go first (`priority`): it joins the queue behind the other priority waiters but ahead of
-every ordinary one. The shared market feed does, so one read that serves every account is never stuck behind a
-minute of signed account reads. It still waits for room and for pauses: priority reorders the queue, it never
-overdraws a budget.
+A waiter may ask to go first (`priority`, a level): it joins the queue behind every waiter of its level or
+higher and ahead of every lower one. The shared market feed goes first (FEED), so one read that serves every
+account is never stuck behind a minute of signed account reads; then confirming reads (CONFIRMING: a mark moved
+a position past a rule level), then the re-reads of accounts near liquidation (RISK), then routine reads. When
+the per-IP budget is full, routine reads stretch and the others keep their cadence. Every waiter still waits for
+room and for pauses: priority reorders the queue, it never overdraws a budget.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ PROBE_PAUSE = 30.0  # the most a lock-out probe may hold everything up
 # then a second's worth, under the margin kept below Bitget's figure (3 %, about two seconds' worth): so a
 # process restarted at full load, which assumes the last minute was spent evenly, stays inside Bitget's count.
 PACE_WINDOW = 1.0
+# Queue levels inside the budgets, the higher first: see the module's docstring.
+ROUTINE, RISK, CONFIRMING, FEED = 0, 1, 2, 3
+
+
+_Waiter = tuple["asyncio.Future[None]", bool, int, object]  # see SlidingWindow._waiters
 
 
 class SlidingWindow:
@@ -55,9 +62,10 @@ class SlidingWindow:
         self._in_flight = 0
         self._ramp_until = 0.0  # see assume_busy
         self._paused_until = 0.0
-        # Waiting callers in order: their future, whether they hold a slot (True) or only depart (False), and
-        # whether they go first (priority waiters form the head of the queue).
-        self._waiters: deque[tuple[asyncio.Future[None], bool, bool]] = deque()
+        # Waiting callers in order: their future, whether they hold a slot (True) or only depart (False), their
+        # priority level (the queue is ordered by level, highest first, then by arrival), and who asked (see
+        # `promote`).
+        self._waiters: deque[_Waiter] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     def pause(self, seconds: float) -> None:
@@ -108,7 +116,7 @@ class SlidingWindow:
             self._timer = None
         now = self.clock.monotonic()
         while self._waiters:
-            future, holds, _ = self._waiters[0]
+            future, holds, _, _ = self._waiters[0]
             if future.done():  # its caller was cancelled while waiting
                 self._waiters.popleft()
                 continue
@@ -121,19 +129,32 @@ class SlidingWindow:
             self._count(holds, now)
             future.set_result(None)
 
-    async def _admit(self, holds: bool, priority: bool) -> None:
+    def _enqueue(self, waiter: _Waiter) -> None:
+        priority = waiter[2]
+        if priority > ROUTINE and self._waiters and self._waiters[-1][2] < priority:
+            ahead = 0  # behind the waiters of its level or higher: they keep their order among themselves
+            while self._waiters[ahead][2] >= priority:
+                ahead += 1
+            self._waiters.insert(ahead, waiter)
+        else:
+            self._waiters.append(waiter)
+
+    def promote(self, owner: object, priority: int) -> None:
+        """Move the waiters `owner` queued below `priority` up to it (a routine read already waiting when its
+        account is asked for a confirming read must not hold that read up)."""
+        moved = [w for w in self._waiters if w[3] is owner and w[2] < priority]
+        if moved:
+            self._waiters = deque(w for w in self._waiters if not (w[3] is owner and w[2] < priority))
+            for future, holds, _, _ in moved:
+                self._enqueue((future, holds, priority, owner))
+
+    async def _admit(self, holds: bool, priority: int, owner: object) -> None:
         now = self.clock.monotonic()
         if not self._waiters and self._room(now)[0]:
             self._count(holds, now)
             return
         future = asyncio.get_running_loop().create_future()
-        if priority:
-            ahead = 0  # behind the priority waiters already queued: they keep their order among themselves
-            while ahead < len(self._waiters) and self._waiters[ahead][2]:
-                ahead += 1
-            self._waiters.insert(ahead, (future, holds, True))
-        else:
-            self._waiters.append((future, holds, False))
+        self._enqueue((future, holds, priority, owner))
         if self._timer is None:
             self._grant()
         try:
@@ -144,10 +165,10 @@ class SlidingWindow:
                 self._grant()
             raise
 
-    async def acquire(self, *, priority: bool = False) -> None:
+    async def acquire(self, *, priority: int = ROUTINE, owner: object = None) -> None:
         """Wait for room and hold a slot until `release`, which dates the request. `priority`: ahead of every
-        ordinary waiter."""
-        await self._admit(holds=True, priority=priority)
+        waiter of a lower level; `owner`: whom `promote` moves."""
+        await self._admit(True, priority, owner)
 
     def release(self) -> None:
         self._in_flight -= 1
@@ -155,9 +176,9 @@ class SlidingWindow:
         if self._waiters and self._timer is None:  # waiting for an answer to date: it is here
             self._grant()
 
-    async def take(self, *, priority: bool = False) -> None:
+    async def take(self, *, priority: int = ROUTINE, owner: object = None) -> None:
         """Wait for room and count a request now: for pacing, where only the spacing of departures matters."""
-        await self._admit(holds=False, priority=priority)
+        await self._admit(False, priority, owner)
 
 
 Held = list[SlidingWindow]  # the windows one request holds a slot in
@@ -216,22 +237,28 @@ class IpBudget:
         self.probe: asyncio.Task[None] | None = None  # the running probe (a reference keeps the task alive)
 
     async def acquire(
-        self, endpoint: ep.Endpoint, first: SlidingWindow | None = None, *, priority: bool = False
+        self,
+        endpoint: ep.Endpoint,
+        first: SlidingWindow | None = None,
+        *,
+        priority: int = ROUTINE,
+        owner: AccountBudget | None = None,
     ) -> Held:
         """Hold slots for one request: in `first` (an account's own window for the endpoint), in the
         endpoint's own per-IP limit if it has one, and in the IP budget, then wait for pacing. Give them back with
-        `release` once the answer is read. `priority`: ahead of every ordinary request in each queue (the
-        market feed). Plain awaits, no context managers: this runs for every request."""
+        `release` once the answer is read. `priority`: ahead of every request of a lower level in each queue;
+        with an `owner`, its priority at each queue (`promote` can raise it meanwhile).
+        Plain awaits, no context managers: this runs for every request."""
         held: Held = []
         try:
             for window in (first, self._public_window(endpoint)):
                 if window is not None:
-                    await window.acquire(priority=priority)
+                    await window.acquire(priority=owner.priority if owner else priority, owner=owner)
                     held.append(window)
-            await self.window.acquire(priority=priority)
+            await self.window.acquire(priority=owner.priority if owner else priority, owner=owner)
             held.append(self.window)
             if self.pace is not None:  # last: it spaces the requests as they really leave
-                await self.pace.take(priority=priority)
+                await self.pace.take(priority=owner.priority if owner else priority, owner=owner)
         except BaseException:
             release(held)
             raise
@@ -239,6 +266,11 @@ class IpBudget:
 
     def _public_window(self, endpoint: ep.Endpoint) -> SlidingWindow | None:
         return per_second(self._public, endpoint, self.clock) if endpoint.scope is ep.Scope.IP else None
+
+    def promote(self, owner: AccountBudget) -> None:
+        """Move `owner`'s waiting requests up to its priority in every per-IP queue."""
+        for window in (*self._public.values(), *self._gates):
+            window.promote(owner, owner.priority)
 
     def pause(self, seconds: float) -> None:
         """Send nothing for a while: nothing more is admitted, and what was admitted but still waits for pacing
@@ -283,7 +315,7 @@ class AccountBudget:
     def __init__(self, ip: IpBudget) -> None:
         self.ip = ip
         self._endpoints: dict[str, SlidingWindow] = {}
-        self.urgent = False  # a confirming read: ahead of routine reads in the per-IP queues (still inside them)
+        self.priority = ROUTINE  # of the read in progress: RISK, CONFIRMING go ahead of routine reads
 
     def _window(self, endpoint: ep.Endpoint) -> SlidingWindow:
         return per_second(self._endpoints, endpoint, self.ip.clock)
@@ -292,7 +324,13 @@ class AccountBudget:
         """Hold this account's slot for the endpoint and the IP's for one request, from before it is signed
         until its answer has been read (then `release`)."""
         window = self._window(endpoint) if endpoint.scope is ep.Scope.ACCOUNT else None
-        return await self.ip.acquire(endpoint, window, priority=self.urgent)
+        return await self.ip.acquire(endpoint, window, owner=self)
+
+    def promote(self, priority: int) -> None:
+        """Raise the priority of this account's reads, those already waiting in the per-IP queues too."""
+        if priority > self.priority:
+            self.priority = priority
+            self.ip.promote(self)
 
     def back_off(self, endpoint: ep.Endpoint, seconds: float) -> None:
         """After a 429 on this account and endpoint."""

@@ -16,24 +16,34 @@ from monitor.exchange.bitget.endpoints import SPOT
 T = TypeVar("T")
 
 
-async def read_snapshot(client: BitgetClient, products: tuple[str, ...], clock: Clock) -> AccountSnapshot:
+async def read_snapshot(
+    client: BitgetClient, products: tuple[str, ...], clock: Clock, *, spot: bool = True, valued: bool = True
+) -> AccountSnapshot:
     """Read every configured product of one account into one snapshot.
+
+    Classic accounts: `spot` False leaves the spot balances out (the poller reads them less often than the
+    futures, `monitor.poller.spot`); `valued` False leaves out Bitget's USDT valuation of them
+    (`all-account-balance`, 1/s per account), for a caller that values the coins at the spot tickers itself.
+    Unified accounts read their assets, spot coins included, in one request whatever these say.
 
     Raises the first ExchangeError met. A classic/unified mismatch (the account was switched on Bitget since
     its mode was learned) re-detects the mode and reads again once.
     """
     before = client.requests
     try:
-        snapshot = await _read(client, products, clock)
+        snapshot = await _read(client, products, clock, spot, valued)
     except errors.AccountModeMismatch:
         client.mode = None
-        snapshot = await _read(client, products, clock)
+        snapshot = await _read(client, products, clock, spot, valued)
     return replace(snapshot, requests=client.requests - before)
 
 
-async def _read(client: BitgetClient, products: tuple[str, ...], clock: Clock) -> AccountSnapshot:
+async def _read(
+    client: BitgetClient, products: tuple[str, ...], clock: Clock, spot_wanted: bool, valued: bool
+) -> AccountSnapshot:
     mode = await client.account_mode()
     futures_types = tuple(p for p in products if p != SPOT)
+    spot_wanted = spot_wanted and SPOT in products
     # A TaskGroup cancels the other reads as soon as one fails, so none outlives the poll.
     try:
         async with asyncio.TaskGroup() as group:
@@ -41,8 +51,8 @@ async def _read(client: BitgetClient, products: tuple[str, ...], clock: Clock) -
                 unified = group.create_task(client.unified_account())
                 positions = group.create_task(_joined(client.unified_positions(p) for p in futures_types))
             else:
-                spot = group.create_task(client.spot_assets() if SPOT in products else _nothing(()))
-                balances = group.create_task(client.account_balances() if SPOT in products else _nothing({}))
+                spot = group.create_task(client.spot_assets() if spot_wanted else _nothing(()))
+                balances = group.create_task(client.account_balances() if spot_wanted and valued else _nothing({}))
                 futures = group.create_task(_joined(client.futures_accounts(p) for p in futures_types))
                 positions = group.create_task(_joined(client.positions(p) for p in futures_types))
     except BaseExceptionGroup as group_error:

@@ -1,0 +1,114 @@
+"""Spot balances of classic accounts: read every `spot_poll_interval`, valued at the market feed's spot prices.
+
+Spot coins are no collateral for a classic account's futures, and their amounts change only when the trader
+trades, deposits or transfers, so they are read far less often than the futures account and positions (which
+every read still fetches). Their USDT value comes from the public spot tickers the market feed reads for every
+account at once (`SpotPrice`), not from Bitget's per-account valuation (`all-account-balance`, a signed request
+limited to 1/s per account). A read of a spot + USDT-futures classic account then costs two signed requests
+(futures account, positions), plus the spot balances once per `spot_poll_interval`.
+
+The spot balances are read sooner, at once, when a read finds the futures wallet (equity less unrealized PnL)
+changed while the positions did not: a transfer between spot and futures is the usual cause, and it moves the
+spot balances too. Funding and fees move the wallet as well: a few extra reads a day.
+
+Coins the feed does not price (no COINUSDT pair, or no fresh spot tickers) are valued by Bitget's
+`all-account-balance`, read along with the spot balances; the part of its value those coins make up is kept
+until the next spot read. Without any feed (`once`, `check`) that is every read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from monitor.domain import AccountMode, AccountSnapshot, FuturesAccount, Position, SpotAsset
+from monitor.exchange.bitget.client import BitgetClient
+from monitor.exchange.retry import with_retries
+
+SpotPrice = Callable[[str], Decimal | None]  # coin -> USDT per coin, None when not fresh (MarketFeed.spot_price)
+WALLET_TOLERANCE = Decimal("0.000001")  # Bitget reports to 8 places: rounding moves equity less PnL below this
+_ZERO = Decimal(0)
+_Q = Decimal("0.00000001")  # Bitget reports amounts to 8 places
+
+
+@dataclass(slots=True)
+class SpotBook:
+    """One classic account's spot balances as last read, and what decides when to read them again."""
+
+    assets: tuple[SpotAsset, ...] | None = None  # None: never read
+    read_at: float | None = None  # monotonic time of that read
+    unpriced: tuple[frozenset[str], Decimal] | None = None  # coins the feed did not price, their USDT value
+    wallets: dict[tuple[str, str], Decimal] | None = None  # (product type, coin) -> equity less PnL, last read
+    positions: frozenset[tuple[str, str, str, Decimal]] | None = None  # (product type, symbol, side, size)
+
+    def due(self, now: float, interval: float) -> bool:
+        return self.read_at is None or now - self.read_at >= interval
+
+    def moved(self, futures: Iterable[FuturesAccount], positions: Iterable[Position]) -> bool:
+        """Whether the futures wallet changed since the last read while the positions did not."""
+        if self.wallets is None or self.positions != _sizes(positions):
+            return False
+        now = _wallets(futures)
+        return now.keys() != self.wallets.keys() or any(
+            abs(v - self.wallets[k]) > WALLET_TOLERANCE for k, v in now.items()
+        )
+
+    def take(self, assets: tuple[SpotAsset, ...], now: float) -> None:
+        self.assets, self.read_at, self.unpriced = assets, now, None
+
+
+def value(assets: Iterable[SpotAsset], price: SpotPrice | None) -> tuple[Decimal, frozenset[str]]:
+    """(the USDT value of the coins `price` knows, the coins held that it does not)."""
+    total, unknown = _ZERO, set()
+    for asset in assets:
+        amount = asset.total
+        if not amount:
+            continue
+        usdt = price(asset.coin) if price is not None else None
+        if usdt is None:
+            unknown.add(asset.coin)
+        else:
+            total += amount * usdt
+    return total.quantize(_Q), frozenset(unknown)
+
+
+async def complete(
+    book: SpotBook,
+    client: BitgetClient,
+    snapshot: AccountSnapshot,
+    *,
+    was_read: bool,
+    price: SpotPrice | None,
+    now: float,
+    attempts: int,
+) -> AccountSnapshot:
+    """A classic snapshot with spot in its products, made whole: the spot balances (read now if they were not
+    and the wallet moved, else as last read) and their USDT value. `was_read`: the snapshot carries a fresh spot
+    read. Raises ExchangeError like any read."""
+    if snapshot.mode is AccountMode.UNIFIED:
+        return snapshot
+    if was_read:
+        book.take(snapshot.spot, now)
+    elif book.assets is None or book.moved(snapshot.futures, snapshot.positions):
+        book.take(await with_retries(client.spot_assets, attempts=attempts), now)
+    book.wallets, book.positions = _wallets(snapshot.futures), _sizes(snapshot.positions)
+    assert book.assets is not None
+    priced, unknown = value(book.assets, price)
+    if not unknown:
+        spot_usdt = priced
+    elif book.unpriced is not None and book.unpriced[0] == unknown:
+        spot_usdt = priced + book.unpriced[1]
+    else:
+        balances = await with_retries(client.account_balances, attempts=attempts)
+        spot_usdt = balances.get("spot", priced)
+        book.unpriced = (unknown, max(_ZERO, spot_usdt - priced))
+    return replace(snapshot, spot=book.assets, spot_usdt=spot_usdt)
+
+
+def _wallets(futures: Iterable[FuturesAccount]) -> dict[tuple[str, str], Decimal]:
+    return {(f.product_type, f.margin_coin): f.equity - f.unrealized_pnl for f in futures}
+
+
+def _sizes(positions: Iterable[Position]) -> frozenset[tuple[str, str, str, Decimal]]:
+    return frozenset((p.product_type, p.symbol, str(p.side), p.size) for p in positions)

@@ -1,0 +1,178 @@
+"""Spot balances of classic accounts read every spot_poll_interval and valued at the market feed's spot prices:
+two signed requests per read of a spot + USDT-futures account, Bitget's own valuation only where the feed
+cannot price a coin, and a transfer seen in the futures wallet reads the spot balances at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from monitor.clock import SystemClock
+from monitor.exchange.bitget import endpoints as ep
+from monitor.exchange.bitget.market import MarkPrices
+from monitor.exchange.bitget.ratelimit import FEED, IpBudget
+from monitor.market.feed import MarketFeed
+from monitor.market.watch import MarketWatch
+from monitor.poller.scheduler import Poller
+from monitor.risk.odds import MarkHistory
+from monitor.simulator import render
+from monitor.simulator.market import SimAccount
+from tests.conftest import Sim, SimFactory, until
+from tests.test_poller import _config
+
+CLOCK = SystemClock()
+SIGNED = (ep.SPOT_ASSETS, ep.MIX_ACCOUNTS, ep.ALL_POSITIONS, ep.ALL_ACCOUNT_BALANCE, ep.ACCOUNT_INFO)
+
+
+@pytest.fixture
+async def feed(make_sim: SimFactory) -> AsyncIterator[tuple[Sim, MarketFeed]]:
+    sim = await make_sim(accounts=12)
+    prices = MarkPrices(sim.session, sim.url, IpBudget(6000, 60.0, CLOCK), CLOCK, priority=FEED)
+    feed = MarketFeed(prices, CLOCK, mark_interval=0.5, spot_interval=0.5)
+    task = asyncio.create_task(feed.run())
+    await until(lambda: feed.spot_price("BTC") is not None)
+    try:
+        yield sim, feed
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _classic(sim: Sim, *, btc: bool) -> SimAccount:
+    return sim.first(lambda a: not a.unified and a.products == ("spot", "USDT-FUTURES") and ("BTC" in a.spot) == btc)
+
+
+def _signed(sim: Sim, name: str) -> dict[str, int]:
+    return {e.path: n for e in SIGNED if (n := sim.sim.requests[(name, e.path)])}
+
+
+def _bitget_spot_value(sim: Sim, account: SimAccount) -> Decimal:
+    """What the simulator's all-account-balance answers for the account's spot, without asking it (1/s)."""
+    (spot, *_) = render.all_account_balance(sim.world.market, account)
+    return Decimal(spot["usdtBalance"])
+
+
+async def test_a_classic_spot_and_futures_account_costs_two_signed_requests_a_read_valued_as_bitget_does(
+    feed: tuple[Sim, MarketFeed], tmp_path: Path
+) -> None:
+    sim, market = feed
+    account = _classic(sim, btc=True)
+    poller = Poller(_config(sim, tmp_path, spot_poll_interval="1h"), sim.session, CLOCK)
+    poller.spot_prices = market.spot_price
+    state = poller.accounts[account.name]
+    for _ in range(10):
+        assert (await poller.poll(state)).ok
+    # The first read: key, spot, futures account, positions; then futures account and positions only.
+    assert _signed(sim, account.name) == {
+        ep.ACCOUNT_INFO.path: 1, ep.SPOT_ASSETS.path: 1, ep.MIX_ACCOUNTS.path: 10, ep.ALL_POSITIONS.path: 10
+    }  # fmt: skip
+    assert state.snapshot is not None and state.snapshot.spot_usdt == _bitget_spot_value(sim, account)
+    # The feed's BTC price moves: the spot value follows it without another spot read.
+    await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "61000"})
+    await until(lambda: market.spot_price("BTC") == 61000)
+    await poller.poll(state)
+    assert state.snapshot.spot_usdt == _bitget_spot_value(sim, account)
+    assert sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] == 1
+
+
+async def test_spot_balances_are_read_again_every_spot_poll_interval(
+    feed: tuple[Sim, MarketFeed], tmp_path: Path
+) -> None:
+    sim, market = feed
+    account = _classic(sim, btc=False)
+    poller = Poller(_config(sim, tmp_path, spot_poll_interval="300ms"), sim.session, CLOCK)
+    poller.spot_prices = market.spot_price
+    state = poller.accounts[account.name]
+    await poller.poll(state)
+    await poller.poll(state)
+    assert sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] == 1
+    await asyncio.sleep(0.35)
+    await poller.poll(state)
+    assert sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] == 2
+
+
+async def test_a_transfer_seen_in_the_futures_wallet_reads_the_spot_balances_in_the_same_poll(
+    feed: tuple[Sim, MarketFeed], tmp_path: Path
+) -> None:
+    sim, market = feed
+    account = _classic(sim, btc=False)
+    poller = Poller(_config(sim, tmp_path, spot_poll_interval="1h"), sim.session, CLOCK)
+    poller.spot_prices = market.spot_price
+    state = poller.accounts[account.name]
+    await poller.poll(state)
+    await poller.poll(state)
+    before = state.snapshot
+    assert before is not None and sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] == 1
+    # 100 USDT moves from spot to the futures wallet, as a transfer on Bitget does.
+    account.spot["USDT"] -= 100
+    account.wallets[("USDT-FUTURES", "USDT")] += 100
+    await poller.poll(state)
+    after = state.snapshot
+    assert after is not None and sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] == 2
+    assert after.spot_usdt == before.spot_usdt - 100 and after.equity_usdt == before.equity_usdt
+    await poller.poll(state)  # the wallet is steady again: no more spot reads
+    assert sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] == 2
+
+
+async def test_a_coin_the_feed_cannot_price_is_valued_by_bitget_once_per_spot_read(
+    feed: tuple[Sim, MarketFeed], tmp_path: Path
+) -> None:
+    sim, market = feed
+    account = _classic(sim, btc=True)
+    poller = Poller(_config(sim, tmp_path, spot_poll_interval="1h"), sim.session, CLOCK)
+    poller.spot_prices = lambda coin: None if coin == "BTC" else market.spot_price(coin)  # no BTCUSDT pair
+    state = poller.accounts[account.name]
+    for _ in range(3):
+        await poller.poll(state)
+    assert sim.sim.requests[(account.name, ep.ALL_ACCOUNT_BALANCE.path)] == 1
+    assert state.snapshot is not None and state.snapshot.spot_usdt == _bitget_spot_value(sim, account)
+
+
+async def test_without_a_feed_bitget_values_the_spot_coins_at_every_read(sim: Sim, tmp_path: Path) -> None:
+    poller = Poller(_config(sim, tmp_path), sim.session, CLOCK)  # `once` and `check` have no feed
+    account = _classic(sim, btc=True)
+    state = poller.accounts[account.name]
+    await poller.poll(state)
+    assert state.snapshot is not None and state.snapshot.spot_usdt == _bitget_spot_value(sim, account)
+    assert sim.sim.requests[(account.name, ep.ALL_ACCOUNT_BALANCE.path)] == 1
+
+
+async def test_a_unified_account_reads_its_coins_with_its_account_and_never_the_spot_endpoints(
+    feed: tuple[Sim, MarketFeed], tmp_path: Path
+) -> None:
+    sim, market = feed
+    account = sim.first(lambda a: a.unified and "spot" in a.products)
+    poller = Poller(_config(sim, tmp_path), sim.session, CLOCK)
+    poller.spot_prices = market.spot_price
+    state = poller.accounts[account.name]
+    for _ in range(4):
+        assert (await poller.poll(state)).ok
+    assert not sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)]
+    assert not sim.sim.requests[(account.name, ep.ALL_ACCOUNT_BALANCE.path)]
+    assert sim.sim.requests[(account.name, ep.UNIFIED_ASSETS.path)] == 4
+    assert sim.sim.requests[(account.name, ep.UNIFIED_POSITIONS.path)] == 4
+
+
+async def test_coin_margined_equity_converts_to_usdt_at_the_feeds_spot_price(sim: Sim, tmp_path: Path) -> None:
+    config = _config(sim, tmp_path)
+    poller = Poller(config, sim.session, CLOCK)
+    account = sim.first(lambda a: not a.unified and "COIN-FUTURES" in a.products)
+    state = poller.accounts[account.name]
+    await poller.poll(state)
+    assert state.snapshot is not None
+    [coin] = [f for f in state.snapshot.futures if f.product_type == "COIN-FUTURES"]
+    assert coin.margin_coin == "BTC" and coin.usdt_equity == coin.equity * 60000  # as read
+    market = MarketWatch(config, sim.session, poller.ip_budget, CLOCK, MarkHistory())
+    task = asyncio.create_task(market.run())
+    try:
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "62000"})
+        await until(lambda: market.spot_price("BTC") == 62000)
+        [live] = [f for f in market.live(state.snapshot).futures if f.product_type == "COIN-FUTURES"]
+        assert live.usdt_equity == coin.equity * 62000 and live.equity == coin.equity
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
