@@ -180,13 +180,15 @@ class LiveJudge:
         worse = self._worse_than_alerts(replace(view, snapshot=live), now)
         beyond = any(_beyond(p) for p in live.positions)
         if pending is not None:  # waiting for its read: only a liquidation seen cannot wait
+            if self._pending.get(reading.name) is not pending:
+                return  # its read came with this view: the engine judges the read, not an estimate
             if beyond and worse:
                 self._estimate(reading.name, pending)
             return
         if worse:
             self._confirm(reading.name, now, at_once=beyond)
         elif not reading.at_risk and self.poller.risk.at_risk(live):
-            self.poller.read_now(reading.name)  # the risk cadence starts with a read
+            self.poller.read_now(reading.name, confirming=False)  # the risk cadence starts with a read
 
     def _worse_than_alerts(self, view: AccountView, now: datetime) -> bool:
         """Whether a position rule judges the live view worse than the alert it stands at (or at all)."""

@@ -5,6 +5,7 @@ cannot price a coin, and a transfer seen in the futures wallet reads the spot ba
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -95,8 +96,9 @@ async def test_spot_balances_are_read_again_every_spot_poll_interval(
     assert sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] == 2
 
 
+@pytest.mark.parametrize("with_a_trade", [False, True], ids=["transfer", "transfer and a trade"])
 async def test_a_transfer_seen_in_the_futures_wallet_reads_the_spot_balances_in_the_same_poll(
-    feed: tuple[Sim, MarketFeed], tmp_path: Path
+    feed: tuple[Sim, MarketFeed], tmp_path: Path, with_a_trade: bool
 ) -> None:
     sim, market = feed
     account = _classic(sim, btc=False)
@@ -110,12 +112,41 @@ async def test_a_transfer_seen_in_the_futures_wallet_reads_the_spot_balances_in_
     # 100 USDT moves from spot to the futures wallet, as a transfer on Bitget does.
     account.spot["USDT"] -= 100
     account.wallets[("USDT-FUTURES", "USDT")] += 100
+    if with_a_trade:  # the trader moves funds to add to a position, in the same 30 s
+        account.positions[0] = dataclasses.replace(account.positions[0], size=account.positions[0].size * 2)
     await poller.poll(state)
     after = state.snapshot
     assert after is not None and sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] == 2
-    assert after.spot_usdt == before.spot_usdt - 100 and after.equity_usdt == before.equity_usdt
+    assert after.spot_usdt == before.spot_usdt - 100
+    if not with_a_trade:
+        assert after.equity_usdt == before.equity_usdt
     await poller.poll(state)  # the wallet is steady again: no more spot reads
     assert sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] == 2
+
+
+@pytest.mark.parametrize("read", ["risk", "confirming"])
+async def test_a_failing_spot_request_never_fails_a_risk_or_confirming_read(
+    feed: tuple[Sim, MarketFeed], tmp_path: Path, read: str
+) -> None:
+    """Spot coins are no collateral for classic futures: a quick read takes them as last read, so a spot
+    request cannot delay or lose the read of a position near liquidation (funding moved the wallet here)."""
+    sim, market = feed
+    account = _classic(sim, btc=False)
+    poller = Poller(_config(sim, tmp_path, spot_poll_interval="1s"), sim.session, CLOCK)
+    poller.spot_prices = market.spot_price
+    state = poller.accounts[account.name]
+    first = await poller.poll(state)
+    assert first.ok and first.snapshot is not None
+    account.wallets[("USDT-FUTURES", "USDT")] -= 1  # funding paid
+    await sim.control("POST", "/_sim/faults", {"kind": "500", "account": account.name,
+                                               "endpoint": ep.SPOT_ASSETS.path, "count": 1000})  # fmt: skip
+    await asyncio.sleep(1.1)  # the spot balances are due too
+    spot_reads = sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)]
+    out = await poller.poll(state, risk_only=read == "risk", confirming=read == "confirming")
+    assert out.ok and out.snapshot is not None and sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] == spot_reads
+    assert out.snapshot.spot_usdt == first.snapshot.spot_usdt  # as last read
+    routine = await poller.poll(state)  # the next routine read tries spot, fails, keeps the futures read
+    assert routine.ok and sim.sim.requests[(account.name, ep.SPOT_ASSETS.path)] > spot_reads
 
 
 async def test_a_coin_the_feed_cannot_price_is_valued_by_bitget_once_per_spot_read(

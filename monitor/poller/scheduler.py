@@ -77,6 +77,7 @@ class Poller:
         self.accounts: dict[str, AccountState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}  # set: read this account at once (read_now)
+        self._confirming: set[str] = set()  # accounts whose read asked for is a confirming one
         self._behind = False
         self._behind_checked = float("-inf")
         # How often each account is really read: poll_interval, or the longer median gap while polling is behind.
@@ -102,8 +103,10 @@ class Poller:
 
     # -- one poll ----------------------------------------------------------------------------------------
 
-    async def poll(self, state: AccountState, *, risk_only: bool = False) -> PollOutcome:
-        """Read one account once (retrying transient errors), record the outcome and hand it to the sink."""
+    async def poll(self, state: AccountState, *, risk_only: bool = False, confirming: bool = False) -> PollOutcome:
+        """Read one account once (retrying transient errors), record the outcome and hand it to the sink.
+        `risk_only`: the futures account and positions alone. `confirming`: a mark crossed a level; spot (no
+        collateral for classic futures) is then never read, so no spot request can delay or fail this read."""
         started = self.clock.now()
         if not risk_only:
             state.full_read_at = self.clock.monotonic()
@@ -114,7 +117,10 @@ class Poller:
         spot_interval = self.config.monitor.spot_poll_interval.total_seconds()
         # Spot alone: its balances are what a read is for (and a key that stops working shows at once).
         spot_only = all(p == SPOT for p in products)
-        read_spot = spot_only or (not risk_only and state.spot.due(self.clock.monotonic(), spot_interval))
+        quick = risk_only or confirming
+        # Read with the rest only when a spot read is the point (spot alone) or there is no value yet; a due
+        # re-read goes through spot.complete, where its failure keeps the balances as last read.
+        read_spot = spot_only or state.spot.assets is None
         try:
             if state.key_checked_at is None or started - state.key_checked_at >= KEY_CHECK_INTERVAL:
                 key = await with_retries(client.key_info, attempts=RETRY_ATTEMPTS, base=1.0)
@@ -125,7 +131,8 @@ class Poller:
             if SPOT in products:
                 snapshot = await spot.complete(state.spot, client, snapshot, was_read=read_spot,
                                                price=self.spot_prices, now=self.clock.monotonic(),
-                                               attempts=RETRY_ATTEMPTS)  # fmt: skip
+                                               attempts=RETRY_ATTEMPTS, quick=quick,
+                                               due=state.spot.due(self.clock.monotonic(), spot_interval))  # fmt: skip
             problem = snapshot_problem(snapshot)
             if problem is not None:  # refused before it reaches the state, the store, the rules or the page
                 raise MalformedResponse(f"answer refused: {problem}", account=state.name)
@@ -208,16 +215,19 @@ class Poller:
     def running(self) -> bool:
         return self._running
 
-    def read_now(self, name: str) -> bool:
-        """Read this account at once, ahead of its next turn (a confirming read: a mark moved it past a rule
-        level), still inside its budgets; a read in flight is followed by another at once. False when this
-        process does not poll it (not running, not owned, unknown)."""
+    def read_now(self, name: str, *, confirming: bool = True) -> bool:
+        """Read this account at once, ahead of its next turn, still inside its budgets; a read in flight is
+        followed by another at once. `confirming`: a mark moved it past a rule level (first in line after the
+        feed); else its risk cadence starts (in line with the other risk reads). False when this process does not
+        poll it (not running, not owned, unknown)."""
         if name not in self._tasks:
             return False
+        if confirming:
+            self._confirming.add(name)
         self._wakes.setdefault(name, asyncio.Event()).set()
         budget = self.accounts[name].client.budget
         if budget is not None:  # a routine read of it waiting for the budget goes first too, not to hold this up
-            budget.promote(CONFIRMING)
+            budget.promote(CONFIRMING if confirming else RISK)
         return True
 
     def active(self) -> list[AccountState]:
@@ -263,18 +273,20 @@ class Poller:
         last_start: float | None = None
         while True:
             start = self.clock.monotonic()
-            confirming = wake.is_set()
+            woken = wake.is_set()
             wake.clear()
-            if last_start is not None and not confirming:  # a confirming read says nothing of the cadence
+            confirming = state.name in self._confirming
+            self._confirming.discard(state.name)
+            if last_start is not None and not woken:  # a read asked for says nothing of the cadence
                 state.history = [*state.history[-9:], start - last_start]
             last_start = start
             full_due = state.full_read_at is None or start - state.full_read_at >= interval
             try:
-                quick = (state.at_risk or confirming) and state.snapshot is not None and not full_due
+                quick = (state.at_risk or woken) and state.snapshot is not None and not full_due
                 budget = state.client.budget
                 if budget is not None:  # at a full per-IP budget routine reads wait, these keep their cadence
-                    budget.priority = CONFIRMING if confirming else RISK if state.at_risk else ROUTINE
-                await self.poll(state, risk_only=quick)
+                    budget.priority = CONFIRMING if confirming else RISK if state.at_risk or woken else ROUTINE
+                await self.poll(state, risk_only=quick, confirming=confirming)
                 self._check_behind()
             except Exception:  # a bug must not end this account's polling
                 log.exception("%s: unexpected error while polling", state.name)
