@@ -32,7 +32,7 @@ from monitor.readmodel import ServiceReader
 from monitor.reloading import Reloader
 from monitor.reports.scheduler import ReportScheduler
 from monitor.risk.odds import MarkHistory
-from monitor.rules.evaluate import AccountView
+from monitor.rules.view import AccountView
 from monitor.runtime import tune_gc
 from monitor.store import migrations
 from monitor.store.repository import Store

@@ -45,7 +45,7 @@ from monitor.alerts.spool import Spool
 from monitor.alerts.verdicts import Verdicts
 from monitor.clock import Clock
 from monitor.config.model import Config
-from monitor.rules.evaluate import AccountView
+from monitor.rules.view import AccountView
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,18 @@
-"""The drawdown peaks the engine keeps: one rolling high-water mark per drawdown rule and account (None: a
-portfolio rule's total), fed by every fresh read and seeded on start from the stored equity series."""
+"""The drawdown peaks the engine keeps: one rolling high-water mark (RollingPeak) per drawdown rule and account
+(None: a portfolio rule's total), fed by every fresh read and seeded on start from the stored equity series."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from monitor.alerts.ports import AlertStorage
 from monitor.config.model import Config
-from monitor.rules.evaluate import AccountView, RollingPeak, portfolio_equity
+from monitor.rules.evaluate import portfolio_equity
 from monitor.rules.model import Rule, RuleType
+from monitor.rules.view import AccountView
 
 
 class Peaks:
@@ -83,3 +85,21 @@ class Peaks:
             if peak is not None:
                 peaks[rule.name] = peak
         return peaks
+
+
+class RollingPeak:
+    """The highest value within a sliding time window, in O(1) amortised per sample (a monotonic queue)."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+        self._samples: deque[tuple[datetime, Decimal]] = deque()  # values strictly decreasing
+
+    def add(self, at: datetime, value: Decimal) -> None:
+        while self._samples and self._samples[-1][1] <= value:
+            self._samples.pop()
+        self._samples.append((at, value))
+
+    def peak(self, now: datetime) -> Decimal | None:
+        while self._samples and self._samples[0][0] < now - self.window:
+            self._samples.popleft()
+        return self._samples[0][1] if self._samples else None

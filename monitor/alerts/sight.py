@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from monitor.rules.evaluate import AccountView, unreachable_intervals
+from monitor.rules.evaluate import unreachable_intervals
 from monitor.rules.model import Rule, RuleType
+from monitor.rules.view import AccountView
 
 Sight = tuple[object, ...]
 

@@ -16,8 +16,8 @@ from monitor.alerts.lifecycle import vanish
 from monitor.alerts.model import CLOSED, Alert
 from monitor.clock import Clock
 from monitor.domain import AccountSnapshot
-from monitor.rules.evaluate import AccountView
 from monitor.rules.model import Rule, RuleType
+from monitor.rules.view import AccountView
 
 log = logging.getLogger(__name__)
 
