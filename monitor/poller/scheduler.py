@@ -19,8 +19,9 @@ from monitor.config.model import AccountConfig, Config
 from monitor.domain import PollOutcome
 from monitor.errors import ExchangeError
 from monitor.exchange.bitget.client import BitgetClient, Credentials
-from monitor.exchange.bitget.ratelimit import CONFIRMING, RISK, ROUTINE, AccountBudget, IpBudget
+from monitor.exchange.bitget.ratelimit import AccountBudget, IpBudget
 from monitor.exchange.bitget.servertime import ServerClock
+from monitor.exchange.bitget.window import CONFIRMING, RISK, ROUTINE
 from monitor.poller.lag import LoopWatch
 from monitor.poller.poll import read_account
 from monitor.poller.spot import SpotPrice

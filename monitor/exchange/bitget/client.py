@@ -34,9 +34,10 @@ from monitor.exchange.bitget import parse
 from monitor.exchange.bitget.body import MAX_RESPONSE_SIZE, TooLarge, read_bounded
 from monitor.exchange.bitget.clean import clean
 from monitor.exchange.bitget.codes import CODES, classify
-from monitor.exchange.bitget.ratelimit import AccountBudget, release
+from monitor.exchange.bitget.ratelimit import AccountBudget
 from monitor.exchange.bitget.servertime import ServerClock
 from monitor.exchange.bitget.signing import encode_query, prehash, signer_for
+from monitor.exchange.bitget.window import release
 from monitor.secret import Secret
 
 log = logging.getLogger(__name__)
