@@ -43,7 +43,7 @@ from sqlalchemy import select
 from bench.common import PrivatePostgres, configure, private_postgres, simulator, sink
 from monitor.clock import SystemClock
 from monitor.exchange.bitget.client import RATE_LIMIT_BACKOFF
-from monitor.poller.scheduler import RETRY_ATTEMPTS
+from monitor.poller.poll import RETRY_ATTEMPTS
 from monitor.store.repository import ACCOUNT, POLL, Store
 
 CLOCK = SystemClock()

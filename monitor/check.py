@@ -12,9 +12,10 @@ from monitor.clock import Clock
 from monitor.config import AccountConfig, Config
 from monitor.domain import AccountMode, AccountSnapshot, KeyInfo
 from monitor.errors import ExchangeError
-from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerClock
+from monitor.exchange.bitget.client import BitgetClient, Credentials
 from monitor.exchange.bitget.codes import fix_for
 from monitor.exchange.bitget.reader import read_snapshot
+from monitor.exchange.bitget.servertime import ServerClock
 from monitor.exchange.retry import with_retries
 from monitor.rules.describe import describe
 from monitor.rules.model import DEFAULT_RULES, Rule

@@ -31,7 +31,8 @@ from monitor.market.feed import SPOT
 from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState, Reading
-from monitor.rules.evaluate import AccountView, evaluate_account
+from monitor.rules.evaluate import evaluate_account
+from monitor.rules.view import AccountView
 
 log = logging.getLogger(__name__)
 

@@ -56,14 +56,11 @@ class OnceCycle:
     session: aiohttp.ClientSession | None
     poller: Poller | None
 
-    marks: MarkPrices
-
     def _read_marks(self, session: aiohttp.ClientSession, poller: Poller) -> None:
         """Positions that disappear are judged against the public mark, read inside the poller's IP budget."""
         m = self.config.monitor
-        self.marks = MarkPrices(session, m.bitget_url, poller.ip_budget, self.clock,
-                                timeout=m.request_timeout.total_seconds())  # fmt: skip
-        self.engine.marks = self.marks
+        self.engine.marks = MarkPrices(session, m.bitget_url, poller.ip_budget, self.clock,
+                                       timeout=m.request_timeout.total_seconds())  # fmt: skip
 
     async def once(self, deliver_timeout: float = 30.0, *, dry_run: bool = False) -> OnceResult:
         """One monitor cycle, for cron and timers: the same lifecycle as `run`, continued from the database.

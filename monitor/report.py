@@ -10,7 +10,8 @@ from typing import Any
 from monitor.alerts.model import Alert
 from monitor.config.model import Config
 from monitor.domain import PollOutcome, Position
-from monitor.rules.evaluate import AccountView, evaluate_account
+from monitor.rules.evaluate import evaluate_account
+from monitor.rules.view import AccountView
 
 
 def _dec(value: Decimal | None) -> str | None:

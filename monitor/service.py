@@ -1,4 +1,5 @@
-"""The monitor as a process: storage, the write buffer, the poller, maintenance, reloads and shutdown."""
+"""The monitor as a process: storage, the write buffer, the poller, maintenance, reloads (monitor.reloading),
+leases (monitor.leases) and shutdown."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ import contextlib
 import logging
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
-from enum import StrEnum
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -19,23 +18,26 @@ from monitor.alerts.engine import AlertEngine
 from monitor.alerts.sender import Sender, node_name
 from monitor.alerts.spool import Spool, spool_path
 from monitor.clock import Clock
-from monitor.config import Config, load_config
+from monitor.config import Config
 from monitor.domain import PollOutcome
-from monitor.errors import ConfigError, StorageError, reason
+from monitor.errors import ConfigError, StorageError
 from monitor.exchange.bitget.codes import metric_label
+from monitor.leases import LeaseMode, Leases
 from monitor.live import LiveJudge
 from monitor.market.watch import MarketWatch
 from monitor.once import CONNECTIONS, OnceCycle
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import Reading
 from monitor.readmodel import ServiceReader
+from monitor.reloading import Reloader
 from monitor.reports.scheduler import ReportScheduler
 from monitor.risk.odds import MarkHistory
-from monitor.rules.evaluate import AccountView
+from monitor.rules.view import AccountView
 from monitor.runtime import tune_gc
 from monitor.store import migrations
 from monitor.store.repository import Store
 from monitor.store.writer import SnapshotWriter
+from monitor.tasks import Tasks
 from monitor.views import AccountViews
 from web.app import create_app
 from web.site import GuardedSite, make_runner
@@ -44,18 +46,8 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL = 600.0  # seconds between rollup/prune passes
 MIGRATION_RETRY = 10.0  # seconds between attempts while the database cannot be migrated
-CONFIG_WATCH_INTERVAL = 2.0  # seconds between checks of the accounts file's modification time
 SHUTDOWN_FLUSH = 5.0  # seconds the writer gets to flush on shutdown
 SUMMARY_INTERVAL = 300.0
-
-
-class LeaseMode(StrEnum):
-    """How a process that can share accounts with others (PostgreSQL) decides what it polls."""
-
-    SINGLE = "single"  # SQLite: this process polls every account, no other may
-    STARTING = "starting"  # waiting for its first claim
-    ALONE = "alone"  # the database was unreachable at start: every account, as a lone process
-    SHARING = "sharing"  # the accounts it holds leases for
 
 
 class Service(OnceCycle):
@@ -71,13 +63,11 @@ class Service(OnceCycle):
         self.poller: Poller | None = None
         # Tasks that read Bitget or feed polling stop first on close; the rest (writer, alerts, sender, storage
         # upkeep) after the results are flushed. Each set forgets a task once it is done.
-        self._polling: set[asyncio.Task[None]] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        self._polling = Tasks()
+        self._background = Tasks()
         self._writing = False  # the writer runs (storage is ready): close flushes it
         self._sharing = False  # this process takes part in the lease protocol: close releases its leases
         self.storage_ready = asyncio.Event()
-        self.lease_mode = LeaseMode.STARTING if self.store.shared else LeaseMode.SINGLE
-        self._claimed = asyncio.Event()  # the first lease claim succeeded
         self._alerting = False  # `run` judges after every poll (its hooks); `once` judges after its cycle
         self.requests = 0  # sent to Bitget since start (for metrics)
         self.poll_errors: Counter[str] = Counter()
@@ -92,8 +82,8 @@ class Service(OnceCycle):
         self.views = AccountViews(lambda: self.config.monitor, self.engine.last_success, self.mark_history)
         self.market: MarketWatch | None = None  # the mark feed and the live judging: with `run` only
         self.live: LiveJudge | None = None
-        self._mtime = self._file_mtime()
-        self._reloading = asyncio.Lock()  # reloads apply one at a time, in the order they were asked for
+        self.leases = Leases(self.store, self.node, clock, lambda: self.config, config_path)
+        self.reloader = Reloader(config_path, self._apply)
 
     @contextlib.asynccontextmanager
     async def started(self) -> AsyncIterator[Poller]:
@@ -102,9 +92,8 @@ class Service(OnceCycle):
         # budget turn would reach Bitget in a burst). Slow answers hold connections, hence the headroom.
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
         self.poller = Poller(self.config, self.session, self.clock, sink=self._polled)
-        self._read_marks(self.session, self.poller)
         tune_gc()
-        self._spawn(self._polling, self._prepare_storage(), "storage")
+        self._polling.spawn(self._prepare_storage(), "storage")
         try:
             yield self.poller
         finally:
@@ -132,10 +121,10 @@ class Service(OnceCycle):
             await self.storage_ready.wait()
         if self.store.shared and self.storage_ready.is_set():
             with contextlib.suppress(TimeoutError):  # claims failing with the database up: judge what it polls
-                await asyncio.wait_for(self._claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
-        self._spawn(self._background, self.sender.run(), "sender")
-        self._spawn(self._background, self.reports.run(), "reports")
-        self._spawn(self._background, self._seed_marks(), "mark history")  # the odds of liquidation after a restart
+                await asyncio.wait_for(self.leases.claimed.wait(), 2 * self.config.monitor.lease_ttl.total_seconds())
+        self._background.spawn(self.sender.run(), "sender")
+        self._background.spawn(self.reports.run(), "reports")
+        self._background.spawn(self._seed_marks(), "mark history")  # the odds of liquidation after a restart
 
         def views() -> list[AccountView]:
             now = self.clock.now()
@@ -159,49 +148,10 @@ class Service(OnceCycle):
                 log.error("database %s not ready (%s); polling goes on, results are buffered",
                           self.config.monitor.database_display, str(exc).strip())  # fmt: skip
                 await asyncio.sleep(MIGRATION_RETRY)
-        self._spawn(self._background, self.writer.run(), "writer")
+        self._background.spawn(self.writer.run(), "writer")
         self._writing = True
-        self._spawn(self._background, self._maintain(), "maintenance")
+        self._background.spawn(self._maintain(), "maintenance")
         self.storage_ready.set()
-
-    async def _share_accounts(self) -> None:
-        """With a database several processes can use, split the accounts among them through leases.
-
-        At start this process polls nothing until its first claim (two processes reading one account would
-        share its per-account limits), but only while the database answers: one it cannot reach within a
-        renewal interval means polling every account of the file, as a lone process would, until a claim
-        succeeds; then it joins the lease protocol. When renewals fail later it keeps what it holds,
-        preferring a double read to a miss.
-        """
-        assert self.poller is not None
-        pause = self.config.monitor.lease_ttl.total_seconds() / 3
-        self.poller.set_owned(set())
-        self.lease_mode = LeaseMode.STARTING
-        while True:
-            try:
-                await asyncio.wait_for(self.storage_ready.wait(), pause)
-                names = [a.name for a in self.config.accounts]
-                owned = await asyncio.to_thread(self.store.claim, self.node, names, self.clock.now(),
-                                                self.config.monitor.lease_ttl)  # fmt: skip
-                await self.engine.adopt(owned)  # before polling them: their alert state first
-                if self.lease_mode is not LeaseMode.SHARING:
-                    log.info("joined the lease protocol: this process shares the accounts through %s",
-                             self.config.monitor.database_display)  # fmt: skip
-                self.lease_mode = LeaseMode.SHARING
-                self.poller.set_owned(owned)
-                self._claimed.set()
-            except (StorageError, TimeoutError) as exc:
-                why = reason(exc) if isinstance(exc, StorageError) else "database not ready"
-                log.warning("cannot claim account leases: %s", why)
-                if self.lease_mode is LeaseMode.STARTING:
-                    log.error("database %s unreachable: polling every account of %s as a lone process until it "
-                              "answers, then sharing them through leases", self.config.monitor.database_display,
-                              self.config_path)  # fmt: skip
-                    self.lease_mode = LeaseMode.ALONE
-                    self.poller.set_owned(None)
-                if isinstance(exc, TimeoutError):
-                    continue  # the wait for storage was the pause
-            await asyncio.sleep(pause)
 
     async def _maintain(self) -> None:
         storage = self.config.storage
@@ -238,20 +188,20 @@ class Service(OnceCycle):
 
     async def _run(self, stop: asyncio.Event, site: web.AppRunner) -> None:
         async with self.started() as poller:
-            self._spawn(self._polling, poller.run(), "poller")
+            self._polling.spawn(poller.run(), "poller")
             self.market = MarketWatch(self.config, poller.session, poller.ip_budget, self.clock, self.mark_history)
             poller.spot_prices = self.market.spot_price  # spot coins valued at the feed, not a signed read each
             self.engine.marks = self.market  # a position gone is judged on the feed's latest mark when fresh
             self.live = LiveJudge(self.market, poller, self.engine, self.clock,
                                   lambda: self.config.market.confirm_timeout.total_seconds())  # fmt: skip
             self.live.view_of, self.views.adjust = self.views.of, self.live.snapshot_for
-            self._spawn(self._polling, self.live.run(), "market feed")
-            self._spawn(self._polling, self._watch_config(), "config watch")
-            self._spawn(self._polling, self._summarize(poller), "summary")
+            self._polling.spawn(self.live.run(), "market feed")
+            self._polling.spawn(self.reloader.watch(), "config watch")
+            self._polling.spawn(self._summarize(poller), "summary")
             self._alerting = True
-            self._spawn(self._background, self._run_alerts(poller), "alerts")
+            self._background.spawn(self._run_alerts(poller), "alerts")
             if self.store.shared:
-                self._spawn(self._polling, self._share_accounts(), "leases")
+                self._polling.spawn(self.leases.share(poller, self.engine, self.storage_ready), "leases")
                 self._sharing = True
             await stop.wait()
             log.info("stopping")
@@ -270,7 +220,7 @@ class Service(OnceCycle):
 
     async def close(self) -> None:
         # Stop polling first (in-flight requests are cancelled), then give the writer time to flush.
-        await _cancel(self._polling)
+        await self._polling.cancel()
         if self.poller is not None:
             await self.poller.stop()
         if self._writing and not await self.writer.flush(SHUTDOWN_FLUSH):
@@ -288,35 +238,14 @@ class Service(OnceCycle):
                 log.error("shutting down with alert changes not written: %d messages are sent again after a "
                           "restart if still due", self.engine.waiting)  # fmt: skip
         if self._sharing:
-            try:  # hand the accounts over now rather than when the leases expire
-                await asyncio.to_thread(self.store.release, self.node, self.clock.now())
-            except StorageError as exc:
-                log.warning("leases not released (they expire by themselves): %s", exc)
-        await _cancel(self._background)
+            await self.leases.release()
+        await self._background.cancel()
         if self.session is not None:
             await self.session.close()
         await asyncio.to_thread(self.store.close)
         self.spool.close()
 
-    def _spawn(self, group: set[asyncio.Task[None]], work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=name)
-        group.add(task)
-        task.add_done_callback(_finished(group))
-
     # -- reloading ---------------------------------------------------------------------------------------
-
-    def _file_mtime(self) -> float | None:
-        try:
-            return self.config_path.stat().st_mtime
-        except OSError:
-            return None
-
-    async def _watch_config(self) -> None:
-        while True:
-            await asyncio.sleep(CONFIG_WATCH_INTERVAL)
-            mtime = await asyncio.to_thread(self._file_mtime)  # a hung network disk must not stall the loop
-            if mtime is not None and mtime != self._mtime:
-                await self.reload()
 
     def _reload_soon(self) -> None:
         """SIGHUP: reload in a task of its own (a signal handler must not wait)."""
@@ -324,29 +253,20 @@ class Service(OnceCycle):
         async def reload() -> None:
             await self.reload()
 
-        self._spawn(self._polling, reload(), "reload")
+        self._polling.spawn(reload(), "reload")
 
     async def reload(self) -> bool:
-        """Load the accounts file again; a valid one replaces the running configuration, an invalid one is
-        logged and ignored.
+        """Load the accounts file again (monitor.reloading); False when it was rejected."""
+        return await self.reloader.reload()
 
-        The file, its secret files and templates are read and its PEM keys parsed in a thread: a slow disk, a
-        FIFO or hundreds of RSA keys would otherwise stall polling, and every account would look unreachable
-        afterwards."""
-        async with self._reloading:
-            self._mtime = await asyncio.to_thread(self._file_mtime)
-            try:
-                config = await asyncio.to_thread(load_config, self.config_path)
-            except ConfigError as exc:
-                log.error("reload rejected, the running configuration stays: %s", exc)
-                return False
-            self._apply(config)
-            return True
+    @property
+    def lease_mode(self) -> LeaseMode:
+        return self.leases.mode
 
     def _apply(self, config: Config) -> None:
+        """A reloaded configuration, handed to every part."""
         if self.poller is not None:
             self.poller.apply(config)
-            self.marks.configure(config.monitor.bitget_url, config.monitor.request_timeout.total_seconds())
         if self.market is not None:
             self.market.apply(config)
         self.engine.apply(config)
@@ -354,7 +274,7 @@ class Service(OnceCycle):
         self.reports.reloaded()
         self.store.snapshot_interval = config.storage.snapshot_interval
         self.config = config
-        self._spawn(self._background, self._register(config), "register")
+        self._background.spawn(self._register(config), "register")
         log.info("reloaded %s: %d accounts", self.config_path, len(config.accounts))
 
     async def _register(self, config: Config) -> None:
@@ -362,21 +282,3 @@ class Service(OnceCycle):
             await asyncio.to_thread(self.store.register_accounts, config.accounts, self.clock.now())
         except StorageError as exc:
             log.warning("accounts not registered in the database yet: %s", str(exc).strip())
-
-
-def _finished(group: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
-    """Forget a done task; one that failed says so (a background task must not end in silence)."""
-
-    def forget(task: asyncio.Task[None]) -> None:
-        group.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task %s ended: %r", task.get_name(), task.exception(), exc_info=task.exception())
-
-    return forget
-
-
-async def _cancel(group: set[asyncio.Task[None]]) -> None:
-    tasks = list(group)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

@@ -14,7 +14,7 @@ from monitor.domain import AccountSnapshot
 from monitor.errors import StorageError, reason
 from monitor.poller.state import Reading, Status
 from monitor.risk.odds import MarkHistory
-from monitor.rules.evaluate import AccountView
+from monitor.rules.view import AccountView
 from monitor.store.marks import recent_marks
 from monitor.store.repository import Store
 

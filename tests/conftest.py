@@ -13,7 +13,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from monitor.clock import SystemClock
-from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerClock
+from monitor.exchange.bitget.client import BitgetClient, Credentials
+from monitor.exchange.bitget.servertime import ServerClock
 from monitor.secret import Secret
 from monitor.simulator.app import simulator_app
 from monitor.simulator.generate import generate_world

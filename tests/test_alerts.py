@@ -22,7 +22,7 @@ from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, P
 from monitor.errors import ConfigError
 from monitor.exchange.bitget.market import MarkPrices
 from monitor.poller.state import AccountState, Status
-from monitor.rules.evaluate import AccountView
+from monitor.rules.view import AccountView
 from monitor.store import migrations
 from monitor.store.repository import Store
 from monitor.views import AccountViews

@@ -11,8 +11,8 @@ import pytest
 from monitor.alerts.decide import Quiet, judge_account, judge_portfolio, notify
 from monitor.alerts.model import Alert, Reason, Silence, State
 from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, PositionMode, Side
-from monitor.rules.evaluate import AccountView, alert_key
 from monitor.rules.model import Rule, RuleType, Severity
+from monitor.rules.view import AccountView, alert_key
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 W, C = Severity.WARNING, Severity.CRITICAL

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from monitor import errors
 from monitor.exchange.bitget import endpoints as ep
-from monitor.exchange.bitget.client import MAX_RESPONSE_SIZE, parse_size
+from monitor.exchange.bitget.body import MAX_RESPONSE_SIZE, parse_size
 from monitor.exchange.bitget.codes import metric_label
 from monitor.simulator.market import SimAccount
 from tests.conftest import Sim

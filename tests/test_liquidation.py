@@ -267,8 +267,8 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
             "mark 93, 2.25% away)",
         ]
         assert [r["type"] for r in sink.received] == ["failure", "failure"]
-        # the verdict took the mark feed's latest marks: no tickers request of its own
-        assert service.marks.requests == 0 and sim.sim.requests[("-", ep.TICKERS.path)] > 1
+        # the verdict took the mark feed's marks (MarketWatch.read): no mark reader of its own
+        assert service.engine.marks is service.market and sim.sim.requests[("-", ep.TICKERS.path)] > 1
         for page in ("/alerts", "/accounts/iso"):
             async with sim.session.get(f"{service.web_url}{page}") as response:
                 html = await response.text()

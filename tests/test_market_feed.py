@@ -14,9 +14,10 @@ import pytest
 
 from monitor.clock import Clock, ManualClock, SystemClock
 from monitor.exchange.bitget import endpoints as ep
-from monitor.exchange.bitget.client import BitgetClient, ServerClock
+from monitor.exchange.bitget.client import BitgetClient
 from monitor.exchange.bitget.market import MarkPrices
 from monitor.exchange.bitget.ratelimit import AccountBudget, IpBudget
+from monitor.exchange.bitget.servertime import ServerClock
 from monitor.market.feed import SPOT, MarketFeed
 from monitor.market.live import LiquidationBasis, reprice
 from monitor.simulator.world import build_world

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from monitor.domain import AccountMode, AccountSnapshot, Position
-from monitor.rules.evaluate import AccountView
+from monitor.rules.view import AccountView
 from tests.conftest import SimFactory, Sink, until
 from tests.launch import liquidation_watch, process, running
 from tests.scenarios import TWO_HMAC_ACCOUNTS

@@ -7,7 +7,8 @@ import asyncio
 
 from monitor.clock import ManualClock, SystemClock
 from monitor.exchange.bitget.endpoints import SPOT_ASSETS
-from monitor.exchange.bitget.ratelimit import PACE_WINDOW, IpBudget, SlidingWindow, pacing, release
+from monitor.exchange.bitget.ratelimit import PACE_WINDOW, IpBudget, pacing
+from monitor.exchange.bitget.window import SlidingWindow, release
 
 CLOCK = SystemClock()
 

@@ -14,14 +14,16 @@ import pytest
 from monitor.alerts.compose import quiet_until
 from monitor.alerts.lifecycle import notified, notify_reason, step, vanish
 from monitor.alerts.model import Reason, Silence, State
+from monitor.alerts.peaks import RollingPeak
 from monitor.alerts.silences import silenced
 from monitor.config import load_config
 from monitor.config.model import ChannelConfig
 from monitor.domain import AccountMode, AccountSnapshot, KeyInfo, MarginMode, Position, PositionMode, Side
 from monitor.errors import ConfigError
 from monitor.poller.state import RiskLevels
-from monitor.rules.evaluate import AccountView, RollingPeak, _odds, evaluate_account, safety_line
+from monitor.rules.evaluate import _odds, evaluate_account, safety_line
 from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
+from monitor.rules.view import AccountView
 
 D = Decimal
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -218,7 +220,7 @@ def test_risk_cadence_follows_the_widest_warning_level() -> None:
 
 
 def observe(rule: Rule, value: str | None, severity: Severity | None) -> object:
-    from monitor.rules.evaluate import Observation
+    from monitor.rules.view import Observation
 
     details = {"symbol": "BTCUSDT", "side": "long", "mark": "100", "liquidation": "94"}
     return Observation(rule, "acct", "USDT-FUTURES BTCUSDT long", severity, D(value) if value else None, "s", details)

@@ -15,7 +15,8 @@ import pytest
 from monitor.clock import SystemClock
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget.market import MarkPrices
-from monitor.exchange.bitget.ratelimit import FEED, IpBudget
+from monitor.exchange.bitget.ratelimit import IpBudget
+from monitor.exchange.bitget.window import FEED
 from monitor.market.feed import MarketFeed
 from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller

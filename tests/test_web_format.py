@@ -14,8 +14,9 @@ import pytest
 from monitor.alerts.model import Alert, State
 from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, PositionMode, Side
 from monitor.poller.state import ACCOUNT_STATUSES, account_status
-from monitor.rules.evaluate import AccountView, evaluate_account
+from monitor.rules.evaluate import evaluate_account
 from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
+from monitor.rules.view import AccountView
 from monitor.store.views import EquitySample
 from web.chart import equity_svg, portfolio
 from web.pages import amount, chance, environment, money, price, size, when

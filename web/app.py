@@ -16,10 +16,10 @@ from aiohttp import web
 
 from monitor.config.model import WebSettings
 from monitor.poller.state import FRESH
-from web import actions, pages
+from web import actions, api, pages
+from web.api import json_response
 from web.keys import SIGN_INS, SOURCE, TEMPLATES
 from web.metrics import render_metrics
-from web.pages import json_response
 from web.signin import FailedSignIns
 from web.status import StatusReader
 
@@ -53,8 +53,8 @@ def create_app(source: StatusReader) -> web.Application:
     app.router.add_post("/actions/acknowledge", actions.acknowledge)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
-    app.router.add_get("/api/v1/status", pages.api_status)
-    app.router.add_get("/api/v1/accounts/{name}", pages.api_account)
+    app.router.add_get("/api/v1/status", api.status)
+    app.router.add_get("/api/v1/accounts/{name}", api.account)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

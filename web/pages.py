@@ -1,4 +1,4 @@
-"""The pages and the JSON API: the same numbers, rendered for people or for programs."""
+"""The pages: the numbers rendered for people (the same for programs: web.api)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import fnmatch
 import json
 import logging
 import re
-from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,12 +15,9 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
-from monitor.alerts.model import Alert
-from monitor.domain import AccountSnapshot, Position
+from monitor.domain import AccountSnapshot
 from monitor.numbers import amount, chance, money, percent, price, size
 from monitor.poller.state import ACCOUNT_STATUSES, INVALID_SNAPSHOT, Reading
-from monitor.report import position_json
-from monitor.rules.evaluate import position_subject
 from web.actions import csrf_token, set_csrf_cookie
 from web.chart import equity_svg
 from web.keys import SOURCE, TEMPLATES
@@ -218,7 +214,7 @@ async def overview(request: web.Request) -> web.Response:
 # -- account -----------------------------------------------------------------------------------------------------
 
 
-def _account(request: web.Request, *, api: bool = False) -> tuple[StatusReader, AccountRow]:
+def find_account(request: web.Request, *, api: bool = False) -> tuple[StatusReader, AccountRow]:
     source = request.app[SOURCE]
     found = source.account_row(request.match_info["name"])
     if found is None:
@@ -229,7 +225,7 @@ def _account(request: web.Request, *, api: bool = False) -> tuple[StatusReader, 
 
 
 async def account(request: web.Request) -> web.Response:
-    source, found = _account(request)
+    source, found = find_account(request)
     state = source.reading(found.name)
     assert state is not None
     span = request.query.get("range", "24h")
@@ -288,78 +284,3 @@ async def alerts(request: web.Request) -> web.Response:
         "counts": await source.outbox_counts(),
     }
     return render(request, "alerts.html.j2", context)
-
-
-# -- JSON API ----------------------------------------------------------------------------------------------------
-
-
-def row_json(r: AccountRow) -> dict[str, Any]:
-    return asdict(r) | {"tags": list(r.tags)}
-
-
-def alert_json(a: Alert, silenced: bool) -> dict[str, Any]:
-    return {
-        "rule": a.rule,
-        "account": a.account,
-        "subject": a.subject,
-        "state": str(a.state),
-        "severity": str(a.severity) if a.severity else None,
-        "value": a.value,
-        "summary": a.summary,
-        "since": a.firing_since or a.pending_since,
-        "resolved_at": a.resolved_at,
-        "silenced": silenced,
-    }
-
-
-async def api_status(request: web.Request) -> web.Response:
-    source = request.app[SOURCE]
-    rows = source.rows()
-    t = totals(rows)
-    body = {
-        "generated_at": source.clock.now(),
-        "totals": {
-            "equity_usdt": t.equity,
-            "unrealized_pnl_usdt": t.upnl,
-            "accounts": t.accounts,
-            "by_status": t.by_status,
-        },
-        "tags": {
-            tag: {"equity_usdt": x.equity, "unrealized_pnl_usdt": x.upnl, "accounts": x.accounts}
-            for tag, x in tag_totals(rows).items()
-        },
-        "alerts": [alert_json(a, source.silenced(a)) for a in source.alerts()],
-        "accounts": [row_json(r) for r in rows],
-    }
-    return json_response(body)
-
-
-async def api_account(request: web.Request) -> web.Response:
-    source, found = _account(request, api=True)
-    state = source.reading(found.name)
-    assert state is not None
-    snapshot = usable_snapshot(state, found)
-    odds = source.position_odds(found.name) if snapshot else {}
-
-    def position(p: Position) -> dict[str, Any]:
-        found_odds = odds.get(position_subject(p))
-        return position_json(p) | {"liquidation_odds": asdict(found_odds) if found_odds is not None else None}
-
-    body = row_json(found) | {
-        "positions": [position(p) for p in snapshot.positions] if snapshot else [],
-        "alerts": [alert_json(a, source.silenced(a)) for a in source.alerts(found.name, include_resolved=True)],
-    }
-    return json_response(body)
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    """JSON with decimals as strings and times as ISO 8601."""
-    return web.Response(text=json.dumps(body, default=_default), status=status, content_type="application/json")

@@ -22,8 +22,9 @@ from monitor.alerts.lifecycle import liquidated, notified, notify_reason, step, 
 from monitor.alerts.model import ACTIVE, Alert, Item, Reason, Silence, State, Transition
 from monitor.alerts.silences import silenced
 from monitor.domain import AccountSnapshot
-from monitor.rules.evaluate import NONE, AccountView, Current, evaluate_account, evaluate_portfolio
+from monitor.rules.evaluate import evaluate_account, evaluate_portfolio
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
+from monitor.rules.view import NONE, AccountView, Current
 
 Change = tuple[Alert, Transition | None]
 

@@ -27,7 +27,7 @@ from typing import Protocol
 from monitor.domain import MarginMode, Position, PositionMode, Side
 from monitor.errors import ExchangeError
 from monitor.numbers import price
-from monitor.rules import evaluate
+from monitor.rules import view
 from monitor.rules.evaluate import num, position_details, position_subject
 
 
@@ -200,4 +200,4 @@ def details_after(last: LastSeen, mark: Decimal | None) -> dict[str, str]:
 
 def alert_key(rule: str, account: str, subject: str) -> str:
     """The key of a liquidation rule's alert about a position (as the rule's own observations make it)."""
-    return evaluate.alert_key(rule, account, subject)
+    return view.alert_key(rule, account, subject)

@@ -1,7 +1,7 @@
-"""The alert engine: loads the alert state, keeps the drawdown peaks and the alerts in memory, and after every
-poll and on a timer calls the pure decisions (monitor.alerts.decide) and hands their changes on: rendered
-messages and changed alerts to the journal (monitor.alerts.journal), positions that disappeared to a mark read
-(monitor.alerts.departures) whose verdict is decided the same way.
+"""The alert engine: loads the alert state, keeps the alerts in memory (the drawdown peaks: monitor.alerts.peaks),
+and after every poll and on a timer calls the pure decisions (monitor.alerts.decide) and hands their changes on:
+rendered messages and changed alerts to the journal (monitor.alerts.journal), positions that disappeared to a
+mark read (monitor.alerts.verdicts) whose verdict is decided the same way.
 
 State lives in the database. On start the engine loads it before judging anything, so a restart neither
 re-sends nor misses. Changes are written in order; if the database is away they wait in memory and go out when
@@ -19,7 +19,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal
 
 from monitor.alerts import decide, departures
 from monitor.alerts.compose import compose
@@ -28,7 +27,6 @@ from monitor.alerts.lifecycle import vanish
 from monitor.alerts.messages import messages_for
 from monitor.alerts.model import (
     ACTIVE,
-    CLOSED,
     ENDED,
     RESOLVED_KEPT,
     Alert,
@@ -40,13 +38,14 @@ from monitor.alerts.model import (
     alert_order,
 )
 from monitor.alerts.outbox import MemoryOutbox
+from monitor.alerts.peaks import Peaks
 from monitor.alerts.ports import AlertStorage
+from monitor.alerts.sight import Sights
 from monitor.alerts.spool import Spool
+from monitor.alerts.verdicts import Verdicts
 from monitor.clock import Clock
 from monitor.config.model import Config
-from monitor.domain import AccountSnapshot
-from monitor.rules.evaluate import AccountView, RollingPeak, portfolio_equity, unreachable_intervals
-from monitor.rules.model import Rule, RuleType
+from monitor.rules.view import AccountView
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +65,16 @@ class AlertEngine:
         self.current: dict[str, Alert] = {}
         self._by_account: dict[str | None, set[str]] = defaultdict(set)
         self.silences: list[Silence] = []
-        self._peaks: dict[tuple[str, str | None], RollingPeak] = {}
+        self.peaks = Peaks()
         self._last_success: dict[str, datetime] = {}  # from the database: good data before this process started
         self._owned: set[str] | None = None  # the accounts this process polls, when processes share them
         self.ready = False
-        # Positions that disappear are judged against the current mark (None: on the last read alone).
-        self.marks: departures.MarkSource | None = None
-        self._seen: dict[str, AccountSnapshot] = {}  # the last fresh snapshot judged, per account
-        self._awaiting: set[str] = set()  # alerts whose position is gone, waiting for the mark
-        self._verdicts: set[asyncio.Task[None]] = set()
         self.journal = Journal(store, clock, self.memory, on_queued, self._dropped, spool,
                                lambda: self.current.values())  # fmt: skip
+        self.verdicts = Verdicts(clock, self.current, self._watched, self._settle, self.journal.dirty.set)
         self._late: asyncio.Task[None] | None = None  # loading from the database after a start from the spool
         self._severities = decide.ActiveSeverities(self.current)  # what the rules' hysteresis is measured from
-        self._judged: dict[str, tuple[object, ...]] = {}  # per account: what its last judgement saw (_sight)
+        self._sights = Sights()  # what each account's last judgement saw
         self.judgements = 0  # accounts judged since start (what `changed_only` saves shows here)
         self.apply(config)
 
@@ -90,9 +85,8 @@ class AlertEngine:
         self.messages = messages_for(config)
         self._channels = {a.name: a.channels for a in config.accounts}
         self._tags = {a.name: a.tags for a in config.accounts}
-        self._seen = {name: s for name, s in self._seen.items() if name in self._tags}
-        self._judged.clear()  # other rules may judge the same data otherwise
-        self._odds = any(r.type is RuleType.LIQUIDATION_PROBABILITY for r in config.rules)
+        self.verdicts.keep(self._tags)
+        self._sights.configure(config.rules)
         self._retire(self.clock.now())
 
     def _retire(self, now: datetime) -> None:
@@ -130,8 +124,8 @@ class AlertEngine:
                 last_success = await asyncio.to_thread(self.store.alerts.last_success)
                 if accounts is None:
                     self.silences = await asyncio.to_thread(self.store.alerts.silences, now)
-                    if not self._peaks:  # a late load would put old samples behind newer ones
-                        await asyncio.to_thread(self._seed_peaks, now)
+                    if not self.peaks.seeded:  # a late load would put old samples behind newer ones
+                        await asyncio.to_thread(self.peaks.seed, self.config, self.rules.values(), self.store, now)
                 break
             except Exception as exc:
                 if restored is not None:  # judge now from the spool; the database's state when it answers
@@ -164,42 +158,10 @@ class AlertEngine:
         for name in [n for n in self._by_account if n is not None and n not in owned]:
             for key in self._by_account.pop(name):
                 self.current.pop(key, None)
-        # What another process polls is its to judge; an old read kept here would make its closed positions
-        # look gone (and judged again) when the account comes back.
-        self._seen = {name: snapshot for name, snapshot in self._seen.items() if name in owned}
-        self._judged.clear()
+        self.verdicts.keep(owned)  # what another process polls is its to judge
+        self._sights.clear()
         if gained and self.ready:
             await self.load(gained)
-
-    def _seed_peaks(self, now: datetime) -> None:
-        """Drawdown peaks from the stored equity series, so a restart does not forget the high-water mark.
-
-        Raw points where the window is within raw retention, else hourly rollups (their highs). A portfolio's
-        total at each stored point is the sum of every selected account's latest value so far.
-        """
-        for rule in self.rules.values():
-            if rule.type is not RuleType.DRAWDOWN:
-                continue
-            raw = rule.window <= self.config.storage.raw_retention
-            names = [a.name for a in self.config.accounts if rule.selects(a.name, a.tags)]
-            series = {n: self.store.equity_series(n, now - rule.window, now, hourly=not raw) for n in names}
-            if not rule.portfolio:
-                for name, samples in series.items():
-                    for s in samples:
-                        self._peak(rule, name).add(s.at, s.high)
-                continue
-            latest: dict[str, Decimal] = {}
-            points = sorted((s.at, name, s.equity) for name, samples in series.items() for s in samples)
-            for at, name, equity in points:
-                latest[name] = equity
-                if len(latest) == len(names):
-                    self._peak(rule, None).add(at, sum(latest.values(), Decimal(0)))
-
-    def _peak(self, rule: Rule, account: str | None) -> RollingPeak:
-        key = (rule.name, account)
-        if key not in self._peaks or self._peaks[key].window != rule.window:
-            self._peaks[key] = RollingPeak(rule.window)
-        return self._peaks[key]
 
     # -- evaluation --------------------------------------------------------------------------------------
 
@@ -208,26 +170,27 @@ class AlertEngine:
     ) -> None:
         """Judge these accounts (and the portfolio rules) now; queue what changed. One account's failure (a
         bug, a broken template) is logged and does not touch the others. `changed_only` (the timer, a new mark):
-        an account judging could not change is left out (`_sight`); its drawdown peaks still take the read."""
+        an account judging could not change is left out (monitor.alerts.sight); its drawdown peaks still take
+        the read."""
         if not self.ready:
             return
         views = list(views)
         for view in views:
             try:
-                self._track_peaks(view)  # every fresh read is a sample, judged or not
+                self.peaks.track(view, self.rules.values())  # every fresh read is a sample, judged or not
             except Exception:
                 log.exception("%s: drawdown peak not tracked", view.name)
-            sight = self._sight(view, now)
-            if changed_only and self._judged.get(view.name) == sight and not self._by_account.get(view.name):
+            sight = self._sights.of(view, now)
+            if changed_only and self._sights.unchanged(view.name, sight) and not self._by_account.get(view.name):
                 continue
-            self._judged.pop(view.name, None)
+            self._sights.forget(view.name)
             self.judgements += 1
             try:
                 self._evaluate_account(view, now)
             except Exception:
                 log.exception("%s: alert evaluation failed", view.name)
-            else:  # a judgement that failed (a broken template) is tried again
-                self._judged[view.name] = sight
+            else:
+                self._sights.judged(view.name, sight)
         if portfolio:
             try:
                 self._evaluate_portfolio(views, now)
@@ -235,140 +198,42 @@ class AlertEngine:
                 log.exception("portfolio alert evaluation failed")
         self.journal.evaluated()
 
-    def _sight(self, view: AccountView, now: datetime) -> tuple[object, ...]:
-        """What judging an account depends on, but for time: an account without alerts whose sight is the one
-        last judged is left as it is by a judgement now. Time moves only the unreachable count (part of the
-        sight), drawdown peaks (they can only fall: less drawdown) and the odds of liquidation (the volatility
-        moves with every mark: never left out while an odds rule may watch a position)."""
-        s = view.snapshot
-        if s is None:
-            data: tuple[object, ...] = ()
-        elif self._odds and s.positions:
-            return (now,)  # never the same twice
-        else:  # what was read, not when: a read that changed nothing leaves the judgement as it was
-            data = (s.account, s.mode, s.spot, s.spot_usdt, s.futures, s.unified, s.positions, s.products)
-        return (data, view.fresh, view.polled, view.permanent_error, view.error_code, view.error_message, view.key,
-                view.estimated, view.tags, unreachable_intervals(view, now))  # fmt: skip
-
-    def _track_peaks(self, view: AccountView) -> None:
-        if view.snapshot is None or not view.fresh:
-            return
-        for rule in self.rules.values():
-            if rule.type is RuleType.DRAWDOWN and not rule.portfolio and rule.selects(view.name, view.tags):
-                self._peak(rule, view.name).add(view.snapshot.taken_at, view.snapshot.equity_usdt)
-
-    def _account_peaks(self, view: AccountView, now: datetime) -> dict[str, Decimal]:
-        """The account's drawdown peaks at `now`, by rule."""
-        peaks = {}
-        for rule in self.rules.values():
-            if rule.type is RuleType.DRAWDOWN and not rule.portfolio and rule.selects(view.name, view.tags):
-                peak = self._peak(rule, view.name).peak(now)
-                if peak is not None:
-                    peaks[rule.name] = peak
-        return peaks
-
     def _evaluate_account(self, view: AccountView, now: datetime) -> None:
         keys = self._by_account.get(view.name, ())
-        decision = decide.judge_account(view, self.rules, self.current, keys, now, self._severities,
-                                        self._account_peaks(view, now), self._awaiting)  # fmt: skip
+        peaks = self.peaks.account(view, self.rules.values(), now)
+        decision = decide.judge_account(view, self.rules, self.current, keys, now, self._severities, peaks,
+                                        self.verdicts.awaiting)  # fmt: skip
         self.current.update(decision.moved)  # kept in memory, written with the next change
-        for key, change in self._depart(view, decision.closing, now).items():  # what cannot wait for a mark
+        timeout = self.config.monitor.request_timeout.total_seconds()
+        departed = self.verdicts.depart(view, decision.closing, self.rules.values(), now, timeout)
+        for key, change in departed.items():  # what cannot wait for a mark
             decision.changes[key] = change
             decision.held.discard(key)
             decision.keys.add(key)
         self._settle(decision.changes, decision.keys, now)
 
-    # -- positions that disappear --------------------------------------------------------------------------
-
-    def _depart(
-        self, view: AccountView, closing: dict[str, Alert], now: datetime
-    ) -> dict[str, tuple[Alert, Transition | None]]:
-        """Positions gone since the account's last fresh read, and the alerts of positions gone: each is judged
-        closed or liquidated (monitor.alerts.departures) once the mark has been read, in a task of its own.
-        Returns what is settled at once: alerts of positions without a liquidation price close."""
-        snapshot = view.snapshot
-        if snapshot is None or not view.fresh:
-            return {}
-        previous, self._seen[view.name] = self._seen.get(view.name), snapshot
-        gone = {}
-        if previous is not None and previous is not snapshot:
-            gone = departures.gone_positions(previous.positions, snapshot.positions)
-        if not closing and not gone:
-            return {}
-        speakers = [r for r in self.rules.values()
-                    if r.type is RuleType.LIQUIDATION_DISTANCE and r.selects(view.name, view.tags)]  # fmt: skip
-        critical = max((r.critical for r in speakers if r.critical is not None), default=None)
-        plan, closed = departures.plan(
-            gone, {k: (a.subject, a.details) for k, a in closing.items()}, [r.name for r in speakers]
-        )
-        settled = {key: vanish(closing[key], now, CLOSED) for key in closed}
-        if not plan:
-            return settled
-        if self.marks is None:  # no mark source wired (a bare engine): the last read decides
-            self._conclude(view.name, plan, {}, critical, now, "no mark source")
-            return settled
-        self._awaiting.update(k for d in plan for k in d.alerts)
-        task = asyncio.get_running_loop().create_task(
-            self._verdict(view.name, plan, critical, snapshot.taken_at), name=f"verdict {view.name}"
-        )
-        self._verdicts.add(task)
-        task.add_done_callback(self._verdicts.discard)
-        return settled
-
-    async def _verdict(
-        self, account: str, plan: list[departures.Departure], critical: Decimal | None, since: datetime
-    ) -> None:
-        """Read the marks of the gone positions' product types (asked after the read that found them gone),
-        then judge them. A mark that cannot be read within the request timeout leaves the last read's evidence,
-        and the message says so."""
-        marks: dict[str, departures.MarkTable | str] = {}
-        assert self.marks is not None
-        limit = self.config.monitor.request_timeout.total_seconds() * 2  # a wait for the budget, then the request
-        try:
-            for product_type in sorted({d.last.product_type for d in plan}):
-                try:
-                    async with asyncio.timeout(limit):
-                        marks[product_type] = await self.marks.read(product_type, since)
-                except Exception as exc:  # any failure: judged on the last read, saying the mark was unavailable
-                    marks[product_type] = departures.unavailable(exc, limit)
-                    log.warning("%s: marks of %s unavailable for a position that disappeared: %s", account,
-                                product_type, exc or marks[product_type])  # fmt: skip
-            self._conclude(account, plan, marks, critical, self.clock.now())
-            self.journal.dirty.set()
-        except Exception:
-            log.exception("%s: judging positions that disappeared failed", account)
-        finally:
-            self._awaiting.difference_update(k for d in plan for k in d.alerts)
-
-    def _conclude(
-        self, account: str, plan: list[departures.Departure], marks: dict[str, departures.MarkTable | str],
-        critical: Decimal | None, now: datetime, unavailable: str = "",
-    ) -> None:  # fmt: skip
-        watched = account in self._tags and (self._owned is None or account in self._owned)
-        changes = decide.conclude(account, plan, marks, self.current, self._seen.get(account), watched, critical, now,
-                                  unavailable)  # fmt: skip
-        if changes:
-            self._settle(changes, changes.keys(), now)
-
-    async def judged(self) -> None:
-        """Wait for positions that disappeared to be judged (`once`, shutdown: before the last flush)."""
-        while self._verdicts:
-            await asyncio.gather(*list(self._verdicts), return_exceptions=True)
-
     def _evaluate_portfolio(self, views: list[AccountView], now: datetime) -> None:
-        peaks = {}
-        for rule in self.rules.values():
-            if not rule.portfolio:
-                continue
-            total = portfolio_equity(rule, views)
-            if total is not None:
-                self._peak(rule, None).add(now, total)
-            peak = self._peak(rule, None).peak(now)
-            if peak is not None:
-                peaks[rule.name] = peak
+        peaks = self.peaks.portfolio(views, self.rules.values(), now)
         decision = decide.judge_portfolio(views, self.rules, self.current, now, peaks, self._severities)
         self.current.update(decision.moved)
         self._settle(decision.changes, decision.keys, now)
+
+    def _watched(self, account: str) -> bool:
+        """Whether this process still judges the account (configured, and polled here)."""
+        return account in self._tags and (self._owned is None or account in self._owned)
+
+    @property
+    def marks(self) -> departures.MarkSource | None:
+        """Where a position that disappears has its mark read (None: judged on the last read alone)."""
+        return self.verdicts.marks
+
+    @marks.setter
+    def marks(self, source: departures.MarkSource | None) -> None:
+        self.verdicts.marks = source
+
+    async def judged(self) -> None:
+        """Wait for positions that disappeared to be judged (`once`, shutdown: before the last flush)."""
+        await self.verdicts.judged()
 
     def _settle(self, changes: dict[str, tuple[Alert, Transition | None]], keys: Iterable[str], now: datetime) -> None:
         """Decide what people hear about, render it, and only then record everything together: a message

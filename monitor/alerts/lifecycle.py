@@ -20,8 +20,8 @@ from monitor.alerts.model import (
     State,
     Transition,
 )
-from monitor.rules.evaluate import Observation
 from monitor.rules.model import Rule, Severity
+from monitor.rules.view import Observation
 
 
 def step(alert: Alert | None, obs: Observation, now: datetime) -> tuple[Alert | None, Transition | None]:

@@ -14,7 +14,7 @@ from monitor.config import values
 
 
 def _size(value: Any) -> int:
-    from monitor.exchange.bitget.client import parse_size  # the client owns its cap; imported when needed
+    from monitor.exchange.bitget.body import parse_size  # the client owns its cap; imported when needed
 
     return parse_size(value)
 

@@ -24,7 +24,8 @@ from monitor.clock import Clock
 from monitor.config.model import Config
 from monitor.domain import STABLE, AccountSnapshot, FuturesAccount
 from monitor.exchange.bitget.market import MarkPrices, Marks
-from monitor.exchange.bitget.ratelimit import FEED, IpBudget
+from monitor.exchange.bitget.ratelimit import IpBudget
+from monitor.exchange.bitget.window import FEED
 from monitor.market.feed import SPOT, FeedHealth, MarketFeed
 from monitor.market.live import LivePosition, live_positions
 from monitor.market.mark import Mark

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
@@ -17,22 +17,19 @@ import aiohttp
 from monitor.clock import Clock, wait_for_event
 from monitor.config.model import AccountConfig, Config
 from monitor.domain import PollOutcome
-from monitor.errors import ExchangeError, MalformedResponse
-from monitor.exchange.bitget.client import BitgetClient, Credentials, ServerClock
-from monitor.exchange.bitget.endpoints import SPOT
-from monitor.exchange.bitget.ratelimit import CONFIRMING, RISK, ROUTINE, AccountBudget, IpBudget
-from monitor.exchange.bitget.reader import read_snapshot
-from monitor.exchange.retry import with_retries
-from monitor.poller import spot
+from monitor.errors import ExchangeError
+from monitor.exchange.bitget.client import BitgetClient, Credentials
+from monitor.exchange.bitget.ratelimit import AccountBudget, IpBudget
+from monitor.exchange.bitget.servertime import ServerClock
+from monitor.exchange.bitget.window import CONFIRMING, RISK, ROUTINE
 from monitor.poller.lag import LoopWatch
+from monitor.poller.poll import read_account
 from monitor.poller.spot import SpotPrice
-from monitor.poller.state import AccountState, Reading, RiskLevels, Status, snapshot_problem
+from monitor.poller.state import AccountState, Reading, RiskLevels, Status
 
 log = logging.getLogger(__name__)
 
-KEY_CHECK_INTERVAL = timedelta(hours=1)  # permissions and IP binding change rarely; account/info is 1/s
 JITTER = 0.05  # each interval varies by this fraction, so accounts drift apart instead of firing together
-RETRY_ATTEMPTS = 3  # transient errors are retried this often inside one poll
 BEHIND_CHECK_INTERVAL = 10.0  # seconds between checks whether polling keeps up
 
 
@@ -104,79 +101,13 @@ class Poller:
     # -- one poll ----------------------------------------------------------------------------------------
 
     async def poll(self, state: AccountState, *, risk_only: bool = False, confirming: bool = False) -> PollOutcome:
-        """Read one account once (retrying transient errors), record the outcome and hand it to the sink.
-        `risk_only`: the futures account and positions alone. `confirming`: a mark crossed a level; spot (no
-        collateral for classic futures) is then never read, so no spot request can delay or fail this read."""
-        started = self.clock.now()
-        if not risk_only:
-            state.full_read_at = self.clock.monotonic()
-        client = state.client
-        before = client.requests
-        key = None
-        products = state.config.products
-        spot_interval = self.config.monitor.spot_poll_interval.total_seconds()
-        # Spot alone: its balances are what a read is for (and a key that stops working shows at once).
-        spot_only = all(p == SPOT for p in products)
-        quick = risk_only or confirming
-        # Read with the rest only when a spot read is the point (spot alone) or there is no value yet; a due
-        # re-read goes through spot.complete, where its failure keeps the balances as last read.
-        read_spot = spot_only or state.spot.assets is None
-        try:
-            if state.key_checked_at is None or started - state.key_checked_at >= KEY_CHECK_INTERVAL:
-                key = await with_retries(client.key_info, attempts=RETRY_ATTEMPTS, base=1.0)
-            snapshot = await with_retries(
-                lambda: read_snapshot(client, products, self.clock, spot=read_spot, valued=False),
-                attempts=RETRY_ATTEMPTS,
-            )
-            if SPOT in products:
-                snapshot = await spot.complete(state.spot, client, snapshot, was_read=read_spot,
-                                               price=self.spot_prices, now=self.clock.monotonic(),
-                                               attempts=RETRY_ATTEMPTS, quick=quick,
-                                               due=state.spot.due(self.clock.monotonic(), spot_interval))  # fmt: skip
-            problem = snapshot_problem(snapshot)
-            if problem is not None:  # refused before it reaches the state, the store, the rules or the page
-                raise MalformedResponse(f"answer refused: {problem}", account=state.name)
-            outcome = PollOutcome(state.name, started, self.clock.now(), snapshot=snapshot,
-                                  requests=client.requests - before, key=key)  # fmt: skip
-        except ExchangeError as exc:
-            outcome = PollOutcome(state.name, started, self.clock.now(), error_code=exc.code or type(exc).__name__,
-                                  error_message=str(exc), requests=client.requests - before, key=key)  # fmt: skip
-            self._record_failure(state, outcome, permanent=not exc.retryable)
-        else:
-            self._record_success(state, outcome)
-            outcome = replace(outcome, at_risk=state.at_risk)
+        """Read one account once (monitor.poller.poll) and hand the outcome to the sink."""
+        outcome = await read_account(state, self.clock, self.config.monitor, self.risk, self.spot_prices,
+                                     risk_only=risk_only, confirming=confirming)  # fmt: skip
         state.polls += 1
         if self.sink is not None:
             self.sink(state.reading(self.cadence), outcome)
         return outcome
-
-    def _record_success(self, state: AccountState, outcome: PollOutcome) -> None:
-        assert outcome.snapshot is not None
-        if state.status in (Status.FAILING, Status.UNREACHABLE):
-            log.warning("%s: readable again after %d failed polls", state.name, state.failures)
-        state.status = Status.OK
-        state.snapshot = outcome.snapshot
-        state.last_good_at = outcome.finished_at
-        state.mark_good()
-        state.failures = 0
-        state.error_code = state.error_message = None
-        if outcome.key is not None:
-            state.key, state.key_checked_at = outcome.key, outcome.finished_at
-        was_at_risk, state.at_risk = state.at_risk, self.risk.at_risk(outcome.snapshot)
-        if state.at_risk and not was_at_risk:
-            log.info("%s: at risk: re-read every %s", state.name, self.config.monitor.risk_poll_interval)
-        elif was_at_risk and not state.at_risk:
-            log.info("%s: no longer at risk", state.name)
-
-    def _record_failure(self, state: AccountState, outcome: PollOutcome, *, permanent: bool) -> None:
-        status = Status.UNREACHABLE if permanent else Status.FAILING
-        if state.status != status or state.error_code != outcome.error_code:
-            level = logging.ERROR if permanent else logging.WARNING
-            log.log(level, "%s: %s: %s", state.name, "unreachable" if permanent else "read failed",
-                    outcome.error_message)  # fmt: skip
-        state.status = status
-        state.failures += 1
-        state.error_code, state.error_message = outcome.error_code, outcome.error_message
 
     # -- one cycle (`once`) --------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Rule evaluation: plain functions of what is known about the accounts and `now`.
+"""Rule evaluation: plain functions of what is known about the accounts and `now` (what the rules see and say:
+monitor.rules.view).
 
 An evaluation says, for each rule, what it observed (one Observation per subject, breaching or not) and which
 rules it could not judge because the data is missing (`held`): those alerts keep their state, since missing
@@ -9,76 +10,18 @@ from __future__ import annotations
 
 import math
 import re
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from types import MappingProxyType
-from typing import Any
 
 from monitor.domain import AccountSnapshot, KeyInfo, Position
 from monitor.numbers import amount, chance, money, price, size
 from monitor.risk.odds import liquidation_probability
 from monitor.risk.safety import describe, snapshot_safety
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
+from monitor.rules.view import NONE, AccountView, Current, Evaluation, Observation, Peaks, alert_key
 
 ESTIMATED = "estimated from the mark price; account read pending"  # said of positions judged on a mark
-
-
-@dataclass(frozen=True, slots=True)
-class AccountView:
-    """What the rules see of one account."""
-
-    name: str
-    tags: tuple[str, ...]
-    snapshot: AccountSnapshot | None  # the last good one
-    last_good_at: datetime | None
-    fresh: bool  # the snapshot is recent enough to judge (not stale)
-    watched_since: datetime  # when this process started watching (no data yet counts from here)
-    poll_interval: timedelta
-    polled: bool = True  # read at least once by this process (before that, nothing is judged)
-    permanent_error: bool = False  # a Bitget error that retrying does not fix
-    error_code: str | None = None
-    error_message: str | None = None
-    key: KeyInfo | None = None
-    stalled: timedelta = timedelta(0)  # time since the last good data when the monitor could not poll at all
-    # (product type, symbol) -> the symbol's realized volatility per square root of a second (monitor.risk.odds),
-    # None with too little mark history: liquidation_probability rules hold meanwhile.
-    volatility: Callable[[str, str], float | None] | None = None
-    estimated: bool = False  # positions at the latest mark, the read that would confirm them not in yet
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    rule: Rule
-    account: str | None  # None for portfolio rules
-    subject: str  # "USDT-FUTURES BTCUSDT long", "USDT-FUTURES USDT", "" for the account as a whole
-    severity: Severity | None  # None: the condition does not hold
-    value: Decimal | None
-    summary: str  # one line for people
-    details: dict[str, str] = field(default_factory=dict)  # symbol, side, mark, liquidation price, ...
-    held: bool = False  # the value cannot be judged now (no peak yet, no margin): the alert keeps its state
-
-    @property
-    def key(self) -> str:
-        return alert_key(self.rule.name, self.account, self.subject)
-
-
-def alert_key(rule: str, account: str | None, subject: str) -> str:
-    return f"{rule}|{account or '*'}|{subject}"
-
-
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    observations: tuple[Observation, ...]
-    held: frozenset[str]  # rule names whose alerts for this account keep their state (no data to judge)
-
-
-# What the rules are given besides the data, so they judge without calling back into anyone:
-Current = Mapping[str, Severity]  # alert key -> the severity of its active alert (hysteresis is measured from it)
-Peaks = Mapping[str, Decimal]  # rule name -> the equity peak within the rule's window, at the evaluation's time
-NONE: Mapping[str, Any] = MappingProxyType({})
 
 
 def num(value: Decimal | None, places: int | None = None) -> str:
@@ -335,21 +278,3 @@ def position_details(p: Position) -> dict[str, str]:
 def _span(window: timedelta) -> str:
     hours = window.total_seconds() / 3600
     return f"{hours / 24:g}d" if hours >= 48 and hours % 24 == 0 else f"{hours:g}h"
-
-
-class RollingPeak:
-    """The highest value within a sliding time window, in O(1) amortised per sample (a monotonic queue)."""
-
-    def __init__(self, window: timedelta) -> None:
-        self.window = window
-        self._samples: deque[tuple[datetime, Decimal]] = deque()  # values strictly decreasing
-
-    def add(self, at: datetime, value: Decimal) -> None:
-        while self._samples and self._samples[-1][1] <= value:
-            self._samples.pop()
-        self._samples.append((at, value))
-
-    def peak(self, now: datetime) -> Decimal | None:
-        while self._samples and self._samples[0][0] < now - self.window:
-            self._samples.popleft()
-        return self._samples[0][1] if self._samples else None

@@ -1,7 +1,9 @@
 """An async Bitget client for one account, on a shared aiohttp session.
 
 The session is a constructor argument (one per application); tests and the demo point `base_url` at the
-simulator on loopback. Every lower-level failure leaves this module as a `monitor.errors.ExchangeError`.
+simulator on loopback. Answers are read within a size cap (monitor.exchange.bitget.body); requests are signed
+against the shared estimate of Bitget's clock (monitor.exchange.bitget.servertime). Every lower-level failure
+leaves this module as a `monitor.errors.ExchangeError`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import aiohttp
 from yarl import URL
 
 from monitor import errors
-from monitor.clock import Clock, epoch_ms
 from monitor.domain import (
     AccountMode,
     FuturesAccount,
@@ -30,10 +31,13 @@ from monitor.domain import (
 from monitor.exchange.bitget import clean as limits
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget import parse
+from monitor.exchange.bitget.body import MAX_RESPONSE_SIZE, TooLarge, read_bounded
 from monitor.exchange.bitget.clean import clean
 from monitor.exchange.bitget.codes import CODES, classify
-from monitor.exchange.bitget.ratelimit import AccountBudget, release
+from monitor.exchange.bitget.ratelimit import AccountBudget
+from monitor.exchange.bitget.servertime import ServerClock
 from monitor.exchange.bitget.signing import encode_query, prehash, signer_for
+from monitor.exchange.bitget.window import release
 from monitor.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -43,24 +47,6 @@ Parser = Callable[[Any, list[parse.Skipped]], T]  # data and the list that colle
 
 REMAINING_HEADER = "x-mbx-used-remain-limit"
 RATE_LIMIT_BACKOFF = 2.0  # seconds an account's endpoint rests after a 429
-MAX_RESPONSE_SIZE = 4 * 1024 * 1024  # bytes; Bitget's largest real answers are a few hundred kB
-_CHUNK = 64 * 1024
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
-
-
-def parse_size(value: Any) -> int:
-    """A number of bytes: 4194304, "4MB", "512kB" (units of 1024), at least 1 kB."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f'expected a size such as "4MB", got {value!r}')
-    text = str(value).strip().lower().replace(" ", "")
-    number = text.rstrip("kmgb")
-    unit = text[len(number) :]
-    if not number.isdigit() or len(number) > 12 or unit not in _SIZE_UNITS:
-        raise ValueError(f'expected a size such as "4MB", "512kB" or a number of bytes, got {value!r}')
-    size = int(number) * _SIZE_UNITS[unit]
-    if size < 1024:
-        raise ValueError(f"expected at least 1kB, got {value!r}")
-    return size
 
 
 @functools.lru_cache(maxsize=256)
@@ -77,45 +63,6 @@ class Credentials:
     secret: Secret  # HMAC secret or PEM private key
     passphrase: Secret
     demo: bool = False
-
-
-class ServerClock:
-    """Our estimate of Bitget's clock, shared by every account on one base URL.
-
-    Bitget rejects timestamps more than 30 s off its own clock (40008), so the offset is measured from the
-    unsigned `/api/v2/public/time` and re-measured after a 40008.
-    """
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.offset_ms = 0
-        self.measured_at: float | None = None  # monotonic time of the last measurement
-        self._lock = asyncio.Lock()
-
-    def timestamp_ms(self) -> int:
-        return epoch_ms(self.clock.now()) + self.offset_ms
-
-    async def measure(self, fetch: Callable[[], Any], stale_before: float | None = None) -> int:
-        """Set the offset from one round trip (`fetch` returns the server time in ms) and return it.
-
-        With `stale_before` (a monotonic time), an offset measured after it is kept as it is: when many
-        accounts hit 40008 at once, the clock is measured once, not once per account.
-        """
-        async with self._lock:
-            if stale_before is not None and self.measured_at is not None and self.measured_at > stale_before:
-                return self.offset_ms
-            sent = epoch_ms(self.clock.now())
-            server_ms = await fetch()
-            received = epoch_ms(self.clock.now())
-            self.offset_ms = server_ms - (sent + received) // 2
-            self.measured_at = self.clock.monotonic()
-            if abs(self.offset_ms) > 1000:
-                log.info("clock offset to Bitget is %+d ms; compensating", self.offset_ms)
-            return self.offset_ms
-
-    @property
-    def measured(self) -> bool:
-        return self.measured_at is not None
 
 
 class BitgetClient:
@@ -219,30 +166,12 @@ class BitgetClient:
             raise
 
     async def _read_bounded(self, response: aiohttp.ClientResponse, endpoint: ep.Endpoint) -> bytes:
-        """The body, or a MalformedResponse (retried) past `max_response_size`: never more in memory than that.
-
-        The declared length is checked first; a body sent without one (or lying about it, or compressed) is
-        counted as it arrives and dropped with its connection at the cap.
-        """
-        limit = self.max_response_size
-        declared = response.content_length
-        if declared is not None and declared > limit:
-            response.close()  # unread: the connection goes, not into the pool
-            raise self._too_large(endpoint, response.status, f"{declared} bytes declared")
-        if declared is not None and "content-encoding" not in response.headers:  # exactly that many bytes come
-            return await response.read()
-        chunks, size = [], 0
-        async for chunk in response.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                response.close()  # the rest is never read: the connection goes, not into the pool
-                raise self._too_large(endpoint, response.status, f"more than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _too_large(self, endpoint: ep.Endpoint, status: int, what: str) -> errors.ExchangeError:
-        message = f"response too large ({what}; max_response_size is {self.max_response_size} bytes)"
-        return self._error(errors.MalformedResponse, message, endpoint, status)
+        """The body, or a MalformedResponse (retried) past `max_response_size` (monitor.exchange.bitget.body)."""
+        try:
+            return await read_bounded(response, self.max_response_size)
+        except TooLarge as exc:
+            message = f"response too large ({exc}; max_response_size is {self.max_response_size} bytes)"
+            raise self._error(errors.MalformedResponse, message, endpoint, response.status) from None
 
     async def _probe_lockout(self) -> None:
         """Ask an endpoint limited by IP only: a 429 there means the whole IP is locked out."""

@@ -28,7 +28,8 @@ from monitor import errors
 from monitor.clock import Clock
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget.codes import CODES, SUCCESS, classify
-from monitor.exchange.bitget.ratelimit import ROUTINE, IpBudget, release
+from monitor.exchange.bitget.ratelimit import IpBudget
+from monitor.exchange.bitget.window import ROUTINE, release
 
 MAX_BODY = 4 * 1024 * 1024  # every USDT-futures symbol is a few hundred kB; more is not a tickers answer
 MAX_PRICE = Decimal("1e12")  # no contract trades near this; a bigger mark is a broken value, not a price
