@@ -11,10 +11,12 @@ from zoneinfo import ZoneInfo
 import jinja2
 import pytest
 
-from monitor.alerts.model import Alert, State
+from monitor.alerts.departures import LastSeen
+from monitor.alerts.messages import Messages
+from monitor.alerts.model import Alert, Item, Reason, State
 from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, PositionMode, Side
 from monitor.poller.state import ACCOUNT_STATUSES, account_status
-from monitor.rules.evaluate import evaluate_account
+from monitor.rules.evaluate import evaluate_account, position_details
 from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
 from monitor.rules.view import AccountView
 from monitor.store.views import EquitySample
@@ -125,6 +127,23 @@ def test_alert_summaries_write_prices_and_money_as_the_page_does() -> None:
         "{{ p.mark_price | price }} {{ p.liquidation_price | price(p.mark_price) }} {{ p.unrealized_pnl | money }}"
     )
     assert page.render(p=p) == "60,000.1 56,069.1 -12,345.68"  # the same text on the page
+
+
+def test_an_alert_stores_exact_prices_and_its_message_writes_them_as_the_page_does() -> None:
+    """Details are read back to judge a position that is gone (after a restart too): stored exact, formatted only
+    in the message."""
+    p = Position("USDT-FUTURES", "BTCUSDT", "USDT", Side.LONG, PositionMode.ONE_WAY, MarginMode.ISOLATED,
+                 D("0.5"), D("61000"), D("60000.1"), D("56069.06270548"), D("3000"), D(10),
+                 D("-12345.678"))  # fmt: skip
+    details = position_details(p)
+    assert (details["liquidation"], details["mark"], details["upnl"]) == ("56069.06270548", "60000.1", "-12345.678")
+    last = LastSeen.from_details(details)
+    assert last is not None and last.liquidation == D("56069.06270548")
+    alert = Alert("liq|desk|USDT-FUTURES BTCUSDT long", "liq", "desk", "USDT-FUTURES BTCUSDT long", State.FIRING, T0,
+                  Severity.CRITICAL, summary="BTCUSDT long", details=details, firing_since=T0)  # fmt: skip
+    rendered = Messages(None, None).render("desk", (), [Item(alert, Reason.FIRING, "liquidation_distance")])
+    assert "size 0.5, unrealized PnL -12,345.68 USDT" in rendered.body
+    assert "Mark price:  60,000.1" in rendered.body_long and "Liquidation: 56,069.1 (" in rendered.body_long
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,9 @@ class LastSeen:
     def from_details(cls, details: Mapping[str, str]) -> LastSeen | None:
         """From a stored alert's details (the engine restarted since the last read)."""
         try:
-            mark, liquidation = (Decimal(details[k].replace(",", "")) for k in ("mark", "liquidation"))
+            mark, liquidation = (
+                Decimal(details[k].replace(",", "")) for k in ("mark", "liquidation")
+            )  # older: 1,234.5
             side = Side(details["side"])
             product_type, symbol = details["product"], details["symbol"]
             margin_mode = MarginMode(details.get("margin_mode", MarginMode.ISOLATED))
@@ -195,7 +197,7 @@ def gone_positions(previous: Iterable[Position], current: Iterable[Position]) ->
 
 def details_after(last: LastSeen, mark: Decimal | None) -> dict[str, str]:
     """A liquidated alert's details: the last read's, and the mark read once the position was gone."""
-    return {**last.details, "mark_now": price(mark, last.mark) if mark is not None else "unavailable"}
+    return {**last.details, "mark_now": format(mark, "f") if mark is not None else "unavailable"}
 
 
 def alert_key(rule: str, account: str, subject: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,7 @@ from monitor.alerts.model import (
     Rendered,
 )
 from monitor.config.model import Config
+from monitor.numbers import amount, price, size
 from monitor.rules.evaluate import num
 
 log = logging.getLogger(__name__)
@@ -133,9 +135,31 @@ def _context(item: Item) -> dict[str, Any]:
         "severity": str(a.severity) if a.severity else None,
         "summary": a.summary,
         "since": _when(since),
-        "details": a.details,
+        "details": _shown(a.details),
         "value": num(round(a.value, 4)) if a.value is not None else None,
     }
+
+
+def _shown(details: dict[str, str]) -> dict[str, str]:
+    """An alert's stored details as a message writes them: prices at the mark's places, sizes trimmed, a PnL as
+    money in its coin (the page's one number format). Values that are not decimals stay as they are."""
+
+    def exact(key: str) -> Decimal | None:
+        try:
+            return Decimal(details[key])
+        except (KeyError, InvalidOperation):
+            return None
+
+    shown = dict(details)
+    mark = exact("mark")
+    for key in ("mark", "mark_now", "liquidation"):
+        if (value := exact(key)) is not None:
+            shown[key] = price(value, mark)
+    if (value := exact("size")) is not None:
+        shown["size"] = size(value)
+    if (value := exact("upnl")) is not None:
+        shown["upnl"] = amount(value, details.get("coin", ""))
+    return shown
 
 
 def _when(moment: datetime | None) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from monitor.domain import AccountSnapshot, KeyInfo, Position
-from monitor.numbers import amount, chance, money, price, size
+from monitor.numbers import amount, chance, money, price
 from monitor.risk.odds import liquidation_probability
 from monitor.risk.safety import describe, snapshot_safety
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
@@ -259,16 +259,18 @@ def position_subject(p: Position) -> str:
 
 
 def position_details(p: Position) -> dict[str, str]:
+    """A position as an alert stores it: exact decimals (they are read back to judge a position that is gone,
+    after a restart too); messages format them when they are written (monitor.alerts.messages)."""
     distance = p.liquidation_distance_pct
     return {
         "product": p.product_type,
         "symbol": p.symbol,
         "side": str(p.side),
-        "size": size(p.size),
-        "mark": price(p.mark_price),
-        "liquidation": price(p.liquidation_price, p.mark_price),
+        "size": format(p.size, "f"),
+        "mark": format(p.mark_price, "f"),
+        "liquidation": format(p.liquidation_price, "f") if p.liquidation_price is not None else "",
         "distance": num(distance, 2) if distance is not None else "-",
-        "upnl": amount(p.unrealized_pnl, p.margin_coin),
+        "upnl": format(p.unrealized_pnl, "f"),
         "coin": p.margin_coin,
         "margin_mode": str(p.margin_mode),
         "position_mode": str(p.position_mode),
