@@ -143,7 +143,7 @@ async def test_check_prints_every_rules_levels_in_words(make_sim: SimFactory, tm
     write_accounts_file(sim.world, path, sim.url)
     code, out, _ = await _run("check", "-c", str(path))
     assert code == 0
-    assert out.splitlines()[-5:-1] == [
+    assert out.splitlines()[-6:-2] == [
         "rules (the defaults: the file has no [[rules]]):",
         "  liquidation: warning under 15 % from liquidation, critical under 7 %; lets go 2 % past its level",
         "  margin_ratio: warning at a margin ratio of 0.6 or more, critical at 0.8 (Bitget liquidates at 1); lets go "
@@ -342,3 +342,24 @@ async def test_report_prints_the_stored_reads_of_the_simulators_accounts_as_text
     assert err.splitlines()[-1] == f"error: no report named 'nightly' (reports: desk) in {path}"
     code, _, err = await _run("report", "-c", str(path), "--since", "yesterday")
     assert code == 2 and err.splitlines()[-1].startswith("error: --since: ")
+
+
+async def test_a_database_in_a_folder_that_does_not_exist_is_refused_by_run_and_named_by_check(
+    make_sim: SimFactory, tmp_path: Path
+) -> None:
+    """Nothing could be stored there, not even the alert state: run refuses to start rather than showing a green
+    page and sending nothing."""
+    sim: Sim = await make_sim(accounts=2)
+    path = tmp_path / "accounts.toml"
+    write_accounts_file(sim.world, path, sim.url)
+    missing = tmp_path / "no-such-folder"
+    text = path.read_text().replace("[monitor]\n", f'[monitor]\ndatabase_url = "sqlite:///{missing}/monitor.db"\n')
+    path.write_text(text)
+    code, _, err = await _run("run", "-c", str(path), "--port", "0")
+    assert code == 2
+    assert f"database_url: the folder {missing} does not exist" in err
+    code, out, _ = await _run("check", "-c", str(path))
+    assert code == 1 and f"FAILED: the folder {missing} does not exist" in out
+    path.write_text(text.replace(str(missing), str(tmp_path)))
+    code, out, _ = await _run("check", "-c", str(path))
+    assert code == 0 and "not created yet (`run` creates it)" in out and not (tmp_path / "monitor.db").exists()

@@ -11,6 +11,8 @@ from aiohttp import web
 
 from monitor.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_STORED, EXIT_OK, holding, load, until_signalled
 from monitor.clock import SystemClock
+from monitor.config import Config
+from monitor.errors import StorageError, reason
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -26,7 +28,28 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(render_table(report))
         return EXIT_OK if report.ok else EXIT_FAILED
 
-    return asyncio.run(run())
+    accounts = asyncio.run(run())
+    usable, database = _check_database(config)
+    print(f"database {config.monitor.database_display}: {database}")
+    return accounts if usable else EXIT_FAILED
+
+
+def _check_database(config: Config) -> tuple[bool, str]:
+    """Whether `run` can use the database, and what to say of it (`run` upgrades the schema)."""
+    from monitor.store import migrations
+    from monitor.store.engine import missing_folder, sqlite_file
+
+    url = config.monitor.database_url.reveal()
+    if (folder := missing_folder(url)) is not None:
+        return False, f"FAILED: the folder {folder} does not exist (create it, or point database_url elsewhere)"
+    if (file := sqlite_file(url)) is not None and not file.exists():
+        return True, "not created yet (`run` creates it)"  # check itself leaves no file behind
+    try:
+        revision = migrations.current(url)
+    except StorageError as exc:
+        return False, f"FAILED: {reason(exc)}"
+    head = migrations.head()
+    return True, "ok" if revision == head else f"ok; schema {revision or 'empty'}, `run` upgrades it to {head}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -45,6 +68,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {args.config}: [web] listen = {host}:{port} is not a loopback address and [web] has no token: "
               "anyone who reaches it would see every account (set token = \"${MONITOR_WEB_TOKEN}\", listen on "
               "127.0.0.1, or pass --allow-public-without-auth)", file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    from monitor.store.engine import missing_folder
+
+    if (folder := missing_folder(config.monitor.database_url.reveal())) is not None:
+        print(f"error: {args.config}: [monitor] database_url: the folder {folder} does not exist, so nothing could "
+              "be stored and, without a stored alert state, no alert would be sent (create it, or point database_url "
+              "elsewhere)", file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
     service = Service(args.config, config, SystemClock(), migrate=not args.no_migrate)
     with holding(config) as held:

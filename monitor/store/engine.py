@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -32,6 +33,22 @@ def normalize_url(url: str) -> URL:
         raise ConfigError(f"{parsed.drivername}:// is not supported", key="database_url",
                           hint=f"SQLite and PostgreSQL are: {SUPPORTED}")  # fmt: skip
     return parsed
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database (relative paths as SQLite resolves them); None for PostgreSQL and in-memory
+    SQLite."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def missing_folder(url: str) -> Path | None:
+    """The folder a SQLite database file would be in, when that folder does not exist (a typo, a volume not
+    mounted): nothing could be stored there, not even the alert state."""
+    file = sqlite_file(url)
+    return None if file is None or file.parent.is_dir() else file.parent.resolve()
 
 
 def make_engine(url: str, **options: Any) -> Engine:
