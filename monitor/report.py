@@ -89,13 +89,17 @@ def _columns(rows: Sequence[tuple[str, ...]], numeric: set[int]) -> list[str]:
 
 def outcomes_table(outcomes: list[PollOutcome], alerts: list[dict[str, Any]] | None = None) -> str:
     rows = [("ACCOUNT", "STATUS", "EQUITY USDT", "UPNL USDT", "POSITIONS", "WORST LIQ %")]
+    # An account read fine but at risk is not "ok": its status is its worst alert that still stands.
+    standing = [a for a in alerts or () if a.get("state") != "resolved" and a["severity"]]
     for o in outcomes:
         s = o.snapshot
         if s is None:
             rows.append((o.account, f"FAILED ({o.error_code})", "-", "-", "-", "-"))
             continue
+        severities = {a["severity"] for a in standing if a["account"] == o.account}
+        status = next((level for level in ("critical", "warning") if level in severities), "ok")
         worst = s.worst_liquidation_distance_pct
-        rows.append((o.account, "ok", f"{s.equity_usdt:,.2f}", f"{s.unrealized_pnl_usdt:,.2f}",
+        rows.append((o.account, status, f"{s.equity_usdt:,.2f}", f"{s.unrealized_pnl_usdt:,.2f}",
                      str(len(s.positions)), f"{worst:.2f}" if worst is not None else "-"))  # fmt: skip
     lines = _columns(rows, {2, 3, 4, 5})
     lines += [f"{o.account}: {o.error_message}" for o in outcomes if not o.ok]

@@ -147,6 +147,7 @@ async def test_the_table_shows_the_alerts_as_the_json_does(make_sim: SimFactory,
     assert alert["state"] == "firing" and alert["severity"] == "critical"
     line = next(x for x in outputs[1].splitlines() if x.startswith("FIRING"))
     assert line.split()[:4] == ["FIRING", "CRITICAL", "iso", "liq"] and line.endswith(alert["summary"])
+    assert next(x for x in outputs[1].splitlines() if x.startswith("iso ")).split()[1] == "critical"  # not "ok"
     assert len(sink.received) == 1  # the first run sent it; the second is inside `repeat`
 
 
@@ -198,7 +199,7 @@ async def test_once_exits_3_when_the_cycle_cannot_be_stored(make_sim: SimFactory
         )
         out, err = await asyncio.wait_for(process.communicate(), timeout=60)
         assert process.returncode == 3, err.decode()
-        assert "iso      ok" in out.decode()  # the reads are still shown, and what the rules say about them
+        assert "iso      critical" in out.decode()  # the reads are still shown, and what the rules say about them
         assert any(line.split()[:4] == ["BREACHED", "CRITICAL", "iso", "liq"] for line in out.decode().splitlines())
         last = err.decode().strip().splitlines()[-1]
         assert last.startswith("error: database ") and "not (all) stored" in last
