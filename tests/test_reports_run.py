@@ -18,6 +18,7 @@ from monitor.store import reports as stored
 from monitor.store.repository import Store
 from tests.conftest import Mailbox, Sim, SimFactory, Sink, until
 from tests.launch import accounts_file, running
+from tests.test_reports import ok
 
 
 def monitored(sim: Sim, tmp_path: Path, db_url: str, channels: str, report: str) -> Path:
@@ -32,6 +33,17 @@ def mails(smtp: Mailbox) -> list[Any]:
     return [m for m in smtp.messages if str(m["Subject"]).startswith("daily: ")]
 
 
+def seed_reads(db_url: str, sim: Sim, at: datetime) -> None:
+    """What an earlier process stored before it went down: one read of every account at `at` (a report whose
+    period holds nothing at all is not sent)."""
+    migrations.upgrade(db_url)
+    store = Store(db_url)
+    try:
+        store.write_polls([ok(name, at, "1000") for name in sim.world.accounts])
+    finally:
+        store.close()
+
+
 def daily_due_minutes_ago(minutes: int) -> str:
     """A daily report whose due time was a few minutes ago (so it was due while no process ran)."""
     due = SystemClock().now() - timedelta(minutes=minutes)
@@ -44,6 +56,7 @@ async def test_a_report_due_while_the_process_was_down_is_sent_once_when_it_star
     sim = await make_sim(limits=False)
     channels = f'[channels]\nchat = ["{sink.url()}"]\nmail = ["{smtp.url()}"]\n'
     path = monitored(sim, tmp_path, db_url, channels, daily_due_minutes_ago(5))
+    seed_reads(db_url, sim, SystemClock().now() - timedelta(minutes=10))
     shared = db_url.startswith("postgresql")
     processes = 2 if shared else 1  # several processes share only PostgreSQL
 
@@ -91,7 +104,7 @@ async def test_a_report_waits_for_its_channels_quiet_hours_and_then_goes_out(
     channels = f'[channels.chat]\nurls = ["{sink.url()}"]\nquiet_hours = "08:00-09:00"\ntimezone = "UTC"\n'
     report = '[[reports]]\nname = "daily"\nschedule = "daily 07:30"\ntimezone = "UTC"\n'
     config = load_config(monitored(sim, tmp_path, db_url, channels, report), env={})
-    migrations.upgrade(db_url)
+    seed_reads(db_url, sim, datetime(2026, 3, 2, 7, tzinfo=UTC))
     store = Store(db_url)
     clock = ManualClock(datetime(2026, 3, 2, 8, 10, tzinfo=UTC))  # due at 07:30, the channel quiet until 09:00
     woken: list[int] = []
@@ -128,6 +141,7 @@ async def test_a_report_added_by_a_reload_is_sent_by_the_running_process(
     db_url = f"sqlite:///{tmp_path}/m.db"
     channels = f'[channels]\nchat = ["{sink.url()}"]\n'
     path = monitored(sim, tmp_path, db_url, channels, "")
+    seed_reads(db_url, sim, SystemClock().now() - timedelta(minutes=10))
     async with running(path) as service:
         await asyncio.sleep(1.0)
         assert reports_in(sink) == []
@@ -135,3 +149,23 @@ async def test_a_report_added_by_a_reload_is_sent_by_the_running_process(
         path.write_text(text)
         assert await service.reload()
         await until(lambda: len(reports_in(sink)) == 1)  # the reload wakes the scheduler: no minute's wait
+
+
+async def test_a_report_for_a_period_with_nothing_stored_is_not_sent(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    """A first start: the period ended before the monitor ever read anything. "equity 0.00, no data" for every
+    account would alarm and tell nothing; the period counts as done, so it is not sent later either."""
+    sim = await make_sim(limits=False)
+    db_url = f"sqlite:///{tmp_path}/m.db"
+    path = monitored(sim, tmp_path, db_url, f'[channels]\nchat = ["{sink.url()}"]\n', daily_due_minutes_ago(5))
+    migrations.upgrade(db_url)
+    store = Store(db_url)
+    try:
+        scheduler = ReportScheduler(lambda: load_config(path, env={}), store, SystemClock(), "node-a", lambda: None)
+        assert await scheduler.send_due() == []
+        assert "daily" in stored.last_sent(store.engine)
+        assert await scheduler.send_due() == []
+    finally:
+        store.close()
+    assert reports_in(sink) == []

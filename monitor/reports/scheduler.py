@@ -97,9 +97,16 @@ class ReportScheduler:
         return queued
 
     def _queue(self, config: Config, report: ReportConfig, period: schedule.Period, now: datetime) -> bool:
-        """Gather, render and queue one report (in a worker thread); False when another process claimed it."""
+        """Gather, render and queue one report (in a worker thread); False when another process claimed it, or
+        when nothing at all was stored for the period (a first start: "equity 0.00, no data" for every account
+        alarms and tells nothing). Either way the period counts as done."""
         model = gather(config, self.store, period.start, period.end, report)
+        empty = all(a.no_data for a in model.accounts)
         rendered = ReportMessages(config.alerts.templates, config.web.public_url).render(model, report.timezone)
-        channels = [c for c in report.channels if c in config.channels]
+        channels = [] if empty else [c for c in report.channels if c in config.channels]
         messages = [(c, rendered.title, rendered.body, rendered.body_long) for c in channels]
-        return queue(self.store.engine, report.name, period.end, period.start, self.node, now, messages)
+        claimed = queue(self.store.engine, report.name, period.end, period.start, self.node, now, messages)
+        if claimed and empty:
+            log.info("report %s for %s to %s not sent: nothing was stored in that period", report.name,
+                     period.start, period.end)  # fmt: skip
+        return claimed and not empty
