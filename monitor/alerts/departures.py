@@ -151,7 +151,8 @@ class Departure:
     subject: str
     last: LastSeen
     alerts: tuple[str, ...]  # keys of its active per-position alerts
-    speakers: tuple[str, ...]  # liquidation rules that announce it when no alert of it was active
+    speakers: tuple[str, ...]  # the liquidation rules selecting its account: the first one whose alert is active
+    # carries a liquidation, and the first of all announces it when no alert of the position was active
 
 
 def plan(
@@ -163,13 +164,14 @@ def plan(
     (`closing`: key -> (subject, details)), and the alerts that can only close (no liquidation price known).
 
     A position that disappears without an alert is judged too (a gap between two reads can hide the whole
-    approach): when it was liquidated, the liquidation rules selecting its account (`speakers`) announce it.
+    approach): when it was liquidated, a liquidation rule selecting its account (`speakers`) announces it.
     """
     by_subject: dict[str, list[str]] = {}
     for key, (subject, _) in closing.items():
         by_subject.setdefault(subject, []).append(key)
     departures: list[Departure] = []
     closed: list[str] = []
+    speakers = tuple(sorted(speakers))
     for subject in by_subject.keys() | gone.keys():
         keys = tuple(sorted(by_subject.get(subject, ())))
         if subject in gone:
@@ -179,7 +181,7 @@ def plan(
         if last is None:
             closed += keys
         elif keys or speakers:
-            departures.append(Departure(subject, last, keys, () if keys else tuple(speakers)))
+            departures.append(Departure(subject, last, keys, speakers))
     return sorted(departures, key=lambda d: d.subject), closed
 
 
