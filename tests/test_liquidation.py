@@ -302,6 +302,23 @@ def test_the_email_form_gives_the_mark_read_after_and_the_last_read() -> None:
     assert transition.to_state is State.LIQUIDATED and transition.from_state is State.FIRING
 
 
+def test_a_last_read_already_past_liquidation_says_so_in_the_verdict_and_the_email() -> None:
+    from monitor.alerts.messages import Messages
+    from monitor.alerts.model import Alert, Item, Reason, State
+    from monitor.rules.model import Severity
+
+    seen = last(mark="89.9")  # the last read had the long's mark past its liquidation price, 90
+    verdict = judge(seen, D(89), D(7))
+    assert verdict.summary == (
+        "BTCUSDT long liquidated: mark 89 is past its liquidation price 90 (last read: mark 89.9, past liquidation)"
+    )
+    details = {**seen.details, "distance": "-0.11"}
+    firing = Alert("k", "liq", "alpha", "USDT-FUTURES BTCUSDT long", State.FIRING, T0, Severity.CRITICAL,
+                   summary="BTCUSDT long: past liquidation", details=details)  # fmt: skip
+    rendered = Messages(None, None).render("alpha", (), [Item(firing, Reason.FIRING, "liquidation_distance")])
+    assert "Liquidation: 90 (past liquidation)" in rendered.body_long and "-0.11" not in rendered.body_long
+
+
 async def test_an_account_handed_back_by_another_process_is_not_judged_on_an_old_read(started: Any, sink: Sink) -> None:
     sim, rig, read = await started(False, "long", "crossed")
     await rig.judge("alpha", *(await read()).positions)

@@ -28,7 +28,7 @@ from monitor.domain import MarginMode, Position, PositionMode, Side
 from monitor.errors import ExchangeError
 from monitor.numbers import price
 from monitor.rules import view
-from monitor.rules.evaluate import num, position_details, position_subject
+from monitor.rules.evaluate import away, num, position_details, position_subject
 
 
 class MarkTable(Protocol):
@@ -104,7 +104,7 @@ def judge(last: LastSeen, mark: Decimal | None, critical: Decimal | None, unavai
     """Closed or liquidated, from the last read and the mark read since (None: `unavailable` says why)."""
     name = f"{last.symbol} {last.side}"
     liq, before = price(last.liquidation, last.mark), last.distance(last.mark)
-    seen = f"last read: mark {price(last.mark)}, {num(before, 2)}% away"
+    seen = f"last read: mark {price(last.mark)}, {away(before)}"
     if mark is not None:
         now = last.distance(mark)
         toward = (mark - last.mark) * last.toward > 0
