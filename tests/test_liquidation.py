@@ -4,6 +4,7 @@ price read afterwards, through the real simulator, engine, database and apprise 
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,23 @@ def test_the_email_form_gives_the_mark_read_after_and_the_last_read() -> None:
     assert transition.to_state is State.LIQUIDATED and transition.from_state is State.FIRING
 
 
+def test_a_last_read_already_past_liquidation_says_so_in_the_verdict_and_the_email() -> None:
+    from monitor.alerts.messages import Messages
+    from monitor.alerts.model import Alert, Item, Reason, State
+    from monitor.rules.model import Severity
+
+    seen = last(mark="89.9")  # the last read had the long's mark past its liquidation price, 90
+    verdict = judge(seen, D(89), D(7))
+    assert verdict.summary == (
+        "BTCUSDT long liquidated: mark 89 is past its liquidation price 90 (last read: mark 89.9, past liquidation)"
+    )
+    details = {**seen.details, "distance": "-0.11"}
+    firing = Alert("k", "liq", "alpha", "USDT-FUTURES BTCUSDT long", State.FIRING, T0, Severity.CRITICAL,
+                   summary="BTCUSDT long: past liquidation", details=details)  # fmt: skip
+    rendered = Messages(None, None).render("alpha", (), [Item(firing, Reason.FIRING, "liquidation_distance")])
+    assert "Liquidation: 90 (past liquidation)" in rendered.body_long and "-0.11" not in rendered.body_long
+
+
 async def test_an_account_handed_back_by_another_process_is_not_judged_on_an_old_read(started: Any, sink: Sink) -> None:
     sim, rig, read = await started(False, "long", "crossed")
     await rig.judge("alpha", *(await read()).positions)
@@ -332,3 +350,63 @@ async def test_both_legs_of_a_crossed_hedge_pair_liquidated_at_once_are_one_mess
     assert {"BTCUSDT long liquidated", "BTCUSDT short liquidated"} <= {
         line.split(": ", 2)[1] for line in lines if line.startswith("LIQUIDATED")
     }
+
+
+async def test_three_rules_on_a_liquidated_position_are_one_liquidation(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    """The distance, odds and PnL rules all fire on one long; it is liquidated: one LIQUIDATED line in one
+    message (the distance rule's), the other two end quietly with it, and the page, /metrics and the report
+    count one liquidation."""
+    from datetime import timedelta
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from monitor.alerts.model import State
+    from tests.conftest import until
+    from tests.launch import accounts_file, cli, running
+    from tests.scenarios import LIQUIDATION_RULE, ONE_POSITION
+
+    rules = (LIQUIDATION_RULE
+             + '[[rules]]\nname = "odds"\ntype = "liquidation_probability"\nwarning = "5%"\ncritical = "20%"\n'
+             + '[[rules]]\nname = "upnl"\ntype = "unrealized_pnl"\nwarning = "-30%"\ncritical = "-60%"\n')  # fmt: skip
+    sim = await make_sim(scenario=ONE_POSITION)
+    head = f'[channels]\nops = ["{sink.url()}"]\n{rules}'
+    path = accounts_file(sim, tmp_path, 'poll_interval = "1s"\nrisk_poll_interval = "200ms"\n', head)
+    async with running(path) as service:
+        # 20 minutes of marks swinging 1 % every 10 s: the odds rule has its volatility
+        start = SystemClock().now() - timedelta(minutes=20)
+        swings = [(start + timedelta(seconds=10 * i), D(100 + i % 2)) for i in range(120)]
+        service.mark_history.add_many("USDT-FUTURES", "BTCUSDT", swings)
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # 2.25 %, -70 % of margin
+
+        def told() -> set[str]:
+            return {a.rule for a in service.engine.current.values()
+                    if a.state is State.FIRING and a.last_notified_state is State.FIRING}  # fmt: skip
+
+        await until(lambda: told() == {"liq", "odds", "upnl"})
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "85"})
+        await until(lambda: any(t.startswith("[LIQUIDATED]") for t in sink.titles()))
+        await asyncio.sleep(1.0)  # more polls: nothing else to say
+        assert sim.account("iso").liquidations == 1
+        (title,) = [t for t in sink.titles() if "LIQUIDATED" in t]
+        assert title.startswith("[LIQUIDATED] iso: BTCUSDT long liquidated: mark 85 is past its liquidation price ")
+        lines = [line for r in sink.received for line in r["message"].splitlines()]
+        assert len([line for line in lines if "LIQUIDATED" in line]) == 1
+        assert not [line for line in lines if "RESOLVED" in line]
+        ended = {a.rule: a for a in service.engine.current.values()}
+        assert {r: a.state for r, a in ended.items()} == {
+            "liq": State.LIQUIDATED, "odds": State.RESOLVED, "upnl": State.RESOLVED
+        }  # fmt: skip
+        assert ended["odds"].summary.endswith(": ended by the liquidation of its position (liq)")
+        async with sim.session.get(f"{service.web_url}/accounts/iso") as response:
+            assert (await response.text()).count('<span class="badge critical">LIQUIDATED</span>') == 1
+        async with sim.session.get(f"{service.web_url}/metrics") as response:
+            text = await response.text()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        states = {s.labels["state"]: s.value for s in families["bitget_monitor_alerts"].samples}
+        assert states["liquidated"] == 1
+    code, out, err = await cli("report", "-c", str(path), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["total"]["liquidations"] == 1 and report["accounts"][0]["liquidations"] == 1

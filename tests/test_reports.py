@@ -388,8 +388,8 @@ def test_rolled_up_hours_give_the_same_figures_once_raw_points_are_pruned(store:
 def test_alerts_fired_resolved_and_liquidated_in_the_period_are_counted(store: Store) -> None:
     store.write_polls([ok("alpha", START, "1000")])
 
-    def alert(key: str, account: str | None, state: State) -> Alert:
-        return Alert(key=key, rule="r", account=account, subject=key, state=state, updated_at=START)
+    def alert(key: str, account: str | None, state: State, subject: str = "") -> Alert:
+        return Alert(key=key, rule=key, account=account, subject=subject or key, state=state, updated_at=START)
 
     def moved(key: str, moment: datetime, old: State, new: State) -> Transition:
         return Transition(key, moment, old, new, "warning", None, "")
@@ -398,6 +398,9 @@ def test_alerts_fired_resolved_and_liquidated_in_the_period_are_counted(store: S
     batch = AlertBatch(END, {
         "a": alert("a", "alpha", State.RESOLVED), "b": alert("b", "alpha", State.LIQUIDATED),
         "p": alert("p", None, State.FIRING),
+        # two other rules' alerts about b's position, liquidated with it (as they were before one alert carried
+        # a liquidation): one position, one liquidation
+        "c": alert("c", "alpha", State.LIQUIDATED, "b"), "d": alert("d", "alpha", State.LIQUIDATED, "b"),
     }, [
         moved("a", START - h, State.PENDING, State.FIRING),  # before the period
         moved("a", START + h, State.RESOLVED, State.FIRING),
@@ -405,6 +408,8 @@ def test_alerts_fired_resolved_and_liquidated_in_the_period_are_counted(store: S
         moved("a", START + 3 * h, State.FIRING, State.RESOLVED),
         moved("b", START + 4 * h, State.PENDING, State.FIRING),
         moved("b", START + 5 * h, State.FIRING, State.LIQUIDATED),
+        moved("c", START + 5 * h, State.FIRING, State.LIQUIDATED),
+        moved("d", START + 5 * h, State.PENDING, State.LIQUIDATED),
         moved("p", START + 6 * h, State.PENDING, State.FIRING),
         moved("a", END, State.RESOLVED, State.FIRING),  # the next period's
     ])  # fmt: skip

@@ -409,6 +409,18 @@ def test_the_odds_rule_holds_without_volatility_and_judges_with_it() -> None:
     assert summary.startswith("BTCUSDT long: 63.") and "chance of liquidation within 24h" in summary
 
 
+def test_a_position_past_its_liquidation_price_reads_past_liquidation_not_a_negative_distance() -> None:
+    liq = Rule("liq", RuleType.LIQUIDATION_DISTANCE, D(15), D(7), D(2))
+    odds = Rule("odds", RuleType.LIQUIDATION_PROBABILITY, D(5), D(20))
+    p = position("89.9", "90")  # a long whose mark is already below its liquidation price (the read lags)
+    summaries = [s for _, s in judge([liq, odds], dataclasses.replace(view(p), volatility=lambda *_: 1e-4)).values()]
+    assert sorted(summaries) == [
+        "BTCUSDT long: 100% chance of liquidation within 24h (past liquidation, liquidation 90, volatility 2.9% a day)",
+        "BTCUSDT long: past liquidation (mark 89.9, liquidation 90)",
+    ]
+    assert not [s for s in summaries if "-0." in s]
+
+
 def test_absurd_figures_give_no_suggestion_and_no_odds_rather_than_an_error() -> None:
     liq = Rule("liq", RuleType.LIQUIDATION_DISTANCE, D(15), D(7), D(2))
     odds = Rule("odds", RuleType.LIQUIDATION_PROBABILITY, D(5), D(20))

@@ -3,11 +3,13 @@ reader alone, with no service, poller or database behind it. tests/test_web.py r
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from monitor.alerts.model import Alert, OutboxMessage, Silence, State
+from monitor.alerts.model import Alert, OutboxMessage, Silence, State, alert_order
 from monitor.clock import Clock, ManualClock
 from monitor.config.model import WebSettings
 from monitor.poller.state import Reading
@@ -51,7 +53,9 @@ class FakeReader:
         return Reading(name, found.tags, None, NOW, "ok", 1, None, None, None, timedelta(0), None)
 
     def alerts(self, account: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
-        return [a for a in self._alerts if account is None or a.account == account]
+        wanted = (State.FIRING, State.PENDING) + ((State.LIQUIDATED, State.RESOLVED) if include_resolved else ())
+        found = [a for a in self._alerts if (account is None or a.account == account) and a.state in wanted]
+        return sorted(found, key=alert_order)
 
     def silenced(self, alert: Alert) -> bool:
         return False
@@ -115,3 +119,39 @@ async def test_the_metrics_are_the_readers_counters(aiohttp_client: Any) -> None
     assert 'bitget_monitor_account_equity_usdt{account="alpha"} 123.5' in text
     assert 'bitget_monitor_alerts{severity="critical",state="firing"} 1.0' in text
     assert 'bitget_monitor_outbox_messages{status="queued"} 2.0' in text
+
+
+def liquidated(rule: str, ago: timedelta, subject: str = "BTCUSDT long") -> Alert:
+    return Alert(f"{rule}|alpha|{subject}", rule, "alpha", subject, State.LIQUIDATED, NOW - ago, Severity.CRITICAL,
+                 Decimal("-1"), f"{subject} liquidated {ago} ago", resolved_at=NOW - ago)  # fmt: skip
+
+
+def rows_of(html: str) -> list[str]:
+    """The alerts table's rows, by the summary each shows."""
+    return re.findall(r'<td data-label="What" class="what">([^<]*)', html)
+
+
+async def test_recent_liquidations_head_the_overview_and_alerts_tables_with_when_they_happened(
+    aiohttp_client: Any,
+) -> None:
+    fresh, older = liquidated("liq", timedelta(seconds=19)), liquidated("liq2", timedelta(hours=3), "ETHUSDT short")
+    stale = liquidated("liq3", timedelta(hours=30), "SOLUSDT long")  # past the 24 h: the alerts page only
+    resolved = replace(FIRING, key="odds|alpha|x", rule="odds", state=State.RESOLVED, resolved_at=NOW,
+                       summary="resolved one")  # fmt: skip
+    reader = FakeReader([account("alpha")], [stale, resolved, FIRING, older, fresh], HEALTHY, COUNTERS)
+    client = await aiohttp_client(create_app(reader))
+    overview = await (await client.get("/")).text()
+    assert rows_of(overview) == [fresh.summary, older.summary, FIRING.summary]
+    assert overview.count('<span class="badge critical">LIQUIDATED</span>') == 2
+    assert "2026-03-02 11:59:41 UTC (19 s ago)" in overview  # when the liquidation happened
+    page = await (await client.get("/alerts")).text()
+    assert rows_of(page) == [fresh.summary, older.summary, FIRING.summary, stale.summary, "resolved one"]
+
+
+async def test_the_alerts_metric_counts_a_liquidated_position_once(aiohttp_client: Any) -> None:
+    three = [liquidated(rule, timedelta(minutes=1)) for rule in ("liq", "odds", "upnl")]  # stored before the fix
+    reader = FakeReader([account("alpha")], [*three, liquidated("liq", timedelta(hours=2), "ETHUSDT short")],
+                        HEALTHY, COUNTERS)  # fmt: skip
+    client = await aiohttp_client(create_app(reader))
+    text = await (await client.get("/metrics")).text()
+    assert 'bitget_monitor_alerts{severity="critical",state="liquidated"} 2.0' in text

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from monitor.alerts.model import State
 from monitor.poller.state import FRESH
 from web.status import AccountRow, StatusReader
 
@@ -71,9 +72,15 @@ class _Snapshot(Collector):
         yield errors
         yield CounterMetricFamily(PREFIX + "requests", "Requests sent to Bitget", value=counters.requests)
         yield CounterMetricFamily(PREFIX + "rate_limited", "HTTP 429 answers from Bitget", value=counters.rate_limited)
-        alerts = GaugeMetricFamily(PREFIX + "alerts", "Alerts by state and severity", labels=["state", "severity"])
+        alerts = GaugeMetricFamily(PREFIX + "alerts", "Alerts by state and severity (liquidated: positions)",
+                                   labels=["state", "severity"])  # fmt: skip
         counts: dict[tuple[str, str], int] = {}
+        liquidated: set[tuple[str | None, str, Any]] = set()  # a position is one, however many alerts ended so
         for a in self.source.alerts(include_resolved=True):
+            if a.state is State.LIQUIDATED:
+                if (a.account, a.subject, a.resolved_at) in liquidated:
+                    continue
+                liquidated.add((a.account, a.subject, a.resolved_at))
             key = (str(a.state), str(a.severity or "none"))
             counts[key] = counts.get(key, 0) + 1
         for (state, severity), count in sorted(counts.items()):

@@ -6,7 +6,7 @@ import fnmatch
 import json
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
+from monitor.alerts.model import ACTIVE, Alert, State
 from monitor.domain import AccountSnapshot
 from monitor.numbers import amount, chance, money, percent, price, size
 from monitor.poller.state import ACCOUNT_STATUSES, INVALID_SNAPSHOT, Reading
@@ -27,6 +28,7 @@ from web.status import RANGES, AccountRow, StatusReader, tag_totals, totals
 log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 ALERTS_SHOWN = 50  # on the overview; the alerts page has them all
+LIQUIDATIONS_SHOWN = timedelta(hours=24)  # liquidations this recent head the alerts tables
 SORTS = ("status", "name", "equity", "upnl", "distance", "margin", "age")
 
 
@@ -179,7 +181,7 @@ async def overview(request: web.Request) -> web.Response:
     rows = source.rows()
     shown, state = select(rows, request.query)
     health = source.health()
-    alerts = source.alerts()
+    alerts = listed(source.alerts(include_resolved=True), source.clock.now(), ended=False)
     span = request.query.get("range", "24h")
     span = span if span in RANGES else "24h"
     try:  # the live part of the page does not need the database
@@ -271,12 +273,23 @@ def usable_snapshot(state: Reading, found: AccountRow) -> AccountSnapshot | None
 # -- alerts ------------------------------------------------------------------------------------------------------
 
 
+def listed(alerts: list[Alert], now: datetime, *, ended: bool) -> list[Alert]:
+    """An alerts table's rows (`alerts` in alert_order), worst first: the liquidations of the last
+    LIQUIDATIONS_SHOWN on top (newest first), then the firing and pending alerts, then, when `ended`, the older
+    liquidations and the resolutions."""
+    since = now - LIQUIDATIONS_SHOWN
+    recent = {a.key: a.resolved_at for a in alerts
+              if a.state is State.LIQUIDATED and a.resolved_at is not None and a.resolved_at >= since}  # fmt: skip
+    top = sorted((a for a in alerts if a.key in recent), key=lambda a: recent[a.key], reverse=True)
+    return top + [a for a in alerts if a.key not in recent and (ended or a.state in ACTIVE)]
+
+
 async def alerts(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
     context = {
         "title": "Alerts",
         "refresh": True,
-        "alerts": source.alerts(include_resolved=True),
+        "alerts": listed(source.alerts(include_resolved=True), source.clock.now(), ended=True),
         "silenced": source.silenced,
         "silences": await source.silences(),
         "failing": await source.outbox(failing=True, limit=100),

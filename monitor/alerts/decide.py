@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from monitor.alerts import departures
-from monitor.alerts.lifecycle import liquidated, notified, notify_reason, step, vanish
+from monitor.alerts.lifecycle import absorbed, liquidated, notified, notify_reason, step, vanish
 from monitor.alerts.model import ACTIVE, Alert, Item, Reason, Silence, State, Transition
 from monitor.alerts.silences import silenced
 from monitor.domain import AccountSnapshot
@@ -170,8 +170,9 @@ def conclude(
     now: datetime, unavailable: str = "",
 ) -> dict[str, Change]:  # fmt: skip
     """Positions that disappeared, judged once their marks were read (`marks` by product type, or why not):
-    each one's alerts resolve as closed or end as liquidated, and a liquidation is announced by every
-    liquidation-distance rule that speaks for it, even one that never alerted. Nothing is judged of a position
+    each one's alerts resolve as closed, or the position's liquidation is one event: one alert of it (`_carrier`)
+    ends as liquidated and the others end quietly with it (`absorbed`); a position liquidated without an active
+    alert is announced by a liquidation-distance rule that speaks for it. Nothing is judged of a position
     back in the `latest` read, or of an account this process no longer `watched`."""
     changes: dict[str, Change] = {}
     back = departures.subjects(latest.positions) if latest is not None else set()
@@ -188,21 +189,35 @@ def conclude(
             except KeyError as exc:
                 why = str(exc.args[0]) if exc.args else "no mark"
         verdict = departures.judge(d.last, mark, critical, why)
+        active = [a for k in d.alerts if (a := alerts.get(k)) is not None and a.state in ACTIVE]
+        if not verdict.liquidated:
+            changes.update((a.key, vanish(a, now, verdict.reason)) for a in active)
+            continue
+        carrier = _carrier(active, d.speakers)
+        if carrier is None:  # no alert of it was active: a liquidation rule announces it
+            if not d.speakers:
+                continue
+            key = departures.alert_key(d.speakers[0], account, d.subject)
+            carrier = alerts.get(key) or Alert(key, d.speakers[0], account, d.subject, State.INACTIVE, now)
         details = departures.details_after(d.last, mark)
-        for key in d.alerts:
-            alert = alerts.get(key)
-            if alert is None or alert.state not in ACTIVE:
-                continue
-            changes[key] = _liquidated(alert, verdict, details, now) if verdict.liquidated \
-                else vanish(alert, now, verdict.reason)  # fmt: skip
-        for rule in d.speakers if verdict.liquidated else ():
-            key = departures.alert_key(rule, account, d.subject)
-            base = alerts.get(key)
-            if base is not None and base.state in ACTIVE:
-                continue
-            base = base or Alert(key, rule, account, d.subject, State.INACTIVE, now)
-            changes[key] = _liquidated(base, verdict, details, now)
+        changes[carrier.key] = _liquidated(carrier, verdict, details, now)
+        ended = f"ended by the liquidation of its position ({carrier.rule})"
+        changes.update((a.key, absorbed(a, now, ended)) for a in active if a is not carrier)
     return changes
+
+
+def _carrier(active: list[Alert], speakers: tuple[str, ...]) -> Alert | None:
+    """The one alert of a liquidated position that carries the liquidation: a liquidation rule's, else the worst
+    (by its worst severity, then its current one; the key breaks ties)."""
+    for rule in speakers:
+        found = next((a for a in active if a.rule == rule), None)
+        if found is not None:
+            return found
+    return max(sorted(active, key=lambda a: a.key), key=_badness, default=None)  # max: the first of the worst
+
+
+def _badness(a: Alert) -> tuple[int, int]:
+    return (a.worst_severity.rank if a.worst_severity else -1, a.severity.rank if a.severity else -1)
 
 
 def _liquidated(alert: Alert, verdict: departures.Verdict, details: dict[str, str], now: datetime) -> Change:

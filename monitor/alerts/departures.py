@@ -28,7 +28,7 @@ from monitor.domain import MarginMode, Position, PositionMode, Side
 from monitor.errors import ExchangeError
 from monitor.numbers import price
 from monitor.rules import view
-from monitor.rules.evaluate import num, position_details, position_subject
+from monitor.rules.evaluate import away, num, position_details, position_subject
 
 
 class MarkTable(Protocol):
@@ -106,7 +106,7 @@ def judge(last: LastSeen, mark: Decimal | None, critical: Decimal | None, unavai
     """Closed or liquidated, from the last read and the mark read since (None: `unavailable` says why)."""
     name = f"{last.symbol} {last.side}"
     liq, before = price(last.liquidation, last.mark), last.distance(last.mark)
-    seen = f"last read: mark {price(last.mark)}, {num(before, 2)}% away"
+    seen = f"last read: mark {price(last.mark)}, {away(before)}"
     if mark is not None:
         now = last.distance(mark)
         toward = (mark - last.mark) * last.toward > 0
@@ -153,7 +153,8 @@ class Departure:
     subject: str
     last: LastSeen
     alerts: tuple[str, ...]  # keys of its active per-position alerts
-    speakers: tuple[str, ...]  # liquidation rules that announce it when no alert of it was active
+    speakers: tuple[str, ...]  # the liquidation rules selecting its account: the first one whose alert is active
+    # carries a liquidation, and the first of all announces it when no alert of the position was active
 
 
 def plan(
@@ -165,13 +166,14 @@ def plan(
     (`closing`: key -> (subject, details)), and the alerts that can only close (no liquidation price known).
 
     A position that disappears without an alert is judged too (a gap between two reads can hide the whole
-    approach): when it was liquidated, the liquidation rules selecting its account (`speakers`) announce it.
+    approach): when it was liquidated, a liquidation rule selecting its account (`speakers`) announces it.
     """
     by_subject: dict[str, list[str]] = {}
     for key, (subject, _) in closing.items():
         by_subject.setdefault(subject, []).append(key)
     departures: list[Departure] = []
     closed: list[str] = []
+    speakers = tuple(sorted(speakers))
     for subject in by_subject.keys() | gone.keys():
         keys = tuple(sorted(by_subject.get(subject, ())))
         if subject in gone:
@@ -181,7 +183,7 @@ def plan(
         if last is None:
             closed += keys
         elif keys or speakers:
-            departures.append(Departure(subject, last, keys, () if keys else tuple(speakers)))
+            departures.append(Departure(subject, last, keys, speakers))
     return sorted(departures, key=lambda d: d.subject), closed
 
 

@@ -90,6 +90,15 @@ def vanish(alert: Alert, now: datetime, reason: str) -> tuple[Alert, Transition 
     return new, _transition(new, State.FIRING, now, reason)
 
 
+def absorbed(alert: Alert, now: datetime, reason: str) -> tuple[Alert, Transition | None]:
+    """Another rule's alert about a position that was liquidated: it ends (resolved, or dropped if pending) with
+    `reason`, and counts as told, since the liquidation's one message line speaks for the position."""
+    new, transition = vanish(alert, now, reason)
+    if new.state is State.RESOLVED:
+        new = replace(new, last_notified_state=State.RESOLVED)
+    return new, transition
+
+
 def liquidated(
     alert: Alert, now: datetime, *, summary: str, reason: str, value: Decimal, details: dict[str, str]
 ) -> tuple[Alert, Transition]:

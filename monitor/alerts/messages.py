@@ -22,7 +22,7 @@ from monitor.alerts.model import (
 )
 from monitor.config.model import Config
 from monitor.numbers import amount, price, size
-from monitor.rules.evaluate import num
+from monitor.rules.evaluate import away, num
 
 log = logging.getLogger(__name__)
 BUILTIN = Path(__file__).resolve().parent / "templates"
@@ -38,13 +38,23 @@ def environment(templates: Path | None) -> jinja2.Environment:
         loaders.insert(0, jinja2.FileSystemLoader(templates))
     # Plain text out, for chat and email bodies: HTML escaping would garble it. (The page escapes with its
     # own environment.)
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=False,  # noqa: S701
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.ChainableUndefined,
     )
+    env.filters["away"] = _away
+    return env
+
+
+def _away(distance: object) -> str:
+    """A position's stored distance ("2.25", "-0.09", "-": none) for people: `{{ details.distance | away }}`."""
+    try:
+        return away(Decimal(str(distance).replace(",", "")))
+    except InvalidOperation:
+        return "no liquidation price"
 
 
 def check_templates(folder: Path) -> None:

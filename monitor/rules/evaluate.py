@@ -34,6 +34,12 @@ def num(value: Decimal | None, places: int | None = None) -> str:
     return text if "." not in text else text.rstrip("0").rstrip(".")
 
 
+def away(distance: Decimal, word: str = "away") -> str:
+    """How far a position is from liquidation, for people: "2.25% away" (`word`), or "past liquidation" once
+    the mark is at or past the price (never a negative distance)."""
+    return "past liquidation" if distance <= 0 else f"{num(distance, 2)}% {word}"
+
+
 def evaluate_account(
     rules: Iterable[Rule], view: AccountView, now: datetime, current: Current = NONE, peaks: Peaks = NONE
 ) -> Evaluation:
@@ -76,7 +82,7 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
                 value = p.liquidation_distance_pct
                 summary = (
                     (
-                        f"{p.symbol} {p.side}: {num(value, 2)}% from liquidation (mark {price(p.mark_price)}, "
+                        f"{p.symbol} {p.side}: {away(value, 'from liquidation')} (mark {price(p.mark_price)}, "
                         f"liquidation {price(p.liquidation_price, p.mark_price)})"
                     )
                     if value is not None
@@ -229,10 +235,10 @@ def _odds(rule: Rule, view: AccountView, p: Position) -> tuple[Decimal | None, s
     value = Decimal(f"{odds * 100:.4f}")
     per_day = f", volatility {volatility * 86400**0.5 * 100:.1f}% a day" if volatility is not None else ""
     distance = p.liquidation_distance_pct
-    away = f"{num(distance, 2)}% away" if distance is not None else "at liquidation"
+    far = away(distance) if distance is not None else "at liquidation"
     return value, (
         f"{p.symbol} {p.side}: {chance(odds)} chance of liquidation within {horizon} "
-        f"({away}, liquidation {price(p.liquidation_price, p.mark_price)}{per_day})"
+        f"({far}, liquidation {price(p.liquidation_price, p.mark_price)}{per_day})"
     )
 
 

@@ -231,15 +231,14 @@ def _alert_counts(
     connection: Connection, ids: list[int], start: datetime, end: datetime
 ) -> tuple[dict[int, tuple[int, int, int]], tuple[int, int]]:
     """Per account (fired, resolved, liquidated) in [start, end), and (fired, resolved) of portfolio alerts.
-    A firing alert changing severity is not counted again."""
+    A firing alert changing severity is not counted again; liquidations count positions (a subject liquidated at
+    one moment), however many alerts of it ended so (as they did before one alert carried it)."""
+    window = (TRANSITION.c.at >= start, TRANSITION.c.at < end,
+              or_(ALERT.c.account_id.in_(ids), ALERT.c.account_id.is_(None)))  # fmt: skip
     query = (
         select(ALERT.c.account_id, TRANSITION.c.from_state, TRANSITION.c.to_state, func.count())
         .join(ALERT, ALERT.c.id == TRANSITION.c.alert_id)
-        .where(
-            TRANSITION.c.at >= start,
-            TRANSITION.c.at < end,
-            or_(ALERT.c.account_id.in_(ids), ALERT.c.account_id.is_(None)),
-        )
+        .where(*window, TRANSITION.c.to_state != State.LIQUIDATED)
         .group_by(ALERT.c.account_id, TRANSITION.c.from_state, TRANSITION.c.to_state)
     )
     counts: dict[int | None, list[int]] = defaultdict(lambda: [0, 0, 0])
@@ -248,8 +247,14 @@ def _alert_counts(
             counts[account_id][0] += n
         elif to_state == State.RESOLVED:
             counts[account_id][1] += n
-        elif to_state == State.LIQUIDATED:
-            counts[account_id][2] += n
+    positions = (
+        select(ALERT.c.account_id, ALERT.c.subject, TRANSITION.c.at)
+        .distinct()
+        .join(ALERT, ALERT.c.id == TRANSITION.c.alert_id)
+        .where(*window, TRANSITION.c.to_state == State.LIQUIDATED)
+    )
+    for account_id, _, _ in connection.execute(positions):
+        counts[account_id][2] += 1
     portfolio = counts.pop(None, [0, 0, 0])
     return {k: (v[0], v[1], v[2]) for k, v in counts.items() if k is not None}, (portfolio[0], portfolio[1])
 
