@@ -99,6 +99,19 @@ def test_a_non_rsa_pem_is_refused() -> None:
         signer_for(Secret(pem))
 
 
+def test_a_public_key_in_place_of_the_private_one_is_refused_with_a_fix() -> None:
+    """Bitget is given the public key, so it is the file at hand: used as an HMAC secret, every request would
+    fail with 40009 and no word on why."""
+    public = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    with pytest.raises(ValueError, match="PEM public key .* use the private key it was made with"):
+        signer_for(Secret(public))
+
+
 class FixedNonceBitget(ccxt.bitget):  # type: ignore[misc]
     """ccxt's own signer, with the timestamp pinned so its signature can be compared with ours."""
 

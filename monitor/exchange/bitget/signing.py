@@ -87,6 +87,10 @@ def signer_for(secret: Secret) -> HmacSigner | RsaSigner:
     validating) an RSA key costs tens of milliseconds, and the loader and every client ask for it.
     """
     if not is_pem(secret):
+        text = secret.reveal()
+        if "-----BEGIN" in text and "PUBLIC KEY-----" in text:  # HMAC with a public key: every request a 40009
+            raise ValueError("this is a PEM public key (the one given to Bitget); use the private key it was made "
+                             "with")  # fmt: skip
         return HmacSigner(secret)
     try:
         key = serialization.load_pem_private_key(secret.reveal().strip().encode(), password=None)
