@@ -108,7 +108,7 @@ def test_a_public_key_in_place_of_the_private_one_is_refused_with_a_fix() -> Non
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-    with pytest.raises(ValueError, match="PEM public key .* use the private key it was made with"):
+    with pytest.raises(ValueError, match=r"PEM public key .* use the private key it was made with"):
         signer_for(Secret(public))
 
 
