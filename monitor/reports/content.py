@@ -52,6 +52,7 @@ class Report:
     liquidations: int
     unreachable_accounts: int  # accounts unreachable for some of the period
     portfolio_alerts_fired: int = 0  # portfolio rules' alerts (no account), counted in alerts_fired
+    mixed_starts: int = 0  # accounts in the total's change counted from a first reading in the period, when not all
 
 
 def build_report(
@@ -63,6 +64,7 @@ def build_report(
     )
     known = [a.data for a in accounts if a.data.equity is not None]
     both = [d for d in known if d.equity_before is not None]
+    firsts = [d.first_read_at for d in both if d.first_read_at is not None]
     equity = sum((d.equity for d in known if d.equity is not None), Decimal(0))
     before = sum((d.equity_before for d in both if d.equity_before is not None), Decimal(0))
     now_of_both = sum((d.equity for d in both if d.equity is not None), Decimal(0))
@@ -74,11 +76,12 @@ def build_report(
         accounts=tuple(accounts),
         equity=equity,
         equity_before=before,
-        # The change counts only accounts known at both ends (an account added meanwhile is not a gain), from the
-        # latest first reading when some were first read inside the period.
-        change=_change(before, now_of_both, max((d.first_read_at for d in both if d.first_read_at), default=None))
+        # The change counts only accounts known at both ends (an account added meanwhile is not a gain); those
+        # first read inside the period count from that first reading.
+        change=_change(before, now_of_both, min(firsts) if firsts and len(firsts) == len(both) else None)
         if both
         else None,
+        mixed_starts=len(firsts) if len(firsts) < len(both) else 0,
         unrealized_pnl=sum((d.unrealized_pnl for d in known if d.unrealized_pnl is not None), Decimal(0)),
         lowest_distance_pct=min(distances) if distances else None,
         alerts_fired=sum(d.alerts_fired for d in data) + portfolio[0],
