@@ -266,7 +266,7 @@ def test_a_total_mixing_accounts_known_at_the_start_and_first_read_later_says_so
     first = T0 - timedelta(hours=3)
     data = [period_of("old", equity=Decimal(1100)), period_of("fresh", equity_before=Decimal(500), first_read_at=first)]
     rendered = ReportMessages(None).render(build_report("daily", T0 - timedelta(days=1), T0, data))
-    assert "Total: 2,100.00 USDT, +100.00 (+6.67%) (1 of the accounts since their first read);" in rendered.body
+    assert "Total: 2,100.00 USDT, +600.00 (+40.00%) (1 of the accounts since their first read);" in rendered.body
     zero = [period_of("emptied", equity=Decimal(5), equity_before=Decimal(0))]  # a change, but no percentage
     assert ReportMessages(None).render(build_report("daily", T0 - timedelta(days=1), T0, zero)).title == (
         "daily: 1 account, equity 5.00 USDT"
