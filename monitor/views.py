@@ -12,6 +12,7 @@ from datetime import datetime
 from monitor.config.model import MonitorSettings
 from monitor.domain import AccountSnapshot
 from monitor.errors import StorageError, reason
+from monitor.exchange.bitget.codes import fix_of
 from monitor.poller.state import Reading, Status
 from monitor.risk.odds import MarkHistory
 from monitor.rules.view import AccountView
@@ -34,6 +35,8 @@ class AccountViews:
         self.marks = marks
         self._last_success = last_success  # the engine's, loaded from the database
         self._first_seen: dict[str, datetime] = {}
+        self._blind_since: dict[str, datetime] = {}  # per account without fresh data: its last good data before
+        self._recovered: dict[str, tuple[datetime, datetime]] = {}  # (blind since, the read that ended it)
         # The snapshot to judge and whether it is an estimate from the mark price (monitor.live.LiveJudge); none:
         # the account as read.
         self.adjust: Callable[[Reading], tuple[AccountSnapshot | None, bool]] | None = None
@@ -76,11 +79,27 @@ class AccountViews:
                 return marks.volatility(product_type, symbol, now)
 
         snapshot, estimated = self.adjust(reading) if self.adjust is not None else (reading.snapshot, False)
+        last_good_at = reading.last_good_at or self._last_success.get(reading.name)
+        watched_since = self.watched_since(reading.name, now)
+        fresh = not reading.stale(now, interval, m.stale_grace)
         return AccountView(
-            name=reading.name, tags=reading.tags, snapshot=snapshot, estimated=estimated,
-            last_good_at=reading.last_good_at or self._last_success.get(reading.name),
-            fresh=not reading.stale(now, interval, m.stale_grace), watched_since=self.watched_since(reading.name, now),
+            name=reading.name, tags=reading.tags, snapshot=snapshot, estimated=estimated, last_good_at=last_good_at,
+            fresh=fresh, watched_since=watched_since, fix=fix_of(reading.error_code),
+            blind_since=self._blindness(reading.name, fresh, last_good_at or watched_since),
             poll_interval=interval, polled=reading.polls > 0, permanent_error=reading.status == Status.UNREACHABLE,
             error_code=reading.error_code, error_message=reading.error_message, key=reading.key,
             stalled=reading.stalled, volatility=volatility,
         )  # fmt: skip
+
+    def _blindness(self, name: str, fresh: bool, last_good_at: datetime) -> datetime | None:
+        """With the first fresh data after a time without (for as long as no newer read comes, whoever asks):
+        when that time began; None otherwise."""
+        if not fresh:
+            self._recovered.pop(name, None)
+            self._blind_since.setdefault(name, last_good_at)
+            return None
+        since = self._blind_since.pop(name, None)
+        if since is not None:
+            self._recovered[name] = (since, last_good_at)
+        recovered = self._recovered.get(name)
+        return recovered[0] if recovered is not None and recovered[1] == last_good_at else None
