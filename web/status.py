@@ -71,6 +71,7 @@ class AccountRow:
     mark_age: float | None = None  # seconds since the oldest live mark its positions use; None: as read (`age`)
     odds: Odds | None = None  # of the worst position (the row's distance); None without positions
     feed_stale: bool = False  # the mark feed of its positions is stale: their marks are as read, `age` old
+    restored: bool = False  # the data is the database's last read from before this process started, until read
 
     @property
     def error_text(self) -> str | None:
@@ -204,6 +205,7 @@ def row(state: Reading, now: datetime, stale: bool, storage_error: str | None = 
         health=health,
         levels=levels or Levels(),
         mark_age=mark_age,
+        restored=state.restored,
     )
 
 
