@@ -46,6 +46,10 @@ async def test_an_unreachable_account_shows_its_last_stored_read_after_a_restart
         assert rows[name]["equity"] == account["equity"]
         assert Decimal(status["totals"]["equity_usdt"]) == sum(Decimal(r["equity"]) for r in rows.values())
 
+        async with client.get("/") as response:
+            overview = await response.text()
+        assert ", before the restart" in overview
+
         async with client.get(f"/accounts/{name}") as response:
             page = await response.text()
         assert "before the restart" in page and "No open positions" not in page and "never" not in page
