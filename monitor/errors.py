@@ -19,6 +19,7 @@ own `msg`, never from request headers.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 
@@ -178,3 +179,18 @@ def reason(exc: BaseException) -> str:
     """One line saying why, for a log line or a page: the first line of the error's text, or its class name."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def error_text(account: str, code: str | None, message: str | None) -> str:
+    """An account's error for people, each part once: "Bitget error 40012 on /api/v2/...: Passphrase error".
+
+    The stored text is the error as raised ("sim-003: /api/...: Bitget 40012 (HTTP 400): Passphrase error"): the
+    account is the subject of whatever shows it and the code is said once, up front."""
+    code, text = code or "", (message or "").removeprefix(f"{account}: ")
+    endpoint = ""
+    if text.startswith("/"):
+        endpoint, _, text = text.partition(": ")
+    text = re.sub(rf"^Bitget {re.escape(code)}(?: \(HTTP \d+\))?(?:: |$)", "", text)
+    text = re.sub(r"^HTTP (\d+): (?=.*\bHTTP \1\b)", "", text)  # "HTTP 502: HTTP 502 without a Bitget body"
+    head = (f"Bitget error {code}" if code.isdigit() else code) + (f" on {endpoint}" if endpoint else "")
+    return ": ".join(part for part in (head, text) if part)

@@ -4,6 +4,7 @@ chances as percentages. A missing value is an en dash."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 MISSING = "–"
@@ -76,3 +77,15 @@ def chance(probability: float | None) -> str:
     if probability > 0.999:
         return ">99.9%"
     return f"{probability * 100:.1f}%"
+
+
+def duration(value: timedelta) -> str:
+    """timedelta -> "0m", "45m", "3h 05m", "2d 4h"."""
+    minutes = int(value.total_seconds() // 60)
+    if value > timedelta(0) and minutes == 0:
+        return "<1m"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"

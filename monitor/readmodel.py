@@ -34,6 +34,13 @@ DATABASE_CHECK = 5.0  # seconds a /readyz database check may take
 PORTFOLIO_CACHE = timedelta(seconds=60)  # how long the overview's portfolio series is reused
 
 
+class LastReads(Protocol):
+    """The one source of what is known of an account this process has not read yet (monitor.views.AccountViews):
+    the database's last good data, which the rules see too."""
+
+    def completed(self, reading: Reading) -> Reading: ...
+
+
 class Parts(Protocol):
     """What the reader reads of the running service (monitor.service.Service has all of it)."""
 
@@ -63,6 +70,8 @@ class Parts(Protocol):
     def market(self) -> MarketWatch | None: ...
     @property
     def mark_history(self) -> MarkHistory: ...
+    @property
+    def views(self) -> LastReads: ...
 
 
 class ServiceReader:
@@ -79,7 +88,8 @@ class ServiceReader:
 
     def _readings(self) -> list[Reading]:
         poller = self._service.poller
-        return poller.readings() if poller is not None else []
+        views = self._service.views
+        return [views.completed(r) for r in poller.readings()] if poller is not None else []
 
     def _live(self, reading: Reading) -> Reading:
         """The account with its positions at the feed's latest marks (as read without fresh ones)."""
@@ -131,7 +141,7 @@ class ServiceReader:
         if poller is None or (poller.owned is not None and name not in poller.owned):
             return None
         state = poller.accounts.get(name)
-        return self._live(state.reading(poller.cadence)) if state is not None else None
+        return self._live(self._service.views.completed(state.reading(poller.cadence))) if state is not None else None
 
     def account_row(self, name: str) -> AccountRow | None:
         reading = self.reading(name)

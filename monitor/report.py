@@ -10,6 +10,7 @@ from typing import Any
 from monitor.alerts.model import Alert
 from monitor.config.model import Config
 from monitor.domain import PollOutcome, Position
+from monitor.errors import error_text
 from monitor.rules.evaluate import evaluate_account
 from monitor.rules.view import AccountView
 
@@ -102,7 +103,7 @@ def outcomes_table(outcomes: list[PollOutcome], alerts: list[dict[str, Any]] | N
         rows.append((o.account, status, f"{s.equity_usdt:,.2f}", f"{s.unrealized_pnl_usdt:,.2f}",
                      str(len(s.positions)), f"{worst:.2f}" if worst is not None else "-"))  # fmt: skip
     lines = _columns(rows, {2, 3, 4, 5})
-    lines += [f"{o.account}: {o.error_message}" for o in outcomes if not o.ok]
+    lines += [f"{o.account}: {error_text(o.account, o.error_code, o.error_message)}" for o in outcomes if not o.ok]
     if alerts:  # the same alerts as --json, one line each
         found = [(a.get("state", "breached").upper(), (a["severity"] or "-").upper(), a["account"] or "portfolio",
                   a["rule"], a["summary"]) for a in alerts]  # fmt: skip

@@ -125,12 +125,20 @@ class Service(OnceCycle):
         self._background.spawn(self.sender.run(), "sender")
         self._background.spawn(self.reports.run(), "reports")
         self._background.spawn(self._seed_marks(), "mark history")  # the odds of liquidation after a restart
+        # Each account's last stored read, shown and judged until it is read (first, when the database is up).
+        if self.storage_ready.is_set():
+            await self._seed_last_reads()
+        else:
+            self._background.spawn(self._seed_last_reads(), "last reads")
 
         def views() -> list[AccountView]:
             now = self.clock.now()
             return [self.views.of(r, now) for r in poller.readings()]
 
         await self.engine.run(views, portfolio=lambda: poller.owned is None)
+
+    async def _seed_last_reads(self) -> None:
+        await self.views.seed_last_reads(self.store)
 
     async def _seed_marks(self) -> None:
         await self.views.seed_marks(self.store, self.clock.now())

@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from monitor.config.model import MonitorSettings
 from monitor.domain import AccountSnapshot
 from monitor.errors import StorageError, reason
+from monitor.exchange.bitget.codes import fix_of
 from monitor.poller.state import Reading, Status
 from monitor.risk.odds import MarkHistory
 from monitor.rules.view import AccountView
+from monitor.store.lastread import last_snapshots
 from monitor.store.marks import recent_marks
 from monitor.store.repository import Store
 
@@ -34,6 +37,10 @@ class AccountViews:
         self.marks = marks
         self._last_success = last_success  # the engine's, loaded from the database
         self._first_seen: dict[str, datetime] = {}
+        # Each account's last stored read (monitor.store.lastread), for an account this process has not read yet.
+        self._stored: dict[str, AccountSnapshot] = {}
+        self._blind_since: dict[str, datetime] = {}  # per account without fresh data: its last good data before
+        self._recovered: dict[str, tuple[datetime, datetime]] = {}  # (blind since, the read that ended it)
         # The snapshot to judge and whether it is an estimate from the mark price (monitor.live.LiveJudge); none:
         # the account as read.
         self.adjust: Callable[[Reading], tuple[AccountSnapshot | None, bool]] | None = None
@@ -53,6 +60,28 @@ class AccountViews:
             self.marks.add_many(product_type, symbol, [(at, m) for at, m in samples if m.is_finite() and m > 0])
         return len(stored)
 
+    async def seed_last_reads(self, store: Store) -> int:
+        """Load each account's last stored read (after a restart); returns the accounts found. A database that
+        cannot be read is logged: the accounts show as empty until they are read."""
+        try:
+            stored = await asyncio.to_thread(last_snapshots, store.engine)
+        except StorageError as exc:
+            log.warning("last reads not loaded from the database: %s", reason(exc))
+            return 0
+        self._stored = stored
+        return len(stored)
+
+    def completed(self, reading: Reading) -> Reading:
+        """The reading, or for an account this process has no good data of yet, the last good data the database
+        knew (its time and its stored read): what the rules see and the page shows of it, stale until read."""
+        last_good_at = self._last_success.get(reading.name)
+        stored = self._stored.get(reading.name)
+        if reading.last_good_at is not None or (last_good_at is None and stored is None):
+            return reading
+        if stored is not None and (last_good_at is None or stored.taken_at > last_good_at):
+            last_good_at = stored.taken_at
+        return replace(reading, snapshot=reading.snapshot or stored, last_good_at=last_good_at, restored=True)
+
     def watched_since(self, name: str, now: datetime) -> datetime:
         """When this process began watching the account (the first time it was judged)."""
         return self._first_seen.setdefault(name, now)
@@ -63,6 +92,7 @@ class AccountViews:
         counts those intervals, so a stretched cycle neither holds every alert nor makes every account look
         unreachable."""
         m = self._settings()
+        reading = self.completed(reading)
         interval = reading.cadence or m.poll_interval
         volatility = None
         if self.marks is not None:
@@ -76,11 +106,27 @@ class AccountViews:
                 return marks.volatility(product_type, symbol, now)
 
         snapshot, estimated = self.adjust(reading) if self.adjust is not None else (reading.snapshot, False)
+        last_good_at = reading.last_good_at
+        watched_since = self.watched_since(reading.name, now)
+        fresh = not reading.stale(now, interval, m.stale_grace)
         return AccountView(
-            name=reading.name, tags=reading.tags, snapshot=snapshot, estimated=estimated,
-            last_good_at=reading.last_good_at or self._last_success.get(reading.name),
-            fresh=not reading.stale(now, interval, m.stale_grace), watched_since=self.watched_since(reading.name, now),
+            name=reading.name, tags=reading.tags, snapshot=snapshot, estimated=estimated, last_good_at=last_good_at,
+            fresh=fresh, watched_since=watched_since, fix=fix_of(reading.error_code),
+            blind_since=self._blindness(reading.name, fresh, last_good_at or watched_since),
             poll_interval=interval, polled=reading.polls > 0, permanent_error=reading.status == Status.UNREACHABLE,
             error_code=reading.error_code, error_message=reading.error_message, key=reading.key,
             stalled=reading.stalled, volatility=volatility,
         )  # fmt: skip
+
+    def _blindness(self, name: str, fresh: bool, last_good_at: datetime) -> datetime | None:
+        """With the first fresh data after a time without (for as long as no newer read comes, whoever asks):
+        when that time began; None otherwise."""
+        if not fresh:
+            self._recovered.pop(name, None)
+            self._blind_since.setdefault(name, last_good_at)
+            return None
+        since = self._blind_since.pop(name, None)
+        if since is not None:
+            self._recovered[name] = (since, last_good_at)
+        recovered = self._recovered.get(name)
+        return recovered[0] if recovered is not None and recovered[1] == last_good_at else None

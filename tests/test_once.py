@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,9 @@ from aiohttp.test_utils import unused_port
 
 from monitor.clock import SystemClock
 from monitor.config import load_config
+from monitor.domain import PollOutcome
 from monitor.once import OnceResult
+from monitor.report import outcomes_table
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
 from monitor.store.repository import Store
@@ -254,3 +256,12 @@ async def test_a_position_liquidated_between_once_runs_is_announced_liquidated_a
     assert len(sink.received) == 2
     assert sink.titles()[1].startswith("[LIQUIDATED] iso: BTCUSDT long liquidated: mark 89 is past its liquidation")
     assert sink.received[1]["type"] == "failure"
+
+
+def test_the_table_names_a_failed_account_once_and_its_error_once() -> None:
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    message = "sim-006: /api/v2/mix/account/accounts: Bitget 40018 (HTTP 400): Invalid IP"
+    failed = PollOutcome("sim-006", at, at, error_code="40018", error_message=message)
+    assert outcomes_table([failed]).splitlines()[2] == (
+        "sim-006: Bitget error 40018 on /api/v2/mix/account/accounts: Invalid IP"
+    )

@@ -30,9 +30,9 @@ from monitor.domain import (
 )
 from monitor.errors import ConfigError
 from monitor.exchange.bitget.reader import read_snapshot
-from monitor.numbers import money, percent
+from monitor.numbers import duration, money, percent
 from monitor.reports import schedule as sch
-from monitor.reports.content import build_report, duration
+from monitor.reports.content import build_report
 from monitor.reports.model import AccountPeriod
 from monitor.reports.render import ReportMessages, render_report
 from monitor.store import migrations

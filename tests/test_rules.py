@@ -17,13 +17,16 @@ from monitor.alerts.model import Reason, Silence, State
 from monitor.alerts.peaks import RollingPeak
 from monitor.alerts.silences import silenced
 from monitor.config import load_config
-from monitor.config.model import ChannelConfig
+from monitor.config.model import ChannelConfig, MonitorSettings
 from monitor.domain import AccountMode, AccountSnapshot, KeyInfo, MarginMode, Position, PositionMode, Side
 from monitor.errors import ConfigError
-from monitor.poller.state import RiskLevels
+from monitor.exchange.bitget.codes import fix_of
+from monitor.poller.state import Reading, RiskLevels, Status
 from monitor.rules.evaluate import _odds, evaluate_account, safety_line
 from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
-from monitor.rules.view import AccountView
+from monitor.rules.view import AccountView, alert_key
+from monitor.secret import Secret
+from monitor.views import AccountViews
 
 D = Decimal
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -431,3 +434,46 @@ def test_absurd_figures_give_no_suggestion_and_no_odds_rather_than_an_error() ->
         assert safety_line(liq, v.snapshot, p, D(mark)) is None  # type: ignore[arg-type]
         value, summary = _odds(odds, v, p)
         assert value is None and "too little mark history" in summary
+
+
+def test_an_unreachable_alert_says_the_fix_and_the_positions_left_unwatched() -> None:
+    unreachable = Rule("down", RuleType.UNREACHABLE, D(3), D(10))
+    blocked = dataclasses.replace(
+        view(position("100", "94"), position("100", "80", symbol="ETHUSDT"), permanent=True),
+        error_code="40018",
+        error_message="acct: /api/v2/mix/account/accounts: Bitget 40018 (HTTP 400)",
+        fix=fix_of("40018"),
+    )
+    assert judge([unreachable], blocked)["down|acct|"] == (
+        C,
+        "cannot be read: Bitget error 40018 on /api/v2/mix/account/accounts; 2 open positions now unwatched "
+        "(as last read at 12:00 UTC, equity 0.00 USDT); fix: the key is bound to other IP addresses; add this "
+        "host's public IP to the key on Bitget",
+    )
+
+
+def test_an_unreachable_alert_resolves_saying_how_long_the_account_was_blind() -> None:
+    unreachable = Rule("down", RuleType.UNREACHABLE, D(3), D(10))
+    views = AccountViews(
+        lambda: MonitorSettings(Secret("sqlite://"), timedelta(seconds=30), "http://127.0.0.1:1", timedelta(seconds=5)),
+        {},
+    )
+    snapshot = AccountSnapshot("acct", T0, AccountMode.CLASSIC)
+
+    def reading(at: datetime, status: str) -> Reading:
+        return Reading("acct", (), snapshot, at, status, 5, None, None, None, timedelta(0), None)
+
+    views.of(reading(T0, Status.OK), T0)
+    blind = views.of(reading(T0, Status.FAILING), T0 + timedelta(minutes=12))
+    assert not blind.fresh and blind.blind_since is None
+    back = T0 + timedelta(minutes=12, seconds=30)
+    current = {alert_key("down", "acct", ""): C}
+    for _ in range(2):  # every view of that read says so (the portfolio's, the account's)
+        seen = views.of(reading(back, Status.OK), back)
+        observation = evaluate_account([unreachable], seen, back, current).observations[0]
+        assert (observation.severity, observation.summary) == (
+            None,
+            "read again at 12:12 UTC after 12m without good data (since 2026-03-01 12:00 UTC)",
+        )
+    later = back + timedelta(seconds=30)
+    assert views.of(reading(later, Status.OK), later).blind_since is None

@@ -33,9 +33,12 @@ from monitor.domain import (
     PositionMode,
     Side,
     SpotAsset,
+    UnifiedAccount,
+    UnifiedAsset,
 )
 from monitor.store import migrations
 from monitor.store.engine import make_engine
+from monitor.store.lastread import last_snapshots
 from monitor.store.repository import BALANCE, EQUITY, POSITION, Store
 from monitor.store.writer import SnapshotWriter
 from tests import stored as readback
@@ -119,6 +122,29 @@ def test_latest_is_each_accounts_last_good_snapshot(store: Store) -> None:
     assert latest["a"].equity_usdt == Decimal("120.75") and [p.symbol for p in latest["a"].positions] == ["ETHUSDT"]
     assert latest["b"].taken_at == T0 and [p.symbol for p in latest["b"].positions] == ["BTCUSDT"]
     assert set(readback.latest(store, ["a"])) == {"a"}
+
+
+def test_each_accounts_last_stored_read_comes_back_as_a_snapshot(store: Store) -> None:
+    unified = AccountSnapshot(
+        account="u", taken_at=T0, mode=AccountMode.UNIFIED, positions=(position(),),
+        unified=UnifiedAccount(Decimal(5000), Decimal(5000), Decimal(12), Decimal("0.07"), None, None, None,
+                               (UnifiedAsset("BTC", Decimal("0.05"), Decimal(3000), Decimal("0.05"), Decimal("0.04"),
+                                             Decimal(0), Decimal("0.01")),)),
+    )  # fmt: skip
+    store.write_polls([ok("a", T0, equity="100"), PollOutcome("u", T0, T0, snapshot=unified)])
+    store.write_polls([
+        ok("a", T0 + timedelta(seconds=30), equity="110", positions=(position("ETHUSDT"), position())),
+        PollOutcome("u", T0 + timedelta(seconds=30), T0 + timedelta(seconds=31), error_code="40018", error_message="x"),
+    ])  # fmt: skip
+    found = last_snapshots(store.engine)
+    classic = ok("a", T0 + timedelta(seconds=30), equity="110", positions=(position("ETHUSDT"), position())).snapshot
+    assert classic is not None and found["a"].taken_at == classic.taken_at
+    assert found["a"].equity_usdt == classic.equity_usdt == Decimal("120.75")
+    assert (found["a"].spot, found["a"].futures) == (classic.spot, classic.futures)
+    assert sorted(found["a"].positions, key=lambda p: p.symbol) == sorted(classic.positions, key=lambda p: p.symbol)
+    assert (found["u"].mode, found["u"].taken_at, found["u"].equity_usdt) == (AccountMode.UNIFIED, T0, Decimal(5000))
+    assert found["u"].positions == unified.positions and found["u"].unrealized_pnl_usdt == Decimal(12)
+    assert found["u"].unified is not None and [a.coin for a in found["u"].unified.assets] == ["BTC"]
 
 
 def test_balances_and_positions_are_stored_every_snapshot_interval_and_on_every_change(db_url: str) -> None:

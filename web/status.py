@@ -14,7 +14,8 @@ from monitor.alerts.model import Alert, OutboxMessage, Silence, State
 from monitor.clock import Clock
 from monitor.config.model import WebSettings
 from monitor.domain import AccountSnapshot
-from monitor.exchange.bitget.codes import CODES
+from monitor.errors import error_text
+from monitor.exchange.bitget.codes import fix_of
 from monitor.market.feed import FeedHealth
 from monitor.poller.state import INVALID_SNAPSHOT, Reading, account_status, margin_ratio, plausible
 from monitor.store.views import EquitySample
@@ -70,6 +71,12 @@ class AccountRow:
     mark_age: float | None = None  # seconds since the oldest live mark its positions use; None: as read (`age`)
     odds: Odds | None = None  # of the worst position (the row's distance); None without positions
     feed_stale: bool = False  # the mark feed of its positions is stale: their marks are as read, `age` old
+    restored: bool = False  # the data is the database's last read from before this process started, until read
+
+    @property
+    def error_text(self) -> str | None:
+        """The error for people, each part once ("Bitget error 40018 on /api/...: Invalid IP")."""
+        return error_text(self.name, self.error_code, self.error_message) if self.error_code else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,14 +186,13 @@ def row(state: Reading, now: datetime, stale: bool, storage_error: str | None = 
     health = account_status(state.status, state.snapshot is not None, stale, error[0])
     risk = risk_of(alerts or [], worst, now)
     status = account_status(state.status, state.snapshot is not None, stale, error[0], risk)
-    known = CODES.get(error[0] or "")
     return AccountRow(
         name=state.name,
         tags=state.tags,
         status=status,
         error_code=error[0],
         error_message=error[1],
-        fix=known.fix if known is not None and known.fix else None,
+        fix=fix_of(error[0]),
         equity=equity,
         upnl=upnl,
         worst_distance=worst,
@@ -199,6 +205,7 @@ def row(state: Reading, now: datetime, stale: bool, storage_error: str | None = 
         health=health,
         levels=levels or Levels(),
         mark_age=mark_age,
+        restored=state.restored,
     )
 
 

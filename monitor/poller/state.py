@@ -119,6 +119,7 @@ class Reading:
     stalled: timedelta  # time since the last good data the monitor could not run
     cadence: timedelta | None  # how often accounts are really read (longer than poll_interval while behind)
     at_risk: bool = False
+    restored: bool = False  # the data is the database's, from before this process started (AccountViews.completed)
 
     def stale(self, now: datetime, interval: timedelta, grace: timedelta) -> bool:
         return is_stale(self.last_good_at, self.stalled, now, interval, grace)

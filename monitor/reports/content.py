@@ -113,18 +113,6 @@ def _change(before: Decimal | None, now: Decimal | None, since: datetime | None)
 # -- formatting, for the templates -------------------------------------------------------------------------
 
 
-def duration(value: timedelta) -> str:
-    """timedelta -> "0m", "45m", "3h 05m", "2d 4h"."""
-    minutes = int(value.total_seconds() // 60)
-    if value > timedelta(0) and minutes == 0:
-        return "<1m"
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
-
-
 def report_json(report: Report) -> dict[str, Any]:
     """For programs: decimals as strings (exact), times in ISO 8601 UTC, durations in seconds."""
 

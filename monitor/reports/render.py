@@ -18,8 +18,8 @@ import jinja2
 from monitor.alerts.messages import CHAT_LIMIT, TITLE_LIMIT, environment, render
 from monitor.alerts.model import Rendered
 from monitor.config.model import Config, ReportConfig
-from monitor.numbers import MISSING, money, percent
-from monitor.reports.content import AccountReport, Change, Report, build_report, duration, report_json
+from monitor.numbers import MISSING, duration, money, percent
+from monitor.reports.content import AccountReport, Change, Report, build_report, report_json
 from monitor.store.reports import period_data
 from monitor.store.repository import Store
 

@@ -9,13 +9,13 @@ data must never resolve an alert.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from monitor.domain import AccountSnapshot, KeyInfo, Position
-from monitor.numbers import amount, chance, money, price
+from monitor.errors import error_text
+from monitor.numbers import amount, chance, duration, money, price
 from monitor.risk.odds import liquidation_probability
 from monitor.risk.safety import describe, snapshot_safety
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
@@ -181,22 +181,28 @@ def _unreachable(rule: Rule, view: AccountView, now: datetime, current: Current)
         severity = rule.severity(intervals, current.get(alert_key(rule.name, view.name, "")))
         seen = f"since {since:%Y-%m-%d %H:%M} UTC" if view.last_good_at else "since the monitor started"
         summary = f"no good data for {intervals} poll intervals ({seen}){error}"
+    if severity is None and view.blind_since is not None and view.last_good_at is not None:
+        blind = view.last_good_at - view.blind_since
+        summary = (f"read again at {view.last_good_at:%H:%M} UTC after {duration(blind)} without good data "
+                   f"(since {view.blind_since:%Y-%m-%d %H:%M} UTC)")  # fmt: skip
+    elif severity is not None:
+        summary += _exposure(view) + (f"; fix: {view.fix}" if view.fix and view.error_code else "")
     return Observation(rule, view.name, "", severity, intervals, summary, {"error_code": view.error_code or ""})
 
 
-def last_error(view: AccountView) -> str:
-    """The account's last error, each part once: "Bitget error 40012 on /api/v2/...: Passphrase error".
+def _exposure(view: AccountView) -> str:
+    """What goes unwatched while the account cannot be read, from its last good data ("" without positions)."""
+    snapshot = view.snapshot
+    count = len(snapshot.positions) if snapshot is not None else 0
+    if snapshot is None or not count:
+        return ""
+    return (f"; {count} open position{'s' if count != 1 else ''} now unwatched (as last read at "
+            f"{snapshot.taken_at:%H:%M} UTC, equity {money(snapshot.equity_usdt)} USDT)")  # fmt: skip
 
-    The stored text is the error as raised ("sim-003: /api/...: Bitget 40012 (HTTP 400): Passphrase error"): the
-    account is already the message's subject and the code is said once, up front."""
-    code, text = view.error_code or "", (view.error_message or "").removeprefix(f"{view.name}: ")
-    endpoint = ""
-    if text.startswith("/"):
-        endpoint, _, text = text.partition(": ")
-    text = re.sub(rf"^Bitget {re.escape(code)}(?: \(HTTP \d+\))?: ", "", text)
-    text = re.sub(r"^HTTP (\d+): (?=.*\bHTTP \1\b)", "", text)  # "HTTP 502: HTTP 502 without a Bitget body"
-    head = f"Bitget error {code}" if code.isdigit() else code
-    return f"{head}{f' on {endpoint}' if endpoint else ''}: {text}" if text else head
+
+def last_error(view: AccountView) -> str:
+    """The account's last error, each part once (monitor.errors.error_text)."""
+    return error_text(view.name, view.error_code, view.error_message)
 
 
 def _key_permissions(rule: Rule, account: str, key: KeyInfo) -> Observation:

@@ -35,6 +35,9 @@ class AccountView:
     # None with too little mark history: liquidation_probability rules hold meanwhile.
     volatility: Callable[[str, str], float | None] | None = None
     estimated: bool = False  # positions at the latest mark, the read that would confirm them not in yet
+    fix: str | None = None  # what fixes the last error (monitor.exchange.bitget.codes.fix_of)
+    # On the first fresh data after a time without: when that time began (the last good data before it).
+    blind_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,12 @@ def fix_for(error: errors.ExchangeError) -> str:
     return known.fix if known and known.fix else error.fix
 
 
+def fix_of(code: str | None) -> str | None:
+    """The fix for a stored error code (what `check` prints for it); None for a code that is not Bitget's."""
+    known = CODES.get(code or "")
+    return (known.fix or known.error.fix) if known is not None else None
+
+
 def _error_names(kind: type[errors.ExchangeError]) -> set[str]:
     return {kind.__name__}.union(*(_error_names(sub) for sub in kind.__subclasses__()))
 
