@@ -117,7 +117,7 @@ async def test_a_mark_beyond_the_liquidation_price_is_critical_at_once_without_w
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "90.5"})  # type: ignore[attr-defined]
         await until(lambda: len(sink.received) >= 1, timeout=8)  # the read hangs, the timeout is a minute
         [title] = sink.titles()
-        assert title.startswith("[CRITICAL] iso: BTCUSDT long: -0.4") and title.endswith(ESTIMATED)
+        assert title.startswith("[CRITICAL] iso: BTCUSDT long: past liquidation") and title.endswith(ESTIMATED)
         assert service.live.confirmations == 1 and service.live.pending("iso")
 
 
