@@ -208,3 +208,39 @@ async def test_coin_margined_equity_converts_to_usdt_at_the_feeds_spot_price(sim
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_accounts_unrealized_pnl_and_equity_follow_its_positions_live_marks(sim: Sim, tmp_path: Path) -> None:
+    """Between reads the page shows positions at the latest marks: the account's totals move with them (equity is
+    wallet plus unrealized PnL), as the simulator's own next read says."""
+    config = _config(sim, tmp_path)
+    poller = Poller(config, sim.session, CLOCK)
+    account = sim.first(
+        lambda a: not a.unified and any(p.symbol == "BTCUSDT" and p.product_type == "USDT-FUTURES" for p in a.positions)
+    )
+    state = poller.accounts[account.name]
+    await poller.poll(state)
+    read = state.snapshot
+    assert read is not None
+    market = MarketWatch(config, sim.session, poller.ip_budget, CLOCK, MarkHistory())
+    market.polled(account.name, read)
+    task = asyncio.create_task(market.run())
+    try:
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "62000"})
+        await until(lambda: (m := market.mark("USDT-FUTURES", "BTCUSDT")) is not None and m.price == 62000)
+        live = market.live(read)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(1.1)  # the simulator's per-second limits
+    await poller.poll(state)
+    fresh = state.snapshot
+    assert fresh is not None
+
+    def usdt_futures(snapshot: object) -> tuple[Decimal, Decimal]:
+        [f] = [f for f in snapshot.futures if f.product_type == "USDT-FUTURES"]  # type: ignore[attr-defined]
+        return f.equity, f.unrealized_pnl
+
+    assert usdt_futures(live) != usdt_futures(read)  # it moved
+    for now, then in zip(usdt_futures(live), usdt_futures(fresh), strict=True):
+        assert abs(now - then) <= Decimal("0.00001")  # Bitget's 8 places, summed over the positions

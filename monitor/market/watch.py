@@ -32,6 +32,7 @@ from monitor.market.mark import Mark
 from monitor.risk.odds import MarkHistory
 
 _Q = Decimal("0.00000001")  # Bitget reports amounts to 8 places
+_ZERO = Decimal(0)
 VERDICT_WAIT = 2  # mark intervals a verdict waits for the feed's next answer before asking itself
 REQUEST_SHARE = 3  # a feed request may take this many mark intervals (capped by request_timeout)
 
@@ -130,14 +131,21 @@ class MarketWatch:
         return self.feed.spot_price(coin)
 
     def live(self, snapshot: AccountSnapshot) -> AccountSnapshot:
-        """The snapshot with its positions at the latest fresh marks (as read where there is none), and the
-        equity of coin-margined futures accounts in USDT at the latest fresh spot price of their coin."""
-        futures = tuple(self._in_usdt(f) for f in snapshot.futures)
+        """The snapshot with its positions at the latest fresh marks (as read where there is none), each classic
+        futures account's unrealized PnL and equity moved by its positions' PnL change since the read (equity is
+        wallet plus unrealized PnL: the wallet does not move with the mark), and the equity of coin-margined
+        futures accounts in USDT at the latest fresh spot price of their coin."""
+        positions = tuple(p.position for p in self.positions(snapshot)) if snapshot.positions else ()
+        moved: dict[tuple[str, str], Decimal] = {}
+        for read, now in zip(snapshot.positions, positions, strict=True):
+            if now is not read:
+                key = (read.product_type, read.margin_coin)
+                moved[key] = moved.get(key, _ZERO) + now.unrealized_pnl - read.unrealized_pnl
+        futures = tuple(self._in_usdt(_moved(f, moved.get((f.product_type, f.margin_coin), _ZERO)))
+                        for f in snapshot.futures)  # fmt: skip
         if futures != snapshot.futures:
             snapshot = dataclasses.replace(snapshot, futures=futures)
-        if not snapshot.positions:
-            return snapshot
-        return dataclasses.replace(snapshot, positions=tuple(p.position for p in self.positions(snapshot)))
+        return dataclasses.replace(snapshot, positions=positions) if positions else snapshot
 
     def _in_usdt(self, account: FuturesAccount) -> FuturesAccount:
         if account.margin_coin in STABLE or (price := self.feed.spot_price(account.margin_coin)) is None:
@@ -161,3 +169,14 @@ class MarketWatch:
         for pt, symbol in self._symbols:
             if pt == product_type and (mark := self.feed.mark(pt, symbol)) is not None:
                 self.history.add(pt, symbol, mark.at, mark.price)
+
+
+def _moved(account: FuturesAccount, pnl: Decimal) -> FuturesAccount:
+    """`account` with its positions' unrealized PnL moved by `pnl` (its margin coin), its USDT rate kept."""
+    if not pnl:
+        return account
+    equity = account.equity + pnl
+    usdt = account.usdt_equity
+    if usdt is not None and account.equity:
+        usdt = (usdt * equity / account.equity).quantize(_Q)
+    return dataclasses.replace(account, equity=equity, unrealized_pnl=account.unrealized_pnl + pnl, usdt_equity=usdt)
