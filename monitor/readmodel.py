@@ -26,7 +26,7 @@ from monitor.store.repository import Store
 from monitor.store.views import EquitySample
 from monitor.store.writer import SnapshotWriter
 from web.chart import portfolio
-from web.risk import Odds, levels_for, odds_of, worst_position
+from web.risk import Odds, levels_for, likeliest_odds, odds_of
 from web.status import AccountRow, Counters, Health, row
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,8 @@ class ServiceReader:
         live = self._live(reading)
         line = row(live, now, stale, self._service.writer.refusals.get(reading.name), alerts, levels)
         live_values: dict[str, Any] = {}  # set in one replace: a row is built for every account on every page
-        worst = worst_position(live.snapshot) if line.worst_distance is not None else None
-        if worst is not None:
-            live_values["odds"] = odds_of(worst, self._service.mark_history, now)
+        if line.worst_distance is not None:
+            live_values["odds"] = likeliest_odds(live.snapshot, self._service.mark_history, now)
         market = self._service.market
         if market is not None:
             stale_feeds = self._stale_feeds() if stale_feeds is None else stale_feeds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -16,13 +17,14 @@ from monitor.alerts.messages import Messages
 from monitor.alerts.model import Alert, Item, Reason, State
 from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, PositionMode, Side
 from monitor.poller.state import ACCOUNT_STATUSES, account_status
+from monitor.risk.odds import MarkHistory
 from monitor.rules.evaluate import evaluate_account, position_details
 from monitor.rules.model import DEFAULT_RULES, Rule, RuleType, Severity
 from monitor.rules.view import AccountView
 from monitor.store.views import EquitySample
 from web.chart import equity_svg, portfolio
 from web.pages import amount, chance, environment, money, price, size, when
-from web.risk import Levels, levels_for
+from web.risk import Levels, levels_for, likeliest_odds, odds_of
 from web.status import risk_of
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -209,3 +211,22 @@ def test_a_time_label_at_the_right_edge_ends_there_instead_of_running_off_the_ch
     last_x, last_anchor = max(labels, key=lambda label: float(label[0]))
     assert float(last_x) > 680 and last_anchor == "end"
     assert all(anchor == "middle" for x, anchor in labels if float(x) < 600)
+
+
+def test_an_accounts_odds_are_those_of_its_likeliest_position_not_its_nearest() -> None:
+    history = MarkHistory()
+    for i in range(120):  # 20 minutes of marks: BTC barely moves, SOL swings 2 % a sample
+        at = T0 + timedelta(seconds=10 * i)
+        history.add("USDT-FUTURES", "BTCUSDT", at, D(60000) + i % 2)
+        history.add("USDT-FUTURES", "SOLUSDT", at, D(150) * (D("1.02") if i % 2 else D(1)))
+    base = Position("USDT-FUTURES", "BTCUSDT", "USDT", Side.LONG, PositionMode.ONE_WAY, MarginMode.ISOLATED,
+                    D(1), D(60000), D(60000), D(57000), D(3000), D(10), D(0))  # fmt: skip
+    near_calm = base  # 5 % away, on a symbol that hardly moves
+    far_wild = dataclasses.replace(
+        base, symbol="SOLUSDT", entry_price=D(150), mark_price=D(150), liquidation_price=D(120)
+    )  # fmt: skip  20 % away, on a wild one
+    snapshot = AccountSnapshot("desk", T0, AccountMode.CLASSIC, positions=(near_calm, far_wild))
+    now = T0 + timedelta(minutes=20)
+    odds = likeliest_odds(snapshot, history, now)
+    assert odds is not None and odds == odds_of(far_wild, history, now)
+    assert odds.within_24h is not None and odds.within_24h > (odds_of(near_calm, history, now).within_24h or 0)

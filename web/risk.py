@@ -108,14 +108,14 @@ def odds_of(p: Position, history: MarkHistory, now: datetime) -> Odds:
     return Odds(hour, day)
 
 
-def worst_position(snapshot: AccountSnapshot | None) -> Position | None:
-    """The position nearest its liquidation price (the one the row's distance is of)."""
-    found: tuple[Decimal, Position] | None = None
-    for p in snapshot.positions if snapshot is not None else ():
-        try:
-            distance = p.liquidation_distance_pct
-        except ArithmeticError:
-            continue
-        if distance is not None and (found is None or distance < found[0]):
-            found = (distance, p)
-    return found[1] if found else None
+def likeliest_odds(snapshot: AccountSnapshot | None, history: MarkHistory, now: datetime) -> Odds | None:
+    """The account's odds of liquidation: those of its position likeliest to be liquidated within a day (not
+    necessarily the nearest: a volatile symbol further away can be likelier). None without a position with a
+    liquidation price; the reason the odds are unknown when no position's are known."""
+    found = (
+        [odds_of(p, history, now) for p in snapshot.positions if p.liquidation_price is not None] if snapshot else []
+    )
+    known = [o for o in found if o.unknown is None]
+    if known:
+        return max(known, key=lambda o: (o.within_24h or 0.0, o.within_1h or 0.0))
+    return found[0] if found else None
