@@ -222,9 +222,10 @@ def test_an_accounts_odds_are_those_of_its_likeliest_position_not_its_nearest() 
     base = Position("USDT-FUTURES", "BTCUSDT", "USDT", Side.LONG, PositionMode.ONE_WAY, MarginMode.ISOLATED,
                     D(1), D(60000), D(60000), D(57000), D(3000), D(10), D(0))  # fmt: skip
     near_calm = base  # 5 % away, on a symbol that hardly moves
+    # 20 % away, on a symbol that swings
     far_wild = dataclasses.replace(
         base, symbol="SOLUSDT", entry_price=D(150), mark_price=D(150), liquidation_price=D(120)
-    )  # fmt: skip  20 % away, on a wild one
+    )
     snapshot = AccountSnapshot("desk", T0, AccountMode.CLASSIC, positions=(near_calm, far_wild))
     now = T0 + timedelta(minutes=20)
     odds = likeliest_odds(snapshot, history, now)
