@@ -67,6 +67,14 @@ def test_database_url_comes_from_the_environment_when_set(tmp_path: Path) -> Non
     assert load_config(path, env={}).monitor.database_url.reveal() == "sqlite:///monitor.db"
 
 
+def test_a_demo_account_is_tagged_demo_once(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    b, c = ACCOUNT.replace('name = "a"', 'name = "b"'), ACCOUNT.replace('name = "a"', 'name = "c"')
+    path.write_text(f'[[accounts]]\n{ACCOUNT}demo = true\ntags = ["desk"]\n'
+                    f'[[accounts]]\n{b}demo = true\ntags = ["demo"]\n[[accounts]]\n{c}')  # fmt: skip
+    assert [a.tags for a in load_config(path, env={}).accounts] == [("desk", "demo"), ("demo",), ()]
+
+
 BROKEN = [
     (
         "unknown key with a hint",

@@ -241,7 +241,7 @@ class _Loader(Reader):
                     passphrase=Secret(v["passphrase"]),
                     demo=v["demo"],
                     products=v["products"],
-                    tags=v["tags"],
+                    tags=v["tags"] if not v["demo"] or "demo" in v["tags"] else (*v["tags"], "demo"),
                     key_type=key_type,
                     secret_file=secret_file,
                     channels=v["channels"],
