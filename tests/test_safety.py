@@ -145,6 +145,8 @@ def test_the_suggested_margin_and_reduction_put_liquidation_on_the_target_in_the
     assert safety.margin_coin == sim.margin_coin
     if sim.margin_mode == "crossed":
         assert safety.reduce_size is not None and 0 < safety.reduce_size < sim.size
+        # the wallet that counts is named: adding to spot would do nothing for this position
+        assert f"{safety.margin_coin} to the {sim.product_type} wallet, or reduce by" in describe(safety, sim.symbol)
     else:
         assert safety.reduce_size is None and safety.reason is not None and "isolated" in safety.reason
     check_applied(world, account, sim, safety)
@@ -226,6 +228,7 @@ def test_a_unified_account_gets_usdt_to_add_and_size_to_reduce_but_no_amount_in_
     assert parsed.margin_ratio is None  # read through the unified (v3) parser
     safety = margin_to_safety(parsed, Decimal(17), mode=AccountMode.UNIFIED)
     assert safety.to_account and safety.add_margin is not None and safety.reduce_size is not None
+    assert "USDT to the unified account, or reduce by" in describe(safety, sim.symbol)
     check_applied(world, account, sim, safety)
     btc = margin_to_safety(dataclasses.replace(parsed, margin_coin="BTC"), Decimal(17), mode=AccountMode.UNIFIED)
     assert btc.add_margin is None and btc.reduce_size is not None and btc.reason is not None

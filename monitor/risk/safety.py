@@ -71,6 +71,7 @@ class Safety:
     margin_coin: str
     to_account: bool  # add_margin goes to the account (crossed, unified), not to the position (isolated)
     reason: str | None = None
+    wallet: str = "account"  # where add_margin goes when to_account: "USDT-FUTURES wallet", "unified account"
 
 
 def margin_to_safety(
@@ -90,9 +91,11 @@ def margin_to_safety(
         raise ValueError(f"target distance: expected a positive percentage, got {target_distance}")
     p = position
     to_account = p.margin_mode is MarginMode.CROSSED or mode is AccountMode.UNIFIED
+    # Adding to spot does nothing for a classic futures position: name the wallet that counts.
+    wallet = "unified account" if mode is AccountMode.UNIFIED else f"{p.product_type} wallet"
 
     def unknown(reason: str, target_price: Decimal | None = None) -> Safety:
-        return Safety(target_distance, target_price, None, None, p.margin_coin, to_account, reason)
+        return Safety(target_distance, target_price, None, None, p.margin_coin, to_account, reason, wallet)
 
     r = p.maintenance_rate
     if r is None:
@@ -151,7 +154,7 @@ def margin_to_safety(
         else:
             reduce = min(_up(size), p.size)
     reason = "; ".join(reasons) or None
-    return Safety(target_distance, target_price, add_margin, reduce, p.margin_coin, to_account, reason)
+    return Safety(target_distance, target_price, add_margin, reduce, p.margin_coin, to_account, reason, wallet)
 
 
 def snapshot_safety(snapshot: AccountSnapshot, position: Position, target_distance: Decimal) -> Safety:
@@ -160,7 +163,8 @@ def snapshot_safety(snapshot: AccountSnapshot, position: Position, target_distan
 
 
 def describe(safety: Safety, symbol: str) -> str:
-    """One line for people: "add about 2,310 USDT to the account, or reduce by 0.222 BTC, to get back to 17 %".
+    """One line for people: "add about 2,310 USDT to the USDT-FUTURES wallet, or reduce by 0.222 BTC, to get back
+    to 17 %".
 
     Amounts are rounded up to three significant digits: a suggestion never understates what it takes."""
     target = f"{safety.target_distance.normalize():f} %"
@@ -168,7 +172,7 @@ def describe(safety: Safety, symbol: str) -> str:
         return safety.reason or f"nothing to suggest for {target}"
     actions = []
     if safety.add_margin is not None:
-        where = " to the account" if safety.to_account else " margin"
+        where = f" to the {safety.wallet}" if safety.to_account else " margin"
         actions.append(f"add about {_about(safety.add_margin)} {safety.margin_coin}{where}")
     if safety.reduce_size is not None:
         actions.append(f"reduce by {_about(safety.reduce_size)} {base_coin(symbol)}")
