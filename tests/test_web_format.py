@@ -112,6 +112,10 @@ def test_the_portfolio_sums_accounts_carrying_each_ones_last_value_forward() -> 
     b = [EquitySample(T0 + timedelta(minutes=5), D(100), D(100), D(100), D(0), None)]
     summed = portfolio([a, b], timedelta(minutes=15))
     assert [s.equity for s in summed] == [D(110), D(112)]
+    # each sum at the last read it holds: never before the first read (a bucket's start can be)
+    assert [s.at for s in summed] == [T0 + timedelta(minutes=5), T0 + timedelta(minutes=20)]
+    late = [EquitySample(T0 + timedelta(minutes=3, seconds=40), D(1), D(1), D(1), D(0), None)]
+    assert portfolio([late], timedelta(minutes=5))[0].at == T0 + timedelta(minutes=3, seconds=40)
 
 
 def test_alert_summaries_write_prices_and_money_as_the_page_does() -> None:

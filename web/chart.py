@@ -175,17 +175,20 @@ def portfolio(
     series: Sequence[Sequence[EquitySample]], bucket: timedelta = timedelta(minutes=15)
 ) -> list[EquitySample]:
     """The accounts' equity summed per time bucket, each account carrying its last value forward (an account
-    that was not read in a bucket still counts with what it had)."""
+    that was not read in a bucket still counts with what it had). Each sum is placed at the last read it holds,
+    the moment it was true (not at the bucket's start, which can be before the first read)."""
     buckets: dict[int, dict[int, Decimal]] = {}
+    latest: dict[int, datetime] = {}
     size = bucket.total_seconds()
     for index, samples in enumerate(series):
         for s in samples:
-            buckets.setdefault(int(s.at.timestamp() // size), {})[index] = s.equity
+            key = int(s.at.timestamp() // size)
+            buckets.setdefault(key, {})[index] = s.equity
+            latest[key] = max(latest.get(key, s.at), s.at)
     last: dict[int, Decimal] = {}
     out: list[EquitySample] = []
     for key in sorted(buckets):
         last.update(buckets[key])
         total = sum(last.values(), Decimal(0))
-        at = datetime.fromtimestamp(key * size, UTC)
-        out.append(EquitySample(at, total, total, total, Decimal(0), None))
+        out.append(EquitySample(latest[key], total, total, total, Decimal(0), None))
     return out
