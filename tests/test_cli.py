@@ -310,6 +310,35 @@ def test_a_silence_for_an_account_that_does_not_exist_is_refused_unless_forced(t
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[-3:]] == ["alpah", "beta-*", "portfolio"]
 
 
+def test_a_silence_for_a_rule_that_does_not_exist_or_without_a_reason_is_refused(tmp_path: Path, capsys: Any) -> None:
+    from monitor.cli import main
+
+    path = tmp_path / "accounts.toml"
+    path.write_text(ACCOUNTS.format(url=f"sqlite:///{tmp_path}/m.db"))  # no [[rules]]: the default rules apply
+    assert main(["db", "upgrade", "-c", str(path)]) == 0
+    add = ["silence", "-c", str(path), "add", "--account", "alpha", "--for", "1h"]
+    assert main([*add, "--reason", "r", "--rule", "liqudation"]) == 1
+    err = capsys.readouterr().err
+    assert "--rule 'liqudation' matches no rule in" in err and "(rules: liquidation, margin_ratio, unreachable)" in err
+    assert "--force" in err
+    for blank in ("", "   "):
+        assert main([*add, "--reason", blank]) == 2
+        assert "--reason must say why" in capsys.readouterr().err
+    assert main(["silence", "-c", str(path), "list"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1  # the header: nothing was added
+    assert main([*add, "--reason", "r", "--rule", "liqudation", "--force"]) == 0
+    assert main([*add, "--reason", "r", "--rule", "margin_*"]) == 0
+    assert main(["silence", "-c", str(path), "add", "--account", "alpha", "--for", "90", "--reason", "r"]) == 0
+    assert "silence 3 added until" in capsys.readouterr().out  # a bare number is seconds, as the message says
+    path.write_text(path.read_text() + '\n[[rules]]\nname = "deep-drop"\n')  # only the names are read
+    assert main([*add, "--reason", "r", "--rule", "liquidation"]) == 1
+    assert "(rules: deep-drop)" in capsys.readouterr().err
+    assert main([*add, "--reason", "r", "--rule", "deep-*"]) == 0
+    assert main(["silence", "-c", str(path), "list", "--all"]) == 0
+    rules = [line.split()[2] for line in capsys.readouterr().out.splitlines()[-4:]]
+    assert rules == ["liqudation", "margin_*", "*", "deep-*"]
+
+
 async def test_report_prints_the_stored_reads_of_the_simulators_accounts_as_text_and_json(
     make_sim: SimFactory, tmp_path: Path
 ) -> None:
