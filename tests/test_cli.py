@@ -51,8 +51,11 @@ async def test_check_reports_each_failing_account_with_its_code_and_fix(make_sim
     write_accounts_file(sim.world, path, sim.url)
     await sim.control("POST", "/_sim/accounts/sim-001", {"passphrase": "changed"})
     await sim.control("POST", "/_sim/accounts/sim-002", {"ips": ["198.51.100.1"]})
+    await sim.control("POST", "/_sim/close", {"account": "sim-005", "symbol": "ETHUSDT"})  # 1 position left
     code, out, _ = await _run("check", "-c", str(path))
     assert code == 1
+    counts = {line.split()[0]: line.split("; ")[-1] for line in out.splitlines() if " ok: " in line}
+    assert (counts["sim-005"], counts["sim-004"]) == ("1 position", "3 positions"), out
     assert "sim-001: /api/v2/spot/account/info: Bitget 40012 (HTTP 400): apikey/password is incorrect" in out
     assert "fix: wrong passphrase: set passphrase to the one chosen when the key was created" in out
     assert "sim-002: /api/v2/spot/account/info: Bitget 40018 (HTTP 400): Invalid IP" in out
