@@ -17,6 +17,7 @@ from monitor.exchange.bitget.codes import fix_for
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.exchange.bitget.servertime import ServerClock
 from monitor.exchange.retry import with_retries
+from monitor.numbers import counted
 from monitor.rules.describe import describe
 from monitor.rules.model import DEFAULT_RULES, Rule
 
@@ -101,7 +102,7 @@ def render_table(report: CheckReport) -> str:
     for r in results:
         key = r.account.key_type + (" demo" if r.account.demo else "")
         if r.ok and r.snapshot is not None:
-            outcome = f"ok: {', '.join(r.account.products)}; {len(r.snapshot.positions)} positions"
+            outcome = f"ok: {', '.join(r.account.products)}; {counted(len(r.snapshot.positions), 'position')}"
         else:
             code = r.error.code if r.error and r.error.code else type(r.error).__name__
             outcome = f"FAILED ({code})"

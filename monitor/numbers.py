@@ -89,3 +89,8 @@ def duration(value: timedelta) -> str:
     if days:
         return f"{days}d {hours}h"
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+
+
+def counted(count: int, noun: str) -> str:
+    """3 positions, 1 position, 0 positions: a count with its (regular) noun."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -25,6 +25,7 @@ from monitor.exchange.bitget.codes import metric_label
 from monitor.leases import LeaseMode, Leases
 from monitor.live import LiveJudge
 from monitor.market.watch import MarketWatch
+from monitor.numbers import counted
 from monitor.once import CONNECTIONS, OnceCycle
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import Reading
@@ -221,8 +222,8 @@ class Service(OnceCycle):
         while True:
             await asyncio.sleep(0)
             s = poller.status()
-            log.info("%d accounts: %d ok, %d stale, %d failing, %d unreachable, %d at risk; %d results buffered",
-                     s.accounts, s.ok, s.stale, s.failing, s.unreachable,
+            log.info("%s: %d ok, %d stale, %d failing, %d unreachable, %d at risk; %d results buffered",
+                     counted(s.accounts, "account"), s.ok, s.stale, s.failing, s.unreachable,
                      sum(a.at_risk for a in poller.accounts.values()), self.writer.pending)  # fmt: skip
             await asyncio.sleep(SUMMARY_INTERVAL)
 
@@ -283,7 +284,7 @@ class Service(OnceCycle):
         self.store.snapshot_interval = config.storage.snapshot_interval
         self.config = config
         self._background.spawn(self._register(config), "register")
-        log.info("reloaded %s: %d accounts", self.config_path, len(config.accounts))
+        log.info("reloaded %s: %s", self.config_path, counted(len(config.accounts), "account"))
 
     async def _register(self, config: Config) -> None:
         try:

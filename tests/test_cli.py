@@ -51,8 +51,11 @@ async def test_check_reports_each_failing_account_with_its_code_and_fix(make_sim
     write_accounts_file(sim.world, path, sim.url)
     await sim.control("POST", "/_sim/accounts/sim-001", {"passphrase": "changed"})
     await sim.control("POST", "/_sim/accounts/sim-002", {"ips": ["198.51.100.1"]})
+    await sim.control("POST", "/_sim/close", {"account": "sim-005", "symbol": "ETHUSDT"})  # 1 position left
     code, out, _ = await _run("check", "-c", str(path))
     assert code == 1
+    counts = {line.split()[0]: line.split("; ")[-1] for line in out.splitlines() if " ok: " in line}
+    assert (counts["sim-005"], counts["sim-004"]) == ("1 position", "3 positions"), out
     assert "sim-001: /api/v2/spot/account/info: Bitget 40012 (HTTP 400): apikey/password is incorrect" in out
     assert "fix: wrong passphrase: set passphrase to the one chosen when the key was created" in out
     assert "sim-002: /api/v2/spot/account/info: Bitget 40018 (HTTP 400): Invalid IP" in out
@@ -308,6 +311,35 @@ def test_a_silence_for_an_account_that_does_not_exist_is_refused_unless_forced(t
     assert main([*add, "portfolio"]) == 0
     assert main(["silence", "-c", str(path), "list"]) == 0
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[-3:]] == ["alpah", "beta-*", "portfolio"]
+
+
+def test_a_silence_for_a_rule_that_does_not_exist_or_without_a_reason_is_refused(tmp_path: Path, capsys: Any) -> None:
+    from monitor.cli import main
+
+    path = tmp_path / "accounts.toml"
+    path.write_text(ACCOUNTS.format(url=f"sqlite:///{tmp_path}/m.db"))  # no [[rules]]: the default rules apply
+    assert main(["db", "upgrade", "-c", str(path)]) == 0
+    add = ["silence", "-c", str(path), "add", "--account", "alpha", "--for", "1h"]
+    assert main([*add, "--reason", "r", "--rule", "liqudation"]) == 1
+    err = capsys.readouterr().err
+    assert "--rule 'liqudation' matches no rule in" in err and "(rules: liquidation, margin_ratio, unreachable)" in err
+    assert "--force" in err
+    for blank in ("", "   "):
+        assert main([*add, "--reason", blank]) == 2
+        assert "--reason must say why" in capsys.readouterr().err
+    assert main(["silence", "-c", str(path), "list"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1  # the header: nothing was added
+    assert main([*add, "--reason", "r", "--rule", "liqudation", "--force"]) == 0
+    assert main([*add, "--reason", "r", "--rule", "margin_*"]) == 0
+    assert main(["silence", "-c", str(path), "add", "--account", "alpha", "--for", "90", "--reason", "r"]) == 0
+    assert "silence 3 added until" in capsys.readouterr().out  # a bare number is seconds, as the message says
+    path.write_text(path.read_text() + '\n[[rules]]\nname = "deep-drop"\n')  # only the names are read
+    assert main([*add, "--reason", "r", "--rule", "liquidation"]) == 1
+    assert "(rules: deep-drop)" in capsys.readouterr().err
+    assert main([*add, "--reason", "r", "--rule", "deep-*"]) == 0
+    assert main(["silence", "-c", str(path), "list", "--all"]) == 0
+    rules = [line.split()[2] for line in capsys.readouterr().out.splitlines()[-4:]]
+    assert rules == ["liqudation", "margin_*", "*", "deep-*"]
 
 
 async def test_report_prints_the_stored_reads_of_the_simulators_accounts_as_text_and_json(

@@ -298,6 +298,14 @@ def test_the_market_section_defaults_to_a_one_second_feed_and_a_two_second_confi
     )
 
 
+@pytest.mark.parametrize("value", ["90", '"90"', '"90s"', '"1.5m"'])
+def test_a_duration_without_a_unit_is_seconds_as_a_number_or_as_text(tmp_path: Path, value: str) -> None:
+    # the command line gives every value as text: `silence add --for 90` is the same 90 seconds
+    path = tmp_path / "accounts.toml"
+    path.write_text(f"[monitor]\npoll_interval = {value}\n[[accounts]]\n" + ACCOUNT)
+    assert load_config(path, env={}).monitor.poll_interval == timedelta(seconds=90)
+
+
 @pytest.mark.parametrize("value", ['"99999999999d"', "1e300"])
 def test_an_absurd_duration_is_a_config_error(tmp_path: Path, value: str) -> None:
     path = tmp_path / "accounts.toml"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from monitor.clock import SystemClock
@@ -145,13 +147,17 @@ async def test_arrival_jitter_does_not_push_a_budget_past_the_limit(
     assert sum(sim.sim.rate_limited.values()) == 0 and sim.sim.ip_limiter.lockouts == 0
 
 
-async def test_an_account_at_risk_is_re_read_at_the_risk_interval(make_sim: SimFactory, tmp_path: Path) -> None:
+async def test_an_account_at_risk_is_re_read_at_the_risk_interval(
+    make_sim: SimFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="monitor.poller.poll")
     sim = await make_sim(accounts=6)
     config = _config(sim, tmp_path, poll_interval="60s", risk_poll_interval="300ms")
     poller = Poller(config, sim.session, SystemClock())
     await poller.cycle()
     risky = [s.name for s in poller.accounts.values() if s.at_risk]
     assert risky == ["sim-002"]
+    assert "sim-002: at risk: re-read every 0.3 s" in caplog.messages  # for people, not "0:00:00.300000"
     poller.start(stagger=False)
     await asyncio.sleep(1.5)
     await poller.stop()

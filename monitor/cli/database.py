@@ -51,7 +51,11 @@ def cmd_silence(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 print(f"error: --for: {exc}", file=sys.stderr)
                 return EXIT_CONFIG
-            unknown = None if args.force else _unmatched_account(args.config, args.account)
+            if not args.reason.strip():
+                print("error: --reason must say why (it is shown with the silence), got an empty one",
+                      file=sys.stderr)  # fmt: skip
+                return EXIT_CONFIG
+            unknown = None if args.force else _unmatched(args.config, args.account, args.rule)
             if unknown is not None:
                 print(f"error: {unknown}", file=sys.stderr)
                 return EXIT_FAILED
@@ -109,25 +113,41 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _unmatched_account(path: Path, pattern: str) -> str | None:
-    """Why a silence's --account glob is probably a typo: it matches no account of the file (`portfolio`
-    names portfolio alerts). Only the accounts' names are read, so their secrets need not be set."""
+def _unmatched(path: Path, account: str, rule: str | None) -> str | None:
+    """Why a silence's --account or --rule glob is probably a typo: it matches no account of the file (`portfolio`
+    names portfolio alerts), or no rule (the file's [[rules]], or the default rules when it has none). Only the
+    names are read, so the accounts' secrets need not be set."""
     import fnmatch
     import tomllib
 
-    if fnmatch.fnmatchcase("portfolio", pattern):
-        return None
+    from monitor.rules.model import DEFAULT_RULES
+
     try:
         with path.open("rb") as f:
-            accounts = tomllib.load(f).get("accounts", [])
+            data = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        return f"--account {pattern!r}: cannot read the account names of {path} ({exc}); pass --force to add it anyway"
-    names = [a["name"] for a in accounts if isinstance(a, dict) and isinstance(a.get("name"), str)]
-    if any(fnmatch.fnmatchcase(name, pattern) for name in names):
-        return None
-    listed = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "") or "none"
-    return (f"--account {pattern!r} matches no account in {path} (accounts: {listed}); the silence would quiet "
-            "nothing. Pass --force to add it anyway (for an account not configured yet)")  # fmt: skip
+        return f"cannot read the account and rule names of {path} ({exc}); pass --force to add the silence anyway"
+    accounts = ["portfolio", *_names(data.get("accounts"))]
+    if not any(fnmatch.fnmatchcase(name, account) for name in accounts):
+        return (f"--account {account!r} matches no account in {path} (accounts: {_listed(accounts[1:])}); the "
+                "silence would quiet nothing. Pass --force to add it anyway (for an account not configured "
+                "yet)")  # fmt: skip
+    rules = _names(data["rules"]) if "rules" in data else [r.name for r in DEFAULT_RULES]
+    if rule is not None and not any(fnmatch.fnmatchcase(name, rule) for name in rules):
+        return (f"--rule {rule!r} matches no rule in {path} (rules: {_listed(rules)}); the silence would quiet "
+                "nothing. Pass --force to add it anyway (for a rule not configured yet)")  # fmt: skip
+    return None
+
+
+def _names(tables: object) -> list[str]:
+    """The `name`s of a TOML array of tables (what is not one is left for the loader to report)."""
+    if not isinstance(tables, list):
+        return []
+    return [t["name"] for t in tables if isinstance(t, dict) and isinstance(t.get("name"), str)]
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "") or "none"
 
 
 def cmd_db(args: argparse.Namespace) -> int:

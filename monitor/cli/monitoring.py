@@ -13,6 +13,7 @@ from monitor.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_STORED, EXIT_O
 from monitor.clock import SystemClock
 from monitor.config import Config
 from monitor.errors import StorageError, reason
+from monitor.numbers import counted
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -148,7 +149,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if args.write_accounts:
             write_accounts_file(world, args.write_accounts, url)
         print(
-            f"simulator listening on {url} with {len(world.accounts)} accounts"
+            f"simulator listening on {url} with {counted(len(world.accounts), 'account')}"
             + (f"; accounts file: {args.write_accounts}" if args.write_accounts else ""),
             flush=True,
         )

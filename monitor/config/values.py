@@ -11,19 +11,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from monitor.config.model import ReportSchedule
 from monitor.exchange.bitget.endpoints import FUTURES_PRODUCT_TYPES, SPOT
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")  # no unit: seconds, as a TOML number is
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION = timedelta(days=3660)
 
 
 def duration(value: Any) -> timedelta:
-    """ "500ms", "30s", "5m", "2h", "1d" or a number of seconds; must be positive."""
+    """ "500ms", "30s", "5m", "2h", "1d" or a number of seconds (90 or "90", as the command line gives it); must be
+    positive."""
     if isinstance(value, bool):
         raise ValueError(f'expected a duration like "30s", "5m" or a number of seconds, got {value!r}')
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
     else:
         raise ValueError(f'expected a duration like "500ms", "30s", "5m", "2h" or a number of seconds, got {value!r}')
     if seconds <= 0:

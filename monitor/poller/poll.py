@@ -17,6 +17,7 @@ from monitor.exchange.retry import with_retries
 from monitor.poller import spot
 from monitor.poller.spot import SpotPrice
 from monitor.poller.state import AccountState, RiskLevels, Status, snapshot_problem
+from monitor.rules.describe import span
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def _record_success(state: AccountState, outcome: PollOutcome, risk: RiskLevels,
         state.key, state.key_checked_at = outcome.key, outcome.finished_at
     was_at_risk, state.at_risk = state.at_risk, risk.at_risk(outcome.snapshot)
     if state.at_risk and not was_at_risk:
-        log.info("%s: at risk: re-read every %s", state.name, m.risk_poll_interval)
+        log.info("%s: at risk: re-read every %s", state.name, span(m.risk_poll_interval))
     elif was_at_risk and not state.at_risk:
         log.info("%s: no longer at risk", state.name)
 

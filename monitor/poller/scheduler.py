@@ -22,6 +22,7 @@ from monitor.exchange.bitget.client import BitgetClient, Credentials
 from monitor.exchange.bitget.ratelimit import AccountBudget, IpBudget
 from monitor.exchange.bitget.servertime import ServerClock
 from monitor.exchange.bitget.window import CONFIRMING, RISK, ROUTINE
+from monitor.numbers import counted
 from monitor.poller.lag import LoopWatch
 from monitor.poller.poll import read_account
 from monitor.poller.spot import SpotPrice
@@ -172,7 +173,7 @@ class Poller:
         """Poll exactly these accounts from now on (leases shared with other processes)."""
         if owned == self.owned:
             return
-        log.info("this process now polls %s accounts", "all" if owned is None else len(owned))
+        log.info("this process now polls %s", "all accounts" if owned is None else counted(len(owned), "account"))
         self.owned = owned
         for name in [n for n in self._tasks if owned is not None and n not in owned]:
             self._tasks.pop(name).cancel()

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from monitor.domain import AccountSnapshot, KeyInfo, Position
 from monitor.errors import error_text
-from monitor.numbers import amount, chance, duration, money, price
+from monitor.numbers import amount, chance, counted, duration, money, price
 from monitor.risk.odds import liquidation_probability
 from monitor.risk.safety import describe, snapshot_safety
 from monitor.rules.model import DATA_TYPES, Rule, RuleType, Severity
@@ -196,7 +196,7 @@ def _exposure(view: AccountView) -> str:
     count = len(snapshot.positions) if snapshot is not None else 0
     if snapshot is None or not count:
         return ""
-    return (f"; {count} open position{'s' if count != 1 else ''} now unwatched (as last read at "
+    return (f"; {counted(count, 'open position')} now unwatched (as last read at "
             f"{snapshot.taken_at:%H:%M} UTC, equity {money(snapshot.equity_usdt)} USDT)")  # fmt: skip
 
 
