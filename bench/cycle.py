@@ -14,11 +14,10 @@ import asyncio
 import dataclasses
 import statistics
 import time
-from typing import Any
 
 import aiohttp
-import ccxt.async_support
 
+from bench.ccxt_baseline import ccxt_accounts
 from bench.common import simulator
 from monitor.alerts.engine import AlertEngine
 from monitor.clock import SystemClock
@@ -30,7 +29,6 @@ from monitor.store.repository import Store
 from monitor.views import AccountViews
 
 TARGET_MS = 1.0
-CONCURRENT = 200  # ccxt accounts read at once (the simulator answers everyone in time)
 
 
 def eligible(config: Config, wanted: int) -> Config:
@@ -68,38 +66,13 @@ async def ours(config: Config, cycles: int, database: str) -> tuple[list[float],
 
 
 async def baseline(config: Config, url: str, cycles: int) -> list[float]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
-        exchanges = []
-        for a in config.accounts:
-            exchange = ccxt.async_support.bitget({"apiKey": a.api_key.reveal(), "secret": a.api_secret.reveal(),
-                                                  "password": a.passphrase.reveal(), "session": session,
-                                                  "timeout": 120_000})  # fmt: skip
-            exchange.urls["api"] = {name: url for name in exchange.urls["api"]}
-            exchanges.append(exchange)
-
-        gate = asyncio.Semaphore(CONCURRENT)
-
-        async def fetch(e: Any) -> None:
-            futures = {"productType": "USDT-FUTURES"}
-            async with gate:
-                await asyncio.gather(
-                    e.privateSpotGetV2SpotAccountAssets(),
-                    e.privateSpotGetV2AccountAllAccountBalance(),
-                    e.privateMixGetV2MixAccountAccounts(futures),
-                    e.privateMixGetV2MixPositionAllPosition(futures),
-                )
-
-        try:
-            await asyncio.gather(*(fetch(e) for e in exchanges))  # warm-up
-            cpu_per_cycle = []
-            for _ in range(cycles):
-                cpu = time.process_time()
-                await asyncio.gather(*(fetch(e) for e in exchanges))
-                cpu_per_cycle.append(time.process_time() - cpu)
-        finally:
-            for e in exchanges:
-                e.session = None  # shared: closed with the `async with` above, not by each exchange
-                await e.close()
+    async with ccxt_accounts(config, url, rate_limit=True) as (exchanges, fetch):
+        await asyncio.gather(*(fetch(e) for e in exchanges))  # warm-up
+        cpu_per_cycle = []
+        for _ in range(cycles):
+            cpu = time.process_time()
+            await asyncio.gather(*(fetch(e) for e in exchanges))
+            cpu_per_cycle.append(time.process_time() - cpu)
     return cpu_per_cycle
 
 

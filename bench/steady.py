@@ -35,13 +35,10 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-import ccxt.async_support
-
+from bench.ccxt_baseline import ccxt_accounts
 from bench.common import configure, simulator
-from bench.cycle import CONCURRENT, eligible
+from bench.cycle import eligible
 from monitor.config import Config, load_config
 from monitor.runtime import tune_gc
 
@@ -133,43 +130,19 @@ async def baseline(config: Config, url: str, cycles: int, pace: float) -> tuple[
     (bench.cycle's baseline, with ccxt's own rate limiter off: its leaky bucket polls every millisecond while a
     request waits for tokens, CPU that is its limiter's and not a fetch's), all at once as bench.cycle does; then
     one cycle paced like `run` (`pace` accounts a second, one after the other), for what pacing alone costs."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
-        exchanges = []
-        for a in config.accounts:
-            exchange = ccxt.async_support.bitget({"apiKey": a.api_key.reveal(), "secret": a.api_secret.reveal(),
-                                                  "password": a.passphrase.reveal(), "session": session,
-                                                  "timeout": 120_000, "enableRateLimit": False})  # fmt: skip
-            exchange.urls["api"] = {name: url for name in exchange.urls["api"]}
-            exchanges.append(exchange)
-        gate = asyncio.Semaphore(CONCURRENT)
-
-        async def fetch(e: Any) -> None:
-            futures = {"productType": "USDT-FUTURES"}
-            async with gate:
-                await asyncio.gather(
-                    e.privateSpotGetV2SpotAccountAssets(),
-                    e.privateSpotGetV2AccountAllAccountBalance(),
-                    e.privateMixGetV2MixAccountAccounts(futures),
-                    e.privateMixGetV2MixPositionAllPosition(futures),
-                )
-
-        try:
-            await asyncio.gather(*(fetch(e) for e in exchanges))  # warm-up
-            cpu_per_cycle = []
-            for _ in range(cycles):
-                cpu = time.process_time()
-                await asyncio.gather(*(fetch(e) for e in exchanges))
-                cpu_per_cycle.append(time.process_time() - cpu)
-            cpu, start, tasks = time.process_time(), time.monotonic(), []
-            for i, e in enumerate(exchanges):
-                await asyncio.sleep(max(0.0, start + i / pace - time.monotonic()))
-                tasks.append(asyncio.create_task(fetch(e)))
-            await asyncio.gather(*tasks)
-            paced = time.process_time() - cpu
-        finally:
-            for e in exchanges:
-                e.session = None  # shared: closed with the `async with` above, not by each exchange
-            await asyncio.gather(*(e.close() for e in exchanges))  # each waits a quarter second: all at once
+    async with ccxt_accounts(config, url, rate_limit=False) as (exchanges, fetch):
+        await asyncio.gather(*(fetch(e) for e in exchanges))  # warm-up
+        cpu_per_cycle = []
+        for _ in range(cycles):
+            cpu = time.process_time()
+            await asyncio.gather(*(fetch(e) for e in exchanges))
+            cpu_per_cycle.append(time.process_time() - cpu)
+        cpu, start, tasks = time.process_time(), time.monotonic(), []
+        for i, e in enumerate(exchanges):
+            await asyncio.sleep(max(0.0, start + i / pace - time.monotonic()))
+            tasks.append(asyncio.create_task(fetch(e)))
+        await asyncio.gather(*tasks)
+        paced = time.process_time() - cpu
     return cpu_per_cycle, paced
 
 
