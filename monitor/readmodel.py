@@ -8,6 +8,7 @@ import logging
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from monitor.alerts.engine import AlertEngine
@@ -27,7 +28,7 @@ from monitor.store.views import EquitySample
 from monitor.store.writer import SnapshotWriter
 from web.chart import portfolio
 from web.risk import Odds, levels_for, odds_of, worst_position
-from web.status import AccountRow, Counters, Health, row
+from web.status import AccountRow, ConfigReload, Counters, Health, row
 
 log = logging.getLogger(__name__)
 DATABASE_CHECK = 5.0  # seconds a /readyz database check may take
@@ -39,6 +40,19 @@ class LastReads(Protocol):
     the database's last good data, which the rules see too."""
 
     def completed(self, reading: Reading) -> Reading: ...
+
+
+class Reloads(Protocol):
+    """The accounts file's reloads (monitor.reloading.Reloader)."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def loaded_at(self) -> datetime: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def failed_since(self) -> datetime | None: ...
 
 
 class Parts(Protocol):
@@ -72,6 +86,8 @@ class Parts(Protocol):
     def mark_history(self) -> MarkHistory: ...
     @property
     def views(self) -> LastReads: ...
+    @property
+    def reloader(self) -> Reloads: ...
 
 
 class ServiceReader:
@@ -199,7 +215,12 @@ class ServiceReader:
             behind=poller.status().behind if poller is not None else False,
             sharing=sharing,
             feed=s.market.health() if s.market is not None else (),
+            config=self._config_reload(),
         )
+
+    def _config_reload(self) -> ConfigReload:
+        reloader = self._service.reloader
+        return ConfigReload(str(reloader.path), reloader.loaded_at, reloader.error, reloader.failed_since)
 
     def counters(self) -> Counters:
         s, poller = self._service, self._service.poller

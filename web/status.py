@@ -88,6 +88,16 @@ class Totals:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigReload:
+    """The accounts file's reloads, for the page's banner, /readyz and /metrics."""
+
+    file: str
+    loaded_at: datetime  # when the configuration in use was loaded (at start or by a reload)
+    error: str | None = None  # why the latest reload was rejected (file, line, key), until one succeeds
+    failed_since: datetime | None = None  # the first reload rejected since the configuration in use was loaded
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     """What /readyz and the page's banners say of the process."""
 
@@ -98,6 +108,7 @@ class Health:
     behind: bool  # the IP budget cannot read every account once per poll_interval
     sharing: tuple[int, int] | None  # (accounts this process polls, accounts in the file) when processes share
     feed: tuple[FeedHealth, ...] = ()  # the market feed's product types; empty without a feed (`once`)
+    config: ConfigReload | None = None  # None where the file is not watched
 
 
 @dataclass(frozen=True, slots=True)
