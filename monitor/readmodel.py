@@ -55,6 +55,15 @@ class Reloads(Protocol):
     def failed_since(self) -> datetime | None: ...
 
 
+class LiveCounts(Protocol):
+    """What the live judging counts since start (monitor.live.LiveJudge)."""
+
+    @property
+    def confirmations(self) -> int: ...
+    @property
+    def estimates(self) -> int: ...
+
+
 class Parts(Protocol):
     """What the reader reads of the running service (monitor.service.Service has all of it)."""
 
@@ -88,6 +97,8 @@ class Parts(Protocol):
     def views(self) -> LastReads: ...
     @property
     def reloader(self) -> Reloads: ...
+    @property
+    def live(self) -> LiveCounts | None: ...
 
 
 class ServiceReader:
@@ -233,6 +244,8 @@ class ServiceReader:
             memory_dropped=s.sender.memory.dropped,
             sent=s.sender.sent,
             failures=s.sender.failures,
+            confirming_reads=s.live.confirmations if s.live is not None else 0,
+            estimated_alerts=s.live.estimates if s.live is not None else 0,
         )
 
     async def database_ok(self) -> bool:

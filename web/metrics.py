@@ -104,6 +104,10 @@ class _Snapshot(Collector):
         stalled = counters.stalled_seconds
         yield CounterMetricFamily(PREFIX + "stalled_seconds", "Time the monitor could not run (a stalled event loop "
                                   "or a suspended machine), left out of staleness", value=stalled)  # fmt: skip
+        yield CounterMetricFamily(PREFIX + "confirming_reads", "Account reads asked for at once to confirm what "
+                                  "the mark feed suggests", value=counters.confirming_reads)  # fmt: skip
+        yield CounterMetricFamily(PREFIX + "estimated_alerts", "Accounts judged on the live estimate for want of a "
+                                  "confirming read in time", value=counters.estimated_alerts)  # fmt: skip
         if health.config is not None:
             reload = health.config
             yield GaugeMetricFamily(PREFIX + "config_reload_failed", "1 while the latest reload of the accounts "

@@ -123,6 +123,8 @@ class Counters:
     memory_dropped: int  # unsent messages dropped from a full outbox in memory
     sent: int
     failures: int
+    confirming_reads: int = 0  # account reads asked for at once to confirm what the mark feed suggests
+    estimated_alerts: int = 0  # accounts judged on the live estimate for want of a confirming read in time
 
 
 class StatusReader(Protocol):
