@@ -61,8 +61,8 @@ class LiveJudge:
         self.clock = clock
         self.confirm_timeout = confirm_timeout  # seconds, from the current configuration
         self.view_of: ViewOf | None = None  # AccountViews.of: set by the service
-        self.confirmations = 0  # confirming reads asked for, since start
-        self.estimates = 0  # accounts judged on the live estimate for want of a read in time
+        self.confirmations = 0  # confirming reads asked for, since start (/metrics, through the read model)
+        self.estimates = 0  # accounts judged on the live estimate for want of a read in time (/metrics)
         self._pending: dict[str, _Pending] = {}
         # Per account: its read and the marks of its positions (`_marks`), and the snapshot at those marks as live
         # and as judged (`_worse`): re-priced once per read and move of its marks, not at every use.

@@ -8,6 +8,7 @@ import logging
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from monitor.alerts.engine import AlertEngine
@@ -27,7 +28,7 @@ from monitor.store.views import EquitySample
 from monitor.store.writer import SnapshotWriter
 from web.chart import portfolio
 from web.risk import Odds, levels_for, likeliest_odds, odds_of
-from web.status import AccountRow, Counters, Health, row
+from web.status import AccountRow, ConfigReload, Counters, Health, row
 
 log = logging.getLogger(__name__)
 DATABASE_CHECK = 5.0  # seconds a /readyz database check may take
@@ -39,6 +40,28 @@ class LastReads(Protocol):
     the database's last good data, which the rules see too."""
 
     def completed(self, reading: Reading) -> Reading: ...
+
+
+class Reloads(Protocol):
+    """The accounts file's reloads (monitor.reloading.Reloader)."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def loaded_at(self) -> datetime: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def failed_since(self) -> datetime | None: ...
+
+
+class LiveCounts(Protocol):
+    """What the live judging counts since start (monitor.live.LiveJudge)."""
+
+    @property
+    def confirmations(self) -> int: ...
+    @property
+    def estimates(self) -> int: ...
 
 
 class Parts(Protocol):
@@ -72,6 +95,10 @@ class Parts(Protocol):
     def mark_history(self) -> MarkHistory: ...
     @property
     def views(self) -> LastReads: ...
+    @property
+    def reloader(self) -> Reloads: ...
+    @property
+    def live(self) -> LiveCounts | None: ...
 
 
 class ServiceReader:
@@ -198,7 +225,12 @@ class ServiceReader:
             behind=poller.status().behind if poller is not None else False,
             sharing=sharing,
             feed=s.market.health() if s.market is not None else (),
+            config=self._config_reload(),
         )
+
+    def _config_reload(self) -> ConfigReload:
+        reloader = self._service.reloader
+        return ConfigReload(str(reloader.path), reloader.loaded_at, reloader.error, reloader.failed_since)
 
     def counters(self) -> Counters:
         s, poller = self._service, self._service.poller
@@ -211,6 +243,8 @@ class ServiceReader:
             memory_dropped=s.sender.memory.dropped,
             sent=s.sender.sent,
             failures=s.sender.failures,
+            confirming_reads=s.live.confirmations if s.live is not None else 0,
+            estimated_alerts=s.live.estimates if s.live is not None else 0,
         )
 
     async def database_ok(self) -> bool:

@@ -84,7 +84,7 @@ class Service(OnceCycle):
         self.market: MarketWatch | None = None  # the mark feed and the live judging: with `run` only
         self.live: LiveJudge | None = None
         self.leases = Leases(self.store, self.node, clock, lambda: self.config, config_path)
-        self.reloader = Reloader(config_path, self._apply)
+        self.reloader = Reloader(config_path, self._apply, clock)
 
     @contextlib.asynccontextmanager
     async def started(self) -> AsyncIterator[Poller]:

@@ -11,12 +11,15 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from monitor.exchange.bitget import endpoints as ep
 from monitor.rules.evaluate import ESTIMATED
 from monitor.service import Service
 from tests.conftest import SimFactory, Sink, until
 from tests.launch import accounts_file, running
 from tests.scenarios import LIQUIDATION_RULE, TWO_ACCOUNTS
+from web.metrics import PREFIX
 
 
 @asynccontextmanager
@@ -44,7 +47,7 @@ async def test_a_live_mark_crossing_a_level_triggers_one_confirming_read_and_one
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # type: ignore[attr-defined]
         await until(lambda: len(sink.received) >= 1, timeout=8)  # a routine read would take 30 s
         await asyncio.sleep(1.5)  # more marks: no second confirmation, no second message
-        assert service.live.confirmations == 1 and service.live.estimates == 0
+        assert await _live_counts(service, sim) == (1, 0)  # confirming reads, estimated alerts, as /metrics says
         assert service.poller.accounts["iso"].polls >= polls + 1
         [title] = sink.titles()
         assert title.startswith("[CRITICAL] iso: BTCUSDT long: 2.2") and ESTIMATED not in title
@@ -61,7 +64,7 @@ async def test_a_confirming_read_that_fails_gives_a_message_estimated_from_the_m
         await until(lambda: len(sink.received) >= 1, timeout=8)
         [title] = sink.titles()
         assert title.startswith("[CRITICAL] iso: BTCUSDT long: 2.2") and title.endswith(ESTIMATED)
-        assert service.live.estimates == 1
+        assert (await _live_counts(service, sim))[1] == 1
 
 
 async def test_a_stale_feed_falls_back_to_the_account_reads_and_says_so_in_readyz_and_metrics(
@@ -99,6 +102,14 @@ async def test_the_feed_confirmations_and_routine_reads_see_no_429_under_a_small
         stats = await sim.control("GET", "/_sim/stats")  # type: ignore[attr-defined]
         assert stats["totals"]["rate_limited"] == 0 and stats["totals"]["ip_lockouts"] == 0
         assert stats["requests"]["-"][ep.TICKERS.path] >= 10
+
+
+async def _live_counts(service: Service, sim: object) -> tuple[float, float]:
+    """bitget_monitor_confirming_reads_total and bitget_monitor_estimated_alerts_total from /metrics."""
+    session = sim.session  # type: ignore[attr-defined]
+    text = await (await session.get(f"{service.web_url}/metrics")).text()
+    found = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return found[f"{PREFIX}confirming_reads_total"], found[f"{PREFIX}estimated_alerts_total"]
 
 
 def _rows(service: Service) -> list:  # type: ignore[type-arg]

@@ -192,6 +192,7 @@ async def test_readyz_fails_when_too_few_accounts_are_fresh(served: Any) -> None
         "leases": True,
         "outbox_written": True,
         "market_feed": True,
+        "config": True,  # the file as loaded at start: no reload rejected
     }
     assert response.status == 503 and body["checks"] == checks
     assert (await client.get("/healthz")).status == 200

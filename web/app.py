@@ -257,7 +257,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the database answers, the poller runs, and enough accounts have fresh data."""
+    """Ready: the database answers, the poller runs, and enough accounts have fresh data. A rejected reload shows
+    as the check `config` (false) and `config_error`, without failing readiness."""
     source = request.app[SOURCE]
     health = source.health()
     rows = source.rows()
@@ -271,9 +272,16 @@ async def readyz(request: web.Request) -> web.Response:
         "outbox_written": health.messages_in_memory == 0,  # else messages wait in memory
         "market_feed": not any(f.stale for f in health.feed),  # else positions are judged on account reads' marks
     }
-    body = {"ready": all(checks.values()), "checks": checks, "fresh_share": round(share, 4), "accounts": len(rows),
+    ready = all(checks.values())
+    # A rejected reload leaves the previous configuration polling and alerting as before: said here, it does not
+    # make the process unready (a load balancer or orchestrator would only stop the page that shows the error).
+    reload = health.config
+    checks["config"] = reload is None or reload.error is None
+    body = {"ready": ready, "checks": checks, "fresh_share": round(share, 4), "accounts": len(rows),
             "mode": health.lease_mode, "messages_in_memory": health.messages_in_memory}  # fmt: skip
-    return json_response(body, status=200 if body["ready"] else 503)
+    if reload is not None and reload.error is not None:
+        body["config_error"] = {"file": reload.file, "error": reload.error, "since": reload.failed_since}
+    return json_response(body, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

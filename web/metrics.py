@@ -104,6 +104,18 @@ class _Snapshot(Collector):
         stalled = counters.stalled_seconds
         yield CounterMetricFamily(PREFIX + "stalled_seconds", "Time the monitor could not run (a stalled event loop "
                                   "or a suspended machine), left out of staleness", value=stalled)  # fmt: skip
+        yield CounterMetricFamily(PREFIX + "confirming_reads", "Account reads asked for at once to confirm what "
+                                  "the mark feed suggests", value=counters.confirming_reads)  # fmt: skip
+        yield CounterMetricFamily(PREFIX + "estimated_alerts", "Accounts judged on the live estimate for want of a "
+                                  "confirming read in time", value=counters.estimated_alerts)  # fmt: skip
+        if health.config is not None:
+            reload = health.config
+            yield GaugeMetricFamily(PREFIX + "config_reload_failed", "1 while the latest reload of the accounts "
+                                    "file was rejected (the previous configuration is in use)",
+                                    value=0 if reload.error is None else 1)  # fmt: skip
+            yield GaugeMetricFamily(PREFIX + "config_last_reload_timestamp_seconds", "When the configuration in "
+                                    "use was loaded (at start or by a reload)",
+                                    value=reload.loaded_at.timestamp())  # fmt: skip
         yield CounterMetricFamily(PREFIX + "notifications_sent", "Messages delivered to every URL", value=counters.sent)
         yield CounterMetricFamily(PREFIX + "notification_failures", "Failed delivery attempts", value=counters.failures)
 

@@ -52,6 +52,8 @@ def render(request: web.Request, name: str, context: dict[str, Any]) -> web.Resp
                 "actions": False,
                 "tz": source.web_settings().timezone}  # fmt: skip
     defaults["feed_stale"] = stale_feed(source)
+    reload = source.health().config
+    defaults["config_error"] = reload if reload is not None and reload.error is not None else None
     csrf, new_cookie = csrf_token(request)
     defaults["csrf"] = csrf
     page = request.app[TEMPLATES].get_template(name).render({**defaults, **context})

@@ -88,6 +88,16 @@ class Totals:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigReload:
+    """The accounts file's reloads, for the page's banner, /readyz and /metrics."""
+
+    file: str
+    loaded_at: datetime  # when the configuration in use was loaded (at start or by a reload)
+    error: str | None = None  # why the latest reload was rejected (file, line, key), until one succeeds
+    failed_since: datetime | None = None  # the first reload rejected since the configuration in use was loaded
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     """What /readyz and the page's banners say of the process."""
 
@@ -98,6 +108,7 @@ class Health:
     behind: bool  # the IP budget cannot read every account once per poll_interval
     sharing: tuple[int, int] | None  # (accounts this process polls, accounts in the file) when processes share
     feed: tuple[FeedHealth, ...] = ()  # the market feed's product types; empty without a feed (`once`)
+    config: ConfigReload | None = None  # None where the file is not watched
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,8 @@ class Counters:
     memory_dropped: int  # unsent messages dropped from a full outbox in memory
     sent: int
     failures: int
+    confirming_reads: int = 0  # account reads asked for at once to confirm what the mark feed suggests
+    estimated_alerts: int = 0  # accounts judged on the live estimate for want of a confirming read in time
 
 
 class StatusReader(Protocol):
