@@ -156,6 +156,7 @@ async def test_the_overview_and_an_account_page_fit_a_desk_and_a_phone(
         if label == "phone":
             assert await overflow(page) <= 0
             assert await small_targets(page) == []
+            assert await page.locator("main table:not(.cards)").count() == 0  # every table stacked, deliveries too
         await page.close()
     for shot in taken:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
