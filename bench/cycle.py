@@ -17,7 +17,7 @@ import time
 
 import aiohttp
 
-from bench.ccxt_baseline import ccxt_accounts
+from bench.ccxt_baseline import ccxt_accounts, cpu_per_cycle
 from bench.common import simulator
 from monitor.alerts.engine import AlertEngine
 from monitor.clock import SystemClock
@@ -67,13 +67,7 @@ async def ours(config: Config, cycles: int, database: str) -> tuple[list[float],
 
 async def baseline(config: Config, url: str, cycles: int) -> list[float]:
     async with ccxt_accounts(config, url, rate_limit=True) as (exchanges, fetch):
-        await asyncio.gather(*(fetch(e) for e in exchanges))  # warm-up
-        cpu_per_cycle = []
-        for _ in range(cycles):
-            cpu = time.process_time()
-            await asyncio.gather(*(fetch(e) for e in exchanges))
-            cpu_per_cycle.append(time.process_time() - cpu)
-    return cpu_per_cycle
+        return await cpu_per_cycle(exchanges, fetch, cycles)
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.ccxt_baseline import ccxt_accounts
+from bench.ccxt_baseline import ccxt_accounts, cpu_per_cycle
 from bench.common import configure, simulator
 from bench.cycle import eligible
 from monitor.config import Config, load_config
@@ -131,19 +131,14 @@ async def baseline(config: Config, url: str, cycles: int, pace: float) -> tuple[
     request waits for tokens, CPU that is its limiter's and not a fetch's), all at once as bench.cycle does; then
     one cycle paced like `run` (`pace` accounts a second, one after the other), for what pacing alone costs."""
     async with ccxt_accounts(config, url, rate_limit=False) as (exchanges, fetch):
-        await asyncio.gather(*(fetch(e) for e in exchanges))  # warm-up
-        cpu_per_cycle = []
-        for _ in range(cycles):
-            cpu = time.process_time()
-            await asyncio.gather(*(fetch(e) for e in exchanges))
-            cpu_per_cycle.append(time.process_time() - cpu)
+        spent = await cpu_per_cycle(exchanges, fetch, cycles)
         cpu, start, tasks = time.process_time(), time.monotonic(), []
         for i, e in enumerate(exchanges):
             await asyncio.sleep(max(0.0, start + i / pace - time.monotonic()))
             tasks.append(asyncio.create_task(fetch(e)))
         await asyncio.gather(*tasks)
         paced = time.process_time() - cpu
-    return cpu_per_cycle, paced
+    return spent, paced
 
 
 @dataclasses.dataclass
