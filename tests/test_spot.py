@@ -244,3 +244,19 @@ async def test_an_accounts_unrealized_pnl_and_equity_follow_its_positions_live_m
     assert usdt_futures(live) != usdt_futures(read)  # it moved
     for now, then in zip(usdt_futures(live), usdt_futures(fresh), strict=True):
         assert abs(now - then) <= Decimal("0.00001")  # Bitget's 8 places, summed over the positions
+
+
+async def test_a_quick_read_never_asks_bitget_to_value_coins_the_feed_stopped_pricing(
+    feed: tuple[Sim, MarketFeed], tmp_path: Path
+) -> None:
+    sim, market = feed
+    account = _classic(sim, btc=True)
+    poller = Poller(_config(sim, tmp_path, spot_poll_interval="1h"), sim.session, CLOCK)
+    poller.spot_prices = market.spot_price
+    state = poller.accounts[account.name]
+    assert (await poller.poll(state)).ok
+    valuations = sim.sim.requests[(account.name, ep.ALL_ACCOUNT_BALANCE.path)]
+    poller.spot_prices = lambda coin: None  # the spot feed went stale
+    out = await poller.poll(state, confirming=True)
+    assert out.ok and sim.sim.requests[(account.name, ep.ALL_ACCOUNT_BALANCE.path)] == valuations
+    assert state.spot.due(0.0, 3600.0)  # the next routine read values them

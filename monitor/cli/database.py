@@ -78,7 +78,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
             for r in rows:
                 print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     except StorageError as exc:
-        print(f"error: database: {reason(exc)} (is the schema current? `bitget-monitor db upgrade`)", file=sys.stderr)
+        _database_error(exc)
         return EXIT_FAILED
     finally:
         store.close()
@@ -106,7 +106,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: {exc.args[0]} in {args.config}", file=sys.stderr)
         return EXIT_CONFIG
     except StorageError as exc:
-        print(f"error: database: {reason(exc)} (is the schema current? `bitget-monitor db upgrade`)", file=sys.stderr)
+        _database_error(exc)
         return EXIT_FAILED
     finally:
         store.close()
@@ -174,3 +174,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     state = "up to date" if revision == head else f"behind (newest is {head}; run `bitget-monitor db upgrade`)"
     print(f"database {shown}: revision {revision or 'none (empty)'}, {state}")
     return EXIT_OK
+
+
+def _database_error(exc: StorageError) -> None:
+    print(f"error: database: {reason(exc)} (is the schema current? `bitget-monitor db upgrade`)", file=sys.stderr)

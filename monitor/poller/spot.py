@@ -113,6 +113,9 @@ async def complete(
         spot_usdt = priced
     elif book.unpriced is not None and (book.unpriced[0] == unknown or quick):
         spot_usdt = priced + book.unpriced[1]
+    elif quick:  # no value yet for the coins the feed does not price: the next routine read asks Bitget
+        book.read_at = None
+        spot_usdt = priced
     else:
         spot_usdt = await _value_unpriced(book, client, priced, unknown, attempts)
     return replace(snapshot, spot=book.assets, spot_usdt=spot_usdt)
