@@ -1,10 +1,10 @@
 """The one way numbers are written for people, on the page and in alert messages alike: money with thousands
 separators and two decimals, prices at the symbol's precision, sizes and coin amounts with the digits they have,
-chances as percentages. A missing value is an en dash."""
+chances as percentages, moments in the reader's time zone. A missing value is an en dash."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 
 MISSING = "–"
@@ -94,3 +94,13 @@ def duration(value: timedelta) -> str:
 def counted(count: int, noun: str) -> str:
     """3 positions, 1 position, 0 positions: a count with its (regular) noun."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def local_time(at: datetime, zone: tzinfo, *, seconds: bool = False, label: bool = True) -> str:
+    """An aware moment on the clock of `zone`: "2026-11-27 15:24 CET" ("UTC" in UTC; a zone without an
+    abbreviation shows its offset, "+04"). `label=False` leaves the zone out, for a text that names it once."""
+    local = at.astimezone(zone)
+    text = f"{local:%Y-%m-%d %H:%M:%S}" if seconds else f"{local:%Y-%m-%d %H:%M}"
+    if not label:
+        return text
+    return f"{text} {'UTC' if str(zone) == 'UTC' else local.strftime('%Z')}"

@@ -4,24 +4,16 @@ from `equity_series`), so they live here and not in the store."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, func, select
-
-from monitor.domain import MarginMode, Position, PositionMode, Side
-from monitor.store import tables as t
+from monitor.domain import Position
 from monitor.store.history import HOUR, floor_hour
+from monitor.store.lastread import last_reads, position_from_row
 from monitor.store.repository import Store
-
-ACCOUNT: Table = t.Account.__table__  # type: ignore[attr-defined]
-EQUITY: Table = t.EquityPoint.__table__  # type: ignore[attr-defined]
-BALANCE: Table = t.BalanceSnapshot.__table__  # type: ignore[attr-defined]
-POSITION: Table = t.PositionSnapshot.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,35 +42,20 @@ class LatestAccount:
 
 def latest(store: Store, accounts: Iterable[str] | None = None) -> dict[str, LatestAccount]:
     """Each account's last stored snapshot with its balances and positions (at most `snapshot_interval`
-    older than its last successful poll, whose equity is the last point of `equity_series`)."""
-    last = (
-        select(EQUITY.c.account_id, func.max(EQUITY.c.taken_at).label("taken_at"))
-        .where(EQUITY.c.detail)
-        .group_by(EQUITY.c.account_id)
-        .subquery()
-    )
-    query = (
-        select(ACCOUNT.c.id, ACCOUNT.c.name, EQUITY.c.taken_at, EQUITY.c.equity_usdt, EQUITY.c.unrealized_pnl_usdt)
-        .join(last, last.c.account_id == ACCOUNT.c.id)
-        .join(EQUITY, (EQUITY.c.account_id == last.c.account_id) & (EQUITY.c.taken_at == last.c.taken_at))
-    )
-    if accounts is not None:
-        query = query.where(ACCOUNT.c.name.in_(list(accounts)))
-    with store.engine.connect() as connection:
-        heads = {row.id: row for row in connection.execute(query)}
-        if not heads:
-            return {}
-        balances: dict[int, list[BalanceLine]] = defaultdict(list)
-        for row in connection.execute(_at_latest(BALANCE, last, heads)):
-            balances[row.account_id].append(_balance(row))
-        positions: dict[int, list[Position]] = defaultdict(list)
-        for row in connection.execute(_at_latest(POSITION, last, heads)):
-            positions[row.account_id].append(_position(row))
+    older than its last successful poll, whose equity is the last point of `equity_series`): the rows the
+    monitor restores from (monitor.store.lastread), with every stored column of the balances."""
+    wanted = None if accounts is None else set(accounts)
     return {
-        h.name: LatestAccount(
-            h.name, h.taken_at, h.equity_usdt, h.unrealized_pnl_usdt, tuple(balances[id_]), tuple(positions[id_])
+        name: LatestAccount(
+            name,
+            r.point.taken_at,
+            r.point.equity_usdt,
+            r.point.unrealized_pnl_usdt,
+            tuple(_balance(b) for b in r.balances),
+            tuple(position_from_row(p) for p in r.positions),
         )
-        for id_, h in heads.items()
+        for name, r in last_reads(store.engine).items()
+        if wanted is None or name in wanted
     }
 
 
@@ -93,32 +70,7 @@ def equity_peak(store: Store, account: str, since: datetime) -> Decimal | None:
     return max(highs) if highs else None
 
 
-def _at_latest(table: Table, last: Any, accounts: Iterable[int]) -> Any:
-    """The rows of a snapshot table taken at each account's latest successful poll."""
-    at = (last.c.account_id == table.c.account_id) & (last.c.taken_at == table.c.taken_at)
-    return select(table).join(last, at).where(table.c.account_id.in_(list(accounts)))
-
-
 def _balance(row: Any) -> BalanceLine:
     return BalanceLine(
         row.product, row.coin, row.equity, row.available, row.locked, row.unrealized_pnl, row.risk_ratio, row.usdt_value
-    )
-
-
-def _position(row: Any) -> Position:
-    return Position(
-        product_type=row.product_type,
-        symbol=row.symbol,
-        margin_coin="",
-        side=Side(row.side),
-        position_mode=PositionMode(row.position_mode),
-        margin_mode=MarginMode(row.margin_mode),
-        size=row.size,
-        entry_price=row.entry_price,
-        mark_price=row.mark_price,
-        liquidation_price=row.liquidation_price,
-        margin=row.margin,
-        leverage=row.leverage,
-        unrealized_pnl=row.unrealized_pnl,
-        margin_ratio=row.margin_ratio,
     )

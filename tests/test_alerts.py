@@ -289,8 +289,38 @@ critical = "7%"
     summary = sink.received[1]["message"]
     assert "alpha liq: BTCUSDT long: 14.29% from liquidation" in summary
     assert "RESOLVED beta" in summary and "WARNING beta" not in summary  # the held warning is no longer true
+    assert "since 2026-03-28 22:30 CET" in summary  # on the channel's clock, like its quiet hours
     await rig.sender.send_due()
     assert len(sink.received) == 2
+
+
+async def test_each_channel_reads_the_alerts_times_on_its_own_clock(make_rig: Any, sink: Sink) -> None:
+    text = f"""
+[channels.utc]
+urls = ["{sink.url("utc")}"]
+[channels.tokyo]
+urls = ["{sink.url("tokyo")}"]
+timezone = "Asia/Tokyo"
+[channels.berlin]
+urls = ["{sink.url("berlin")}"]
+timezone = "Europe/Berlin"
+[[rules]]
+name = "liq"
+type = "liquidation_distance"
+warning = "15%"
+critical = "7%"
+"""
+    rig = await make_rig(text)  # T0: 2026-03-02 12:00 UTC
+    await rig.judge("alpha", position("95"))
+    rig.clock.advance(timedelta(minutes=3))
+    await rig.judge("alpha", position("120"))  # resolved: its time is the channel's too
+    by_path = {p: [r["message"] for r in sink.received if r["path"] == f"/{p}"] for p in ("utc", "tokyo", "berlin")}
+    for path, fired, resolved in (("utc", "2026-03-02 12:00 UTC", "2026-03-02 12:03 UTC"),
+                                  ("tokyo", "2026-03-02 21:00 JST", "2026-03-02 21:03 JST"),
+                                  ("berlin", "2026-03-02 13:00 CET", "2026-03-02 13:03 CET")):  # fmt: skip
+        assert len(by_path[path]) == 2, path
+        assert by_path[path][0].rstrip().endswith(f"; since {fired}"), by_path[path][0]
+        assert f"since {resolved}" in by_path[path][1]
 
 
 async def test_a_failing_sink_gets_every_message_exactly_once_after_it_recovers(

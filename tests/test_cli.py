@@ -346,7 +346,10 @@ async def test_report_prints_the_stored_reads_of_the_simulators_accounts_as_text
     make_sim: SimFactory, tmp_path: Path
 ) -> None:
     import json
+    import re
     from decimal import Decimal
+
+    from monitor.numbers import money
 
     sim: Sim = await make_sim(accounts=3, limits=False)
     path = tmp_path / "accounts.toml"
@@ -363,9 +366,21 @@ async def test_report_prints_the_stored_reads_of_the_simulators_accounts_as_text
     for account in report["accounts"]:
         if read[account["name"]]["ok"]:
             assert Decimal(account["equity_usdt"]) == Decimal(read[account["name"]]["equity_usdt"])
-    code, out, err = await _run("report", "-c", str(path), "--since", "2h")
+    # Where reports are made, the accounts' secrets need not be: variables unset, key files gone, a channel's
+    # token unset too (check, which reads the accounts, still needs them)
+    for key_file in tmp_path.rglob("*.pem"):
+        key_file.unlink()
+    unset = re.sub(r'^(api_key|api_secret|passphrase) = ".*"$', r'\1 = "${BM_UNSET_\1}"', text, flags=re.M)
+    unset = unset.replace("[[accounts]]", '[channels]\nops = ["tgram://${BM_UNSET_TOKEN}/1"]\n[[accounts]]', 1)
+    bare = tmp_path / "bare.toml"
+    bare.write_text(unset + '[[reports]]\nname = "desk"\nschedule = "daily 08:00"\naccounts = ["sim-001"]\n')
+    code, _, err = await _run("check", "-c", str(bare))
+    assert code == 2 and "environment variable BM_UNSET_" in err
+    code, out, err = await _run("report", "-c", str(bare), "--since", "2h")
     assert code == 0, err
     assert out.startswith(f"Report: {len(read)} accounts") and "\nsim-001\n  Equity:" in out
+    if read["sim-001"]["ok"]:
+        assert f"  Equity:                 {money(Decimal(read['sim-001']['equity_usdt']))} USDT" in out
     code, out, err = await _run("report", "-c", str(path), "desk", "--json")
     assert code == 0, err
     assert [a["name"] for a in json.loads(out)["accounts"]] == ["sim-001"]

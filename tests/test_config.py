@@ -58,6 +58,19 @@ def test_the_example_file_loads(tmp_path: Path) -> None:
     assert config.warnings == ()
 
 
+def test_without_credentials_the_example_loads_with_no_key_read_and_the_rest_still_checked(tmp_path: Path) -> None:
+    example = tmp_path / "accounts.toml"
+    example.write_text((ROOT / "accounts.example.toml").read_text())  # no keys/beta.pem, no variable set
+    config = load_config(example, env={}, credentials=False)
+    assert [(a.name, a.tags) for a in config.accounts] == [("alpha", ("fund-a",)), ("beta-rsa", ("fund-a", "rsa"))]
+    secrets = [s for a in config.accounts for s in (a.api_key, a.api_secret, a.passphrase)]
+    assert not any(secrets) and config.channels["ops"].urls == () and config.web.token is None
+    assert config.channels["oncall"].timezone.key == "Europe/Berlin" and [r.name for r in config.reports]
+    example.write_text(example.read_text().replace("[monitor]\n", "[monitor]\npoll_intervall = 5\n", 1))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(example, env={}, credentials=False)
+
+
 def test_database_url_comes_from_the_environment_when_set(tmp_path: Path) -> None:
     path = tmp_path / "a.toml"
     path.write_text(f"[[accounts]]\n{ACCOUNT}")

@@ -410,3 +410,8 @@ async def test_three_rules_on_a_liquidated_position_are_one_liquidation(
     assert code == 0, err
     report = json.loads(out)
     assert report["total"]["liquidations"] == 1 and report["accounts"][0]["liquidations"] == 1
+    # the two alerts that ended with the liquidation are not "resolved": no good news in the report
+    assert (report["total"]["alerts_fired"], report["total"]["alerts_resolved"]) == (3, 0)
+    code, out, err = await cli("report", "-c", str(path))
+    assert code == 0, err
+    assert out.count("Alerts:                 3 fired, 0 resolved, 1 liquidated") == 2  # the total and iso's

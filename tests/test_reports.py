@@ -412,6 +412,8 @@ def test_alerts_fired_resolved_and_liquidated_in_the_period_are_counted(store: S
         # two other rules' alerts about b's position, liquidated with it (as they were before one alert carried
         # a liquidation): one position, one liquidation
         "c": alert("c", "alpha", State.LIQUIDATED, "b"), "d": alert("d", "alpha", State.LIQUIDATED, "b"),
+        # another rule's alert about b's position, ended with it as resolved (lifecycle.absorbed): not a resolution
+        "e": alert("e", "alpha", State.RESOLVED, "b"),
     }, [
         moved("a", START - h, State.PENDING, State.FIRING),  # before the period
         moved("a", START + h, State.RESOLVED, State.FIRING),
@@ -421,13 +423,15 @@ def test_alerts_fired_resolved_and_liquidated_in_the_period_are_counted(store: S
         moved("b", START + 5 * h, State.FIRING, State.LIQUIDATED),
         moved("c", START + 5 * h, State.FIRING, State.LIQUIDATED),
         moved("d", START + 5 * h, State.PENDING, State.LIQUIDATED),
+        moved("e", START + 4 * h, State.PENDING, State.FIRING),
+        moved("e", START + 5 * h, State.FIRING, State.RESOLVED),
         moved("p", START + 6 * h, State.PENDING, State.FIRING),
         moved("a", END, State.RESOLVED, State.FIRING),  # the next period's
     ])  # fmt: skip
     store.alerts.save(batch)
     data = stored.period_data(store.engine, ["alpha"], START, END)
     alpha = data.accounts[0]
-    assert (alpha.alerts_fired, alpha.alerts_resolved, alpha.liquidations) == (2, 1, 1)
+    assert (alpha.alerts_fired, alpha.alerts_resolved, alpha.liquidations) == (3, 1, 1)
     assert data.portfolio == (1, 0)
 
 

@@ -162,6 +162,24 @@ async def test_with_a_token_everything_but_healthz_needs_it(served: Any) -> None
     assert outside.headers["Location"] == "/"
 
 
+async def test_every_page_declares_an_icon_and_favicon_ico_answers_without_signing_in(served: Any) -> None:
+    import re
+
+    client, _, _ = await served(accounts=1, web='token = "s3cret-token-42"')
+    for path in ("/login", "/favicon.ico"):
+        response = await client.get(path, allow_redirects=False)
+        assert response.status == 200, path
+        if path == "/login":
+            (icon,) = re.findall(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', await response.text())
+            response = await client.get(icon)
+            assert response.status == 200
+        assert response.content_type == "image/svg+xml", path
+        assert (await response.text()).startswith("<svg "), path
+    signed_in = {"Authorization": "Bearer s3cret-token-42"}
+    for page in ("/", "/alerts"):
+        assert '<link rel="icon" ' in await (await client.get(page, headers=signed_in)).text(), page
+
+
 async def test_metrics_follow_their_setting_and_parse_with_the_client_library(served: Any) -> None:
     client, _, sim = await served(web='token = "t0ken-abc"\nmetrics_public = true', revoke="sim-003")
     response = await client.get("/metrics")

@@ -29,7 +29,7 @@ SESSION_AGE = 30 * 86400  # seconds a sign-in lasts
 COOKIE = "bm_session"
 MAX_BODY = 64 * 1024  # bytes: the only bodies this server reads are the login form and the action forms
 BODY_TIMEOUT = 10.0  # seconds a client has to send that body
-OPEN_PATHS = ("/healthz", "/login", "/static/")
+OPEN_PATHS = ("/healthz", "/login", "/static/", "/favicon.ico")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -59,8 +59,15 @@ def create_app(source: StatusReader) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static/", HERE / "static", append_version=True, name="static")
+    app.router.add_get("/favicon.ico", favicon)  # asked for by browsers whatever a page declares (/metrics, JSON)
     app[TEMPLATES].globals["static"] = lambda path: str(app.router["static"].url_for(filename=path))
     return app
+
+
+async def favicon(request: web.Request) -> web.FileResponse:
+    """The page's icon (an SVG, which browsers take at this address too): without it, browsers log a 404 in the
+    console on every page, and on answers that declare no icon (/metrics, the API)."""
+    return web.FileResponse(HERE / "static" / "favicon.svg")
 
 
 def settings_of(request: web.Request) -> WebSettings:

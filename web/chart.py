@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from markupsafe import Markup, escape
 
-from monitor.numbers import money
+from monitor.numbers import local_time, money
 from monitor.store.views import EquitySample
 
 WIDTH, HEIGHT = 720, 240
@@ -142,18 +142,18 @@ def equity_svg(samples: Sequence[EquitySample], zone: tzinfo = UTC, label: str =
         dx = -6 if anchor == "end" else 6
         dy = 14 if cls == "min" and y(s.equity) + 14 < base - 2 else -6  # below the min, unless on the time axis
         parts.append(f'<circle class="mark {cls}" cx="{x(s.at):.1f}" cy="{y(s.equity):.1f}" r="3.5">'
-                     f"<title>{escape(f'{text} {money(s.equity)} USDT at {_at(s.at, zone)}')}</title></circle>"
+                     f"<title>{escape(f'{text} {money(s.equity)} USDT at {local_time(s.at, zone)}')}</title></circle>"
                      f'<text class="marklabel {cls}" x="{x(s.at) + dx:.1f}" y="{y(s.equity) + dy:.1f}" '
                      f'text-anchor="{anchor}">{escape(f"{text} {money(s.equity)}")}</text>')  # fmt: skip
     # hover: a thin invisible column per point (at most HOVER_POINTS) whose <title> the browser shows
     every = max(1, -(-len(samples) // HOVER_POINTS))
     column = max(2.0, plot_w / min(len(samples), HOVER_POINTS))
     for s in samples[::every]:
-        title = escape(f"{_at(s.at, zone)}: {money(s.equity)} USDT")
+        title = escape(f"{local_time(s.at, zone)}: {money(s.equity)} USDT")
         parts.append(f'<rect class="hover" x="{x(s.at) - column / 2:.1f}" y="{TOP}" width="{column:.1f}" '
                      f'height="{plot_h}"><title>{title}</title></rect>')  # fmt: skip
     aria = (
-        f"{label} from {_at(start, zone)} to {_at(end, zone)}, between {money(lowest.equity)} and "
+        f"{label} from {local_time(start, zone)} to {local_time(end, zone)}, between {money(lowest.equity)} and "
         f"{money(highest.equity)} USDT, now {money(last.equity)}"
     )
     return Markup(  # noqa: S704 (every interpolated text is escaped; the rest are numbers)
@@ -164,11 +164,6 @@ def equity_svg(samples: Sequence[EquitySample], zone: tzinfo = UTC, label: str =
         f"min {escape(money(lowest.equity))} · max {escape(money(highest.equity))} · "
         f"drawdown from the window's peak shaded</p>"
     )
-
-
-def _at(moment: datetime, zone: tzinfo) -> str:
-    local = moment.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M} {'UTC' if str(zone) == 'UTC' else local.strftime('%Z')}"
 
 
 def portfolio(

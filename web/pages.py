@@ -17,7 +17,7 @@ from aiohttp import web
 
 from monitor.alerts.model import ACTIVE, Alert, State
 from monitor.domain import AccountSnapshot
-from monitor.numbers import amount, chance, money, percent, price, size
+from monitor.numbers import amount, chance, local_time, money, percent, price, size
 from monitor.poller.state import ACCOUNT_STATUSES, INVALID_SNAPSHOT, Reading
 from web.actions import csrf_token, set_csrf_cookie
 from web.chart import equity_svg
@@ -112,9 +112,7 @@ def when(context: Any, moment: datetime | None) -> str:
         return "–"
     zone = context.get("tz") or UTC
     now = context.get("now")
-    local = moment.astimezone(zone)
-    label = "UTC" if str(zone) == "UTC" else local.strftime("%Z")
-    text = f"{local:%Y-%m-%d %H:%M:%S} {label}"
+    text = local_time(moment, zone, seconds=True)
     if isinstance(now, datetime):
         seconds = (now - moment).total_seconds()
         text += f" ({age(seconds)} ago)" if seconds >= 0 else f" (in {age(-seconds)})"

@@ -78,7 +78,12 @@ def compose(
             if part:
                 out.append(
                     Outgoing(
-                        name, account, message_severity(part), messages.render(account, tags, part), tuple(part), until
+                        name,
+                        account,
+                        message_severity(part),
+                        messages.render(account, tags, part, channels[name].timezone),
+                        tuple(part),
+                        until,
                     )
                 )
     return out

@@ -7,7 +7,7 @@ those are found before the built-in ones in monitor/alerts/templates.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, tzinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from monitor.alerts.model import (
     Rendered,
 )
 from monitor.config.model import Config
-from monitor.numbers import amount, price, size
+from monitor.numbers import MISSING, amount, local_time, price, size
 from monitor.rules.evaluate import away, num
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,11 @@ class Messages:
             return None
         return f"{self.public_url}/accounts/{quote(account, safe='')}" if account else self.public_url
 
-    def render(self, account: str | None, tags: tuple[str, ...], items: list[Item]) -> Rendered:
-        """One account's message: every item, worst first, capped at max_items with "and N more"."""
+    def render(self, account: str | None, tags: tuple[str, ...], items: list[Item], zone: tzinfo = UTC) -> Rendered:
+        """One account's message: every item, worst first, capped at max_items with "and N more"; times on the
+        clock of `zone` (the channel's)."""
         items = sorted(items, key=lambda i: i.rank)
-        shown = [_context(i) for i in items[: self.max_items]]
+        shown = [_context(i, zone) for i in items[: self.max_items]]
         context = {
             "account": account or "portfolio",
             "tags": tags,
@@ -91,10 +92,10 @@ class Messages:
         }
         return self._rendered(context)
 
-    def summary(self, window: str, items: list[Item]) -> Rendered:
-        """What was held during a channel's quiet hours and is still true, as one message."""
+    def summary(self, window: str, items: list[Item], zone: tzinfo = UTC) -> Rendered:
+        """What was held during a channel's quiet hours and is still true, as one message (times in `zone`)."""
         items = sorted(items, key=lambda i: i.rank)
-        shown = [_context(i) for i in items[: self.max_items]]
+        shown = [_context(i, zone) for i in items[: self.max_items]]
         context = {
             "account": "quiet hours summary",
             "window": window,
@@ -129,7 +130,7 @@ class Messages:
         )
 
 
-def _context(item: Item) -> dict[str, Any]:
+def _context(item: Item, zone: tzinfo) -> dict[str, Any]:
     a = item.alert
     resolved = item.reason is Reason.RESOLVED
     ended = resolved or item.reason is Reason.LIQUIDATED
@@ -144,7 +145,7 @@ def _context(item: Item) -> dict[str, Any]:
         "reason": str(item.reason),
         "severity": str(a.severity) if a.severity else None,
         "summary": a.summary,
-        "since": _when(since),
+        "since": local_time(since, zone) if since else MISSING,
         "details": _shown(a.details),
         "value": num(round(a.value, 4)) if a.value is not None else None,
     }
@@ -170,10 +171,6 @@ def _shown(details: dict[str, str]) -> dict[str, str]:
     if (value := exact("upnl")) is not None:
         shown["upnl"] = amount(value, details.get("coin", ""))
     return shown
-
-
-def _when(moment: datetime | None) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "-"
 
 
 def _clip(text: str, limit: int) -> str:

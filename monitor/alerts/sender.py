@@ -26,7 +26,7 @@ import socket
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.alerts.compose import message_severity, window_text
@@ -302,7 +302,7 @@ class Sender:
             ]  # fmt: skip
             channel = self.config.channels.get(name)
             window = window_text(channel) if channel else "quiet hours"
-            rendered = messages_for(self.config).summary(window, summary_items)
+            rendered = messages_for(self.config).summary(window, summary_items, channel.timezone if channel else UTC)
             summary = Outgoing(name, None, message_severity(summary_items), rendered, tuple(summary_items))
         ids = sorted({i.notification_id for i in items})
         if await asyncio.to_thread(self.store.alerts.release_held, ids, summary, self.clock.now()):

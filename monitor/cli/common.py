@@ -36,9 +36,11 @@ def until_signalled(work: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     return EXIT_OK
 
 
-def load(path: Path) -> Config | None:
+def load(path: Path, *, credentials: bool = True) -> Config | None:
+    """The accounts file, or None having said why not; `credentials=False` for commands that only read the
+    database (monitor.config.load_config)."""
     try:
-        config = load_config(path)
+        config = load_config(path, credentials=credentials)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None

@@ -91,7 +91,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from monitor.reports.render import render_report
     from monitor.store.repository import Store
 
-    config = load(args.config)
+    config = load(args.config, credentials=False)  # it reads the database only: no key needs to be set here
     if config is None:
         return EXIT_CONFIG
     try:

@@ -32,9 +32,16 @@ _SECRET_KEYS = ("api_key", "api_secret", "passphrase")
 SECRET_FILE_LIMIT = 64 * 1024
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Read, substitute ${VAR}s from `env` (default: the process environment) and validate the file."""
-    return _Loader(Path(path), os.environ if env is None else env).load()
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *, credentials: bool = True
+) -> Config:
+    """Read, substitute ${VAR}s from `env` (default: the process environment) and validate the file.
+
+    `credentials=False`, for commands that only read the database (`report`): the accounts' keys, the channels'
+    URLs and the page's token are not read (their variables and secret files need not exist) and come back
+    empty; such a Config can neither read an account nor send a message. The rest is read and checked as usual.
+    """
+    return _Loader(Path(path), os.environ if env is None else env, credentials=credentials).load()
 
 
 def database_url(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> str:
@@ -117,7 +124,7 @@ class _Loader(Reader):
                     "expected a list of apprise URLs",
                     hint='e.g. ops = ["tgram://${TELEGRAM_BOT_TOKEN}/${TELEGRAM_CHAT_ID}"]',
                 )
-            for index, url in enumerate(v["urls"]):
+            for index, url in enumerate(v["urls"] or ()):  # None: credentials not read
                 if not valid(url):  # the URL is a secret: name its place, not its text
                     if empty := self.empty_variables(value.get("urls") if isinstance(value, dict) else value):
                         raise self.empty_error((*at, "urls") if isinstance(value, dict) else at, empty, None)
@@ -129,7 +136,7 @@ class _Loader(Reader):
                     )
             # apprise URLs carry tokens and passwords: they are secrets from here on.
             result[name] = ChannelConfig(
-                name, tuple(Secret(u) for u in v["urls"]), **{k: val for k, val in v.items() if k != "urls"}
+                name, tuple(Secret(u) for u in v["urls"] or ()), **{k: val for k, val in v.items() if k != "urls"}
             )
         return result
 
@@ -225,20 +232,23 @@ class _Loader(Reader):
             v = self.values("accounts", table, at, name)
             name = v["name"]
             self.unique("account", name, seen, index, at)
-            secret, secret_file = self.secret(table, v, at, name)
+            if self.credentials:
+                secret, secret_file = self.secret(table, v, at, name)
+                try:
+                    key_type = signer_for(secret).kind
+                except ValueError as exc:
+                    field = "api_secret_file" if secret_file else "api_secret"
+                    raise self.error((*at, field), str(exc)) from None
+            else:
+                secret, secret_file, key_type = Secret(""), None, ""
             if any(isinstance(table.get(k), str) and not VAR.search(table[k]) for k in _SECRET_KEYS):
                 literal.append(name)
-            try:
-                key_type = signer_for(secret).kind
-            except ValueError as exc:
-                field = "api_secret_file" if secret_file else "api_secret"
-                raise self.error((*at, field), str(exc)) from None
             accounts.append(
                 AccountConfig(
                     name=name,
-                    api_key=Secret(v["api_key"]),
+                    api_key=Secret(v["api_key"] or ""),
                     api_secret=secret,
-                    passphrase=Secret(v["passphrase"]),
+                    passphrase=Secret(v["passphrase"] or ""),
                     demo=v["demo"],
                     products=v["products"],
                     tags=v["tags"] if not v["demo"] or "demo" in v["tags"] else (*v["tags"], "demo"),

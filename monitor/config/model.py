@@ -61,7 +61,7 @@ class AccountConfig:
     demo: bool
     products: tuple[str, ...]
     tags: tuple[str, ...]
-    key_type: str  # "hmac" or "rsa", detected from the secret
+    key_type: str  # "hmac" or "rsa", detected from the secret ("" when the credentials were not read)
     secret_file: Path | None = None
     channels: tuple[str, ...] = ()
 

@@ -25,12 +25,20 @@ def format_path(path: KeyPath) -> str:
     return out
 
 
-class Reader:
-    """The file and the environment it is read with; the warnings gathered on the way."""
+# The keys and passwords (section, key) that `credentials=False` leaves unread. The database URL is read: the
+# commands that skip credentials are those that only read the database.
+CREDENTIALS = frozenset({("accounts", "api_key"), ("accounts", "api_secret"), ("accounts", "api_secret_file"),
+                         ("accounts", "passphrase"), ("channel", "urls"), ("web", "token")})  # fmt: skip
 
-    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+
+class Reader:
+    """The file and the environment it is read with; the warnings gathered on the way. With `credentials`
+    False, the CREDENTIALS keys are neither substituted nor checked: they come back as None."""
+
+    def __init__(self, path: Path, env: Mapping[str, str], *, credentials: bool = True) -> None:
         self.path = path
         self.env = env
+        self.credentials = credentials
         self.source = ""
         self.warnings: list[str] = []
 
@@ -107,6 +115,9 @@ class Reader:
         self.reject_unknown(table, tuple(settings), at)
         out: dict[str, Any] = {}
         for key, setting in settings.items():
+            if not self.credentials and (section, key) in CREDENTIALS:
+                out[key] = None
+                continue
             if key not in table:
                 if setting.default is None:
                     if not setting.optional:

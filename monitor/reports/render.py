@@ -18,7 +18,7 @@ import jinja2
 from monitor.alerts.messages import CHAT_LIMIT, TITLE_LIMIT, environment, render
 from monitor.alerts.model import Rendered
 from monitor.config.model import Config, ReportConfig
-from monitor.numbers import MISSING, duration, money, percent
+from monitor.numbers import MISSING, duration, local_time, money, percent
 from monitor.reports.content import AccountReport, Change, Report, build_report, report_json
 from monitor.store.reports import period_data
 from monitor.store.repository import Store
@@ -167,5 +167,5 @@ def _since(change: Change | None, tz: ZoneInfo) -> str:
     return f" since first read {_when(change.since, tz)}" if change and change.since else ""
 
 
-def _when(moment: datetime, tz: ZoneInfo) -> str:
-    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M}"
+def _when(at: datetime, tz: ZoneInfo) -> str:
+    return local_time(at, tz, label=False)  # the report names its time zone once, beside the period

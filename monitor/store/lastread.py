@@ -9,7 +9,7 @@ coin follows its product type (the base coin for coin-margined futures)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -34,9 +34,28 @@ from monitor.store.history import ACCOUNT, BALANCE, EQUITY, POSITION
 UNIFIED_TOTAL = "TOTAL"  # the unified account's own row among its coins (monitor.store.snapshots.balance_rows)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredRead:
+    """An account's last stored read as its rows: the equity point (with the account's id, name and mode), and
+    the balance and position rows stored with it."""
+
+    point: Any
+    balances: list[Any]
+    positions: list[Any]
+
+
 def last_snapshots(engine: Engine) -> dict[str, AccountSnapshot]:
     """Per account name, its last stored read; raises monitor.errors.StorageError when the database cannot be
     read."""
+    return {
+        name: _snapshot(name, r.point.mode, r.point.taken_at, r.point.equity_usdt, r.balances, r.positions)
+        for name, r in last_reads(engine).items()
+    }
+
+
+def last_reads(engine: Engine) -> dict[str, StoredRead]:
+    """Per account name, the rows of its last stored read (last_snapshots' source; the tests read the stored
+    columns from it); raises monitor.errors.StorageError when the database cannot be read."""
     latest = (
         select(EQUITY.c.account_id, func.max(EQUITY.c.taken_at).label("taken_at"))
         .where(EQUITY.c.detail.is_(True))
@@ -44,7 +63,14 @@ def last_snapshots(engine: Engine) -> dict[str, AccountSnapshot]:
         .subquery()
     )
     points = (
-        select(ACCOUNT.c.id, ACCOUNT.c.name, ACCOUNT.c.mode, EQUITY.c.taken_at, EQUITY.c.equity_usdt)
+        select(
+            ACCOUNT.c.id,
+            ACCOUNT.c.name,
+            ACCOUNT.c.mode,
+            EQUITY.c.taken_at,
+            EQUITY.c.equity_usdt,
+            EQUITY.c.unrealized_pnl_usdt,
+        )
         .join(latest, latest.c.account_id == ACCOUNT.c.id)
         .join(EQUITY, and_(EQUITY.c.account_id == ACCOUNT.c.id, EQUITY.c.taken_at == latest.c.taken_at))
     )
@@ -58,10 +84,7 @@ def last_snapshots(engine: Engine) -> dict[str, AccountSnapshot]:
             )
             for row in connection.execute(query):
                 into[row.account_id].append(row)
-    return {
-        row.name: _snapshot(row.name, row.mode, row.taken_at, row.equity_usdt, balances[row.id], positions[row.id])
-        for row in found.values()
-    }
+    return {row.name: StoredRead(row, balances[row.id], positions[row.id]) for row in found.values()}
 
 
 def _snapshot(
@@ -95,7 +118,7 @@ def _snapshot(
         unified = UnifiedAccount(equity, equity, pnl, ratio, None, None, None, assets)
     snapshot = AccountSnapshot(
         name, taken_at, AccountMode.UNIFIED if unified is not None else AccountMode.CLASSIC, spot=spot,
-        futures=futures, unified=unified, positions=tuple(_position(p) for p in positions),
+        futures=futures, unified=unified, positions=tuple(position_from_row(p) for p in positions),
         products=tuple(sorted({f.product_type for f in futures} | {p.product_type for p in positions})),
     )  # fmt: skip
     if unified is not None:
@@ -104,7 +127,8 @@ def _snapshot(
     return replace(snapshot, spot_usdt=equity - replace(snapshot, spot_usdt=Decimal(0)).equity_usdt)
 
 
-def _position(p: Any) -> Position:
+def position_from_row(p: Any) -> Position:
+    """A stored position row as a position (its margin coin derived from the product type)."""
     coin = p.symbol.removesuffix("USD") if p.product_type.startswith("COIN") else p.product_type.split("-")[0]
     return Position(
         p.product_type, p.symbol, coin, Side(p.side), PositionMode(p.position_mode), MarginMode(p.margin_mode),

@@ -232,13 +232,28 @@ def _alert_counts(
 ) -> tuple[dict[int, tuple[int, int, int]], tuple[int, int]]:
     """Per account (fired, resolved, liquidated) in [start, end), and (fired, resolved) of portfolio alerts.
     A firing alert changing severity is not counted again; liquidations count positions (a subject liquidated at
-    one moment), however many alerts of it ended so (as they did before one alert carried it)."""
+    one moment), however many alerts of it ended so (as they did before one alert carried it). The other alerts
+    of a liquidated position end as resolved at the same moment (monitor.alerts.lifecycle.absorbed): they are the
+    liquidation, not a resolution, so they are not counted as resolved."""
     window = (TRANSITION.c.at >= start, TRANSITION.c.at < end,
               or_(ALERT.c.account_id.in_(ids), ALERT.c.account_id.is_(None)))  # fmt: skip
+    other, its_alert = TRANSITION.alias("liquidation"), ALERT.alias("liquidated_alert")
+    with_a_liquidation = (
+        select(other.c.id)
+        .join(its_alert, its_alert.c.id == other.c.alert_id)
+        .where(
+            other.c.to_state == State.LIQUIDATED,
+            other.c.at == TRANSITION.c.at,
+            its_alert.c.account_id == ALERT.c.account_id,
+            its_alert.c.subject == ALERT.c.subject,
+        )
+        .exists()
+    )
     query = (
         select(ALERT.c.account_id, TRANSITION.c.from_state, TRANSITION.c.to_state, func.count())
         .join(ALERT, ALERT.c.id == TRANSITION.c.alert_id)
         .where(*window, TRANSITION.c.to_state != State.LIQUIDATED)
+        .where(or_(TRANSITION.c.to_state != State.RESOLVED, ~with_a_liquidation))
         .group_by(ALERT.c.account_id, TRANSITION.c.from_state, TRANSITION.c.to_state)
     )
     counts: dict[int | None, list[int]] = defaultdict(lambda: [0, 0, 0])
