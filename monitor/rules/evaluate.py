@@ -77,31 +77,7 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
         return
     elif rule.per_position:
         for p in snapshot.positions:
-            details = position_details(p)
-            if rule.type is RuleType.LIQUIDATION_DISTANCE:
-                value = p.liquidation_distance_pct
-                summary = (
-                    (
-                        f"{p.symbol} {p.side}: {away(value, 'from liquidation')} (mark {price(p.mark_price)}, "
-                        f"liquidation {price(p.liquidation_price, p.mark_price)})"
-                    )
-                    if value is not None
-                    else f"{p.symbol} {p.side}: no liquidation price"
-                )
-                suggestion = safety_line(rule, snapshot, p, value)
-                if suggestion is not None:
-                    details["safety"] = suggestion
-            elif rule.type is RuleType.LIQUIDATION_PROBABILITY:
-                value, summary = _odds(rule, view, p)
-            else:
-                share = p.unrealized_pnl * 100 / p.margin if p.margin else None
-                value = share if rule.percent else p.unrealized_pnl
-                pct = f" ({num(share, 1)}% of margin)" if share is not None else ""
-                shown = amount(p.unrealized_pnl, p.margin_coin)
-                summary = f"{p.symbol} {p.side}: unrealized PnL {shown} {p.margin_coin}{pct}"
-            if view.estimated:
-                summary += f"; {ESTIMATED}"
-            yield judged(position_subject(p), value, summary, details)
+            yield _position(rule, view, snapshot, p, current)
     elif rule.type is RuleType.MARGIN_RATIO:
         if snapshot.unified is not None:
             ratio = snapshot.unified.margin_ratio
@@ -125,6 +101,47 @@ def _observe(rule: Rule, view: AccountView, now: datetime, current: Current, pea
         peak = peaks.get(rule.name)
         value = drawdown_pct(snapshot.equity_usdt, peak)
         yield judged("", value, _drawdown_summary(rule, snapshot.equity_usdt, peak, value), {})
+
+
+def _position(rule: Rule, view: AccountView, snapshot: AccountSnapshot, p: Position, current: Current) -> Observation:
+    """A per-position rule on one position. Its words (summary and details) are written only where someone may
+    read them: a position that breaches, whose alert is active, or that cannot be judged (they say why). A quiet
+    one (most, most of the time, judged at every read and every mark) gets none: nothing would show them."""
+    subject = position_subject(p)
+    said = ""  # the odds rule's line, written with its value
+    share = None
+    if rule.type is RuleType.LIQUIDATION_DISTANCE:
+        value = p.liquidation_distance_pct
+    elif rule.type is RuleType.LIQUIDATION_PROBABILITY:
+        value, said = _odds(rule, view, p)
+    else:
+        share = p.unrealized_pnl * 100 / p.margin if p.margin else None
+        value = share if rule.percent else p.unrealized_pnl
+    active = current.get(alert_key(rule.name, view.name, subject)) if value is not None else None
+    severity = rule.severity(value, active) if value is not None else None
+    if value is not None and severity is None and active is None:
+        return Observation(rule, view.name, subject, None, value, "")
+    details = position_details(p)
+    if rule.type is RuleType.LIQUIDATION_DISTANCE:
+        summary = (
+            f"{p.symbol} {p.side}: {away(value, 'from liquidation')} (mark {price(p.mark_price)}, "
+            f"liquidation {price(p.liquidation_price, p.mark_price)})"
+            if value is not None
+            else f"{p.symbol} {p.side}: no liquidation price"
+        )
+        suggestion = safety_line(rule, snapshot, p, value)
+        if suggestion is not None:
+            details["safety"] = suggestion
+    elif rule.type is RuleType.LIQUIDATION_PROBABILITY:
+        summary = said
+    else:
+        pct = f" ({num(share, 1)}% of margin)" if share is not None else ""
+        summary = f"{p.symbol} {p.side}: unrealized PnL {amount(p.unrealized_pnl, p.margin_coin)} {p.margin_coin}{pct}"
+    if view.estimated:
+        summary += f"; {ESTIMATED}"
+    if value is None:
+        return Observation(rule, view.name, subject, None, None, summary, details, held=True)
+    return Observation(rule, view.name, subject, severity, value, summary, details)
 
 
 def evaluate_portfolio(
