@@ -15,7 +15,7 @@ from aiohttp import web
 
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
-from monitor.poller.scheduler import Poller
+from monitor.poller.scheduler import BATCH, Poller, batched
 from monitor.poller.state import Status
 from monitor.service import Service
 from monitor.simulator.generate import write_accounts_file
@@ -321,3 +321,23 @@ async def test_two_pollers_share_the_accounts_and_one_takes_over_when_the_other_
         for stop in stops:
             stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "interval", "now", "expected"),
+    [
+        (29.3, 30.0, 1000.0, 29.0),  # due at 1029.3: the second boundary 1029
+        (29.6, 30.0, 1000.0, 30.0),  # due at 1029.6: 1030
+        (4.9, 30.0, 1000.25, 4.75),  # a risk re-read: to the boundary, not to the clock's fraction
+        (0.2, 30.0, 1000.0, 0.0),  # due now or almost: at once, never in the past
+        (0.5, 1.5, 10.0, 0.5),  # a 1.5 s poll_interval: boundaries every 50 ms
+        (0.52, 1.5, 10.0, 0.5),
+    ],
+)
+def test_reads_falling_due_near_the_same_boundary_wake_together(
+    seconds: float, interval: float, now: float, expected: float
+) -> None:
+    got = batched(seconds, interval, now)
+    assert got == pytest.approx(expected)
+    grid = min(BATCH, interval / 30)
+    assert abs(got - seconds) <= grid / 2 + 1e-9  # a cadence keeps its average

@@ -31,6 +31,11 @@ from monitor.poller.state import AccountState, Reading, RiskLevels, Status
 log = logging.getLogger(__name__)
 
 JITTER = 0.05  # each interval varies by this fraction, so accounts drift apart instead of firing together
+# Reads falling due near the same BATCH boundary (at most a 30th of poll_interval) go out together, on the loop's
+# clock: one wake-up of the event loop and their answers read in the same passes, instead of one of each per
+# read. That is a quarter of the CPU a request costs at steady state (bench.steady). The per-IP pacing lets a
+# second's worth through at once, so a batch is never a burst Bitget would count against us.
+BATCH = 1.0
 BEHIND_CHECK_INTERVAL = 10.0  # seconds between checks whether polling keeps up
 
 
@@ -201,7 +206,7 @@ class Poller:
         interval = m.poll_interval.total_seconds()
         wake = self._wakes.setdefault(state.name, asyncio.Event())
         if stagger:  # spread the first reads over one interval
-            await _sleep(wake, random.uniform(0, interval))
+            await _sleep(wake, batched(random.uniform(0, interval), interval))
         last_start: float | None = None
         while True:
             start = self.clock.monotonic()
@@ -228,7 +233,7 @@ class Poller:
                 delay = m.risk_poll_interval.total_seconds()
             else:
                 delay = interval * random.uniform(1 - JITTER, 1 + JITTER)
-            await _sleep(wake, max(0.0, start + delay - self.clock.monotonic()))
+            await _sleep(wake, batched(max(0.0, start + delay - self.clock.monotonic()), interval))
 
     def _check_behind(self) -> None:
         now = self.clock.monotonic()
@@ -301,6 +306,14 @@ class Poller:
             behind=effective > m.poll_interval.total_seconds() * (1 + 2 * JITTER) + 1,
             effective_interval=effective,
         )
+
+
+def batched(seconds: float, poll_interval: float, now: float | None = None) -> float:
+    """`seconds` from `now` (default: the event loop's clock) moved to the nearest BATCH boundary (see BATCH):
+    cadences keep their average."""
+    grid = min(BATCH, poll_interval / 30)
+    now = asyncio.get_running_loop().time() if now is None else now
+    return max(0.0, round((now + seconds) / grid) * grid - now)
 
 
 async def _sleep(wake: asyncio.Event, seconds: float) -> None:
