@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -31,7 +31,8 @@ from monitor.market.feed import SPOT
 from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState, Reading
-from monitor.rules.evaluate import evaluate_account
+from monitor.rules.evaluate import evaluate_account, position_value
+from monitor.rules.model import Rule, RuleType
 from monitor.rules.view import AccountView
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class LiveJudge:
         self._live: dict[str, tuple[AccountSnapshot, tuple[Decimal | None, ...], AccountSnapshot, AccountSnapshot]] = {}
         # Per account: what the last mark's pass saw when it left the account as it was (see `_sight`).
         self._quiet: dict[str, tuple[object, ...]] = {}
+        self._rules: Mapping[str, Rule] | None = None  # the engine's rules `_watching` was made for
+        self._watching: dict[str, tuple[tuple[str, ...], tuple[Rule, ...]]] = {}  # account: (tags, position rules)
         self._unsubscribe = market.subscribe(self._marked)
 
     async def run(self) -> None:
@@ -144,12 +147,14 @@ class LiveJudge:
                 self._pending.pop(name, None)
                 self._quiet.pop(name, None)
                 self._live.pop(name, None)
+                self._watching.pop(name, None)
                 continue
             if state.snapshot is None:
                 continue
             sight = self._sight(state.snapshot, state.at_risk)
-            if name not in self._pending and self._quiet.get(name) == sight:
-                continue  # the same read at the same marks: nothing to check or judge again
+            if name not in self._pending and (self._quiet.get(name) == sight or self._calm(name, state)):
+                self._quiet[name] = sight  # the same read at the same marks, or nothing to check: nor to judge
+                continue
             reading = state.reading(self.poller.cadence)
             pending = self._pending.get(name)
             estimated = pending is not None and pending.estimated
@@ -170,6 +175,38 @@ class LiveJudge:
         than the read, and their price: all `live` uses), its risk, and the rules. The same sight again means the
         same check and the same judgement; time alone moves alerts on the engine's timer, as between reads."""
         return (snapshot, self._marks(snapshot), at_risk, self.engine.rules, self.poller.risk)
+
+    def _calm(self, name: str, state: AccountState) -> bool:
+        """Whether the account's live positions leave it as judged, found without a view or a judgement: no
+        alert of it pending or firing, none of its positions breaching a position rule at the live marks, and
+        not entering the at-risk band. The engine would judge it as it stands: it judges each position as the
+        worse of its read (judged when read: no alert came of it) and its live self (breaching nothing), and the
+        account's own figures as read. Most accounts at most marks are calm; this is what a mark costs them."""
+        assert state.snapshot is not None
+        if self.engine.active(name):
+            return False
+        live = self._live_of(name, state.snapshot)[0]
+        if not state.at_risk and self.poller.risk.at_risk(live):
+            return False
+        for rule in self._position_rules(name, state.config.tags):
+            if rule.type is RuleType.LIQUIDATION_PROBABILITY:  # judged on the mark history: not here
+                return False
+            for p in live.positions:
+                value = position_value(rule, p)
+                if value is not None and rule.severity(value, None) is not None:
+                    return False
+        return True
+
+    def _position_rules(self, name: str, tags: tuple[str, ...]) -> tuple[Rule, ...]:
+        """The position rules that watch an account (kept while the rules and its tags stay the same)."""
+        rules = self.engine.rules
+        if self._rules is not rules:
+            self._rules, self._watching = rules, {}
+        known = self._watching.get(name)
+        if known is None or known[0] != tags:
+            chosen = tuple(r for r in rules.values() if r.per_position and not r.portfolio and r.selects(name, tags))
+            known = self._watching[name] = (tags, chosen)
+        return known[1]
 
     def _check(self, reading: Reading, view: AccountView, pending: _Pending | None, now: datetime) -> None:
         """Ask for a confirming read, or judge on the estimate, when the live view is worse than the alerts

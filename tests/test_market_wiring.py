@@ -148,7 +148,7 @@ async def test_a_mark_that_eases_a_position_resolves_nothing_until_the_account_i
         assert sink.titles()[1].startswith("[RESOLVED] iso: BTCUSDT long: 9.")
 
 
-async def test_marks_that_leave_an_account_as_it_was_judged_do_not_judge_it_again(
+async def test_marks_that_leave_an_account_as_it_was_judged_or_calm_do_not_judge_it_again(
     make_sim: SimFactory, sink: Sink, tmp_path: Path
 ) -> None:
     async with monitoring(make_sim, sink, tmp_path) as (service, sim):
@@ -163,10 +163,18 @@ async def test_marks_that_leave_an_account_as_it_was_judged_do_not_judge_it_agai
         await asyncio.sleep(1.0)  # five marks, all at the price read
         # The reads (at most) and the engine's timer (at most once), not every mark.
         assert service.engine.judgements - judged <= polls() - read + len(accounts)
-        before = service.engine.judgements
-        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "97"})  # type: ignore[attr-defined]
-        await until(lambda: service.engine.judgements > before, timeout=8)  # iso's long is closer to liquidation
-        assert sink.received == []  # 6.3 % from liquidation: no alert
+        # Marks moving iso's long closer to liquidation at each step, never past a level nor into the at-risk band
+        # (6 %: the warning level plus its clear): it is calm, so not judged at each of them either.
+        judged, read = service.engine.judgements, polls()
+        for mark in ("99", "98.5", "98", "97.5", "97"):  # 8.2 % ... 6.3 % from liquidation
+            await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": mark})  # type: ignore[attr-defined]
+            await asyncio.sleep(0.3)
+        assert service.engine.judgements - judged <= polls() - read + len(accounts)
+        assert sink.received == [] and service.live is not None and service.live.confirmations == 0
+        # One into the warning band is judged at once (a confirming read, then the message).
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "95.5"})  # type: ignore[attr-defined]
+        await until(lambda: len(sink.received) >= 1, timeout=8)
+        assert sink.titles()[0].startswith("[WARNING] iso: BTCUSDT long: 4.")
 
 
 async def test_a_position_gone_is_judged_on_the_feeds_next_mark_without_a_tickers_request_of_its_own(

@@ -312,5 +312,10 @@ class AlertEngine:
             self.current.pop(alert.key, None)
             self._by_account[alert.account].discard(alert.key)
 
+    def active(self, account: str) -> bool:
+        """Whether an alert of the account is pending or firing."""
+        found = (self.current.get(key) for key in self._by_account.get(account, ()))
+        return any(alert is not None and alert.state in ACTIVE for alert in found)
+
     def firing(self) -> list[Alert]:
         return sorted((a for a in self.current.values() if a.state is State.FIRING), key=alert_order)

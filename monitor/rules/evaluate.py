@@ -109,14 +109,10 @@ def _position(rule: Rule, view: AccountView, snapshot: AccountSnapshot, p: Posit
     one (most, most of the time, judged at every read and every mark) gets none: nothing would show them."""
     subject = position_subject(p)
     said = ""  # the odds rule's line, written with its value
-    share = None
-    if rule.type is RuleType.LIQUIDATION_DISTANCE:
-        value = p.liquidation_distance_pct
-    elif rule.type is RuleType.LIQUIDATION_PROBABILITY:
+    if rule.type is RuleType.LIQUIDATION_PROBABILITY:
         value, said = _odds(rule, view, p)
     else:
-        share = p.unrealized_pnl * 100 / p.margin if p.margin else None
-        value = share if rule.percent else p.unrealized_pnl
+        value = position_value(rule, p)
     active = current.get(alert_key(rule.name, view.name, subject)) if value is not None else None
     severity = rule.severity(value, active) if value is not None else None
     if value is not None and severity is None and active is None:
@@ -135,6 +131,7 @@ def _position(rule: Rule, view: AccountView, snapshot: AccountSnapshot, p: Posit
     elif rule.type is RuleType.LIQUIDATION_PROBABILITY:
         summary = said
     else:
+        share = _margin_share(p)
         pct = f" ({num(share, 1)}% of margin)" if share is not None else ""
         summary = f"{p.symbol} {p.side}: unrealized PnL {amount(p.unrealized_pnl, p.margin_coin)} {p.margin_coin}{pct}"
     if view.estimated:
@@ -142,6 +139,18 @@ def _position(rule: Rule, view: AccountView, snapshot: AccountSnapshot, p: Posit
     if value is None:
         return Observation(rule, view.name, subject, None, None, summary, details, held=True)
     return Observation(rule, view.name, subject, severity, value, summary, details)
+
+
+def position_value(rule: Rule, p: Position) -> Decimal | None:
+    """What a liquidation distance or unrealized PnL rule judges of a position (None: it cannot be judged). The
+    odds rule's value needs the mark history: `_odds`."""
+    if rule.type is RuleType.LIQUIDATION_DISTANCE:
+        return p.liquidation_distance_pct
+    return _margin_share(p) if rule.percent else p.unrealized_pnl
+
+
+def _margin_share(p: Position) -> Decimal | None:
+    return p.unrealized_pnl * 100 / p.margin if p.margin else None
 
 
 def evaluate_portfolio(
