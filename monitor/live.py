@@ -4,14 +4,15 @@ confirming reads.
 - What the rules see (`snapshot_for`, handed to `AccountViews`): each position at the latest mark when that is
   worse for it than the read (closer to liquidation), else as read: a mark may make things worse at once, but
   easing and resolving wait for a read.
-- On each new mark of a product type (`_marked`) the accounts holding positions of it are judged again through
-  the engine's usual path. Before that, a live value worse than a rule level the account's alerts stand at asks
-  the poller for an immediate read (`Poller.read_now`) and holds the account as read until it comes: the alert
-  is judged from the confirming read. Without one within `confirm_timeout` (rate-limited, exchange down, the
-  account unreadable), the account is judged on the live estimate and its messages say "estimated from the mark
-  price; account read pending" until a read comes. A mark past a position's liquidation price is judged on the
-  estimate at once (the read is still asked for). A live value entering the at-risk band asks for a read too,
-  which puts the account on the risk cadence.
+- On each new mark of a product type (`_marked`) the accounts holding positions of it are checked: a live value
+  worse than a rule level the account's alerts stand at asks the poller for an immediate read
+  (`Poller.read_now`) and holds the account as read until it comes: the alert is judged from the confirming
+  read. Without one within `confirm_timeout` (rate-limited, exchange down, the account unreadable), the account
+  is judged on the live estimate, at every mark, and its messages say "estimated from the mark price; account
+  read pending" until a read comes. A mark past a position's liquidation price is judged on the estimate at
+  once (the read is still asked for). A live value entering the at-risk band asks for a read too, which puts
+  the account on the risk cadence. A mark that worsens nothing past a level is not judged: it could not move an
+  alert (easing waits for a read); the alerts' values follow the marks at the engine's timer and at each read.
 """
 
 from __future__ import annotations
@@ -157,17 +158,15 @@ class LiveJudge:
                 continue
             reading = state.reading(self.poller.cadence)
             pending = self._pending.get(name)
-            estimated = pending is not None and pending.estimated
             view = self.view_of(reading, now)  # settles `pending` if its confirming read has come
             self._check(reading, view, pending, now)
-            if self._pending.get(name) is not pending or (pending is not None and pending.estimated != estimated):
-                view = self.view_of(reading, now)  # a read asked for, or judged on the estimate: the view changed
-            views.append(view)
+            if pending is not None and pending.estimated and self._pending.get(name) is pending:
+                views.append(view)  # judged on the estimate: it follows the marks
             if name in self._pending:
                 self._quiet.pop(name, None)
             else:
                 self._quiet[name] = sight
-        if views:  # an account the mark left as it was judged is not judged again (the engine's timer ticks it)
+        if views:
             self.engine.evaluate(views, now, changed_only=True)
 
     def _sight(self, snapshot: AccountSnapshot, at_risk: bool) -> tuple[object, ...]:

@@ -148,7 +148,7 @@ async def test_a_mark_that_eases_a_position_resolves_nothing_until_the_account_i
         assert sink.titles()[1].startswith("[RESOLVED] iso: BTCUSDT long: 9.")
 
 
-async def test_marks_that_leave_an_account_as_it_was_judged_or_calm_do_not_judge_it_again(
+async def test_marks_that_move_no_alert_do_not_judge_the_account_again(
     make_sim: SimFactory, sink: Sink, tmp_path: Path
 ) -> None:
     async with monitoring(make_sim, sink, tmp_path) as (service, sim):
@@ -175,6 +175,13 @@ async def test_marks_that_leave_an_account_as_it_was_judged_or_calm_do_not_judge
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "95.5"})  # type: ignore[attr-defined]
         await until(lambda: len(sink.received) >= 1, timeout=8)
         assert sink.titles()[0].startswith("[WARNING] iso: BTCUSDT long: 4.")
+        # Marks inside the warning band move no alert (easing waits for a read): not judged at each either.
+        judged, read = service.engine.judgements, polls()
+        for mark in ("95.4", "95.3", "95.2", "95.1"):  # 4.7 % ... 4.4 % from liquidation
+            await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": mark})  # type: ignore[attr-defined]
+            await asyncio.sleep(0.3)
+        assert service.engine.judgements - judged <= polls() - read + len(accounts)
+        assert len(sink.received) == 1
 
 
 async def test_a_position_gone_is_judged_on_the_feeds_next_mark_without_a_tickers_request_of_its_own(
