@@ -17,6 +17,7 @@ from aiohttp import web
 
 from monitor.clock import SystemClock
 from monitor.config import load_config
+from monitor.rules.model import DEFAULT_RULES, RuleType
 from monitor.service import Service
 from monitor.simulator.app import simulator_app
 from monitor.simulator.generate import generate_world, write_accounts_file
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 
 DRIFT_SECONDS = 40.0  # how long the chosen mark takes to get past the chosen position's liquidation price
 DRIFT_PAST = Decimal("0.01")  # ... this far past it (a fraction of the price): the position is liquidated
-CALM = Decimal("0.25")  # the distance from liquidation the chosen position best starts at (the warning is 15 %)
+CALM = Decimal("0.25")  # the distance from liquidation the chosen position best starts at
+# The default rules' warning distance, as a fraction: the chosen position starts outside it (calm).
+WARNING: Decimal = next(r.warning for r in DEFAULT_RULES if r.type is RuleType.LIQUIDATION_DISTANCE) / 100
 SPARE = Decimal("0.03")  # every other position on the symbol ends at least this far from its liquidation
 DEMO_VOLATILITY = 0.00015  # sd of one second's relative move: 0.9 % an hour
 
@@ -105,7 +108,7 @@ def plan(world: World) -> Drift | None:
                 continue
             distance = (mark - liquidation) / mark * position.direction
             target = liquidation * (1 - position.direction * DRIFT_PAST)
-            if distance <= Decimal("0.15") or not _spares_the_others(world, position, target):
+            if distance <= WARNING or not _spares_the_others(world, position, target):
                 continue
             drift = Drift(account, position, liquidation, mark, target)
             if best is None or abs(distance - CALM) < best[0]:

@@ -3,12 +3,11 @@ near their liquidation from the start keep their warnings (monitor.demo.plan).""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from monitor.demo import DRIFT_SECONDS, SPARE, plan
+from monitor.demo import DRIFT_SECONDS, SPARE, WARNING, plan
 from monitor.simulator.generate import generate_world
 from monitor.simulator.world import World, load_scenario
 
@@ -72,13 +71,13 @@ def test_the_demos_crash_liquidates_the_one_chosen_position_and_spares_the_other
     assert drift is not None
     chosen = drift.position
     distance = (drift.start - drift.liquidation) / drift.start * chosen.direction
-    assert distance > Decimal("0.15")  # it starts calm, outside the default warning level
+    assert distance > WARNING  # it starts calm, outside the default warning level
     warned_before = {
         (a.name, p.symbol, p.side)
         for a in world.accounts.values()
         for p in a.positions
         if p is not chosen and 0 < (world.market.mark(p) - world.market.liquidation_price(a, p)) / world.market.mark(p)
-        * p.direction < Decimal("0.15")
+        * p.direction < WARNING
     }  # fmt: skip
     assert crash(world) == [(drift.account.name, chosen.symbol, chosen.side)]
     mark = world.market.mark(chosen)
