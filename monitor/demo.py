@@ -1,6 +1,7 @@
 """`bitget-monitor demo`: the simulator, the monitor and its web page in one process, on a temporary SQLite
-database. One position drifts toward liquidation so an alert shows up within a minute, on the page and on the
-console channel."""
+database. One position drifts into liquidation within a minute (warning, critical, liquidated, on the page and on
+the console channel); the crash that takes it liquidates nobody else, and the positions near their liquidation
+from the start (some generated accounts are risky) show warnings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import json
 import logging
 import tempfile
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from aiohttp import web
 
 from monitor.clock import SystemClock
 from monitor.config import load_config
+from monitor.rules.model import DEFAULT_RULES, RuleType
 from monitor.service import Service
 from monitor.simulator.app import simulator_app
 from monitor.simulator.generate import generate_world, write_accounts_file
@@ -24,8 +27,12 @@ from monitor.simulator.world import World
 
 log = logging.getLogger(__name__)
 
-DRIFT_SECONDS = 40.0  # how long the chosen mark takes to get close to liquidation
-DRIFT_TARGET = Decimal("0.04")  # ... this close: inside the default critical level (7 %)
+DRIFT_SECONDS = 40.0  # how long the chosen mark takes to get past the chosen position's liquidation price
+DRIFT_PAST = Decimal("0.01")  # ... this far past it (a fraction of the price): the position is liquidated
+CALM = Decimal("0.25")  # the distance from liquidation the chosen position best starts at
+# The default rules' warning distance, as a fraction: the chosen position starts outside it (calm).
+WARNING: Decimal = next(r.warning for r in DEFAULT_RULES if r.type is RuleType.LIQUIDATION_DISTANCE) / 100
+SPARE = Decimal("0.03")  # every other position on the symbol ends at least this far from its liquidation
 DEMO_VOLATILITY = 0.00015  # sd of one second's relative move: 0.9 % an hour
 
 
@@ -68,36 +75,77 @@ async def demo(port: int, accounts: int, seed: int, stop: asyncio.Event) -> None
             await asyncio.get_running_loop().shutdown_default_executor()
 
 
-def _candidate(world: World) -> tuple[SimAccount, SimPosition, Decimal] | None:
-    """A position with a liquidation price about 25 % away: far enough to start calm, near enough that the
-    drift does not drag the other positions on its symbol through theirs."""
-    best: tuple[Decimal, SimAccount, SimPosition, Decimal] | None = None
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """The demo's one large move: the mark of `position`'s symbol from `start` to `target`, a little past the
+    position's liquidation price and short of every other position's on that symbol."""
+
+    account: SimAccount
+    position: SimPosition
+    liquidation: Decimal
+    start: Decimal
+    target: Decimal
+
+    def marks(self, steps: int, tick: Decimal) -> list[Decimal]:
+        """The mark after each of `steps` even steps (the last one is `target`)."""
+        return [(self.start + (self.target - self.start) * i / steps).quantize(tick) for i in range(1, steps + 1)]
+
+
+def plan(world: World) -> Drift | None:
+    """The drift that liquidates one position alone, of the position starting nearest CALM from its liquidation
+    (and past the warning level, so its alert starts calm): an isolated position or the only one of its cross
+    pool (a cross pool is liquidated as a whole), with every other position on its symbol, in any account,
+    ending at least SPARE from its own liquidation price. None when no position qualifies (a world too small)."""
+    market = world.market
+    best: tuple[Decimal, Drift] | None = None
     for account in world.accounts.values():
         for position in account.positions:
-            price = world.market.liquidation_price(account, position)
-            mark = world.market.symbol(position.product_type, position.symbol).mark
-            if price is None or price <= 0 or not mark:
+            if position.margin_mode == "crossed" and _pool_size(account, position) > 1:
                 continue
-            gap = abs(abs(mark - price) / mark - Decimal("0.25"))
-            if best is None or gap < best[0]:
-                best = (gap, account, position, price)
-    return (best[1], best[2], best[3]) if best else None
+            liquidation = market.liquidation_price(account, position)
+            mark = market.mark(position)
+            if liquidation <= 0 or not mark:
+                continue
+            distance = (mark - liquidation) / mark * position.direction
+            target = liquidation * (1 - position.direction * DRIFT_PAST)
+            if distance <= WARNING or not _spares_the_others(world, position, target):
+                continue
+            drift = Drift(account, position, liquidation, mark, target)
+            if best is None or abs(distance - CALM) < best[0]:
+                best = (abs(distance - CALM), drift)
+    return best[1] if best else None
+
+
+def _pool_size(account: SimAccount, p: SimPosition) -> int:
+    """How many positions share p's cross pool (p's account, product type and margin coin, crossed)."""
+    pool = (p.product_type, p.margin_coin)
+    return sum(1 for x in account.positions if x.margin_mode == "crossed" and (x.product_type, x.margin_coin) == pool)
+
+
+def _spares_the_others(world: World, chosen: SimPosition, target: Decimal) -> bool:
+    """Whether every other position on the chosen one's symbol is at least SPARE from its liquidation price
+    with the mark at `target`. A position's liquidation price does not depend on its own symbol's mark (the
+    simulator's arithmetic), and an isolated position's liquidation leaves its account's cross pool as it was."""
+    for account in world.accounts.values():
+        for other in account.positions:
+            if other is chosen or (other.product_type, other.symbol) != (chosen.product_type, chosen.symbol):
+                continue
+            liquidation = world.market.liquidation_price(account, other)
+            if liquidation > 0 and (target - liquidation) / target * other.direction < SPARE:
+                return False
+    return True
 
 
 async def _drift(world: World) -> None:
-    """Move one symbol's mark from where it is to just short of a position's liquidation price."""
-    found = _candidate(world)
-    if found is None:
-        log.warning("demo: no position with a liquidation price to drift")
+    """Move one symbol's mark from where it is to a little past one position's liquidation price (plan)."""
+    drift = plan(world)
+    if drift is None:
+        log.warning("demo: no position can be liquidated alone; the marks only wander")
         return
-    account, position, liquidation = found
+    position = drift.position
     symbol = world.market.symbol(position.product_type, position.symbol)
-    start = symbol.mark
-    side = 1 if position.side == "long" else -1
-    target = liquidation * (1 + side * DRIFT_TARGET)
-    log.info("demo: %s's %s %s drifts from %s toward liquidation at %s", account.name, position.symbol,
-             position.side, start, liquidation)  # fmt: skip
-    steps = int(DRIFT_SECONDS)
-    for i in range(1, steps + 1):
+    log.info("demo: %s's %s %s drifts from %s past its liquidation at %s", drift.account.name, position.symbol,
+             position.side, drift.start, drift.liquidation)  # fmt: skip
+    for mark in drift.marks(int(DRIFT_SECONDS), symbol.tick_size):
         await asyncio.sleep(1)
-        symbol.mark = (start + (target - start) * i / steps).quantize(symbol.tick_size)
+        symbol.mark = mark

@@ -35,7 +35,7 @@ from monitor.reports import schedule as sch
 from monitor.reports.content import build_report
 from monitor.reports.model import AccountPeriod
 from monitor.reports.render import ReportMessages, render_report
-from monitor.store import migrations
+from monitor.store import migrations, reportsent
 from monitor.store import reports as stored
 from monitor.store.alerts import AlertBatch
 from monitor.store.repository import Store
@@ -437,20 +437,20 @@ def test_alerts_fired_resolved_and_liquidated_in_the_period_are_counted(store: S
 
 def test_a_report_is_claimed_once_and_its_last_period_remembered(store: Store) -> None:
     with store.engine.begin() as connection:
-        assert stored.claim(connection, "daily", END, START, "node-a", END)
-        assert not stored.claim(connection, "daily", END, START, "node-b", END)  # the transaction goes on
-        assert stored.claim(connection, "hourly", END, END - timedelta(hours=1), "node-b", END)
+        assert reportsent.claim(connection, "daily", END, START, "node-a", END)
+        assert not reportsent.claim(connection, "daily", END, START, "node-b", END)  # the transaction goes on
+        assert reportsent.claim(connection, "hourly", END, END - timedelta(hours=1), "node-b", END)
     with store.engine.begin() as connection:
-        assert stored.claim(connection, "daily", END - timedelta(days=1), START - timedelta(days=1), "node-a", END)
-    assert stored.last_sent(store.engine) == {"daily": END, "hourly": END}
-    assert stored.last_sent(store.engine, ["hourly"]) == {"hourly": END}
+        assert reportsent.claim(connection, "daily", END - timedelta(days=1), START - timedelta(days=1), "node-a", END)
+    assert reportsent.last_sent(store.engine) == {"daily": END, "hourly": END}
+    assert reportsent.last_sent(store.engine, ["hourly"]) == {"hourly": END}
 
 
 def test_a_claim_rolled_back_with_its_messages_leaves_the_report_unsent(store: Store) -> None:
     with pytest.raises(RuntimeError), store.engine.begin() as connection:
-        assert stored.claim(connection, "daily", END, START, "node-a", END)
+        assert reportsent.claim(connection, "daily", END, START, "node-a", END)
         raise RuntimeError("queuing the messages failed")
-    assert stored.last_sent(store.engine) == {}
+    assert reportsent.last_sent(store.engine) == {}
 
 
 def test_of_processes_racing_for_a_report_exactly_one_sends_it(db_url: str) -> None:
@@ -464,7 +464,7 @@ def test_of_processes_racing_for_a_report_exactly_one_sends_it(db_url: str) -> N
         for attempt in range(3):  # each tries again, as a process would at its next check
             try:
                 with stores[index].engine.begin() as connection:
-                    if stored.claim(connection, "daily", END, START, f"node-{index}", END):
+                    if reportsent.claim(connection, "daily", END, START, f"node-{index}", END):
                         won.append(f"node-{index}")
                 break
             except Exception:  # SQLite may answer "database is locked" under contention: retried
@@ -567,20 +567,20 @@ async def test_a_due_report_goes_through_the_outbox_to_chat_and_email_once(
     )
     config = load_config(path, env={})
     now = END + timedelta(hours=2)  # the process started two hours late
-    ((report, period),) = sch.due_reports(config.reports, stored.last_sent(store.engine), now)
+    ((report, period),) = sch.due_reports(config.reports, reportsent.last_sent(store.engine), now)
     assert period == sch.Period(START, END)
     from monitor.reports.render import gather
 
     rendered = ReportMessages(config.alerts.templates).render(gather(config, store, period.start, period.end, report),
                                                               report.timezone)  # fmt: skip
     messages = [(c, rendered.title, rendered.body, rendered.body_long) for c in report.channels]
-    assert stored.queue(store.engine, report.name, period.end, period.start, "node-a", now, messages)
+    assert reportsent.queue(store.engine, report.name, period.end, period.start, "node-a", now, messages)
     other = Store(db_url)  # a second process on the same database
     try:
-        assert not stored.queue(other.engine, report.name, period.end, period.start, "node-b", now, messages)
+        assert not reportsent.queue(other.engine, report.name, period.end, period.start, "node-b", now, messages)
     finally:
         other.close()
-    assert sch.due_reports(config.reports, stored.last_sent(store.engine), now) == []
+    assert sch.due_reports(config.reports, reportsent.last_sent(store.engine), now) == []
     sender = Sender(config, store, ManualClock(now), "node-a")
     try:
         while await sender.send_due():

@@ -13,8 +13,7 @@ from monitor.clock import ManualClock, SystemClock
 from monitor.config import load_config
 from monitor.reports.scheduler import ReportScheduler
 from monitor.service import Service
-from monitor.store import migrations
-from monitor.store import reports as stored
+from monitor.store import migrations, reportsent
 from monitor.store.repository import Store
 from tests.conftest import Mailbox, Sim, SimFactory, Sink, until
 from tests.launch import accounts_file, running
@@ -111,12 +110,12 @@ async def test_a_report_waits_for_its_channels_quiet_hours_and_then_goes_out(
     scheduler = ReportScheduler(lambda: config, store, clock, "node-a", lambda: woken.append(1))
     try:
         assert await scheduler.send_due() == []
-        assert stored.last_sent(store.engine) == {}
+        assert reportsent.last_sent(store.engine) == {}
         clock.advance(timedelta(minutes=50))  # 09:00: quiet hours over, 1.5 h late: well within half a day
         assert await scheduler.send_due() == ["daily"]
         assert woken == [1]
         assert await scheduler.send_due() == []  # stored: never twice
-        assert stored.last_sent(store.engine) == {"daily": datetime(2026, 3, 2, 7, 30, tzinfo=UTC)}
+        assert reportsent.last_sent(store.engine) == {"daily": datetime(2026, 3, 2, 7, 30, tzinfo=UTC)}
     finally:
         store.close()
 
@@ -164,7 +163,7 @@ async def test_a_report_for_a_period_with_nothing_stored_is_not_sent(
     try:
         scheduler = ReportScheduler(lambda: load_config(path, env={}), store, SystemClock(), "node-a", lambda: None)
         assert await scheduler.send_due() == []
-        assert "daily" in stored.last_sent(store.engine)
+        assert "daily" in reportsent.last_sent(store.engine)
         assert await scheduler.send_due() == []
     finally:
         store.close()

@@ -153,7 +153,7 @@ def test_a_device_as_secret_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_a_secret_file_larger_than_any_key_is_a_config_error(tmp_path: Path) -> None:
-    from monitor.config.loader import SECRET_FILE_LIMIT
+    from monitor.config.accounts import SECRET_FILE_LIMIT
 
     (tmp_path / "big.pem").write_text("a" * SECRET_FILE_LIMIT)
     path = _secret_file_config(tmp_path, "big.pem")

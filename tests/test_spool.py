@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from monitor.alerts.model import AlertBatch, Outgoing, Queued, Rendered, State, Transition
-from monitor.alerts.spool import Spool, alert_data, encode, message_data, spool_path, transition_data
+from monitor.alerts.records import alert_data, message_data, transition_data
+from monitor.alerts.spool import Spool, encode, spool_path
 from monitor.clock import SystemClock
 from monitor.config import load_config
 from monitor.service import Service

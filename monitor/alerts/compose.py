@@ -7,13 +7,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from monitor.alerts.messages import Messages
-from monitor.alerts.model import (
-    Item,
-    Outgoing,
-    Reason,
-)
-from monitor.config.model import ChannelConfig
+from monitor.alerts.messages import Messages, messages_for
+from monitor.alerts.model import HeldItem, Item, Outgoing, Reason, State
+from monitor.config.model import ChannelConfig, Config
 from monitor.rules.model import Rule, Severity
 
 
@@ -106,3 +102,21 @@ def window_text(channel: ChannelConfig) -> str:
         return ""
     start, end = channel.quiet_hours
     return f"{start:%H:%M}-{end:%H:%M} {channel.timezone.key}"
+
+
+def held_summary(config: Config, name: str, items: list[HeldItem]) -> Outgoing | None:
+    """The one message that replaces channel `name`'s messages held over its quiet hours: the alerts still in
+    the state they were announced in, in the channel's time zone. None when none of them is still true."""
+    relevant = {i.alert.key: i.alert for i in items if i.alert.state is i.announced}
+    if not relevant:
+        return None
+    rules = {r.name: r for r in config.rules}
+    summary_items = [
+        Item(a, Reason.RESOLVED if a.state is State.RESOLVED else Reason.FIRING,
+             str(rules[a.rule].type) if a.rule in rules else a.rule)
+        for a in relevant.values()
+    ]  # fmt: skip
+    channel = config.channels.get(name)
+    window = window_text(channel) if channel else "quiet hours"
+    rendered = messages_for(config).summary(window, summary_items, channel.timezone if channel else UTC)
+    return Outgoing(name, None, message_severity(summary_items), rendered, tuple(summary_items))

@@ -22,7 +22,8 @@ from typing import Any
 from monitor.alerts.model import Alert, AlertBatch, BatchRejected, Outgoing, Queued, State, Transition
 from monitor.alerts.outbox import MemoryOutbox
 from monitor.alerts.ports import AlertStorage
-from monitor.alerts.spool import Restored, Spool, alert_data, message_data, state_data, transition_data
+from monitor.alerts.records import alert_data, message_data, state_data, transition_data
+from monitor.alerts.spool import Restored, Spool
 from monitor.clock import Clock
 
 log = logging.getLogger(__name__)

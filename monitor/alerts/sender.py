@@ -26,13 +26,12 @@ import socket
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from monitor.alerts.compose import message_severity, window_text
+from monitor.alerts.compose import held_summary
 from monitor.alerts.delivery import deliver
-from monitor.alerts.messages import messages_for
-from monitor.alerts.model import HeldItem, Item, OutboxMessage, Outgoing, Queued, Reason, Rendered, State
+from monitor.alerts.model import HeldItem, OutboxMessage, Queued, Rendered
 from monitor.alerts.outbox import MemoryOutbox
 from monitor.alerts.ports import AlertStorage
 from monitor.clock import Clock, wait_for_event
@@ -291,20 +290,8 @@ class Sender:
                 log.exception("quiet-hours summary for %s failed; tried again on the next pass", name)
 
     async def _summarize(self, name: str, items: list[HeldItem]) -> None:
-        relevant = {i.alert.key: i.alert for i in items if i.alert.state is i.announced}  # still true
-        summary = None
-        if relevant:
-            rules = {r.name: r for r in self.config.rules}
-            summary_items = [
-                Item(a, Reason.RESOLVED if a.state is State.RESOLVED else Reason.FIRING,
-                     str(rules[a.rule].type) if a.rule in rules else a.rule)
-                for a in relevant.values()
-            ]  # fmt: skip
-            channel = self.config.channels.get(name)
-            window = window_text(channel) if channel else "quiet hours"
-            rendered = messages_for(self.config).summary(window, summary_items, channel.timezone if channel else UTC)
-            summary = Outgoing(name, None, message_severity(summary_items), rendered, tuple(summary_items))
+        summary = held_summary(self.config, name, items)
         ids = sorted({i.notification_id for i in items})
         if await asyncio.to_thread(self.store.alerts.release_held, ids, summary, self.clock.now()):
             log.info("quiet hours over for %s: %d held messages, %d alerts still true", name, len(ids),
-                     len(relevant))  # fmt: skip
+                     len(summary.items) if summary else 0)  # fmt: skip

@@ -9,7 +9,7 @@ occurrence. "hourly" is every whole local hour, an hour apart in real time.
 A report covers the period that ends at its due time and began at the due time before it. It is sent at its due
 time, or, when the process was down then, when it starts, if that is still within half the period after the due
 time; later than that it is skipped (the next one follows soon enough, and a stale "daily" report at 20:00 would
-mislead). Whether it was already sent is stored (monitor.store.reports), never decided here.
+mislead). Whether it was already sent is stored (monitor.store.reportsent), never decided here.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def due_reports(
     reports: Sequence[ReportConfig], last_sent: Mapping[str, datetime], now: datetime
 ) -> list[tuple[ReportConfig, Period]]:
     """The reports to send now, each with the period it covers. `last_sent` maps report names to the due time
-    of their last sent period (monitor.store.reports.last_sent); the claim decides who sends."""
+    of their last sent period (monitor.store.reportsent.last_sent); the claim decides who sends."""
     due = []
     for report in reports:
         decision = decide(report.schedule, report.timezone, now, last_sent.get(report.name))

@@ -3,7 +3,7 @@
 It sleeps until the next report falls due (at most a minute, so a reload, a clock step or a database back from
 an outage is noticed soon), asks the store which reports' current periods were sent already, and for each due
 one gathers its data, renders it and queues its messages with the once-only claim in one transaction
-(monitor.store.reports.queue): with several processes on one PostgreSQL database each may render a report, but
+(monitor.store.reportsent.queue): with several processes on one PostgreSQL database each may render a report, but
 exactly one queues it. The sender delivers it like an alert message.
 
 Channels: a report goes to its `channels` (the loader resolved them). It respects their quiet hours, being
@@ -26,7 +26,7 @@ from monitor.clock import Clock, wait_for_event
 from monitor.config.model import Config, ReportConfig
 from monitor.reports import schedule
 from monitor.reports.render import ReportMessages, gather
-from monitor.store.reports import last_sent, queue
+from monitor.store.reportsent import last_sent, queue
 from monitor.store.repository import Store
 
 log = logging.getLogger(__name__)

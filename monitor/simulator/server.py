@@ -1,43 +1,35 @@
 """The simulator's HTTP face: Bitget's endpoints, checked and limited as Bitget does, plus `/_sim/`.
 
 Checks run in Bitget's order: path (v1 decommissioned, unknown), the per-IP budget, then for signed
-endpoints key, signature presence, timestamp, passphrase, signature, IP binding, environment, permission,
-the per-account endpoint budget and the account mode.
+endpoints key, signature presence, timestamp, passphrase, signature, IP binding, environment, permission
+(those in gate.py), the per-account endpoint budget and the account mode.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from monitor.clock import Clock, SystemClock, epoch_ms
 from monitor.exchange.bitget import endpoints as ep
 from monitor.exchange.bitget.codes import CODES
-from monitor.exchange.bitget.signing import prehash
-from monitor.simulator import faults, render
+from monitor.simulator import faults, prices, render
 from monitor.simulator.faults import Fault
+from monitor.simulator.gate import Gate, Rejection
 from monitor.simulator.limits import IpLimiter, SlidingWindow
 from monitor.simulator.market import SimAccount
 from monitor.simulator.world import World
 
 log = logging.getLogger(__name__)
 
-TIMESTAMP_WINDOW_MS = 30_000
 _V1 = re.compile(r"^/api/[a-z-]+/v1/")
 _CLASSIC_ONLY = {
     ep.SPOT_ASSETS,
@@ -52,12 +44,6 @@ _UNIFIED_ONLY = {ep.UNIFIED_ASSETS, ep.UNIFIED_POSITIONS, ep.UNIFIED_SETTINGS}
 
 def _remain(remaining: int | None) -> dict[str, str]:
     return {"x-mbx-used-remain-limit": str(remaining)} if remaining is not None else {}
-
-
-class Rejection(Exception):
-    def __init__(self, code: str, account: SimAccount | None = None) -> None:
-        self.code = code
-        self.account = account
 
 
 class Simulator:
@@ -83,7 +69,7 @@ class Simulator:
         self.rate_limited: Counter[tuple[str, str]] = Counter()
         self.rejected: Counter[tuple[str, str]] = Counter()  # (account or "-", code)
         self.bad_signatures: Counter[tuple[str, str]] = Counter()  # (account, path)
-        self._public_keys: dict[str, rsa.RSAPublicKey] = {}
+        self.gate = Gate(world)
         self._responses = 0
 
     async def ticker(self, app: web.Application) -> AsyncIterator[None]:
@@ -140,7 +126,7 @@ class Simulator:
         account = None
         if endpoint.signed:
             try:
-                account = self.authenticate(request, endpoint)
+                account = self.gate.authenticate(request, self.server_ms())
             except Rejection as r:
                 name = r.account.name if r.account else "-"
                 self.rejected[(name, r.code)] += 1
@@ -174,67 +160,17 @@ class Simulator:
             data = faults.rewrite(fault, data)
         return self.ok(data, remaining)
 
-    def authenticate(self, request: web.Request, endpoint: ep.Endpoint) -> SimAccount:
-        headers = request.headers
-        key = headers.get("ACCESS-KEY", "")
-        if not key:
-            raise Rejection("40006")
-        account = self.world.by_key.get(key)
-        if account is None or account.revoked:
-            raise Rejection("40037")
-        signature = headers.get("ACCESS-SIGN", "")
-        if not signature:
-            raise Rejection("40009", account)
-        timestamp = headers.get("ACCESS-TIMESTAMP", "")
-        if not timestamp.isdigit():
-            raise Rejection("40005", account)
-        if abs(int(timestamp) - self.server_ms()) > TIMESTAMP_WINDOW_MS:
-            raise Rejection("40008", account)
-        if headers.get("ACCESS-PASSPHRASE", "") != account.passphrase:
-            raise Rejection("40012", account)
-        # Bitget verifies the percent-decoded query in the order it was sent; it does not sort.
-        query = "&".join(unquote_plus(part) for part in request.query_string.split("&")) if request.query_string else ""
-        message = prehash(timestamp, request.method, request.path, query)
-        if not self.verify(account, message, signature):
-            raise Rejection("40009", account)
-        if account.ips and (request.remote or "") not in account.ips:
-            raise Rejection("40018", account)
-        if (headers.get("paptrading", "") == "1") != account.demo:
-            raise Rejection("40099", account)
-        if not account.permissions:
-            raise Rejection("40014", account)
-        return account
-
-    def verify(self, account: SimAccount, message: str, signature: str) -> bool:
-        try:
-            raw = base64.b64decode(signature, validate=True)
-        except ValueError:
-            return False
-        if account.secret is not None:
-            expected = hmac.new(account.secret.encode(), message.encode(), hashlib.sha256).digest()
-            return hmac.compare_digest(expected, raw)
-        key = self._public_keys.get(account.name)
-        if key is None:
-            loaded = serialization.load_pem_public_key((account.public_key_pem or "").encode())
-            assert isinstance(loaded, rsa.RSAPublicKey)
-            key = self._public_keys[account.name] = loaded
-        try:
-            key.verify(raw, message.encode(), padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
-            return False
-        return True
-
     def data(self, endpoint: ep.Endpoint, account: SimAccount | None, query: Any) -> Any:
         market, now = self.world.market, self.server_ms()
         product_type = str(query.get("productType", "")).upper()
         if endpoint is ep.SERVER_TIME:
             return {"serverTime": str(now)}
         if endpoint is ep.SYMBOL_PRICE:
-            return render.symbol_price(market, product_type, query.get("symbol", ""), now)
+            return prices.symbol_price(market, product_type, query.get("symbol", ""), now)
         if endpoint is ep.TICKERS:
-            return render.tickers(market, self._product(product_type), now)
+            return prices.tickers(market, self._product(product_type), now)
         if endpoint is ep.SPOT_TICKERS:
-            return render.spot_tickers(market, now, query.get("symbol") or None)
+            return prices.spot_tickers(market, now, query.get("symbol") or None)
         assert account is not None
         self.liquidate_account(account)
         if endpoint is ep.ACCOUNT_INFO:

@@ -7,13 +7,15 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from monitor.errors import DataRefused, StorageError, StorageUnavailable
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def is_data_error(exc: BaseException) -> bool:
@@ -41,6 +43,18 @@ def boundary() -> Iterator[None]:
         yield
     except SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+def translated(function: Callable[P, R]) -> Callable[P, R]:
+    """A function of the store whose database errors leave as monitor.errors.StorageError (its callers know no
+    SQLAlchemy)."""
+
+    @functools.wraps(function)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with boundary():
+            return function(*args, **kwargs)
+
+    return call
 
 
 def guarded(cls: type[T]) -> type[T]:

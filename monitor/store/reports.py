@@ -1,5 +1,5 @@
-"""What a report needs from the database: each account's data for a period, and the once-only claim of a
-scheduled report.
+"""What a report needs from the database: each account's data for a period (the once-only claim of a scheduled
+report is in reportsent.py).
 
 Periods read the raw equity series where the hourly rollups do not cover them yet (the edges of the period and
 the hours since the last rollup) and the rollups elsewhere, so a weekly report still works once raw points are
@@ -8,38 +8,21 @@ pruned. Money aggregates are computed in Python (see ExactDecimal). Synchronous:
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, and_, func, insert, or_, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from monitor.alerts.model import State
 from monitor.reports.model import AccountPeriod
-from monitor.store import tables as t
-from monitor.store.alertrows import ALERT, NOTIFICATION, TRANSITION
-from monitor.store.errors import boundary
+from monitor.store.alertrows import ALERT, TRANSITION
+from monitor.store.errors import translated
 from monitor.store.history import ACCOUNT, EQUITY, HOURLY, POLL, floor_hour
 
-P = ParamSpec("P")
-R = TypeVar("R")
-SENT: Table = t.ReportSent.__table__  # type: ignore[attr-defined]
 HOUR = timedelta(hours=1)
-
-
-def _translated(function: Callable[P, R]) -> Callable[P, R]:
-    """The database's errors leave as monitor.errors.StorageError (the callers know no SQLAlchemy)."""
-
-    @functools.wraps(function)
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        with boundary():
-            return function(*args, **kwargs)
-
-    return call
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +39,7 @@ class _Sample:
     distance: Decimal | None
 
 
-@_translated
+@translated
 def period_data(engine: Engine, accounts: Sequence[str], start: datetime, end: datetime) -> PeriodData:
     """Each account's data for [start, end] (aware UTC). An account the database has never seen, or with no
     reading, comes back with None figures (the report shows it as "no data")."""
@@ -272,67 +255,3 @@ def _alert_counts(
         counts[account_id][2] += 1
     portfolio = counts.pop(None, [0, 0, 0])
     return {k: (v[0], v[1], v[2]) for k, v in counts.items() if k is not None}, (portfolio[0], portfolio[1])
-
-
-# -- sent reports ----------------------------------------------------------------------------------------------
-
-
-def claim(connection: Connection, report: str, due_at: datetime, period_start: datetime, node: str,
-          now: datetime) -> bool:  # fmt: skip
-    """Record that `node` sends `report` for the period ending at `due_at`; False when it is already recorded
-    (sent before, or by another process). Run it in the transaction that queues the report's messages: the row
-    and the messages are committed together or not at all. A conditional insert: it never raises on the
-    duplicate, so the transaction stays usable (PostgreSQL aborts a transaction at a failed insert)."""
-    values: dict[str, Any] = {"report": report, "due_at": due_at, "period_start": period_start,
-                              "claimed_by": node, "claimed_at": now}  # fmt: skip
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement: Any = pg_insert(SENT).values(values).on_conflict_do_nothing(index_elements=["report", "due_at"])
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = sqlite_insert(SENT).values(values).on_conflict_do_nothing(index_elements=["report", "due_at"])
-    # RETURNING, not rowcount: with an implicit RETURNING of the key, psycopg reports no row count.
-    return connection.execute(statement.returning(SENT.c.id)).first() is not None
-
-
-@_translated
-def queue(
-    engine: Engine,
-    report: str,
-    due_at: datetime,
-    period_start: datetime,
-    node: str,
-    now: datetime,
-    messages: Sequence[tuple[str, str, str, str]],
-) -> bool:
-    """Claim the report's period and put its messages, (channel, title, chat body, email body) each, into the
-    outbox, in one transaction; the sender delivers them like any message. False (nothing queued) when the
-    period was claimed before, by this process or another."""
-    with engine.begin() as connection:
-        if not claim(connection, report, due_at, period_start, node, now):
-            return False
-        rows: list[dict[str, Any]] = [
-            {"channel": channel, "account_id": None, "severity": None, "title": title[:400], "body": body,
-             "body_long": body_long, "status": "queued", "delivered": [], "created_at": now, "next_attempt_at": now}
-            for channel, title, body, body_long in messages
-        ]  # fmt: skip
-        if rows:
-            connection.execute(insert(NOTIFICATION), rows)
-    return True
-
-
-@_translated
-def last_sent(engine: Engine, reports: Sequence[str] | None = None) -> dict[str, datetime]:
-    """The due time of each report's last sent period (reports never sent are absent)."""
-    last = select(SENT.c.report, func.max(SENT.c.due_at).label("due_at")).group_by(SENT.c.report)
-    if reports is not None:
-        last = last.where(SENT.c.report.in_(list(reports)))
-    latest = last.subquery()
-    # Joined back to the table: the rows' own column decodes the time (an aggregate loses its type on SQLite).
-    query = select(SENT.c.report, SENT.c.due_at).join(
-        latest, (SENT.c.report == latest.c.report) & (SENT.c.due_at == latest.c.due_at)
-    )
-    with engine.connect() as connection:
-        return {report: due for report, due in connection.execute(query)}

@@ -1,31 +1,24 @@
 """The read model the service builds for the web (web.status.StatusReader): the poller's live state as data, the
-alert engine's alerts, health and counters, and the database for history, the outbox and silences."""
+alert engine's alerts, health and counters, and the database for history, the outbox and silences. What it reads
+of the service is in parts.py."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from monitor.alerts.engine import AlertEngine
 from monitor.alerts.model import Alert, OutboxMessage, Silence, State, alert_order
-from monitor.alerts.sender import Sender
 from monitor.alerts.silences import silenced
 from monitor.clock import Clock
-from monitor.config.model import Config, WebSettings
-from monitor.market.watch import MarketWatch
-from monitor.poller.scheduler import Poller
+from monitor.config.model import WebSettings
 from monitor.poller.state import Reading
-from monitor.risk.odds import MarkHistory
+from monitor.readmodel.parts import Parts
 from monitor.rules.evaluate import position_subject, safety_line
 from monitor.rules.model import RuleType
-from monitor.store.repository import Store
 from monitor.store.views import EquitySample
-from monitor.store.writer import SnapshotWriter
 from web.chart import portfolio
 from web.risk import Odds, levels_for, likeliest_odds, odds_of
 from web.status import AccountRow, ConfigReload, Counters, Health, row
@@ -33,72 +26,6 @@ from web.status import AccountRow, ConfigReload, Counters, Health, row
 log = logging.getLogger(__name__)
 DATABASE_CHECK = 5.0  # seconds a /readyz database check may take
 PORTFOLIO_CACHE = timedelta(seconds=60)  # how long the overview's portfolio series is reused
-
-
-class LastReads(Protocol):
-    """The one source of what is known of an account this process has not read yet (monitor.views.AccountViews):
-    the database's last good data, which the rules see too."""
-
-    def completed(self, reading: Reading) -> Reading: ...
-
-
-class Reloads(Protocol):
-    """The accounts file's reloads (monitor.reloading.Reloader)."""
-
-    @property
-    def path(self) -> Path: ...
-    @property
-    def loaded_at(self) -> datetime: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def failed_since(self) -> datetime | None: ...
-
-
-class LiveCounts(Protocol):
-    """What the live judging counts since start (monitor.live.LiveJudge)."""
-
-    @property
-    def confirmations(self) -> int: ...
-    @property
-    def estimates(self) -> int: ...
-
-
-class Parts(Protocol):
-    """What the reader reads of the running service (monitor.service.Service has all of it)."""
-
-    @property
-    def config(self) -> Config: ...
-    @property
-    def clock(self) -> Clock: ...
-    @property
-    def poller(self) -> Poller | None: ...
-    @property
-    def writer(self) -> SnapshotWriter: ...
-    @property
-    def engine(self) -> AlertEngine: ...
-    @property
-    def sender(self) -> Sender: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def storage_ready(self) -> asyncio.Event: ...
-    @property
-    def lease_mode(self) -> str: ...
-    @property
-    def poll_errors(self) -> Counter[str]: ...
-    @property
-    def requests(self) -> int: ...
-    @property
-    def market(self) -> MarketWatch | None: ...
-    @property
-    def mark_history(self) -> MarkHistory: ...
-    @property
-    def views(self) -> LastReads: ...
-    @property
-    def reloader(self) -> Reloads: ...
-    @property
-    def live(self) -> LiveCounts | None: ...
 
 
 class ServiceReader:
