@@ -198,13 +198,15 @@ def unreachable_intervals(view: AccountView, now: datetime) -> Decimal:
 def _unreachable(rule: Rule, view: AccountView, now: datetime, current: Current) -> Observation:
     since = view.last_good_at or view.watched_since
     intervals = unreachable_intervals(view, now)
+    active = current.get(alert_key(rule.name, view.name, ""))
+    # A key Bitget refuses for good is as bad as it gets, at once: retrying does not fix it.
+    severity = rule.levels()[0][0] if view.permanent_error else rule.severity(intervals, active)
+    if severity is None and active is None and view.blind_since is None:  # read as usual: no words (_position)
+        return Observation(rule, view.name, "", None, intervals, "")
     error = f" (last error: {last_error(view)})" if view.error_code else ""
-    severity: Severity | None
-    if view.permanent_error:  # retrying does not fix it: as bad as it gets, at once
-        severity = rule.levels()[0][0]
+    if view.permanent_error:
         summary = f"cannot be read: {last_error(view)}"
     else:
-        severity = rule.severity(intervals, current.get(alert_key(rule.name, view.name, "")))
         seen = f"since {since:%Y-%m-%d %H:%M} UTC" if view.last_good_at else "since the monitor started"
         summary = f"no good data for {intervals} poll intervals ({seen}){error}"
     if severity is None and view.blind_since is not None and view.last_good_at is not None:
