@@ -51,8 +51,8 @@ async def _read(
                 unified = group.create_task(client.unified_account())
                 positions = group.create_task(_joined(client.unified_positions(p) for p in futures_types))
             else:
-                spot = group.create_task(client.spot_assets() if spot_wanted else _nothing(()))
-                balances = group.create_task(client.account_balances() if spot_wanted and valued else _nothing({}))
+                spot = group.create_task(client.spot_assets()) if spot_wanted else None
+                balances = group.create_task(client.account_balances()) if spot_wanted and valued else None
                 futures = group.create_task(_joined(client.futures_accounts(p) for p in futures_types))
                 positions = group.create_task(_joined(client.positions(p) for p in futures_types))
     except BaseExceptionGroup as group_error:
@@ -62,8 +62,8 @@ async def _read(
         return replace(snapshot, unified=unified.result(), positions=positions.result())
     return replace(
         snapshot,
-        spot=spot.result(),
-        spot_usdt=balances.result().get("spot"),
+        spot=spot.result() if spot is not None else (),
+        spot_usdt=balances.result().get("spot") if balances is not None else None,
         futures=futures.result(),
         positions=positions.result(),
     )
@@ -76,6 +76,10 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _joined(reads: Iterable[Coroutine[Any, Any, tuple[T, ...]]]) -> tuple[T, ...]:
+    """The reads' items in order, read concurrently (a single read, the usual case, in this task: no other)."""
+    reads = list(reads)
+    if len(reads) == 1:
+        return await reads[0]
     tasks: list[asyncio.Task[tuple[T, ...]]] = []
     try:
         async with asyncio.TaskGroup() as group:
@@ -83,7 +87,3 @@ async def _joined(reads: Iterable[Coroutine[Any, Any, tuple[T, ...]]]) -> tuple[
     except BaseExceptionGroup as group_error:
         raise _first(group_error) from None
     return tuple(item for task in tasks for item in task.result())
-
-
-async def _nothing(empty: T) -> T:
-    return empty
