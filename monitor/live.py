@@ -111,9 +111,12 @@ class LiveJudge:
             return self._live_of(reading.name, snapshot)[0], True
         return snapshot, False  # as read until the confirming read comes (or the timeout)
 
-    def _live_of(self, name: str, snapshot: AccountSnapshot) -> tuple[AccountSnapshot, AccountSnapshot]:
-        """(the snapshot at the latest marks, the worse of it and the read for each position)."""
-        marks = self._marks(snapshot)
+    def _live_of(
+        self, name: str, snapshot: AccountSnapshot, marks: tuple[Decimal | None, ...] | None = None
+    ) -> tuple[AccountSnapshot, AccountSnapshot]:
+        """(the snapshot at the latest marks, the worse of it and the read for each position); `marks`: its
+        `_marks` when known."""
+        marks = self._marks(snapshot) if marks is None else marks
         known = self._live.get(name)
         if known is not None and known[0] is snapshot and known[1] == marks:
             return known[2], known[3]
@@ -152,8 +155,9 @@ class LiveJudge:
                 continue
             if state.snapshot is None:
                 continue
-            sight = self._sight(state.snapshot, state.at_risk)
-            if name not in self._pending and (self._quiet.get(name) == sight or self._calm(name, state)):
+            marks = self._marks(state.snapshot)
+            sight = self._sight(state.snapshot, marks, state.at_risk)
+            if name not in self._pending and (self._quiet.get(name) == sight or self._calm(name, state, marks)):
                 self._quiet[name] = sight  # the same read at the same marks, or nothing to check: nor to judge
                 continue
             reading = state.reading(self.poller.cadence)
@@ -169,13 +173,13 @@ class LiveJudge:
         if views:
             self.engine.evaluate(views, now, changed_only=True)
 
-    def _sight(self, snapshot: AccountSnapshot, at_risk: bool) -> tuple[object, ...]:
+    def _sight(self, snapshot: AccountSnapshot, marks: tuple[Decimal | None, ...], at_risk: bool) -> tuple[object, ...]:
         """What a mark's pass over an account depends on: the read, the marks of its positions (whether newer
         than the read, and their price: all `live` uses), its risk, and the rules. The same sight again means the
         same check and the same judgement; time alone moves alerts on the engine's timer, as between reads."""
-        return (snapshot, self._marks(snapshot), at_risk, self.engine.rules, self.poller.risk)
+        return (snapshot, marks, at_risk, self.engine.rules, self.poller.risk)
 
-    def _calm(self, name: str, state: AccountState) -> bool:
+    def _calm(self, name: str, state: AccountState, marks: tuple[Decimal | None, ...]) -> bool:
         """Whether the account's live positions leave it as judged, found without a view or a judgement: no
         alert of it pending or firing, none of its positions breaching a position rule at the live marks, and
         not entering the at-risk band. The engine would judge it as it stands: it judges each position as the
@@ -184,7 +188,7 @@ class LiveJudge:
         assert state.snapshot is not None
         if self.engine.active(name):
             return False
-        live = self._live_of(name, state.snapshot)[0]
+        live = self._live_of(name, state.snapshot, marks)[0]
         if not state.at_risk and self.poller.risk.at_risk(live):
             return False
         for rule in self._position_rules(name, state.config.tags):

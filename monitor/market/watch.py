@@ -56,6 +56,7 @@ class MarketWatch:
         self.clock = clock
         self.history = history  # the service's: the odds of liquidation read it (account reads add to it too)
         self._held: dict[str, frozenset[tuple[str, str]]] = {}  # account -> (product type, symbol) of its positions
+        self._holders: dict[str, dict[str, None]] = {}  # product type -> the accounts holding it (in order)
         self._symbols: Counter[tuple[str, str]] = Counter()  # how many accounts hold each
         self._types: Counter[str] = Counter()
         self.feed.subscribe(self._record)
@@ -89,6 +90,11 @@ class MarketWatch:
             self._held[name] = held
         else:
             self._held.pop(name, None)
+        types = {pt for pt, _ in held}
+        for pt in {pt for pt, _ in old} - types:
+            self._holders[pt].pop(name, None)
+        for pt in types:
+            self._holders.setdefault(pt, {})[name] = None
         self._symbols.subtract(old)
         self._symbols.update(held)
         self._symbols = +self._symbols  # drop what nobody holds
@@ -99,7 +105,7 @@ class MarketWatch:
 
     def holders(self, product_type: str) -> list[str]:
         """The accounts holding positions of this product type."""
-        return [name for name, held in self._held.items() if any(pt == product_type for pt, _ in held)]
+        return list(self._holders.get(product_type, ()))
 
     # -- what it read --------------------------------------------------------------------------------------
 
