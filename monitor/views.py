@@ -37,6 +37,7 @@ class AccountViews:
         self.marks = marks
         self._last_success = last_success  # the engine's, loaded from the database
         self._first_seen: dict[str, datetime] = {}
+        self._sampled: dict[str, AccountSnapshot] = {}  # per account: the read whose marks the history holds
         # Each account's last stored read (monitor.store.lastread), for an account this process has not read yet.
         self._stored: dict[str, AccountSnapshot] = {}
         self._blind_since: dict[str, datetime] = {}  # per account without fresh data: its last good data before
@@ -97,7 +98,8 @@ class AccountViews:
         volatility = None
         if self.marks is not None:
             marks = self.marks
-            if reading.snapshot is not None:
+            if reading.snapshot is not None and self._sampled.get(reading.name) is not reading.snapshot:
+                self._sampled[reading.name] = reading.snapshot  # each read's marks once, not at every view
                 for p in reading.snapshot.positions:  # a sample already held (the same read again) is dropped
                     if p.mark_price.is_finite() and p.mark_price > 0:  # absurd marks are no samples
                         marks.add(p.product_type, p.symbol, reading.snapshot.taken_at, p.mark_price)
