@@ -32,8 +32,8 @@ from monitor.market.feed import SPOT
 from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState, Reading
-from monitor.rules.evaluate import evaluate_account, position_value
-from monitor.rules.model import Rule, RuleType
+from monitor.rules.evaluate import VALUED, evaluate_account, position_value
+from monitor.rules.model import Rule
 from monitor.rules.view import AccountView
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,9 @@ class LiveJudge:
         if snapshot is None or not snapshot.positions:
             return snapshot, False
         pending = self._pending.get(reading.name)
-        if pending is not None and snapshot.taken_at >= pending.asked:  # the confirming read has come
-            self._settle(reading.name)
+        started = reading.read_started_at
+        if pending is not None and started is not None and started >= pending.asked:  # the confirming read came
+            self._settle(reading.name)  # (one already under way when it was asked for read the market before)
             pending = None
         if pending is None:
             return self._live_of(reading.name, snapshot)[1], False
@@ -163,7 +164,7 @@ class LiveJudge:
             reading = state.reading(self.poller.cadence)
             pending = self._pending.get(name)
             view = self.view_of(reading, now)  # settles `pending` if its confirming read has come
-            self._check(reading, view, pending, now)
+            self._check(reading, view, pending, now, marks)
             if pending is not None and pending.estimated and self._pending.get(name) is pending:
                 views.append(view)  # judged on the estimate: it follows the marks
             if name in self._pending:
@@ -176,7 +177,7 @@ class LiveJudge:
     def _sight(self, snapshot: AccountSnapshot, marks: tuple[Decimal | None, ...], at_risk: bool) -> tuple[object, ...]:
         """What a mark's pass over an account depends on: the read, the marks of its positions (whether newer
         than the read, and their price: all `live` uses), its risk, and the rules. The same sight again means the
-        same check and the same judgement; time alone moves alerts on the engine's timer, as between reads."""
+        same check; time alone moves alerts on the engine's timer, as between reads."""
         return (snapshot, marks, at_risk, self.engine.rules, self.poller.risk)
 
     def _calm(self, name: str, state: AccountState, marks: tuple[Decimal | None, ...]) -> bool:
@@ -192,7 +193,7 @@ class LiveJudge:
         if not state.at_risk and self.poller.risk.at_risk(live):
             return False
         for rule in self._position_rules(name, state.config.tags):
-            if rule.type is RuleType.LIQUIDATION_PROBABILITY:  # judged on the mark history: not here
+            if rule.type not in VALUED:  # the odds rule is judged on the mark history: not here
                 return False
             for p in live.positions:
                 value = position_value(rule, p)
@@ -211,13 +212,17 @@ class LiveJudge:
             known = self._watching[name] = (tags, chosen)
         return known[1]
 
-    def _check(self, reading: Reading, view: AccountView, pending: _Pending | None, now: datetime) -> None:
+    def _check(
+        self, reading: Reading, view: AccountView, pending: _Pending | None, now: datetime,
+        marks: tuple[Decimal | None, ...],
+    ) -> None:  # fmt: skip
         """Ask for a confirming read, or judge on the estimate, when the live view is worse than the alerts
-        (`view`: the account as the rules see it now; `pending`: its confirmation as it was before that view)."""
+        (`view`: the account as the rules see it now; `pending`: its confirmation as it was before that view;
+        `marks`: the read's `_marks`)."""
         if pending is not None and pending.estimated:
             return
         assert reading.snapshot is not None
-        live = self._live_of(reading.name, reading.snapshot)[0]
+        live = self._live_of(reading.name, reading.snapshot, marks)[0]
         worse = self._worse_than_alerts(replace(view, snapshot=live), now)
         beyond = any(_beyond(p) for p in live.positions)
         if pending is not None:  # waiting for its read: only a liquidation seen cannot wait

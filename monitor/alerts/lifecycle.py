@@ -28,7 +28,13 @@ def step(alert: Alert | None, obs: Observation, now: datetime) -> tuple[Alert | 
     """Apply one observation of the alert's subject."""
     rule, severity = obs.rule, obs.severity
     current = (
-        replace(alert, value=obs.value, summary=obs.summary, details=obs.details or alert.details, updated_at=now)
+        replace(
+            alert,
+            value=obs.value,
+            summary=obs.summary or alert.summary,
+            details=obs.details or alert.details,
+            updated_at=now,
+        )  # a quiet observation has no words: the alert keeps its last
         if alert is not None
         else None
     )

@@ -78,6 +78,7 @@ def _record_success(state: AccountState, outcome: PollOutcome, risk: RiskLevels,
         log.warning("%s: readable again after %d failed polls", state.name, state.failures)
     state.status = Status.OK
     state.snapshot = outcome.snapshot
+    state.read_started_at = outcome.started_at
     state.last_good_at = outcome.finished_at
     state.mark_good()
     state.failures = 0

@@ -30,11 +30,12 @@ from monitor.poller.state import AccountState, Reading, RiskLevels, Status
 
 log = logging.getLogger(__name__)
 
-JITTER = 0.05  # each interval varies by this fraction, so accounts drift apart instead of firing together
-# Reads falling due near the same BATCH boundary (at most a 30th of poll_interval) go out together, on the loop's
-# clock: one wake-up of the event loop and their answers read in the same passes, instead of one of each per
+JITTER = 0.05  # each routine interval varies by this fraction, so accounts spread over the interval's batches
+# Routine reads falling due near the same BATCH boundary (at most a 30th of poll_interval) go out together, on the
+# loop's clock: one wake-up of the event loop and their answers read in the same passes, instead of one of each per
 # read. That is a quarter of the CPU a request costs at steady state (bench.steady). The per-IP pacing lets a
-# second's worth through at once, so a batch is never a burst Bitget would count against us.
+# second's worth through at once, so a batch is never a burst Bitget would count against us. Risk re-reads keep
+# their exact cadence (near their batch, when they began on one); reads asked for go at once.
 BATCH = 1.0
 BEHIND_CHECK_INTERVAL = 10.0  # seconds between checks whether polling keeps up
 
@@ -228,12 +229,13 @@ class Poller:
             except Exception:  # a bug must not end this account's polling
                 log.exception("%s: unexpected error while polling", state.name)
             if state.status == Status.UNREACHABLE:
-                delay = m.permanent_error_retry.total_seconds()
-            elif state.at_risk:
-                delay = m.risk_poll_interval.total_seconds()
+                wait = start + m.permanent_error_retry.total_seconds() - self.clock.monotonic()
+            elif state.at_risk:  # a fixed cadence, kept exact
+                wait = start + m.risk_poll_interval.total_seconds() - self.clock.monotonic()
             else:
-                delay = interval * random.uniform(1 - JITTER, 1 + JITTER)
-            await _sleep(wake, batched(max(0.0, start + delay - self.clock.monotonic()), interval))
+                wait = batched(start + interval * random.uniform(1 - JITTER, 1 + JITTER) - self.clock.monotonic(),
+                               interval)  # fmt: skip
+            await _sleep(wake, max(0.0, wait))
 
     def _check_behind(self) -> None:
         now = self.clock.monotonic()
@@ -309,8 +311,10 @@ class Poller:
 
 
 def batched(seconds: float, poll_interval: float, now: float | None = None) -> float:
-    """`seconds` from `now` (default: the event loop's clock) moved to the nearest BATCH boundary (see BATCH):
-    cadences keep their average."""
+    """A routine read's wait of `seconds` from `now` (default: the event loop's clock) moved to the nearest BATCH
+    boundary (see BATCH): its jitter is larger, so the cadence keeps its average. A read already due goes now."""
+    if seconds <= 0:
+        return 0.0
     grid = min(BATCH, poll_interval / 30)
     now = asyncio.get_running_loop().time() if now is None else now
     return max(0.0, round((now + seconds) / grid) * grid - now)

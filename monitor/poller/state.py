@@ -120,6 +120,7 @@ class Reading:
     cadence: timedelta | None  # how often accounts are really read (longer than poll_interval while behind)
     at_risk: bool = False
     restored: bool = False  # the data is the database's, from before this process started (AccountViews.completed)
+    read_started_at: datetime | None = None  # when the read that gave `snapshot` began (None: restored)
 
     def stale(self, now: datetime, interval: timedelta, grace: timedelta) -> bool:
         return is_stale(self.last_good_at, self.stalled, now, interval, grace)
@@ -133,6 +134,7 @@ class AccountState:
     snapshot: AccountSnapshot | None = None  # the last good one
     key: KeyInfo | None = None
     last_good_at: datetime | None = None
+    read_started_at: datetime | None = None  # when the read that gave `snapshot` began
     error_code: str | None = None
     error_message: str | None = None
     failures: int = 0  # consecutive
@@ -166,6 +168,7 @@ class AccountState:
         return Reading(
             self.name, self.config.tags, self.snapshot, self.last_good_at, self.status, self.polls,
             self.error_code, self.error_message, self.key, self.stalled(), cadence, self.at_risk,
+            read_started_at=self.read_started_at,
         )  # fmt: skip
 
     def account_status(self, now: datetime, interval: timedelta, grace: timedelta) -> str:

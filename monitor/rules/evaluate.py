@@ -141,12 +141,17 @@ def _position(rule: Rule, view: AccountView, snapshot: AccountSnapshot, p: Posit
     return Observation(rule, view.name, subject, severity, value, summary, details)
 
 
+VALUED = frozenset({RuleType.LIQUIDATION_DISTANCE, RuleType.UNREALIZED_PNL})  # position_value's rules
+
+
 def position_value(rule: Rule, p: Position) -> Decimal | None:
     """What a liquidation distance or unrealized PnL rule judges of a position (None: it cannot be judged). The
     odds rule's value needs the mark history: `_odds`."""
     if rule.type is RuleType.LIQUIDATION_DISTANCE:
         return p.liquidation_distance_pct
-    return _margin_share(p) if rule.percent else p.unrealized_pnl
+    if rule.type is RuleType.UNREALIZED_PNL:
+        return _margin_share(p) if rule.percent else p.unrealized_pnl
+    raise ValueError(f"{rule.type} is not valued by position_value")
 
 
 def _margin_share(p: Position) -> Decimal | None:

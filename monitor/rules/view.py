@@ -47,7 +47,7 @@ class Observation:
     subject: str  # "USDT-FUTURES BTCUSDT long", "USDT-FUTURES USDT", "" for the account as a whole
     severity: Severity | None  # None: the condition does not hold
     value: Decimal | None
-    summary: str  # one line for people ("" for a quiet position: judged, no severity, no active alert)
+    summary: str  # one line for people ("" when quiet: judged, no severity, no active alert)
     details: dict[str, str] = field(default_factory=dict)  # symbol, side, mark, liquidation price, ... (idem)
     held: bool = False  # the value cannot be judged now (no peak yet, no margin): the alert keeps its state
 
