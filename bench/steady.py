@@ -6,13 +6,14 @@ same run.
 
 Two scenarios: 500 classic HMAC accounts (spot + USDT-futures) every 30 s, whose full reads want about 67 signed
 requests a second of the default 6000/min budget (the simulator's accounts near liquidation are re-read every
-risk_poll_interval on top, which brings it to the budget), and 1000 such accounts, which want about 133 a second,
-so polling stretches to what the budget allows. SQLite by default, PostgreSQL with --postgres (a fresh database
-is made and dropped). --profile DIR records the monitor with py-spy during each window (without pausing it, so
-the figures stay the monitor's own).
+risk_poll_interval on top, which brings it to the budget), and 1000 such accounts, which want about 133 a second, so
+polling stretches to what the budget allows. The simulator's marks stand still unless --tick says how often they
+move (a market that moves costs the mark feed's judging more). SQLite by default, PostgreSQL with --postgres (a
+fresh database is made and dropped). --profile DIR records the monitor with py-spy during each window (without
+pausing it, so the figures stay the monitor's own).
 
-ccxt is measured twice: all accounts at once (the figure the ratio uses), and one cycle paced at the monitor's
-rate, one account after the other, which shows what spreading requests over time costs any client.
+ccxt is measured twice: all accounts at once (the figure the ratio uses), and one cycle paced at the monitor's rate,
+one account after the other, which shows what spreading requests over time costs any client.
 
     .venv/bin/python -m bench.steady --seconds 60
 """
@@ -159,9 +160,10 @@ class Result:
 
 
 def scenario(accounts: int, interval: float, risk_interval: float | None, seconds: float, postgres: str | None,
-             profile: Path | None, label: str) -> Result:  # fmt: skip
+             profile: Path | None, label: str, tick: float) -> Result:  # fmt: skip
     # About one generated account in seven is a classic HMAC live spot + USDT-futures account.
-    with simulator(accounts * 9) as path, contextlib.ExitStack() as stack:
+    moving = ("--no-limits", "--tick", f"{tick:g}") if tick else ()
+    with simulator(accounts * 9, *moving) as path, contextlib.ExitStack() as stack:
         config = eligible(load_config(path, env={}), accounts)
         if len(config.accounts) < accounts:
             sys.exit(f"the simulator generated only {len(config.accounts)} eligible accounts of {accounts}")
@@ -281,6 +283,8 @@ def main() -> None:
     parser.add_argument("--risk-interval", type=float, help="risk_poll_interval, seconds (default: the monitor's)")
     parser.add_argument("--seconds", type=float, default=60.0, help="the measured window at steady state")
     parser.add_argument("--only", choices=("below", "budget"), help="run one scenario only")
+    parser.add_argument("--tick", type=float, default=0.0,
+                        help="seconds between the simulator's price moves (default 0: marks stand still)")  # fmt: skip
     parser.add_argument("--postgres", help="an admin URL: a fresh database is made and dropped (default: SQLite)")
     parser.add_argument("--profile", type=Path, help="record the monitor with py-spy (raw format) into this folder")
     args = parser.parse_args()
@@ -290,7 +294,8 @@ def main() -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     if args.seconds < 60:
         print(f"note: {args.seconds:.0f} s is shorter than the 60 s the figures are meant for")
-    print(f"database: {'postgresql' if args.postgres else 'sqlite'}", flush=True)
+    marks = f"moving every {args.tick:g} s" if args.tick else "standing still"
+    print(f"database: {'postgresql' if args.postgres else 'sqlite'}; the simulator's marks {marks}", flush=True)
     runs = [
         ("(a) full reads below the budget", args.accounts, "below"),
         ("(b) beyond the budget, polling stretches", args.budget_accounts, "budget"),
@@ -298,7 +303,8 @@ def main() -> None:
     for name, accounts, label in runs:
         if args.only and args.only != label:
             continue
-        result = scenario(accounts, args.interval, args.risk_interval, args.seconds, args.postgres, args.profile, label)
+        result = scenario(accounts, args.interval, args.risk_interval, args.seconds, args.postgres, args.profile, label,
+                          args.tick)  # fmt: skip
         report(name, args.interval, result)
 
 
