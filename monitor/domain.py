@@ -127,14 +127,18 @@ class Position:
         and a nearly balanced pair liquidates when the price moves either way: the long leg's price can lie
         above the mark. There the distance is the move in whichever direction reaches it.
         """
-        if self.liquidation_price is None or not self.mark_price:
+        return self.distance_at(self.mark_price, self.liquidation_price)
+
+    def distance_at(self, mark: Decimal, liquidation: Decimal | None) -> Decimal | None:
+        """`liquidation_distance_pct` at another mark and liquidation price (monitor.market.live's figures)."""
+        if liquidation is None or not mark:
             return None
-        gap = self.mark_price - self.liquidation_price
+        gap = mark - liquidation
         if self.position_mode is PositionMode.HEDGE and self.margin_mode is MarginMode.CROSSED:
             gap = abs(gap)
         elif self.side is Side.SHORT:
             gap = -gap
-        return gap / self.mark_price * 100
+        return gap / mark * 100
 
 
 @dataclass(frozen=True, slots=True)

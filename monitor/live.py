@@ -32,7 +32,7 @@ from monitor.market.feed import SPOT
 from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState, Reading
-from monitor.rules.evaluate import VALUED, evaluate_account, position_value
+from monitor.rules.evaluate import VALUED, evaluate_account, figure_value
 from monitor.rules.model import Rule
 from monitor.rules.view import AccountView
 
@@ -183,20 +183,22 @@ class LiveJudge:
     def _calm(self, name: str, state: AccountState, marks: tuple[Decimal | None, ...]) -> bool:
         """Whether the account's live positions leave it as judged, found without a view or a judgement: no
         alert of it pending or firing, none of its positions breaching a position rule at the live marks, and
-        not entering the at-risk band. The engine would judge it as it stands: it judges each position as the
-        worse of its read (judged when read: no alert came of it) and its live self (breaching nothing), and the
-        account's own figures as read. Most accounts at most marks are calm; this is what a mark costs them."""
+        none entering the at-risk band (its margin ratio stays as read). The engine would judge it as it stands:
+        it judges each position as the worse of its read (judged when read: no alert came of it) and its live
+        self (breaching nothing), and the account's own figures as read. Most accounts at most marks are calm:
+        this is what a mark costs them, the live figures without building a live snapshot."""
         assert state.snapshot is not None
         if self.engine.active(name):
             return False
-        live = self._live_of(name, state.snapshot, marks)[0]
-        if not state.at_risk and self.poller.risk.at_risk(live):
+        rules = self._position_rules(name, state.config.tags)
+        if any(rule.type not in VALUED for rule in rules):  # the odds rule is judged on the mark history
             return False
-        for rule in self._position_rules(name, state.config.tags):
-            if rule.type not in VALUED:  # the odds rule is judged on the mark history: not here
-                return False
-            for p in live.positions:
-                value = position_value(rule, p)
+        band = None if state.at_risk else self.poller.risk.liquidation_pct
+        for p, distance, pnl in self.market.figures(state.snapshot, marks):
+            if band is not None and distance is not None and distance <= band:
+                return False  # entering the at-risk band: `_check` asks for a read
+            for rule in rules:
+                value = figure_value(rule, p, distance, pnl)
                 if value is not None and rule.severity(value, None) is not None:
                     return False
         return True

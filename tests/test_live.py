@@ -13,7 +13,7 @@ import pytest
 
 from monitor.domain import AccountMode, AccountSnapshot, FuturesAccount, MarginMode, Position, PositionMode, Side
 from monitor.exchange.bitget import parse
-from monitor.market.live import LiquidationBasis, LivePosition, live_positions, reprice, unrealized_pnl
+from monitor.market.live import LiquidationBasis, LivePosition, live_figures, live_positions, reprice, unrealized_pnl
 from monitor.market.mark import Mark
 from monitor.simulator import render
 from monitor.simulator.generate import generate_world
@@ -126,6 +126,34 @@ def test_crossed_liquidation_prices_follow_the_simulators_after_random_mark_move
     assert {p.product_type for p, _ in adjusted} == set(FUTURES)
     moved = [p for p, live in adjusted if abs((live.position.liquidation_price or 0) - (p.liquidation_price or 0)) > 1]
     assert len(moved) > len(adjusted) / 2
+
+
+def test_the_live_figures_are_the_repriced_positions_distance_and_pnl() -> None:
+    """What the mark pass checks every account with (monitor.live: `_calm`) is exactly what re-pricing gives,
+    in random worlds of crossed, hedged and isolated positions, some marks not newer than the read."""
+    rng = random.Random(21)
+    checked = 0
+    for _ in range(200):
+        market, account = random_world(rng)
+        positions = read(market, account)
+        snapshot = AccountSnapshot("a", READ_AT, AccountMode.CLASSIC, positions=positions)
+        move_marks(market, rng, 0.05)
+        marks = lookup(market)
+        for key in rng.sample(sorted(marks), 1):  # one symbol's mark is as old as the read
+            marks[key] = dataclasses.replace(marks[key], at=READ_AT)
+
+        def get(pt: str, sym: str, found: dict[tuple[str, str], Mark] = marks) -> Mark | None:
+            return found.get((pt, sym))
+
+        prices = [m.price if (m := get(p.product_type, p.symbol)) and m.at > READ_AT else None for p in positions]
+        figures = {id(p): (d, pnl) for p, d, pnl in live_figures(snapshot, prices, get)}
+        for read_position, live in zip(positions, live_positions(snapshot, get), strict=True):
+            if not live.from_feed:
+                assert id(read_position) not in figures  # as read: nothing to check again
+                continue
+            assert figures[id(read_position)] == (live.position.liquidation_distance_pct, live.position.unrealized_pnl)
+            checked += 1
+    assert checked > 300
 
 
 def test_the_simulators_generated_worlds_reprice_like_the_simulator() -> None:

@@ -41,7 +41,7 @@ price stays as read, and `LivePosition.liquidation` and `why_as_read` say so.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -88,12 +88,16 @@ def unrealized_pnl(position: Position, mark: Decimal) -> Decimal:
 
 def live_positions(snapshot: AccountSnapshot, marks: MarkLookup) -> tuple[LivePosition, ...]:
     """Every position of a snapshot re-priced from `marks` (see `reprice`), as of the snapshot's time."""
+    pooled = _pooled(snapshot)
+    return tuple(reprice(p, snapshot.positions, marks, snapshot.taken_at, pooled=pooled(p)) for p in snapshot.positions)
+
+
+def _pooled(snapshot: AccountSnapshot) -> Callable[[Position], bool]:
+    """Whether a position's cross collateral is pooled across coins: a unified account, or multi-asset mode."""
+    if snapshot.mode is AccountMode.UNIFIED:
+        return lambda p: True
     union = {f.product_type for f in snapshot.futures if (f.asset_mode or "").lower() == "union"}
-    unified = snapshot.mode is AccountMode.UNIFIED
-    return tuple(
-        reprice(p, snapshot.positions, marks, snapshot.taken_at, pooled=unified or p.product_type in union)
-        for p in snapshot.positions
-    )
+    return lambda p: p.product_type in union
 
 
 def reprice(
@@ -105,10 +109,9 @@ def reprice(
     mark = marks(position.product_type, position.symbol)
     if mark is None or mark.at <= read_at:
         return LivePosition(position, read_at, read_at, LiquidationBasis.AS_READ, "no mark newer than the read")
-    liquidation, why, basis = position.liquidation_price, None, LiquidationBasis.AS_READ
-    if position.margin_mode is MarginMode.CROSSED:
-        liquidation, why = _crossed_liquidation(position, read, marks, read_at, pooled)
-        basis = LiquidationBasis.ADJUSTED if why is None else LiquidationBasis.AS_READ
+    liquidation, why = _liquidation(position, read, marks, read_at, pooled)
+    crossed = position.margin_mode is MarginMode.CROSSED
+    basis = LiquidationBasis.ADJUSTED if crossed and why is None else LiquidationBasis.AS_READ
     live = dataclasses.replace(
         position,
         mark_price=mark.price,
@@ -116,6 +119,29 @@ def reprice(
         liquidation_price=liquidation,
     )
     return LivePosition(live, mark.at, read_at, basis, why)
+
+
+def live_figures(
+    snapshot: AccountSnapshot, prices: Sequence[Decimal | None], marks: MarkLookup
+) -> Iterator[tuple[Position, Decimal | None, Decimal]]:
+    """(position as read, its distance to liquidation, its unrealized PnL) at the latest marks, for each position
+    with a mark newer than the read (`prices`, in the order of the positions: that mark, or None). The figures
+    `reprice` gives such a position, without building it: what checking every account at every mark needs."""
+    pooled = _pooled(snapshot)
+    for p, mark in zip(snapshot.positions, prices, strict=True):
+        if mark is not None:
+            liquidation = _liquidation(p, snapshot.positions, marks, snapshot.taken_at, pooled(p))[0]
+            yield p, p.distance_at(mark, liquidation), unrealized_pnl(p, mark)
+
+
+def _liquidation(
+    p: Position, read: Sequence[Position], marks: MarkLookup, read_at: datetime, pooled: bool
+) -> tuple[Decimal | None, str | None]:
+    """The position's liquidation price at the latest marks (isolated: as read), and why a crossed one's is left
+    as read (None: adjusted, or isolated)."""
+    if p.margin_mode is not MarginMode.CROSSED:
+        return p.liquidation_price, None
+    return _crossed_liquidation(p, read, marks, read_at, pooled)
 
 
 def _crossed_liquidation(

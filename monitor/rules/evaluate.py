@@ -131,7 +131,7 @@ def _position(rule: Rule, view: AccountView, snapshot: AccountSnapshot, p: Posit
     elif rule.type is RuleType.LIQUIDATION_PROBABILITY:
         summary = said
     else:
-        share = _margin_share(p)
+        share = _margin_share(p.unrealized_pnl, p.margin)
         pct = f" ({num(share, 1)}% of margin)" if share is not None else ""
         summary = f"{p.symbol} {p.side}: unrealized PnL {amount(p.unrealized_pnl, p.margin_coin)} {p.margin_coin}{pct}"
     if view.estimated:
@@ -147,15 +147,20 @@ VALUED = frozenset({RuleType.LIQUIDATION_DISTANCE, RuleType.UNREALIZED_PNL})  # 
 def position_value(rule: Rule, p: Position) -> Decimal | None:
     """What a liquidation distance or unrealized PnL rule judges of a position (None: it cannot be judged). The
     odds rule's value needs the mark history: `_odds`."""
+    return figure_value(rule, p, p.liquidation_distance_pct, p.unrealized_pnl)
+
+
+def figure_value(rule: Rule, p: Position, distance: Decimal | None, pnl: Decimal) -> Decimal | None:
+    """`position_value` of `p` with these figures (its live ones: monitor.market.live.live_figures)."""
     if rule.type is RuleType.LIQUIDATION_DISTANCE:
-        return p.liquidation_distance_pct
+        return distance
     if rule.type is RuleType.UNREALIZED_PNL:
-        return _margin_share(p) if rule.percent else p.unrealized_pnl
+        return _margin_share(pnl, p.margin) if rule.percent else pnl
     raise ValueError(f"{rule.type} is not valued by position_value")
 
 
-def _margin_share(p: Position) -> Decimal | None:
-    return p.unrealized_pnl * 100 / p.margin if p.margin else None
+def _margin_share(pnl: Decimal, margin: Decimal) -> Decimal | None:
+    return pnl * 100 / margin if margin else None
 
 
 def evaluate_portfolio(
