@@ -32,9 +32,9 @@ from monitor.market.feed import SPOT
 from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState, Reading
-from monitor.rules.evaluate import VALUED, evaluate_account, figure_value
+from monitor.rules.evaluate import VALUED, evaluate_account, figure_value, position_subject
 from monitor.rules.model import Rule
-from monitor.rules.view import AccountView
+from monitor.rules.view import AccountView, alert_key
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +158,15 @@ class LiveJudge:
                 continue
             marks = self._marks(state.snapshot)
             sight = self._sight(state.snapshot, marks, state.at_risk)
-            if name not in self._pending and (self._quiet.get(name) == sight or self._calm(name, state, marks)):
-                self._quiet[name] = sight  # the same read at the same marks, or nothing to check: nor to judge
-                continue
+            if name not in self._pending:
+                if self._quiet.get(name) == sight:  # the same read at the same marks: nothing to check again
+                    continue
+                found = self._figures(name, state, marks, now)
+                if found is not None:
+                    self._act(name, *found, now)
+                    if name not in self._pending:
+                        self._quiet[name] = sight
+                    continue
             reading = state.reading(self.poller.cadence)
             pending = self._pending.get(name)
             view = self.view_of(reading, now)  # settles `pending` if its confirming read has come
@@ -180,28 +186,46 @@ class LiveJudge:
         same check; time alone moves alerts on the engine's timer, as between reads."""
         return (snapshot, marks, at_risk, self.engine.rules, self.poller.risk)
 
-    def _calm(self, name: str, state: AccountState, marks: tuple[Decimal | None, ...]) -> bool:
-        """Whether the account's live positions leave it as judged, found without a view or a judgement: no
-        alert of it pending or firing, none of its positions breaching a position rule at the live marks, and
-        none entering the at-risk band (its margin ratio stays as read). The engine would judge it as it stands:
-        it judges each position as the worse of its read (judged when read: no alert came of it) and its live
-        self (breaching nothing), and the account's own figures as read. Most accounts at most marks are calm:
-        this is what a mark costs them, the live figures without building a live snapshot."""
-        assert state.snapshot is not None
-        if self.engine.active(name):
-            return False
+    def _figures(
+        self, name: str, state: AccountState, marks: tuple[Decimal | None, ...], now: datetime
+    ) -> tuple[bool, bool, bool] | None:
+        """What `_check` finds of an account not waiting for a read, from each position's live figures (monitor.
+        market.live.live_figures; as read where no mark is newer) without building a view or a live snapshot:
+        (a position rule judges it worse than the alert it stands at, or at all; a position at or past its
+        liquidation price; a position entering the at-risk band, its margin ratio staying as read). None where
+        only `_check` can tell: an odds rule watches it (judged on the mark history), or its data is not fresh
+        (the rules hold). Most accounts at most marks: this is what a mark costs them."""
+        snapshot = state.snapshot
+        assert snapshot is not None
+        m = self.poller.config.monitor
         rules = self._position_rules(name, state.config.tags)
-        if any(rule.type not in VALUED for rule in rules):  # the odds rule is judged on the mark history
-            return False
+        if any(rule.type not in VALUED for rule in rules) or state.stale(now, self.poller.cadence, m.stale_grace):
+            return None
+        live = {id(p): (distance, pnl) for p, distance, pnl in self.market.figures(snapshot, marks)}
+        active = ActiveSeverities(self.engine.current) if self.engine.active(name) else None
         band = None if state.at_risk else self.poller.risk.liquidation_pct
-        for p, distance, pnl in self.market.figures(state.snapshot, marks):
-            if band is not None and distance is not None and distance <= band:
-                return False  # entering the at-risk band: `_check` asks for a read
+        worse = beyond = entering = False
+        for p in snapshot.positions:
+            distance, pnl = live.get(id(p)) or (p.liquidation_distance_pct, p.unrealized_pnl)
+            if distance is not None:
+                beyond = beyond or distance <= 0
+                entering = entering or (band is not None and distance <= band)
             for rule in rules:
                 value = figure_value(rule, p, distance, pnl)
-                if value is not None and rule.severity(value, None) is not None:
-                    return False
-        return True
+                if value is None or worse:
+                    continue
+                current = active.get(alert_key(rule.name, name, position_subject(p))) if active is not None else None
+                severity = rule.severity(value, current)
+                worse = severity is not None and (current is None or severity.rank > current.rank)
+        return worse, beyond, entering
+
+    def _act(self, name: str, worse: bool, beyond: bool, entering: bool, now: datetime) -> None:
+        """A confirming read when worse than the alerts (judged on the estimate at once when past liquidation);
+        else a read to start the risk cadence when entering the at-risk band."""
+        if worse:
+            self._confirm(name, now, at_once=beyond)
+        elif entering:
+            self.poller.read_now(name, confirming=False)
 
     def _position_rules(self, name: str, tags: tuple[str, ...]) -> tuple[Rule, ...]:
         """The position rules that watch an account (kept while the rules and its tags stay the same)."""
@@ -233,10 +257,7 @@ class LiveJudge:
             if beyond and worse:
                 self._estimate(reading.name, pending)
             return
-        if worse:
-            self._confirm(reading.name, now, at_once=beyond)
-        elif not reading.at_risk and self.poller.risk.at_risk(live):
-            self.poller.read_now(reading.name, confirming=False)  # the risk cadence starts with a read
+        self._act(reading.name, worse, beyond, not reading.at_risk and self.poller.risk.at_risk(live), now)
 
     def _worse_than_alerts(self, view: AccountView, now: datetime) -> bool:
         """Whether a position rule judges the live view worse than the alert it stands at (or at all)."""
