@@ -35,7 +35,8 @@ JITTER = 0.05  # each routine interval varies by this fraction, so accounts spre
 # loop's clock: one wake-up of the event loop and their answers read in the same passes, instead of one of each per
 # read. That is a quarter of the CPU a request costs at steady state (bench.steady). The per-IP pacing lets a
 # second's worth through at once, so a batch is never a burst Bitget would count against us. Risk re-reads keep
-# their exact cadence (near their batch, when they began on one); reads asked for go at once.
+# their exact cadence, counted from when each was due (so they stay on the batch they began on: counted from when
+# the loop got to them, they drifted off it by a few milliseconds a read); reads asked for go at once.
 BATCH = 1.0
 BEHIND_CHECK_INTERVAL = 10.0  # seconds between checks whether polling keeps up
 
@@ -206,12 +207,16 @@ class Poller:
         m = self.config.monitor
         interval = m.poll_interval.total_seconds()
         wake = self._wakes.setdefault(state.name, asyncio.Event())
+        due: float | None = None  # when the coming read is due (the loop may get to it a little later)
         if stagger:  # spread the first reads over one interval
-            await _sleep(wake, batched(random.uniform(0, interval), interval))
+            first = batched(random.uniform(0, interval), interval)
+            due = self.clock.monotonic() + first
+            await _sleep(wake, first)
         last_start: float | None = None
         while True:
             start = self.clock.monotonic()
             woken = wake.is_set()
+            planned = start if woken or due is None else due  # a read asked for starts its own cadence
             wake.clear()
             confirming = state.name in self._confirming
             self._confirming.discard(state.name)
@@ -228,13 +233,14 @@ class Poller:
                 self._check_behind()
             except Exception:  # a bug must not end this account's polling
                 log.exception("%s: unexpected error while polling", state.name)
+            now = self.clock.monotonic()
             if state.status == Status.UNREACHABLE:
-                wait = start + m.permanent_error_retry.total_seconds() - self.clock.monotonic()
-            elif state.at_risk:  # a fixed cadence, kept exact
-                wait = start + m.risk_poll_interval.total_seconds() - self.clock.monotonic()
+                wait = start + m.permanent_error_retry.total_seconds() - now
+            elif state.at_risk:  # a fixed cadence from when each read was due: exact, and it stays on its batch
+                wait = planned + m.risk_poll_interval.total_seconds() - now
             else:
-                wait = batched(start + interval * random.uniform(1 - JITTER, 1 + JITTER) - self.clock.monotonic(),
-                               interval)  # fmt: skip
+                wait = batched(start + interval * random.uniform(1 - JITTER, 1 + JITTER) - now, interval)
+            due = now + max(0.0, wait)
             await _sleep(wake, max(0.0, wait))
 
     def _check_behind(self) -> None:
