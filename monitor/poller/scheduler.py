@@ -216,7 +216,8 @@ class Poller:
         while True:
             start = self.clock.monotonic()
             woken = wake.is_set()
-            planned = start if woken or due is None else due  # a read asked for starts its own cadence
+            on_cadence = not woken and due is not None  # a read asked for (or the first) starts its own cadence
+            planned = due if on_cadence and due is not None else start
             wake.clear()
             confirming = state.name in self._confirming
             self._confirming.discard(state.name)
@@ -238,6 +239,8 @@ class Poller:
                 wait = start + m.permanent_error_retry.total_seconds() - now
             elif state.at_risk:  # a fixed cadence from when each read was due: exact, and it stays on its batch
                 wait = planned + m.risk_poll_interval.total_seconds() - now
+                if not on_cadence:  # one that began off the batches moves onto the nearest, once
+                    wait = batched(wait, interval)
             else:
                 wait = batched(start + interval * random.uniform(1 - JITTER, 1 + JITTER) - now, interval)
             due = now + max(0.0, wait)
