@@ -1,9 +1,10 @@
 """Judging between account reads, on every mark the feed reads: what the rules see of each account, and the
 confirming reads.
 
-- What the rules see (`snapshot_for`, handed to `AccountViews`): each position at the latest mark when that is
-  worse for it than the read (closer to liquidation), else as read: a mark may make things worse at once, but
-  easing and resolving wait for a read.
+- What the rules see (`snapshot_for`, handed to `AccountViews`) of an account with an active alert: each
+  position at the latest mark when that is worse for it than the read (closer to liquidation), else as read: a
+  mark may make things worse at once, but easing and resolving wait for a read. An account without one is
+  judged as read: a mark taking one of its positions past a level asks for a read before anything is judged.
 - On each new mark of a product type (`_marked`) the accounts holding positions of it are checked: a live value
   worse than a rule level the account's alerts stand at asks the poller for an immediate read
   (`Poller.read_now`) and holds the account as read until it comes: the alert is judged from the confirming
@@ -29,11 +30,12 @@ from monitor.alerts.engine import AlertEngine
 from monitor.clock import Clock
 from monitor.domain import AccountSnapshot, Position
 from monitor.market.feed import SPOT
+from monitor.market.quiet import Band, Current, check, quiet_bands
 from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState, Reading
-from monitor.rules.evaluate import VALUED, evaluate_account, figure_value, position_subject
-from monitor.rules.model import Rule
+from monitor.rules.evaluate import VALUED, evaluate_account, position_subject
+from monitor.rules.model import Rule, Severity
 from monitor.rules.view import AccountView, alert_key
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ class LiveJudge:
         self._quiet: dict[str, tuple[object, ...]] = {}
         self._rules: Mapping[str, Rule] | None = None  # the engine's rules `_watching` was made for
         self._watching: dict[str, tuple[tuple[str, ...], tuple[Rule, ...]]] = {}  # account: (tags, position rules)
+        # Per account: the read, position rules and at-risk band its quiet bands were made for, and the bands.
+        self._bands: dict[str, tuple[AccountSnapshot, tuple[Rule, ...], Decimal | None, tuple[Band, ...] | None]] = {}
         self._unsubscribe = market.subscribe(self._marked)
 
     async def run(self) -> None:
@@ -90,6 +94,7 @@ class LiveJudge:
         self.market.polled(reading.name, reading.snapshot)
         if reading.snapshot is None or not reading.snapshot.positions:
             self._live.pop(reading.name, None)
+            self._bands.pop(reading.name, None)
 
     def pending(self, name: str) -> bool:
         return name in self._pending
@@ -107,6 +112,8 @@ class LiveJudge:
             self._settle(reading.name)  # (one already under way when it was asked for read the market before)
             pending = None
         if pending is None:
+            if not self.engine.active(reading.name):  # a mark past a level asks for a read first (`_marked`):
+                return snapshot, False  # judged at the marks, it could only be judged as its read was
             return self._live_of(reading.name, snapshot)[1], False
         if pending.estimated:
             return self._live_of(reading.name, snapshot)[0], True
@@ -152,6 +159,7 @@ class LiveJudge:
                 self._pending.pop(name, None)
                 self._quiet.pop(name, None)
                 self._live.pop(name, None)
+                self._bands.pop(name, None)
                 self._watching.pop(name, None)
                 continue
             if state.snapshot is None:
@@ -189,35 +197,41 @@ class LiveJudge:
     def _figures(
         self, name: str, state: AccountState, marks: tuple[Decimal | None, ...], now: datetime
     ) -> tuple[bool, bool, bool] | None:
-        """What `_check` finds of an account not waiting for a read, from each position's live figures (monitor.
-        market.live.live_figures; as read where no mark is newer) without building a view or a live snapshot:
-        (a position rule judges it worse than the alert it stands at, or at all; a position at or past its
-        liquidation price; a position entering the at-risk band, its margin ratio staying as read). None where
-        only `_check` can tell: an odds rule watches it (judged on the mark history), or its data is not fresh
-        (the rules hold). Most accounts at most marks: this is what a mark costs them."""
+        """What `_check` finds of an account not waiting for a read, from each position's live figures without
+        building a view or a live snapshot (monitor.market.quiet.check; its margin ratio stays as read). None
+        where only `_check` can tell: an odds rule watches it (judged on the mark history), or its data is not
+        fresh (the rules hold). Most accounts at most marks have no active alert and every mark inside its
+        position's quiet band: nothing is computed for them."""
         snapshot = state.snapshot
         assert snapshot is not None
         m = self.poller.config.monitor
         rules = self._position_rules(name, state.config.tags)
         if any(rule.type not in VALUED for rule in rules) or state.stale(now, self.poller.cadence, m.stale_grace):
             return None
-        live = {id(p): (distance, pnl) for p, distance, pnl in self.market.figures(snapshot, marks)}
-        active = ActiveSeverities(self.engine.current) if self.engine.active(name) else None
         band = None if state.at_risk else self.poller.risk.liquidation_pct
-        worse = beyond = entering = False
-        for p in snapshot.positions:
-            distance, pnl = live.get(id(p)) or (p.liquidation_distance_pct, p.unrealized_pnl)
-            if distance is not None:
-                beyond = beyond or distance <= 0
-                entering = entering or (band is not None and distance <= band)
-            for rule in rules:
-                value = figure_value(rule, p, distance, pnl)
-                if value is None or worse:
-                    continue
-                current = active.get(alert_key(rule.name, name, position_subject(p))) if active is not None else None
-                severity = rule.severity(value, current)
-                worse = severity is not None and (current is None or severity.rank > current.rank)
-        return worse, beyond, entering
+        current: Current | None = None
+        if self.engine.active(name):
+            active = ActiveSeverities(self.engine.current)
+
+            def current(rule: Rule, p: Position) -> Severity | None:
+                found: Severity | None = active.get(alert_key(rule.name, name, position_subject(p)))
+                return found
+
+        else:
+            bands = self._bands_of(name, snapshot, rules, band)
+            if bands is not None and all(b.holds(price) for b, price in zip(bands, marks, strict=True)):
+                return False, False, False  # every mark inside its position's quiet band
+        return check(snapshot, rules, marks, self.market.mark, current, band)
+
+    def _bands_of(
+        self, name: str, snapshot: AccountSnapshot, rules: tuple[Rule, ...], band: Decimal | None
+    ) -> tuple[Band, ...] | None:
+        """The account's quiet bands (monitor.market.quiet), made once per read, rules and at-risk band; None
+        where they cannot be told."""
+        known = self._bands.get(name)
+        if known is None or known[0] is not snapshot or known[1] is not rules or known[2] != band:
+            known = self._bands[name] = (snapshot, rules, band, quiet_bands(snapshot, rules, band, self.market.mark))
+        return known[3]
 
     def _act(self, name: str, worse: bool, beyond: bool, entering: bool, now: datetime) -> None:
         """A confirming read when worse than the alerts (judged on the estimate at once when past liquidation);

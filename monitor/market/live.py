@@ -51,7 +51,7 @@ from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, S
 from monitor.market.mark import Mark
 
 INVERSE = "COIN-FUTURES"
-_Q = Decimal("0.00000001")  # Bitget reports PnL to 8 places
+PNL_STEP = Decimal("0.00000001")  # Bitget reports PnL to 8 places
 _ZERO = Decimal(0)
 
 MarkLookup = Callable[[str, str], Mark | None]  # (product type, symbol) -> a fresh mark; MarketFeed.mark is one
@@ -83,16 +83,16 @@ def unrealized_pnl(position: Position, mark: Decimal) -> Decimal:
     d = 1 if position.side is Side.LONG else -1
     move = mark - position.entry_price
     pnl = d * position.size * (move / mark if position.product_type == INVERSE else move)
-    return pnl.quantize(_Q)
+    return pnl.quantize(PNL_STEP)
 
 
 def live_positions(snapshot: AccountSnapshot, marks: MarkLookup) -> tuple[LivePosition, ...]:
     """Every position of a snapshot re-priced from `marks` (see `reprice`), as of the snapshot's time."""
-    pooled = _pooled(snapshot)
+    pooled = pooled_collateral(snapshot)
     return tuple(reprice(p, snapshot.positions, marks, snapshot.taken_at, pooled=pooled(p)) for p in snapshot.positions)
 
 
-def _pooled(snapshot: AccountSnapshot) -> Callable[[Position], bool]:
+def pooled_collateral(snapshot: AccountSnapshot) -> Callable[[Position], bool]:
     """Whether a position's cross collateral is pooled across coins: a unified account, or multi-asset mode."""
     if snapshot.mode is AccountMode.UNIFIED:
         return lambda p: True
@@ -109,7 +109,7 @@ def reprice(
     mark = marks(position.product_type, position.symbol)
     if mark is None or mark.at <= read_at:
         return LivePosition(position, read_at, read_at, LiquidationBasis.AS_READ, "no mark newer than the read")
-    liquidation, why = _liquidation(position, read, marks, read_at, pooled)
+    liquidation, why = liquidation_at(position, read, marks, read_at, pooled)
     crossed = position.margin_mode is MarginMode.CROSSED
     basis = LiquidationBasis.ADJUSTED if crossed and why is None else LiquidationBasis.AS_READ
     live = dataclasses.replace(
@@ -127,14 +127,14 @@ def live_figures(
     """(position as read, its distance to liquidation, its unrealized PnL) at the latest marks, for each position
     with a mark newer than the read (`prices`, in the order of the positions: that mark, or None). The figures
     `reprice` gives such a position, without building it: what checking every account at every mark needs."""
-    pooled = _pooled(snapshot)
+    pooled = pooled_collateral(snapshot)
     for p, mark in zip(snapshot.positions, prices, strict=True):
         if mark is not None:
-            liquidation = _liquidation(p, snapshot.positions, marks, snapshot.taken_at, pooled(p))[0]
+            liquidation = liquidation_at(p, snapshot.positions, marks, snapshot.taken_at, pooled(p))[0]
             yield p, p.distance_at(mark, liquidation), unrealized_pnl(p, mark)
 
 
-def _liquidation(
+def liquidation_at(
     p: Position, read: Sequence[Position], marks: MarkLookup, read_at: datetime, pooled: bool
 ) -> tuple[Decimal | None, str | None]:
     """The position's liquidation price at the latest marks (isolated: as read), and why a crossed one's is left
@@ -170,7 +170,7 @@ def _crossed_liquidation(
         dp = sum((_d(o) * o.size * (m1 - o.mark_price) for o, m1 in moves), _ZERO)
         df = sum(((o.maintenance_rate or _ZERO) * o.size * (m1 - o.mark_price) for o, m1 in moves), _ZERO)
         new = p.liquidation_price + (df - dp) / denominator
-    new = new.quantize(_Q)
+    new = new.quantize(PNL_STEP)
     return (new if new > 0 else None), None
 
 

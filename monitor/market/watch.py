@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -22,12 +22,12 @@ import aiohttp
 
 from monitor.clock import Clock
 from monitor.config.model import Config
-from monitor.domain import STABLE, AccountSnapshot, FuturesAccount, Position
+from monitor.domain import STABLE, AccountSnapshot, FuturesAccount
 from monitor.exchange.bitget.market import MarkPrices, Marks
 from monitor.exchange.bitget.ratelimit import IpBudget
 from monitor.exchange.bitget.window import FEED
 from monitor.market.feed import SPOT, FeedHealth, MarketFeed
-from monitor.market.live import LivePosition, live_figures, live_positions
+from monitor.market.live import LivePosition, live_positions
 from monitor.market.mark import Mark
 from monitor.risk.odds import MarkHistory
 
@@ -114,13 +114,6 @@ class MarketWatch:
 
     def positions(self, snapshot: AccountSnapshot) -> tuple[LivePosition, ...]:
         return live_positions(snapshot, self.feed.mark)
-
-    def figures(
-        self, snapshot: AccountSnapshot, prices: Sequence[Decimal | None]
-    ) -> Iterator[tuple[Position, Decimal | None, Decimal]]:
-        """(position, live distance, live PnL) of each position with a fresh mark newer than the read (`prices`:
-        each one's, or None): monitor.market.live.live_figures."""
-        return live_figures(snapshot, prices, self.feed.mark)
 
     async def read(self, product_type: str, since: datetime | None = None) -> Marks:
         """The marks of a product type asked no earlier than `since` (the end of the account read that found a

@@ -1,0 +1,169 @@
+"""The quiet bands of a mark pass (monitor.market.quiet) against the exact check they stand in for: positions read
+the way the client reads them (the simulator's answer, parsed), rules and at-risk bands drawn at random, and marks
+drawn around each band's ends. A mark inside every band must be one the exact check finds nothing at, and each end
+must lie within EDGE of where the check starts finding something (a band too narrow would only cost CPU, but one
+that never holds, or holds nowhere near its ends, would hide a bug)."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+from monitor.domain import AccountMode, AccountSnapshot, FuturesAccount, Position
+from monitor.market.live import INVERSE, PNL_STEP
+from monitor.market.mark import Mark
+from monitor.market.quiet import EDGE, check, quiet_bands
+from monitor.rules.model import Rule, RuleType
+from monitor.simulator.market import Market, SimAccount, SimPosition
+from tests.test_live import FUTURES, READ_AT, read, symbols
+
+D = Decimal
+LATER = READ_AT + timedelta(seconds=2)
+OUTSIDE = D("0.00001")  # a mark this share past a band's end
+
+
+def one_symbol_world(rng: random.Random) -> tuple[Market, SimAccount]:
+    """One position, or both legs of one symbol in hedge mode, isolated or crossed, collateral thin to ample."""
+    market = Market(symbols())
+    product_type = rng.choice(FUTURES)
+    coin = {"USDT-FUTURES": "USDT", "USDC-FUTURES": "USDC", "COIN-FUTURES": "BTC"}[product_type]
+    names = [name for pt, name in market.symbols if pt == product_type and (coin != "BTC" or name.startswith("BTC"))]
+    s = market.symbol(product_type, rng.choice(names))
+    hedged = rng.random() < 0.3
+    isolated = rng.random() < 0.4
+    positions = []
+    for side in ["long", "short"] if hedged else [rng.choice(["long", "short"])]:
+        size = (D(rng.randint(1_000, 20_000)) / s.mark).quantize(D("0.0001"))
+        entry = (s.mark * D(repr(rng.uniform(0.95, 1.05)))).quantize(D("0.01"))
+        leverage = D(rng.randint(2, 75))
+        notional = size if s.inverse else size * entry
+        margin = (notional / leverage).quantize(D("0.00000001"))
+        positions.append(SimPosition(product_type, s.name, coin, side, "isolated" if isolated else "crossed", size,
+                                     entry, leverage, margin, hedge=hedged))  # fmt: skip
+    cushion = D(repr(rng.uniform(0.3, 3.0)))
+    balance = sum((p.margin * (1 if isolated else cushion) for p in positions), D(0))
+    account = SimAccount("a", "1", "k", "p", "s", None, positions=positions)
+    account.wallets[(product_type, coin)] = balance.quantize(D("0.00000001"))
+    return market, account
+
+
+def random_rules(rng: random.Random) -> list[Rule]:
+    rules = []
+    if rng.random() < 0.8:
+        warning = D(rng.randint(5, 40))
+        rules.append(Rule("liq", RuleType.LIQUIDATION_DISTANCE, warning, warning / 2, D(2)))
+    if rng.random() < 0.5:
+        percent = rng.random() < 0.5
+        critical = D(-rng.randint(20, 90)) if percent else D(-rng.randint(50, 2000))
+        rules.append(Rule("pnl", RuleType.UNREALIZED_PNL, critical / 2, critical, D(1), percent=percent))
+    return rules
+
+
+def snapshot_of(positions: tuple[Position, ...]) -> AccountSnapshot:
+    return AccountSnapshot("a", READ_AT, AccountMode.CLASSIC, positions=positions)
+
+
+def check_at(snapshot: AccountSnapshot, rules: list[Rule], band: Decimal | None, price: Decimal) -> tuple[bool, ...]:
+    """The exact check with every position's symbol (one symbol) at `price`, a mark newer than the read."""
+    p = snapshot.positions[0]
+    mark = Mark(p.product_type, p.symbol, price, LATER)
+    return check(snapshot, rules, (price,) * len(snapshot.positions), lambda pt, s: mark, None, band)
+
+
+def pnl_step_move(p: Position, mark: Decimal) -> Decimal:
+    """The mark move near `mark` that moves the position's PnL by two quantizing steps (a band keeps one clear)."""
+    per_price = p.size * p.entry_price / mark**2 if p.product_type == INVERSE else p.size
+    return 2 * PNL_STEP / per_price
+
+
+def level_near(
+    snapshot: AccountSnapshot, rules: list[Rule], band: Decimal | None, end: Decimal, inward: int
+) -> Decimal:
+    """Where, near a band's end, the exact check starts finding something: bisected between a mark outside the
+    band, where it must find something, and one inside, where it must not."""
+    outside, inside = end * (1 - inward * OUTSIDE), end * (1 + inward * OUTSIDE)
+    assert any(check_at(snapshot, rules, band, outside)[::2]), f"nothing found just past the band's end {end}"
+    assert not any(check_at(snapshot, rules, band, inside)[::2]), f"something found just inside the band's end {end}"
+    for _ in range(60):
+        middle = (outside + inside) / 2
+        if any(check_at(snapshot, rules, band, middle)[::2]):
+            outside = middle
+        else:
+            inside = middle
+    return outside
+
+
+def test_a_mark_inside_the_bands_is_quiet_and_their_ends_lie_at_the_levels() -> None:
+    rng = random.Random(7)
+    banded = quiet = found = edges = 0
+    for _ in range(600):
+        market, account = one_symbol_world(rng)
+        snapshot = snapshot_of(read(market, account))
+        rules = random_rules(rng)
+        band = rng.choice([None, D(rng.randint(5, 30))])
+        bands = quiet_bands(snapshot, rules, band, lambda pt, s: None)
+        if bands is None:  # both legs of a hedge, no mark clear of every level for both: checked exactly
+            assert len(snapshot.positions) == 2, snapshot.positions
+            continue
+        banded += 1
+        low = max(b.low for b in bands)
+        highs = [b.high for b in bands if b.high is not None]
+        high = min(highs) if highs else None
+        read_mark = snapshot.positions[0].mark_price
+        prices = [read_mark * D(repr(rng.uniform(0.5, 1.5))) for _ in range(20)]
+        prices += [low * (1 + OUTSIDE), low * (1 - OUTSIDE)]
+        if high is not None:
+            prices += [high * (1 - OUTSIDE), high * (1 + OUTSIDE)]
+        for price in prices:
+            if price <= 0:
+                continue
+            worse, _, entering = check_at(snapshot, rules, band, price)
+            if all(b.holds(price) for b in bands):
+                quiet += 1
+                assert not worse and not entering, f"quiet at {price}, but the check finds something: {bands}"
+            elif worse or entering:
+                found += 1
+        # A position with no mark newer than the read is quiet exactly when its figures as read are.
+        as_read = check(snapshot, rules, (None,) * len(snapshot.positions), lambda pt, s: None, None, band)
+        assert all(b.as_read for b in bands) == (not as_read[0] and not as_read[2])
+        if high is not None and high <= low:
+            continue  # both legs of a hedge, each quiet where the other is not: no mark is quiet
+        # Each end lies within EDGE of where the check starts finding something, on the quiet side.
+        for end, inward in ([(low, 1)] if low > 0 else []) + ([(high, -1)] if high is not None else []):
+            edges += 1
+            level = level_near(snapshot, rules, band, end, inward)
+            assert inward * (end - level) > 0, f"the band's end {end} reaches past the level at {level}: {bands}"
+            slack = 2 * EDGE * level + max(pnl_step_move(p, level) for p in snapshot.positions)
+            assert abs(end - level) <= slack, f"the band's end {end} is far from the level {level}"
+    # Not a vacuous pass: many marks were quiet, many were not, and many ends were probed.
+    assert banded > 500 and quiet > 2000 and found > 2000 and edges > 300, (quiet, found, edges)
+
+
+def test_no_bands_where_a_crossed_liquidation_price_follows_another_symbols_mark() -> None:
+    """Crossed positions of two symbols of one margin coin: each one's price moves with the other's mark. With the
+    collateral pooled across coins (multi-asset mode) it stays as read, and the bands are told again."""
+    market = Market(symbols())
+    account = SimAccount("a", "1", "k", "p", "s", None, positions=[
+        SimPosition("USDT-FUTURES", "BTCUSDT", "USDT", "long", "crossed", D("0.1"), D(60000), D(20), D(300)),
+        SimPosition("USDT-FUTURES", "ETHUSDT", "USDT", "short", "crossed", D(2), D(3000), D(20), D(300)),
+    ])  # fmt: skip
+    account.wallets[("USDT-FUTURES", "USDT")] = D(1500)
+    snapshot = snapshot_of(read(market, account))
+    rules = [Rule("liq", RuleType.LIQUIDATION_DISTANCE, D(15), D(7), D(2))]
+    assert all(p.liquidation_price is not None for p in snapshot.positions)
+    assert quiet_bands(snapshot, rules, None, lambda pt, s: None) is None
+    union = FuturesAccount("USDT-FUTURES", "USDT", D(1500), D(1500), D(900), D(0), D(0), D("0.1"), asset_mode="union")
+    pooled = AccountSnapshot("a", READ_AT, AccountMode.CLASSIC, futures=(union,), positions=snapshot.positions)
+    assert quiet_bands(pooled, rules, None, lambda pt, s: None) is not None
+
+
+def test_rules_the_bands_do_not_cover_leave_the_account_to_the_exact_check() -> None:
+    market, account = one_symbol_world(random.Random(3))
+    snapshot = snapshot_of(read(market, account))
+    for rule in (
+        Rule("odds", RuleType.LIQUIDATION_PROBABILITY, D(5), D(20), D(1)),
+        Rule("liq0", RuleType.LIQUIDATION_DISTANCE, D(0), D(-5), D(1)),  # a level at 0 % or below
+        Rule("liq100", RuleType.LIQUIDATION_DISTANCE, D(100), D(50), D(1)),
+    ):
+        assert quiet_bands(snapshot, [rule], None, lambda pt, s: None) is None, rule.name
