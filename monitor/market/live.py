@@ -51,7 +51,7 @@ from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, S
 from monitor.market.mark import Mark
 
 INVERSE = "COIN-FUTURES"
-PNL_STEP = Decimal("0.00000001")  # Bitget reports PnL to 8 places
+QUANTUM = Decimal("0.00000001")  # Bitget reports PnL and prices to 8 places; live ones are kept to as many
 _ZERO = Decimal(0)
 
 MarkLookup = Callable[[str, str], Mark | None]  # (product type, symbol) -> a fresh mark; MarketFeed.mark is one
@@ -83,7 +83,7 @@ def unrealized_pnl(position: Position, mark: Decimal) -> Decimal:
     d = 1 if position.side is Side.LONG else -1
     move = mark - position.entry_price
     pnl = d * position.size * (move / mark if position.product_type == INVERSE else move)
-    return pnl.quantize(PNL_STEP)
+    return pnl.quantize(QUANTUM)
 
 
 def live_positions(snapshot: AccountSnapshot, marks: MarkLookup) -> tuple[LivePosition, ...]:
@@ -170,7 +170,7 @@ def _crossed_liquidation(
         dp = sum((_d(o) * o.size * (m1 - o.mark_price) for o, m1 in moves), _ZERO)
         df = sum(((o.maintenance_rate or _ZERO) * o.size * (m1 - o.mark_price) for o, m1 in moves), _ZERO)
         new = p.liquidation_price + (df - dp) / denominator
-    new = new.quantize(PNL_STEP)
+    new = new.quantize(QUANTUM)
     return (new if new > 0 else None), None
 
 

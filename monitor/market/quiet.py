@@ -17,8 +17,9 @@ distance level as a fraction, g a PnL level in the margin coin:
     PnL, inverse:    d * size * (1 - entry / m) > g        <=>   m > entry / (1 - g / size) (long),
                                                                   m < entry / (1 + g / size) (short)
 
-A level of percent of margin is g = level * margin / 100. A crossed position's liquidation price moves with the
-other symbols' marks of its margin coin: an account holding such a pair has no bands, and is checked exactly.
+A level of percent of margin is g = level * margin / 100. A linear crossed position's liquidation price moves with
+the other symbols' marks of its margin coin (monitor.market.live): its group shares a box instead, a share by which
+every one of its marks may move, each its own way (`_share`); a coin-margined group is checked exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from monitor.domain import AccountSnapshot, MarginMode, Position, PositionMode, Side
-from monitor.market.live import INVERSE, PNL_STEP, MarkLookup, liquidation_at, live_figures, pooled_collateral
+from monitor.market.live import INVERSE, QUANTUM, MarkLookup, liquidation_at, live_figures, pooled_collateral
 from monitor.rules.evaluate import VALUED, figure_value
 from monitor.rules.model import Rule, RuleType, Severity
 
@@ -92,26 +93,40 @@ def quiet_bands(
     snapshot: AccountSnapshot, rules: Sequence[Rule], band: Decimal | None, marks: MarkLookup
 ) -> tuple[Band, ...] | None:
     """Each position's `Band` for an account without active alerts (`check` with `current` None), in the order of
-    its positions; None where a band cannot be told: a crossed position whose liquidation price moves with another
-    symbol's mark, a level outside what the inversions cover (a distance of 0 % or less, or 100 % or more), or
-    figures no position could have (a size, entry or margin of zero or less)."""
+    its positions; None where a band cannot be told: a level outside what the inversions cover (a distance of 0 %
+    or less, or 100 % or more), figures no position could have (a size, entry or margin of zero or less), an
+    inverse crossed position whose price follows another symbol's mark, or no mark quiet at all."""
     if any(r.type not in VALUED or not r.lower_is_worse for r in rules):
+        return None
+    positions = snapshot.positions
+    pnl_rules = [r for r in rules if r.type is RuleType.UNREALIZED_PNL and r.levels()]
+    if any(p.size <= 0 or p.entry_price <= 0 or (p.margin <= 0 and any(r.percent for r in pnl_rules))
+           for p in positions):  # fmt: skip
         return None
     distances = [_worst(r) for r in rules if r.type is RuleType.LIQUIDATION_DISTANCE and r.levels()]
     if band is not None:
         distances.append(band)
     distance_floor = max(distances, default=None)
-    pnl_rules = [r for r in rules if r.type is RuleType.UNREALIZED_PNL and r.levels()]
+    pnl_floors = [max((_worst(r) * p.margin / 100 if r.percent else _worst(r) for r in pnl_rules), default=None)
+                  for p in positions]  # fmt: skip
     pooled = pooled_collateral(snapshot)
+    grouped = [not pooled(p) and _moves_with_others(p, positions) for p in positions]
+    shares: dict[tuple[str, str], Decimal] = {}  # per crossed group: the move each of its marks may make
+    for p, pnl_floor, in_group in zip(positions, pnl_floors, grouped, strict=True):
+        if in_group:
+            share = _share(p, positions, distance_floor, pnl_floor)
+            if share is None:
+                return None
+            group = (p.product_type, p.margin_coin)
+            shares[group] = min(share, shares.get(group, share))
     bands = []
-    for p in snapshot.positions:
-        if not pooled(p) and _moves_with_others(p, snapshot.positions):
-            return None
-        if p.size <= 0 or p.entry_price <= 0 or (p.margin <= 0 and any(r.percent for r in pnl_rules)):
-            return None
-        pnl_floor = max((_worst(r) * p.margin / 100 if r.percent else _worst(r) for r in pnl_rules), default=None)
-        liquidation = liquidation_at(p, snapshot.positions, marks, snapshot.taken_at, pooled(p))[0]
-        ends = _ends(p, liquidation, distance_floor, pnl_floor)
+    for p, pnl_floor, in_group in zip(positions, pnl_floors, grouped, strict=True):
+        if in_group:
+            share = shares[(p.product_type, p.margin_coin)]
+            ends = _narrowed(p.mark_price * (1 - share), p.mark_price * (1 + share))
+        else:
+            liquidation = liquidation_at(p, positions, marks, snapshot.taken_at, pooled(p))[0]
+            ends = _ends(p, liquidation, distance_floor, pnl_floor)
         if ends is None:
             return None
         worse, _, entering = _position(p, rules, p.liquidation_distance_pct, p.unrealized_pnl, None, band)
@@ -153,7 +168,7 @@ def _ends(
         else:
             high = liquidation / (1 + t)
     if pnl_floor is not None:
-        g = pnl_floor + PNL_STEP  # the PnL is quantized: clear of the level by a whole step
+        g = pnl_floor + QUANTUM  # the PnL is quantized: clear of the level by a whole step
         size, entry = p.size, p.entry_price
         if p.product_type == INVERSE:
             k = 1 - g / size if long else 1 + g / size
@@ -167,6 +182,57 @@ def _ends(
             low = max(low, entry + g / size)
         else:
             high = _lower(high, entry - g / size)
+    return _narrowed(low, high)
+
+
+def _share(
+    p: Position, positions: Sequence[Position], distance_floor: Decimal | None, pnl_floor: Decimal | None
+) -> Decimal | None:
+    """For a linear crossed position whose liquidation price follows other symbols' marks: the share by which
+    every mark of its group may move, each its own way, with the position staying clear of `distance_floor` and
+    `pnl_floor` (None: no such share). Its price M moves by sum (r_o - d_o) * size_o * (m_o - m0_o) / D over the
+    other symbols' positions (monitor.market.live), so by at most the share times S = sum |(r_o - d_o) * size_o|
+    * m0_o / |D|; the worst corner of the box (its own mark at the far end, M at the near end, and the quantizing
+    step of M) is solved for the share: for a long, m0 * (1 - x) * (1 - t) > M0 + x * S + QUANTUM."""
+    if p.product_type == INVERSE or p.mark_price <= 0:
+        return None
+    mark = p.mark_price
+    limits = [Decimal(1)]  # no level: any move short of zero
+    if distance_floor is not None and p.liquidation_price is not None:
+        t = distance_floor / 100
+        if not 0 < t < 1:
+            return None
+        crossed = [o for o in positions if o.margin_mode is MarginMode.CROSSED and o.product_type == p.product_type
+                   and o.margin_coin == p.margin_coin]  # fmt: skip
+        legs = [x for x in crossed if x.symbol == p.symbol]
+        rate = p.maintenance_rate or _ZERO
+        denominator = sum((_sign(x) * x.size - rate * x.size for x in legs), _ZERO)
+        spread = sum(
+            (abs(((o.maintenance_rate or _ZERO) - _sign(o)) * o.size) * o.mark_price for o in crossed if o not in legs),
+            _ZERO,
+        ) / abs(denominator) if denominator else _ZERO  # fmt: skip
+        liquidation = p.liquidation_price
+        above = p.side is Side.LONG
+        if p.position_mode is PositionMode.HEDGE:
+            above = mark > liquidation  # the distance either way: on the side of the read's mark
+        if above:  # the price moved up by the box, and a quantizing step
+            limits.append((mark * (1 - t) - liquidation - QUANTUM) / (mark * (1 - t) + spread))
+        else:
+            limits.append((liquidation - QUANTUM - mark * (1 + t)) / (mark * (1 + t) + spread))
+    if pnl_floor is not None:
+        g = pnl_floor + QUANTUM
+        limits.append(1 - (p.entry_price + g / p.size) / mark if p.side is Side.LONG
+                      else (p.entry_price - g / p.size) / mark - 1)  # fmt: skip
+    share = min(limits)
+    return share if share > 0 else None
+
+
+def _sign(p: Position) -> int:
+    return 1 if p.side is Side.LONG else -1
+
+
+def _narrowed(low: Decimal, high: Decimal | None) -> tuple[Decimal, Decimal | None] | None:
+    """The ends moved EDGE inward; None when nothing is left between them."""
     low = low * (1 + EDGE)
     if high is not None:
         high = high * (1 - EDGE)
