@@ -2,9 +2,10 @@
 confirming reads.
 
 - What the rules see (`snapshot_for`, handed to `AccountViews`) of an account with an active alert: each
-  position at the latest mark when that is worse for it than the read (closer to liquidation), else as read: a
-  mark may make things worse at once, but easing and resolving wait for a read. An account without one is
-  judged as read: a mark taking one of its positions past a level asks for a read before anything is judged.
+  position at the latest mark when that is worse for it than the read (closer to liquidation, and no more PnL),
+  else as read: a mark may make things worse at once, but easing and resolving wait for a read. An account
+  without one is judged as read (but for the odds of liquidation, which move with time alone): a mark taking one
+  of its positions past a level asks for a read before anything is judged.
 - On each new mark of a product type (`_marked`) the accounts holding positions of it are checked: a live value
   worse than a rule level the account's alerts stand at asks the poller for an immediate read
   (`Poller.read_now`) and holds the account as read until it comes: the alert is judged from the confirming
@@ -35,7 +36,7 @@ from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
 from monitor.poller.state import AccountState, Reading
 from monitor.rules.evaluate import VALUED, evaluate_account, position_subject
-from monitor.rules.model import Rule, Severity
+from monitor.rules.model import Rule, RuleType, Severity
 from monitor.rules.view import AccountView, alert_key
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,8 @@ class LiveJudge:
             self._settle(reading.name)  # (one already under way when it was asked for read the market before)
             pending = None
         if pending is None:
-            if not self.engine.active(reading.name):  # a mark past a level asks for a read first (`_marked`):
-                return snapshot, False  # judged at the marks, it could only be judged as its read was
+            if not self.engine.active(reading.name) and not self._odds(reading):  # a mark past a level asks
+                return snapshot, False  # for a read first (`_marked`): at the marks, judged as its read was
             return self._live_of(reading.name, snapshot)[1], False
         if pending.estimated:
             return self._live_of(reading.name, snapshot)[0], True
@@ -241,6 +242,12 @@ class LiveJudge:
         elif entering:
             self.poller.read_now(name, confirming=False)
 
+    def _odds(self, reading: Reading) -> bool:
+        """Whether an odds-of-liquidation rule watches the account: its odds move with time alone (the
+        volatility's window), at the live distance, which the marks' pass does not look at again."""
+        rules = self._position_rules(reading.name, reading.tags)
+        return any(rule.type is RuleType.LIQUIDATION_PROBABILITY for rule in rules)
+
     def _position_rules(self, name: str, tags: tuple[str, ...]) -> tuple[Rule, ...]:
         """The position rules that watch an account (kept while the rules and its tags stay the same)."""
         rules = self.engine.rules
@@ -334,10 +341,12 @@ class LiveJudge:
 
 
 def _worse(read: AccountSnapshot, live: AccountSnapshot) -> AccountSnapshot:
-    """Each position as live where that is closer to liquidation than as read, else as read."""
+    """Each position as live where that is worse on every figure a rule judges (closer to liquidation, and no
+    more PnL), else as read: a live figure better than the read's would ease an alert before a read does."""
     if live is read:
         return read
-    chosen = tuple(lp if _closer(lp, rp) else rp for rp, lp in zip(read.positions, live.positions, strict=True))
+    chosen = tuple(lp if _closer(lp, rp) and lp.unrealized_pnl <= rp.unrealized_pnl else rp
+                   for rp, lp in zip(read.positions, live.positions, strict=True))  # fmt: skip
     if all(c is r for c, r in zip(chosen, read.positions, strict=True)):
         return read  # not a copy: kept per account (LiveJudge._live) and compared by identity first
     return replace(read, positions=chosen)

@@ -7,10 +7,12 @@ that never holds, or holds nowhere near its ends, would hide a bug)."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
-from monitor.domain import AccountMode, AccountSnapshot, Position
+from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, PositionMode, Side
+from monitor.live import _worse
 from monitor.market.live import INVERSE, QUANTUM, MarkLookup
 from monitor.market.mark import Mark
 from monitor.market.quiet import EDGE, Band, check, quiet_bands
@@ -233,3 +235,16 @@ def test_crossed_positions_of_several_symbols_are_quiet_inside_their_groups_box(
             elif worse or entering:
                 found += 1
     assert boxed > 100 and quiet > 1000 and found > 300, (boxed, quiet, found)
+
+
+def test_between_reads_the_rules_see_a_position_live_only_where_it_is_worse_on_every_figure() -> None:
+    """A crossed position can come closer to liquidation while its own PnL improves (another symbol's mark moved
+    its price): judged live, its PnL alert would resolve without a read, and fire again at the read."""
+    read_ = Position("USDT-FUTURES", "BTCUSDT", "USDT", Side.LONG, PositionMode.ONE_WAY, MarginMode.CROSSED, D(10),
+                     D(100), D(94), D(75), D(50), D(20), D(-60))  # fmt: skip
+    snapshot = snapshot_of((read_,))
+    closer_richer = replace(read_, mark_price=D(96), liquidation_price=D(81), unrealized_pnl=D(-40))
+    closer_poorer = replace(read_, mark_price=D(93), liquidation_price=D(76), unrealized_pnl=D(-70))
+    assert closer_richer.liquidation_distance_pct < read_.liquidation_distance_pct  # type: ignore[operator]
+    assert _worse(snapshot, snapshot_of((closer_richer,))) is snapshot
+    assert _worse(snapshot, snapshot_of((closer_poorer,))).positions == (closer_poorer,)

@@ -233,7 +233,7 @@ def _sign(p: Position) -> int:
 
 def _narrowed(low: Decimal, high: Decimal | None) -> tuple[Decimal, Decimal | None] | None:
     """The ends moved EDGE inward; None when nothing is left between them."""
-    low = low * (1 + EDGE)
+    low = max(low, _ZERO) * (1 + EDGE)
     if high is not None:
         high = high * (1 - EDGE)
         if high <= low:
