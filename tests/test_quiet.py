@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
-from monitor.domain import AccountMode, AccountSnapshot, MarginMode, Position, PositionMode, Side
+from monitor.domain import AccountMode, AccountSnapshot, FuturesAccount, MarginMode, Position, PositionMode, Side
 from monitor.live import _worse
 from monitor.market.live import INVERSE, QUANTUM, MarkLookup
 from monitor.market.mark import Mark
@@ -184,8 +184,9 @@ def test_rules_the_bands_do_not_cover_leave_the_account_to_the_exact_check() -> 
 
 
 def feed_of(positions: tuple[Position, ...], moved: dict[str, Decimal]) -> MarkLookup:
-    """The feed's marks: each symbol at its moved price, newer than the read."""
-    marks = {(p.product_type, p.symbol): Mark(p.product_type, p.symbol, moved[p.symbol], LATER) for p in positions}
+    """The feed's marks: each symbol moved at its price, newer than the read (the others: none)."""
+    marks = {(p.product_type, p.symbol): Mark(p.product_type, p.symbol, moved[p.symbol], LATER)
+             for p in positions if p.symbol in moved}  # fmt: skip
     return lambda pt, s: marks.get((pt, s))
 
 
@@ -207,12 +208,19 @@ def symbol_ends(bands: tuple[Band, ...], positions: tuple[Position, ...]) -> dic
 def test_crossed_positions_of_several_symbols_are_quiet_inside_their_groups_box() -> None:
     """Crossed positions whose liquidation prices follow each other's marks (tests.test_live's worlds): every mark
     of the group may move by the box's share, each its own way. Marks drawn at random and at the box's corners (the
-    worst case of each position lies at one) are quiet only where the exact check finds nothing."""
-    rng = random.Random(11)
+    worst case of each position lies at one) are quiet only where the exact check finds nothing. Some symbols
+    keep no mark newer than the read (their positions as read, the others' prices not adjusted for them); some
+    accounts pool their collateral across coins (multi-asset mode: every price as read)."""
+    rng, other = random.Random(11), random.Random(12)  # `other`: the stale marks and pooled accounts
     boxed = quiet = found = 0
     for _ in range(300):
         market, account = random_world(rng)
         snapshot = snapshot_of(read(market, account))
+        if other.random() < 0.2:
+            p0 = snapshot.positions[0]
+            union = FuturesAccount(p0.product_type, p0.margin_coin, D(1), D(1), D(1), D(0), D(0), None,
+                                   asset_mode="union")  # fmt: skip
+            snapshot = replace(snapshot, futures=(union,))
         rules = random_rules(rng)
         band = rng.choice([None, D(rng.randint(5, 30))])
         bands = quiet_bands(snapshot, rules, band, lambda pt, s: None)
@@ -227,11 +235,13 @@ def test_crossed_positions_of_several_symbols_are_quiet_inside_their_groups_box(
                 moved = {s: m * D(repr(rng.uniform(1 - spread, 1 + spread))) for s, m in read_marks.items()}
             else:  # a corner of the box, just inside it
                 moved = {s: corner(rng, low, high, read_marks[s]) for s, (low, high) in ends.items()}
-            prices = tuple(moved[p.symbol] for p in snapshot.positions)
-            worse, _, entering = check(snapshot, rules, prices, feed_of(snapshot.positions, moved), None, band)
+            stale = {s for s in moved if other.random() < 0.2}  # no mark newer than the read
+            prices = tuple(None if p.symbol in stale else moved[p.symbol] for p in snapshot.positions)
+            feed = feed_of(snapshot.positions, {s: m for s, m in moved.items() if s not in stale})
+            worse, _, entering = check(snapshot, rules, prices, feed, None, band)
             if all(b.holds(x) for b, x in zip(bands, prices, strict=True)):
                 quiet += 1
-                assert not worse and not entering, f"quiet at {moved}, but the check finds something: {bands}"
+                assert not worse and not entering, f"quiet at {prices}, but the check finds something: {bands}"
             elif worse or entering:
                 found += 1
     assert boxed > 100 and quiet > 1000 and found > 300, (boxed, quiet, found)
