@@ -31,6 +31,7 @@ from monitor.alerts.engine import AlertEngine
 from monitor.clock import Clock
 from monitor.domain import AccountSnapshot, Position
 from monitor.market.feed import SPOT
+from monitor.market.live import worse_of
 from monitor.market.quiet import Band, Current, check, quiet_bands
 from monitor.market.watch import MarketWatch
 from monitor.poller.scheduler import Poller
@@ -70,7 +71,7 @@ class LiveJudge:
         self.estimates = 0  # accounts judged on the live estimate for want of a read in time (/metrics)
         self._pending: dict[str, _Pending] = {}
         # Per account: its read and the marks of its positions (`_marks`), and the snapshot at those marks as live
-        # and as judged (`_worse`): re-priced once per read and move of its marks, not at every use.
+        # and as judged (`worse_of`): re-priced once per read and move of its marks, not at every use.
         self._live: dict[str, tuple[AccountSnapshot, tuple[Decimal | None, ...], AccountSnapshot, AccountSnapshot]] = {}
         # Per account: what the last mark's pass saw when it left the account as it was (see `_sight`).
         self._quiet: dict[str, tuple[object, ...]] = {}
@@ -133,7 +134,7 @@ class LiveJudge:
             live = worse = snapshot
         else:
             live = self.market.live(snapshot)
-            worse = _worse(snapshot, live)
+            worse = worse_of(snapshot, live)
         self._live[name] = (snapshot, marks, live, worse)
         return live, worse
 
@@ -338,25 +339,6 @@ class LiveJudge:
         if state is None or (poller.owned is not None and name not in poller.owned):
             return None
         return state
-
-
-def _worse(read: AccountSnapshot, live: AccountSnapshot) -> AccountSnapshot:
-    """Each position as live where that is worse on every figure a rule judges (closer to liquidation, and no
-    more PnL), else as read: a live figure better than the read's would ease an alert before a read does."""
-    if live is read:
-        return read
-    chosen = tuple(lp if _closer(lp, rp) and lp.unrealized_pnl <= rp.unrealized_pnl else rp
-                   for rp, lp in zip(read.positions, live.positions, strict=True))  # fmt: skip
-    if all(c is r for c, r in zip(chosen, read.positions, strict=True)):
-        return read  # not a copy: kept per account (LiveJudge._live) and compared by identity first
-    return replace(read, positions=chosen)
-
-
-def _closer(live: Position, read: Position) -> bool:
-    a, b = live.liquidation_distance_pct, read.liquidation_distance_pct
-    if a is None or b is None:
-        return b is None and a is not None
-    return a < b
 
 
 def _beyond(p: Position) -> bool:

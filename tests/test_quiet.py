@@ -12,8 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from monitor.domain import AccountMode, AccountSnapshot, FuturesAccount, MarginMode, Position, PositionMode, Side
-from monitor.live import _worse
-from monitor.market.live import INVERSE, QUANTUM, MarkLookup
+from monitor.market.live import INVERSE, QUANTUM, MarkLookup, worse_of
 from monitor.market.mark import Mark
 from monitor.market.quiet import EDGE, Band, check, quiet_bands
 from monitor.rules.model import Rule, RuleType
@@ -256,5 +255,5 @@ def test_between_reads_the_rules_see_a_position_live_only_where_it_is_worse_on_e
     closer_richer = replace(read_, mark_price=D(96), liquidation_price=D(81), unrealized_pnl=D(-40))
     closer_poorer = replace(read_, mark_price=D(93), liquidation_price=D(76), unrealized_pnl=D(-70))
     assert closer_richer.liquidation_distance_pct < read_.liquidation_distance_pct  # type: ignore[operator]
-    assert _worse(snapshot, snapshot_of((closer_richer,))) is snapshot
-    assert _worse(snapshot, snapshot_of((closer_poorer,))).positions == (closer_poorer,)
+    assert worse_of(snapshot, snapshot_of((closer_richer,))) is snapshot
+    assert worse_of(snapshot, snapshot_of((closer_poorer,))).positions == (closer_poorer,)

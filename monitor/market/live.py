@@ -209,3 +209,23 @@ def _price(marks: MarkLookup, p: Position) -> Decimal:
 
 def _d(p: Position) -> int:
     return 1 if p.side is Side.LONG else -1
+
+
+def worse_of(read: AccountSnapshot, live: AccountSnapshot) -> AccountSnapshot:
+    """Each position as live where that is worse on every figure a rule judges (closer to liquidation, and no
+    more PnL), else as read: what the rules see between reads (monitor.live), where a live figure better than the
+    read's would ease an alert before a read does."""
+    if live is read:
+        return read
+    chosen = tuple(lp if _closer(lp, rp) and lp.unrealized_pnl <= rp.unrealized_pnl else rp
+                   for rp, lp in zip(read.positions, live.positions, strict=True))  # fmt: skip
+    if all(c is r for c, r in zip(chosen, read.positions, strict=True)):
+        return read  # not a copy: kept per account (monitor.live) and compared by identity first
+    return dataclasses.replace(read, positions=chosen)
+
+
+def _closer(live: Position, read: Position) -> bool:
+    a, b = live.liquidation_distance_pct, read.liquidation_distance_pct
+    if a is None or b is None:
+        return b is None and a is not None
+    return a < b
