@@ -10,23 +10,9 @@ import pytest
 from monitor.demo import DRIFT_SECONDS, SPARE, WARNING, plan
 from monitor.simulator.generate import generate_world
 from monitor.simulator.world import World, load_scenario
+from tests.scenarios import SYMBOL
 
-SYMBOLS = """
-[market]
-volatility = 0
-[[symbols]]
-product_type = "USDT-FUTURES"
-symbol = "BTCUSDT"
-mark = "100"
-tick_size = "0.01"
-maintenance_rate = "0.01"
-[[symbols]]
-product_type = "USDT-FUTURES"
-symbol = "ETHUSDT"
-mark = "100"
-tick_size = "0.01"
-maintenance_rate = "0.01"
-"""
+SYMBOLS = "[market]\nvolatility = 0\n" + SYMBOL + SYMBOL.replace("BTCUSDT", "ETHUSDT")  # both at 100
 
 
 def account(name: str, balance: str, *positions: str) -> str:
