@@ -234,8 +234,6 @@ class Service(OnceCycle):
             await self.poller.stop()
         if self._writing and not await self.writer.flush(SHUTDOWN_FLUSH):
             log.error("shutting down with %d results not written (database unreachable)", self.writer.pending)
-        if self._alerting and not await self.sender.drain(SHUTDOWN_FLUSH):
-            log.warning("shutting down during a delivery: its message is sent again after a restart")
         if self._alerting and self.engine.ready:
             with contextlib.suppress(TimeoutError):  # a position that just disappeared: its verdict goes out too
                 await asyncio.wait_for(self.engine.judged(), SHUTDOWN_FLUSH)
@@ -246,6 +244,9 @@ class Service(OnceCycle):
             if not written:
                 log.error("shutting down with alert changes not written: %d messages are sent again after a "
                           "restart if still due", self.engine.waiting)  # fmt: skip
+        if self._alerting and not await self.sender.finish(SHUTDOWN_FLUSH):
+            log.warning("shutting down during a delivery: its message and those queued behind it are sent after a "
+                        "restart")  # fmt: skip
         if self._sharing:
             await self.leases.release()
         await self._background.cancel()

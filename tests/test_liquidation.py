@@ -279,6 +279,31 @@ async def test_run_announces_a_liquidation_and_its_pages_show_it_liquidated(
         assert (alert["state"], alert["severity"]) == ("liquidated", "critical")
 
 
+async def test_a_liquidation_judged_as_run_stops_is_delivered_before_it_exits(
+    make_sim: SimFactory, sink: Sink, tmp_path: Path
+) -> None:
+    """The read that finds the position gone comes just before the stop; its verdict waits for a mark that the
+    simulator answers slowly, so it is judged and queued during the shutdown: it still goes out then."""
+    from tests.conftest import until
+    from tests.launch import liquidation_watch, running
+    from tests.scenarios import TWO_ACCOUNTS
+
+    sim = await make_sim(scenario=TWO_ACCOUNTS)
+    path = liquidation_watch(sim, tmp_path, sink)
+    async with running(path) as service:
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # 2.2 %: critical
+        await until(lambda: len(sink.received) >= 1)
+        await sim.control("POST", "/_sim/faults", {"kind": "slow", "delay": 1.5, "count": 100,
+                                                   "endpoint": ep.TICKERS.path})  # fmt: skip
+        await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "85"})  # the isolated long goes
+        await until(lambda: bool(service.engine.verdicts.awaiting))  # found gone, waiting for its mark
+        assert len(sink.received) == 1
+    assert sink.titles()[1:] == [
+        "[LIQUIDATED] iso: BTCUSDT long liquidated: mark 85 is past its liquidation price 90.909 (last read: "
+        "mark 93, 2.25% away)"
+    ]
+
+
 def test_the_email_form_gives_the_mark_read_after_and_the_last_read() -> None:
     from monitor.alerts.departures import details_after
     from monitor.alerts.lifecycle import liquidated
