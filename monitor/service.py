@@ -15,7 +15,8 @@ import aiohttp
 from aiohttp import web
 
 from monitor.alerts.engine import AlertEngine
-from monitor.alerts.sender import Sender, node_name
+from monitor.alerts.node import node_name
+from monitor.alerts.sender import Sender
 from monitor.alerts.spool import Spool, spool_path
 from monitor.clock import Clock
 from monitor.config import Config

@@ -172,7 +172,8 @@ async def test_a_delivery_under_way_when_the_database_returns_is_recorded_once_i
 SENDER = """
 import asyncio, sys
 from pathlib import Path
-from monitor.alerts.sender import Sender, node_name
+from monitor.alerts.node import node_name
+from monitor.alerts.sender import Sender
 from monitor.clock import SystemClock
 from monitor.config import load_config
 from monitor.store.repository import Store

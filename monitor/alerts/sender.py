@@ -9,8 +9,8 @@ holds back the later ones of its channel about the same account (they arrive in 
 channels never wait (a dead channel does not hold back the rest). Within a channel the table's messages go
 before memory's (they are older), unless the database cannot be read.
 
-Claims carry the claiming process (host, pid): a process that finds claims of a dead process of its host (its
-own previous life after a crash, say) releases them at once instead of waiting for them to lapse.
+Claims carry the claiming process (monitor.alerts.node): a process that finds claims of a dead process of its host
+(its own previous life after a crash, say) releases them at once instead of waiting for them to lapse.
 """
 
 from __future__ import annotations
@@ -19,19 +19,16 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import random
-import secrets
-import socket
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from monitor.alerts.compose import held_summary
 from monitor.alerts.delivery import deliver
 from monitor.alerts.model import HeldItem, OutboxMessage, Queued, Rendered
+from monitor.alerts.node import dead
 from monitor.alerts.outbox import MemoryOutbox
 from monitor.alerts.ports import AlertStorage
 from monitor.clock import Clock, wait_for_event
@@ -49,34 +46,6 @@ DELIVERY_THREADS = 8  # apprise blocks; its own pool keeps slow endpoints away f
 DATABASE_RETRY = 5.0  # seconds between looks at the outbox table while it fails
 RECLAIM_INTERVAL = 60.0  # seconds between looks for claims of dead processes on this host
 UNEXPECTED_RETRY = timedelta(seconds=30)  # a delivery from memory that broke unexpectedly is tried again then
-
-
-def node_name() -> str:
-    """This process, as claims and leases name it: host, pid and a random part (a pid is reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def dead(node: str) -> bool:
-    """Whether a claim's owner is provably dead: a process of this host that no longer runs (or a previous
-    process with this very pid, as a container's restarted main process has). Other hosts cannot be told."""
-    host, _, rest = node.partition(":")
-    pid_text, _, _token = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, someone else's
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:  # killed but not yet reaped: a zombie sends nothing
-        return stat.read_text().rpartition(")")[2].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _name(message: OutboxMessage | Queued) -> str:
