@@ -1,5 +1,5 @@
-"""Judging between account reads, on every mark the feed reads: what the rules see of each account, and the
-confirming reads.
+"""Judging between account reads, on every mark the feed reads: what the rules see of each account, and when a
+mark asks for a confirming read.
 
 - What the rules see (`snapshot_for`, handed to `AccountViews`) of an account with an active alert: each
   position at the latest mark when that is worse for it than the read (closer to liquidation, and no more PnL),
@@ -7,28 +7,25 @@ confirming reads.
   without one is judged as read (but for the odds of liquidation, which move with time alone): a mark taking one
   of its positions past a level asks for a read before anything is judged.
 - On each new mark of a product type (`_marked`) the accounts holding positions of it are checked: a live value
-  worse than a rule level the account's alerts stand at asks the poller for an immediate read
-  (`Poller.read_now`) and holds the account as read until it comes: the alert is judged from the confirming
-  read. Without one within `confirm_timeout` (rate-limited, exchange down, the account unreadable), the account
-  is judged on the live estimate, at every mark, and its messages say "estimated from the mark price; account
-  read pending" until a read comes. A mark past a position's liquidation price is judged on the estimate at
-  once (the read is still asked for). A live value entering the at-risk band asks for a read too, which puts
-  the account on the risk cadence. A mark that worsens nothing past a level is not judged: it could not move an
-  alert (easing waits for a read); the alerts' values follow the marks at the engine's timer and at each read.
+  worse than a rule level the account's alerts stand at asks for a confirming read (monitor.confirming); judged
+  on the live estimate meanwhile, an account follows every mark, and its messages say "estimated from the mark
+  price; account read pending" until a read comes. A live value entering the at-risk band asks for a read too,
+  which puts the account on the risk cadence. A mark that worsens nothing past a level is not judged: it could
+  not move an alert (easing waits for a read); the alerts' values follow the marks at the engine's timer and at
+  each read.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
 from monitor.alerts.decide import ActiveSeverities
 from monitor.alerts.engine import AlertEngine
 from monitor.clock import Clock
+from monitor.confirming import ConfirmingReads, Pending
 from monitor.domain import AccountSnapshot, Position
 from monitor.market.feed import SPOT
 from monitor.market.live import worse_of
@@ -40,16 +37,7 @@ from monitor.rules.evaluate import VALUED, evaluate_account, position_subject
 from monitor.rules.model import Rule, RuleType, Severity
 from monitor.rules.view import AccountView, alert_key
 
-log = logging.getLogger(__name__)
-
 ViewOf = Callable[[Reading, datetime], AccountView]
-
-
-@dataclass(slots=True)
-class _Pending:
-    asked: datetime  # a read of the account that began at or after this confirms
-    estimated: bool = False  # judged on the live estimate meanwhile
-    timer: asyncio.Task[None] | None = None
 
 
 class LiveJudge:
@@ -65,11 +53,8 @@ class LiveJudge:
         self.poller = poller
         self.engine = engine
         self.clock = clock
-        self.confirm_timeout = confirm_timeout  # seconds, from the current configuration
         self.view_of: ViewOf | None = None  # AccountViews.of: set by the service
-        self.confirmations = 0  # confirming reads asked for, since start (/metrics, through the read model)
-        self.estimates = 0  # accounts judged on the live estimate for want of a read in time (/metrics)
-        self._pending: dict[str, _Pending] = {}
+        self.confirming = ConfirmingReads(poller, confirm_timeout, self._looked_at, self._judge_estimate)
         # Per account: its read and the marks of its positions (`_marks`), and the snapshot at those marks as live
         # and as judged (`worse_of`): re-priced once per read and move of its marks, not at every use.
         self._live: dict[str, tuple[AccountSnapshot, tuple[Decimal | None, ...], AccountSnapshot, AccountSnapshot]] = {}
@@ -87,9 +72,7 @@ class LiveJudge:
             await self.market.run()
         finally:
             self._unsubscribe()
-            for pending in self._pending.values():
-                if pending.timer is not None:
-                    pending.timer.cancel()
+            self.confirming.close()
 
     def polled(self, reading: Reading) -> None:
         """After each read: the feed watches what the account holds."""
@@ -99,7 +82,7 @@ class LiveJudge:
             self._bands.pop(reading.name, None)
 
     def pending(self, name: str) -> bool:
-        return name in self._pending
+        return self.confirming.get(name) is not None
 
     # -- what the rules see ------------------------------------------------------------------------------
 
@@ -108,10 +91,10 @@ class LiveJudge:
         snapshot = reading.snapshot
         if snapshot is None or not snapshot.positions:
             return snapshot, False
-        pending = self._pending.get(reading.name)
+        pending = self.confirming.get(reading.name)
         started = reading.read_started_at
         if pending is not None and started is not None and started >= pending.asked:  # the confirming read came
-            self._settle(reading.name)  # (one already under way when it was asked for read the market before)
+            self.confirming.settle(reading.name)  # (one already under way when it was asked read the market before)
             pending = None
         if pending is None:
             if not self.engine.active(reading.name) and not self._odds(reading):  # a mark past a level asks
@@ -158,7 +141,7 @@ class LiveJudge:
             state = self._state(name)
             if state is None:  # removed, or now polled by another process: stop watching for it
                 self.market.forget(name)
-                self._pending.pop(name, None)
+                self.confirming.settle(name)
                 self._quiet.pop(name, None)
                 self._live.pop(name, None)
                 self._bands.pop(name, None)
@@ -168,22 +151,22 @@ class LiveJudge:
                 continue
             marks = self._marks(state.snapshot)
             sight = self._sight(state.snapshot, marks, state.at_risk)
-            if name not in self._pending:
+            if not self.pending(name):
                 if self._quiet.get(name) == sight:  # the same read at the same marks: nothing to check again
                     continue
                 found = self._figures(name, state, marks, now)
                 if found is not None:
                     self._act(name, *found, now)
-                    if name not in self._pending:
+                    if not self.pending(name):
                         self._quiet[name] = sight
                     continue
             reading = state.reading(self.poller.cadence)
-            pending = self._pending.get(name)
+            pending = self.confirming.get(name)
             view = self.view_of(reading, now)  # settles `pending` if its confirming read has come
             self._check(reading, view, pending, now, marks)
-            if pending is not None and pending.estimated and self._pending.get(name) is pending:
+            if pending is not None and pending.estimated and self.confirming.get(name) is pending:
                 views.append(view)  # judged on the estimate: it follows the marks
-            if name in self._pending:
+            if self.pending(name):
                 self._quiet.pop(name, None)
             else:
                 self._quiet[name] = sight
@@ -239,7 +222,7 @@ class LiveJudge:
         """A confirming read when worse than the alerts (judged on the estimate at once when past liquidation);
         else a read to start the risk cadence when entering the at-risk band."""
         if worse:
-            self._confirm(name, now, at_once=beyond)
+            self.confirming.ask(name, now, at_once=beyond)
         elif entering:
             self.poller.read_now(name, confirming=False)
 
@@ -261,7 +244,7 @@ class LiveJudge:
         return known[1]
 
     def _check(
-        self, reading: Reading, view: AccountView, pending: _Pending | None, now: datetime,
+        self, reading: Reading, view: AccountView, pending: Pending | None, now: datetime,
         marks: tuple[Decimal | None, ...],
     ) -> None:  # fmt: skip
         """Ask for a confirming read, or judge on the estimate, when the live view is worse than the alerts
@@ -274,10 +257,10 @@ class LiveJudge:
         worse = self._worse_than_alerts(replace(view, snapshot=live), now)
         beyond = any(_beyond(p) for p in live.positions)
         if pending is not None:  # waiting for its read: only a liquidation seen cannot wait
-            if self._pending.get(reading.name) is not pending:
+            if self.confirming.get(reading.name) is not pending:
                 return  # its read came with this view: the engine judges the read, not an estimate
             if beyond and worse:
-                self._estimate(reading.name, pending)
+                self.confirming.estimate(reading.name, pending)
             return
         self._act(reading.name, worse, beyond, not reading.at_risk and self.poller.risk.at_risk(live), now)
 
@@ -292,41 +275,19 @@ class LiveJudge:
                     return True
         return False
 
-    # -- confirming reads --------------------------------------------------------------------------------
+    # -- for the confirming reads ----------------------------------------------------------------------
 
-    def _confirm(self, name: str, now: datetime, *, at_once: bool) -> None:
-        pending = self._pending[name] = _Pending(now)
-        self.confirmations += 1
-        if not self.poller.read_now(name):
-            log.debug("%s: no confirming read possible (not polled by this process)", name)
-        if at_once:
-            self._estimate(name, pending)
-        else:
-            pending.timer = asyncio.get_running_loop().create_task(self._wait(name, pending), name=f"confirm {name}")
-
-    async def _wait(self, name: str, pending: _Pending) -> None:
-        await asyncio.sleep(self.confirm_timeout())
+    def _looked_at(self, name: str) -> None:
+        """What the rules see of the account now (settles its confirmation if the read came)."""
         reading = self._reading(name)
         if reading is not None:
-            self.snapshot_for(reading)  # settles it if the read came
-        if self._pending.get(name) is pending and not pending.estimated:
-            self._estimate(name, pending)
+            self.snapshot_for(reading)
 
-    def _estimate(self, name: str, pending: _Pending) -> None:
-        """Judge the account on the live estimate now, until a read comes."""
-        pending.estimated = True
-        self.estimates += 1
-        log.warning("%s: no confirming read within %.1f s: judged on the mark price until a read comes", name,
-                    self.confirm_timeout())  # fmt: skip
+    def _judge_estimate(self, name: str) -> None:
         reading = self._reading(name)
         if reading is not None and self.view_of is not None:
             now = self.clock.now()
             self.engine.evaluate([self.view_of(reading, now)], now)
-
-    def _settle(self, name: str) -> None:
-        pending = self._pending.pop(name)
-        if pending.timer is not None and pending.timer is not asyncio.current_task():
-            pending.timer.cancel()
 
     def _reading(self, name: str) -> Reading | None:
         state = self._state(name)

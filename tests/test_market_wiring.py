@@ -43,7 +43,7 @@ async def test_a_live_mark_crossing_a_level_triggers_one_confirming_read_and_one
         assert service.poller is not None and service.live is not None
         polls = service.poller.accounts["iso"].polls
         await asyncio.sleep(1.0)
-        assert sink.received == [] and service.live.confirmations == 0  # 9.1 % from liquidation: fine
+        assert sink.received == [] and service.live.confirming.asked == 0  # 9.1 % from liquidation: fine
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "93"})  # type: ignore[attr-defined]
         await until(lambda: len(sink.received) >= 1, timeout=8)  # a routine read would take 30 s
         await asyncio.sleep(1.5)  # more marks: no second confirmation, no second message
@@ -98,7 +98,7 @@ async def test_the_feed_confirmations_and_routine_reads_see_no_429_under_a_small
         for mark in ("96", "95", "93", "92"):  # at risk, warning, critical: a read each time
             await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": mark})  # type: ignore[attr-defined]
             await asyncio.sleep(1.0)
-        assert service.live.confirmations >= 2
+        assert service.live.confirming.asked >= 2
         stats = await sim.control("GET", "/_sim/stats")  # type: ignore[attr-defined]
         assert stats["totals"]["rate_limited"] == 0 and stats["totals"]["ip_lockouts"] == 0
         assert stats["requests"]["-"][ep.TICKERS.path] >= 10
@@ -129,7 +129,7 @@ async def test_a_mark_beyond_the_liquidation_price_is_critical_at_once_without_w
         await until(lambda: len(sink.received) >= 1, timeout=8)  # the read hangs, the timeout is a minute
         [title] = sink.titles()
         assert title.startswith("[CRITICAL] iso: BTCUSDT long: past liquidation") and title.endswith(ESTIMATED)
-        assert service.live.confirmations == 1 and service.live.pending("iso")
+        assert service.live.confirming.asked == 1 and service.live.pending("iso")
 
 
 async def test_a_mark_that_eases_a_position_resolves_nothing_until_the_account_is_read(
@@ -170,7 +170,7 @@ async def test_marks_that_move_no_alert_do_not_judge_the_account_again(
             await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": mark})  # type: ignore[attr-defined]
             await asyncio.sleep(0.3)
         assert service.engine.judgements - judged <= polls() - read + len(accounts)
-        assert sink.received == [] and service.live is not None and service.live.confirmations == 0
+        assert sink.received == [] and service.live is not None and service.live.confirming.asked == 0
         # One into the warning band is judged at once (a confirming read, then the message).
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "95.5"})  # type: ignore[attr-defined]
         await until(lambda: len(sink.received) >= 1, timeout=8)

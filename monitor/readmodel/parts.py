@@ -41,13 +41,20 @@ class Reloads(Protocol):
     def failed_since(self) -> datetime | None: ...
 
 
-class LiveCounts(Protocol):
-    """What the live judging counts since start (monitor.live.LiveJudge)."""
+class ConfirmingCounts(Protocol):
+    """What the confirming reads count since start (monitor.confirming.ConfirmingReads)."""
 
     @property
-    def confirmations(self) -> int: ...
+    def asked(self) -> int: ...
     @property
     def estimates(self) -> int: ...
+
+
+class LiveCounts(Protocol):
+    """The live judging (monitor.live.LiveJudge)."""
+
+    @property
+    def confirming(self) -> ConfirmingCounts: ...
 
 
 class Parts(Protocol):

@@ -170,8 +170,8 @@ class ServiceReader:
             memory_dropped=s.sender.memory.dropped,
             sent=s.sender.sent,
             failures=s.sender.failures,
-            confirming_reads=s.live.confirmations if s.live is not None else 0,
-            estimated_alerts=s.live.estimates if s.live is not None else 0,
+            confirming_reads=s.live.confirming.asked if s.live is not None else 0,
+            estimated_alerts=s.live.confirming.estimates if s.live is not None else 0,
         )
 
     async def database_ok(self) -> bool:
