@@ -476,6 +476,25 @@ async def test_a_result_the_database_refuses_is_dropped_alone(store: Store, capl
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_money_value_that_is_not_finite_is_refused_in_the_middle_of_a_bulk_write(store: Store) -> None:
+    """The position rows are converted as they are sent (a COPY on PostgreSQL, already under way when a NaN
+    comes): the write is refused as a whole, and the writer then stores the other results of its batch."""
+    writer = SnapshotWriter(store)
+    task = asyncio.create_task(writer.run())
+    try:
+        many = tuple(position(symbol=f"S{i}USDT") for i in range(600))  # more than one chunk of rows
+        writer.submit(ok("a", T0, positions=many))
+        writer.submit(ok("a", T0 + timedelta(minutes=5), positions=(*many, position(mark="NaN"))))
+        writer.submit(ok("a", T0 + timedelta(minutes=10), positions=many))
+        assert await writer.flush(timeout=10)
+        assert (writer.written, writer.dropped, writer.healthy) == (2, 1, True)
+        series = await asyncio.to_thread(store.equity_series, "a", T0, T0 + timedelta(hours=1))
+        assert [s.at for s in series] == [T0, T0 + timedelta(minutes=10)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_a_result_postgresql_refuses_in_a_bulk_write_is_dropped_alone(
     store: Store, db_url: str, caplog: Any
 ) -> None:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table, bindparam, insert, update
 from sqlalchemy.exc import DBAPIError
 
-from monitor.store.types import UTCDateTime
+from monitor.store.types import ExactDecimal, UTCDateTime
+
+CHUNK = 500  # rows converted at a time: a COPY sends one chunk while the server parses the one before
 
 
 def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -22,12 +24,11 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
     skipped, which was most of the time of a cycle's write."""
     if connection.dialect.name == "postgresql":
         names = list(rows[0])
-        values = _driver_values(connection, table, names, rows)
-        with _driver_errors(f"COPY {table.name}"):
-            _copy(connection, table.name, names, values)
+        with _driver_errors(f"COPY {table.name}"):  # converted as they are sent: the server parses meanwhile
+            _copy(connection, table.name, names, _driver_values(connection, table, names, rows))
         return
     text, order = _insert_statement(table, tuple(rows[0]), connection.dialect)
-    connection.exec_driver_sql(text, _driver_values(connection, table, list(order), rows))
+    connection.exec_driver_sql(text, list(_driver_values(connection, table, list(order), rows)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -52,7 +53,7 @@ def update_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
     from psycopg import sql
 
     dialect = connection.dialect
-    values = _driver_values(connection, table, names, rows)
+    values = list(_driver_values(connection, table, names, rows))
     columns = [[row["_id"] for row in rows], *([line[i] for line in values] for i in range(len(names)))]
     types = ["integer", *(table.c[name].type.dialect_impl(dialect).compile(dialect=dialect) for name in names)]
     statement = sql.SQL("UPDATE {} AS t SET {} FROM unnest({}) AS s ({}) WHERE t.id = s.id").format(
@@ -69,13 +70,18 @@ def update_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
 
 def _driver_values(
     connection: Connection, table: Table, names: list[str], rows: list[dict[str, Any]]
-) -> list[tuple[Any, ...]]:
-    """The rows' values in `names` order, converted by their columns' types for this connection's driver."""
+) -> Iterator[tuple[Any, ...]]:
+    """The rows' values in `names` order, converted by their columns' types for this connection's driver, one
+    row at a time."""
     dialect = connection.dialect
     processors = []
     for i, name in enumerate(names):
         column_type = table.c[name].type
-        process: Callable[[Any], Any] | None = column_type.dialect_impl(dialect).bind_processor(dialect)
+        process: Callable[[Any], Any] | None
+        if isinstance(column_type, ExactDecimal):  # most values: without TypeDecorator's two layers of calls
+            process = column_type.direct_processor(dialect)
+        else:
+            process = column_type.dialect_impl(dialect).bind_processor(dialect)
         length = _text_length(table, name)
         if length:  # exchange strings can be any length
             process = _fitting(length, process)
@@ -84,13 +90,12 @@ def _driver_values(
         if isinstance(column_type, UTCDateTime):  # the rows of a write share a few times: convert each once
             process = _memoized(process)
         processors.append((i, process))
-    values = []
-    for row in rows:
-        line: list[Any] = [row[name] for name in names]
+    for start in range(0, len(rows), CHUNK):  # column by column (map, zip: no Python loop per value)
+        chunk = rows[start : start + CHUNK]
+        columns = [[row[name] for row in chunk] for name in names]
         for i, process in processors:
-            line[i] = process(line[i])
-        values.append(tuple(line))
-    return values
+            columns[i] = list(map(process, columns[i]))
+        yield from zip(*columns, strict=True)
 
 
 def _text_length(table: Table, name: str) -> int | None:
@@ -129,7 +134,7 @@ def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return once
 
 
-def _copy(connection: Connection, table: str, names: list[str], values: list[tuple[Any, ...]]) -> None:
+def _copy(connection: Connection, table: str, names: list[str], values: Iterable[tuple[Any, ...]]) -> None:
     """COPY rows into a PostgreSQL table through the connection's psycopg driver (inside its transaction)."""
     from psycopg import sql
 

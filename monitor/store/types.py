@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Numeric, String
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+def exact(value: Any) -> Decimal | None:
+    """Money as a database takes it: None or a finite Decimal; anything else is a TypeError."""
+    if value is None or (isinstance(value, Decimal) and value.is_finite()):
+        return value
+    raise TypeError(f"expected a finite Decimal, got {value!r}")
+
+
+def exact_text(value: Any) -> str | None:
+    """Money as SQLite stores it: its canonical text."""
+    checked = exact(value)
+    return None if checked is None else format(checked, "f")
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -27,11 +41,13 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return dialect.type_descriptor(Numeric(asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, Decimal) or not value.is_finite():
-            raise TypeError(f"expected a finite Decimal, got {value!r}")
-        return format(value, "f") if dialect.name == "sqlite" else value
+        return self.direct_processor(dialect)(value)
+
+    @staticmethod
+    def direct_processor(dialect: Dialect) -> Callable[[Any], Any]:
+        """The whole bind conversion as one function (neither impl has a processor of its own to chain), for
+        bulk writes that convert each value themselves (monitor.store.bulk)."""
+        return exact_text if dialect.name == "sqlite" else exact
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(str(value)) if not isinstance(value, Decimal) else value
