@@ -150,8 +150,14 @@ async def test_recent_liquidations_head_the_overview_and_alerts_tables_with_when
 
 async def test_the_alerts_metric_counts_a_liquidated_position_once(aiohttp_client: Any) -> None:
     three = [liquidated(rule, timedelta(minutes=1)) for rule in ("liq", "odds", "upnl")]  # stored before the fix
-    reader = FakeReader([account("alpha")], [*three, liquidated("liq", timedelta(hours=2), "ETHUSDT short")],
-                        HEALTHY, COUNTERS)  # fmt: skip
+    eth = liquidated("liq", timedelta(hours=2), "ETHUSDT short")
+    # Now one alert carries the liquidation and the position's others end resolved with it: part of it, not
+    # a resolution; another subject's resolution (or the same one's at another moment) still counts.
+    quiet = [replace(eth, key=f"{rule}|alpha|ETHUSDT short", rule=rule, state=State.RESOLVED, severity=Severity.WARNING)
+             for rule in ("odds", "upnl")]  # fmt: skip
+    resolved = [replace(quiet[0], subject="SOLUSDT long"), replace(quiet[1], resolved_at=NOW - timedelta(hours=5))]
+    reader = FakeReader([account("alpha")], [*three, eth, *quiet, *resolved], HEALTHY, COUNTERS)
     client = await aiohttp_client(create_app(reader))
     text = await (await client.get("/metrics")).text()
     assert 'bitget_monitor_alerts{severity="critical",state="liquidated"} 2.0' in text
+    assert 'bitget_monitor_alerts{severity="warning",state="resolved"} 2.0' in text

@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from monitor.alerts.model import State
+from monitor.alerts.model import Alert, State
 from monitor.poller.state import FRESH
 from web.status import AccountRow, StatusReader
 
@@ -75,12 +75,17 @@ class _Snapshot(Collector):
         alerts = GaugeMetricFamily(PREFIX + "alerts", "Alerts by state and severity (liquidated: positions)",
                                    labels=["state", "severity"])  # fmt: skip
         counts: dict[tuple[str, str], int] = {}
-        liquidated: set[tuple[str | None, str, Any]] = set()  # a position is one, however many alerts ended so
-        for a in self.source.alerts(include_resolved=True):
+        every = self.source.alerts(include_resolved=True)
+        # A liquidated position counts once, however many of its alerts ended so; its other alerts end resolved
+        # at the same moment: part of the liquidation, not a resolution (as the reports count them).
+        liquidations: dict[tuple[str | None, str, Any], Alert] = {}
+        for a in every:
             if a.state is State.LIQUIDATED:
-                if (a.account, a.subject, a.resolved_at) in liquidated:
-                    continue
-                liquidated.add((a.account, a.subject, a.resolved_at))
+                liquidations.setdefault((a.account, a.subject, a.resolved_at), a)
+        for a in every:
+            carrier = liquidations.get((a.account, a.subject, a.resolved_at))
+            if carrier is not None and carrier is not a and a.state in (State.LIQUIDATED, State.RESOLVED):
+                continue
             key = (str(a.state), str(a.severity or "none"))
             counts[key] = counts.get(key, 0) + 1
         for (state, severity), count in sorted(counts.items()):
