@@ -71,16 +71,20 @@ def size(store: Store, url: str) -> int:
         return int(connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
 
 
-def write_cycles(store: Store, url: str, accounts: int, start: datetime, cycles: int) -> tuple[list[float], float]:
-    """Write `cycles` cycles 30 s apart: each one's time in ms, and the database growth per account-poll."""
+def write_cycles(
+    store: Store, url: str, accounts: int, start: datetime, cycles: int
+) -> tuple[list[float], list[float], float]:
+    """Write `cycles` cycles 30 s apart: each one's time and this process's CPU time in it (ms; the rest is
+    waiting for the database server, or SQLite's file), and the database growth per account-poll."""
     before = size(store, url)
-    times = []
+    times, cpu = [], []
     for k in range(cycles):
         outcomes = cycle(accounts, start + timedelta(seconds=30 * k))
-        wall = time.perf_counter()
+        wall, used = time.perf_counter(), time.process_time()
         store.write_polls(outcomes)
         times.append((time.perf_counter() - wall) * 1000)
-    return times, (size(store, url) - before) / (cycles * accounts)
+        cpu.append((time.process_time() - used) * 1000)
+    return times, cpu, (size(store, url) - before) / (cycles * accounts)
 
 
 def measure(url: str, accounts: int, cycles: int) -> None:
@@ -92,18 +96,19 @@ def measure(url: str, accounts: int, cycles: int) -> None:
     store = Store(url)  # snapshot_interval 0: every poll stores every row
     store.write_polls(cycle(accounts, start - timedelta(seconds=30)))  # warm-up: account rows, caches
     tune_gc()  # as in the service, whose writer runs in the same process
-    full, full_per_poll = write_cycles(store, url, accounts, start, cycles)
+    full, full_cpu, full_per_poll = write_cycles(store, url, accounts, start, cycles)
     store.close()
     store = Store(url, snapshot_interval=SNAPSHOT_INTERVAL)
     steady_cycles = int(SNAPSHOT_INTERVAL.total_seconds()) // 30  # one interval: one full cycle, the rest thin
     start += timedelta(seconds=30 * cycles)
-    steady, per_poll = write_cycles(store, url, accounts, start, steady_cycles)
+    steady, _, per_poll = write_cycles(store, url, accounts, start, steady_cycles)
     store.maintain(start + timedelta(days=RAW_DAYS + 1), timedelta(days=RAW_DAYS), timedelta(days=HOURLY_DAYS))
     store.close()
     kind = url.split(":")[0].split("+")[0]
     raw_day = per_poll * POLLS_PER_DAY
     print(f"{kind:10} one full cycle of {accounts} accounts x 5 positions: median {statistics.median(full):.0f} ms "
-          f"(target {TARGET_MS:.0f} ms); {full_per_poll / 1024:.1f} KB per account-poll")  # fmt: skip
+          f"(target {TARGET_MS:.0f} ms), of which this process's CPU {statistics.median(full_cpu):.0f} ms; "
+          f"{full_per_poll / 1024:.1f} KB per account-poll")  # fmt: skip
     print(f"{'':10} steady state, snapshot_interval {SNAPSHOT_INTERVAL.seconds // 60} min: "
           f"mean {statistics.mean(steady):.0f} ms per cycle (median {statistics.median(steady):.0f} ms)")  # fmt: skip
     print(f"{'':10} growth: {per_poll / 1024:.2f} KB per account-poll = {raw_day / 2**20:.1f} MB per account per day "
