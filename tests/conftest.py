@@ -178,11 +178,13 @@ def store(db_url: str) -> Any:
 
 @dataclass
 class Sink:
-    """A local HTTP endpoint that apprise's json:// posts to; records every delivery, can be told to fail."""
+    """A local HTTP endpoint that apprise's json:// posts to; records every delivery, can be told to fail or to
+    answer slowly."""
 
     server: TestServer
     received: list[dict[str, Any]]
     status: int = 200
+    delay: float = 0.0  # seconds before each answer (the delivery is recorded once answered)
 
     def url(self, path: str = "hook", credentials: str = "") -> str:
         return f"json://{credentials}127.0.0.1:{self.server.port}/{path}"
@@ -198,6 +200,7 @@ async def sink(aiohttp_server: Any) -> Sink:
     received: list[dict[str, Any]] = []
 
     async def hook(request: web.Request) -> web.Response:
+        await asyncio.sleep(holder.delay)
         if holder.status != 200:
             return web.Response(status=holder.status, text="sink failing on purpose")
         received.append({**(await request.json()), "path": request.path})

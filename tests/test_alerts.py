@@ -163,6 +163,20 @@ repeat_critical = "5m"
 """
 
 
+async def test_a_sender_that_never_ran_finishes_at_once_and_one_that_ended_leaves_nothing_waiting(
+    make_rig: Any, sink: Sink
+) -> None:
+    """Shutdown before the sender's loop started (the database away at start): no loop will answer a request for
+    a pass, so finish does not wait out its timeout (it would return False then). The same after its loop ended."""
+    rig = await make_rig(rules(sink))
+    assert await rig.sender.finish(5)
+    task = asyncio.create_task(rig.sender.run())
+    await asyncio.sleep(0.2)  # a pass or two: nothing due
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert await rig.sender.finish(5) and sink.received == []
+
+
 async def test_the_lifecycle_for_repeat_escalation_hysteresis_and_resolve(make_rig: Any, sink: Sink) -> None:
     rig = await make_rig(rules(sink))
     step = timedelta(seconds=30)

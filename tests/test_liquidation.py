@@ -22,7 +22,9 @@ from monitor.exchange.bitget.ratelimit import IpBudget
 from monitor.exchange.bitget.reader import read_snapshot
 from monitor.simulator.world import build_world
 from monitor.store import migrations
+from monitor.store.alertrows import NOTIFICATION
 from monitor.store.alerts import ALERT, TRANSITION
+from monitor.store.repository import Store
 from tests.conftest import Sim, SimFactory, Sink
 from tests.test_alerts import ACCOUNT, T0, Rig, rig_for, rules
 
@@ -298,10 +300,18 @@ async def test_a_liquidation_judged_as_run_stops_is_delivered_before_it_exits(
         await sim.control("POST", "/_sim/price", {"symbol": "BTCUSDT", "mark": "85"})  # the isolated long goes
         await until(lambda: bool(service.engine.verdicts.awaiting))  # found gone, waiting for its mark
         assert len(sink.received) == 1
+        sink.delay = 1.0  # its delivery is still under way when the last pass has nothing more to start
     assert sink.titles()[1:] == [
         "[LIQUIDATED] iso: BTCUSDT long liquidated: mark 85 is past its liquidation price 90.909 (last read: "
         "mark 93, 2.25% away)"
     ]
+    store = Store(f"sqlite:///{tmp_path}/m.db")  # and recorded as sent: not sent again after a restart
+    try:
+        with store.engine.connect() as connection:
+            rows = connection.execute(select(NOTIFICATION.c.title, NOTIFICATION.c.status)).all()
+    finally:
+        store.close()
+    assert sorted(status for _, status in rows) == ["sent", "sent"], rows
 
 
 def test_the_email_form_gives_the_mark_read_after_and_the_last_read() -> None:

@@ -66,6 +66,7 @@ class Sender:
         self._database_retry = 0.0  # monotonic time of the next look at the table while it fails
         self._pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver")
         self._asked: list[asyncio.Future[list[asyncio.Task[None]]]] = []  # passes asked of the run loop
+        self._running = False  # the run loop runs: it answers `_asked`
         self.sent = 0
         self.failures = 0
 
@@ -81,6 +82,7 @@ class Sender:
 
     async def run(self) -> None:
         reclaimed_at = -RECLAIM_INTERVAL
+        self._running = True
         try:
             while True:
                 if self.clock.monotonic() - reclaimed_at >= RECLAIM_INTERVAL:
@@ -88,13 +90,21 @@ class Sender:
                         await self._reclaim()
                         reclaimed_at = self.clock.monotonic()
                 asked, self._asked = self._asked, []
-                started = await self._pass()
-                for future in asked:
-                    if not future.done():
-                        future.set_result(started)
+                started: list[asyncio.Task[None]] = []
+                try:
+                    started = await self._pass()
+                finally:  # answered even when the pass breaks (the loop then ends: nothing more starts)
+                    for future in asked:
+                        if not future.done():
+                            future.set_result(started)
                 await wait_for_event(self._wake, IDLE)
                 self._wake.clear()
         finally:
+            self._running = False
+            for future in self._asked:  # no pass will come: nothing more starts
+                if not future.done():
+                    future.set_result([])
+            self._asked = []
             self._pool.shutdown(wait=False)
 
     async def _pass(self) -> list[asyncio.Task[None]]:
@@ -138,18 +148,22 @@ class Sender:
         return len(started)
 
     async def finish(self, timeout: float) -> bool:
-        """Shutdown, with `run` still running: let deliveries under way finish and deliver what is due by then
-        (what the engine's last flush queued too: a liquidation judged as the process stops goes out before it
-        exits), one message after another per channel. True if nothing was left due or under way in time."""
+        """Shutdown: let deliveries under way finish and, while `run` runs, deliver what is due by then (what the
+        engine's last flush queued too: a liquidation judged as the process stops goes out before it exits), one
+        message after another per channel. False if deliveries were still under way, or still being started, when
+        `timeout` ran out."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     if self._inflight:
                         await asyncio.wait(list(self._inflight.values()))
+                    if not self._running:  # not started (the database away at start), or ended: nothing starts
+                        return True
                     asked = asyncio.get_running_loop().create_future()
                     self._asked.append(asked)  # a pass of the run loop's own: never two at once
                     self._wake.set()
-                    if not await asked:
+                    # A pass already under way when this one was asked may have started a delivery since.
+                    if not await asked and not self._inflight:
                         return True
         except TimeoutError:
             return False
