@@ -27,10 +27,16 @@ TOKEN = "guard-token-7"
 async def until_closed(reader: asyncio.StreamReader, timeout: float) -> bytes:
     """What the server sent before it closed. A close with our bytes still unread in its buffer reaches us as a
     reset (the kernel's answer to closing on unread data), and a reset is a close too."""
-    try:
-        return await asyncio.wait_for(reader.read(), timeout)
-    except ConnectionResetError:
-        return b""
+    received = b""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                chunk = await reader.read(65536)
+            except ConnectionResetError:
+                return received
+            if not chunk:
+                return received
+            received += chunk
 
 
 class Served:

@@ -71,8 +71,8 @@ def update_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
 def _driver_values(
     connection: Connection, table: Table, names: list[str], rows: list[dict[str, Any]]
 ) -> Iterator[tuple[Any, ...]]:
-    """The rows' values in `names` order, converted by their columns' types for this connection's driver, one
-    row at a time."""
+    """The rows' values in `names` order, converted by their columns' types for this connection's driver, CHUNK
+    rows at a time as they are consumed."""
     dialect = connection.dialect
     processors = []
     for i, name in enumerate(names):
