@@ -281,6 +281,7 @@ class Service(OnceCycle):
         if self.market is not None:
             self.market.apply(config)
         self.engine.apply(config)
+        self.views.keep({a.name for a in config.accounts})
         self.sender.apply(config)
         self.reports.reloaded()
         self.store.snapshot_interval = config.storage.snapshot_interval

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -82,6 +82,13 @@ class AccountViews:
         if stored is not None and (last_good_at is None or stored.taken_at > last_good_at):
             last_good_at = stored.taken_at
         return replace(reading, snapshot=reading.snapshot or stored, last_good_at=last_good_at, restored=True)
+
+    def keep(self, names: Collection[str]) -> None:
+        """A reload: forget what is known of the accounts no longer configured (an account added again later is
+        watched anew)."""
+        for known in (self._first_seen, self._sampled, self._stored, self._blind_since, self._recovered):
+            for name in [n for n in known if n not in names]:
+                del known[name]
 
     def watched_since(self, name: str, now: datetime) -> datetime:
         """When this process began watching the account (the first time it was judged)."""

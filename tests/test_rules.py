@@ -477,3 +477,17 @@ def test_an_unreachable_alert_resolves_saying_how_long_the_account_was_blind() -
         )
     later = back + timedelta(seconds=30)
     assert views.of(reading(later, Status.OK), later).blind_since is None
+
+
+def test_an_account_removed_by_a_reload_is_forgotten_and_watched_anew_when_added_back() -> None:
+    views = AccountViews(
+        lambda: MonitorSettings(Secret("sqlite://"), timedelta(seconds=30), "http://127.0.0.1:1", timedelta(seconds=5)),
+        {},
+    )
+    snapshot = AccountSnapshot("acct", T0, AccountMode.CLASSIC)
+    views.of(Reading("acct", (), snapshot, T0, Status.OK, 5, None, None, None, timedelta(0), None), T0)
+    views.of(Reading("other", (), None, None, Status.FAILING, 1, None, None, None, timedelta(0), None), T0)
+    later = T0 + timedelta(hours=1)
+    views.keep({"other"})  # "acct" left the accounts file
+    assert views.watched_since("other", later) == T0
+    assert views.watched_since("acct", later) == later  # back in the file: a new watch
